@@ -1,0 +1,39 @@
+"""``dockrun build``: the project's image for CI, optionally tagged and pushed."""
+from __future__ import annotations
+
+from typing import Callable
+
+from .config import load_settings
+from .dockerio import Docker
+from .environment import env_spec
+from .images import ensure_images, plan_images
+from .runner import stderr_log
+from .source import resolve_source
+from .spec import load_project
+
+
+def build_project(
+    uri: str,
+    version: str | None = None,
+    tag: str | None = None,
+    push: bool = False,
+    rebuild: bool = False,
+    env_manager: str = "auto",
+    base_image: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> str:
+    """Build (or reuse) the project image and return the reference to use for it."""
+    log = log or stderr_log
+    settings = load_settings(base_image=base_image)
+    source = resolve_source(uri, version, settings.home)
+    project = load_project(source.root)
+    plan = plan_images(project, source, env_spec(project, settings, env_manager), settings)
+    docker = Docker()
+    ensure_images(plan, source.root, settings, docker, rebuild, log)
+    ref = plan.project_image
+    if tag:
+        docker.tag(ref, tag)
+        ref = tag
+    if push:
+        docker.push_if_missing(ref, log)
+    return ref

@@ -1,0 +1,147 @@
+"""Command line: parse arguments, call one library function, turn errors into exit codes."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+from typing import Any, NoReturn
+
+import click
+
+from .errors import DockrunError, ExecutionError, Interrupted
+
+
+class _OneLine(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(f"dockrun: {record.levelname.lower()}: {record.getMessage()}\n")
+
+
+def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _backend_config(value: str | None) -> Any:
+    if not value:
+        return None
+    if os.path.isfile(value):
+        with open(value, encoding="utf-8") as f:
+            text, where = f.read(), value
+    else:
+        text, where = value, "--backend-config"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise click.UsageError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dockrun", message="dockrun %(version)s")
+def cli() -> None:
+    """Run MLflow Projects in Docker containers."""
+
+
+@cli.command()
+@click.argument("uri")
+@click.option("-e", "--entry-point", default="main", show_default=True, help="Entry point name or .py/.sh path.")
+@click.option("-v", "--version", "version", help="Git commit, branch or tag (Git URIs only).")
+@click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=VALUE", help="A parameter (repeatable).")
+@click.option("-A", "--docker-args", "docker_args", multiple=True, metavar="KEY[=VALUE]",
+              help="A docker run option, e.g. gpus=all, network=host, shm-size=1g (repeatable).")
+@click.option("-b", "--backend", default="local", show_default=True, type=click.Choice(["local", "databricks"]))
+@click.option("-c", "--backend-config", help="Cluster spec for databricks: a JSON file or JSON string.")
+@click.option("--env-manager", default="auto", show_default=True,
+              type=click.Choice(["auto", "micromamba", "uv", "none"]))
+@click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
+@click.option("--rebuild", is_flag=True, help="Ignore cached images.")
+@click.option("--storage-dir", help="Where s3:// and dbfs:// path parameters are downloaded.")
+@click.option("--experiment-name")
+@click.option("--experiment-id")
+@click.option("--run-name")
+@click.option("--tracking-uri")
+@click.option("--detach", is_flag=True, help="Print the run ID and return at once.")
+@click.option("-q", "--quiet", is_flag=True, help="No build output.")
+def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...], docker_args: tuple[str, ...],
+        backend: str, backend_config: str | None, env_manager: str, base_image: str | None, rebuild: bool,
+        storage_dir: str | None, experiment_name: str | None, experiment_id: str | None,
+        run_name: str | None, tracking_uri: str | None, detach: bool, quiet: bool) -> None:
+    """Run the project at URI (a folder or a Git URI, optionally #subdirectory)."""
+    from .api import execute
+
+    parameters = _pairs(params, "-P")
+    config = _backend_config(backend_config)
+    submitted = execute(
+        uri, entry_point=entry_point, version=version, parameters=parameters, docker_args=list(docker_args),
+        backend=backend, backend_config=config, env_manager=env_manager, synchronous=not detach,
+        experiment_name=experiment_name, run_name=run_name, storage_dir=storage_dir, base_image=base_image,
+        rebuild=rebuild, log=(lambda line: None) if quiet else None,
+    )
+    if detach:
+        click.echo(submitted.run_id)
+
+
+@cli.command("build")
+@click.argument("uri")
+@click.option("-v", "--version", "version", help="Git commit, branch or tag (Git URIs only).")
+@click.option("--tag", help="Also tag the project image as REF.")
+@click.option("--push", is_flag=True, help="Push the image (skipped when the registry has that tag).")
+@click.option("--rebuild", is_flag=True, help="Ignore cached images.")
+@click.option("--env-manager", default="auto", show_default=True,
+              type=click.Choice(["auto", "micromamba", "uv", "none"]))
+@click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
+@click.option("-q", "--quiet", is_flag=True, help="No build output.")
+def build_cmd(uri: str, version: str | None, tag: str | None, push: bool, rebuild: bool, env_manager: str,
+              base_image: str | None, quiet: bool) -> None:
+    """Build the project's image (environment + code) and print its reference."""
+    from .building import build_project
+
+    ref = build_project(uri, version=version, tag=tag, push=push, rebuild=rebuild, env_manager=env_manager,
+                        base_image=base_image, log=(lambda line: None) if quiet else None)
+    click.echo(ref)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.getLogger("dockrun").addHandler(_OneLine())
+    logging.getLogger("dockrun").propagate = False
+    # SIGTERM is handled like Ctrl-C: stop and remove the container, then exit.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    debug = os.environ.get("DOCKRUN_DEBUG") == "1"
+    try:
+        cli.main(args=argv, prog_name="dockrun", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.Abort:
+        sys.stderr.write("dockrun: error: interrupted\n")
+        sys.exit(130)
+    except click.ClickException as e:
+        sys.stderr.write(f"dockrun: error: {e.format_message()}\n")
+        sys.exit(2)
+    except (Interrupted, KeyboardInterrupt) as e:
+        msg = str(e) if isinstance(e, Interrupted) else "interrupted"
+        sys.stderr.write(f"dockrun: error: {msg}\n")
+        sys.exit(130)
+    except DockrunError as e:
+        if debug:
+            traceback.print_exc()
+        lines = str(e).splitlines() or [type(e).__name__]
+        # The first line is the error; a failed build adds its last lines of output before it.
+        for extra in lines[1:]:
+            sys.stderr.write(extra + "\n")
+        sys.stderr.write(f"dockrun: error: {lines[0]}\n")
+        sys.exit(e.exit_code if not isinstance(e, ExecutionError) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Settings read from the environment once, as frozen data (no global state)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_PYTHON = "3.12"
+DEFAULT_MICROMAMBA_IMAGE = "mambaorg/micromamba:1.5.10-bookworm-slim"
+DEFAULT_CONDA_BASE = "debian:bookworm-slim"
+
+# Settings a build needs to reach a package index from behind a proxy. Their values are passed as
+# build args to the installing stage only, never into the final image or the environment key.
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+INDEX_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "UV_INDEX_URL",
+              "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL", "UV_INDEX")
+CA_VARS = ("DOCKRUN_CA_BUNDLE", "SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    base_image: str | None  # None: pick python:<version>-slim from the project's Python pin
+    micromamba_image: str
+    registry: str | None
+    build_args: Mapping[str, str]
+    ca_bundle: Path | None
+    debug: bool = False
+
+
+def default_home(environ: Mapping[str, str]) -> Path:
+    if environ.get("DOCKRUN_HOME"):
+        return Path(environ["DOCKRUN_HOME"]).expanduser()
+    data = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data) / "dockrun"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, base_image: str | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    build_args = {k: env[k] for k in PROXY_VARS + INDEX_VARS if env.get(k)}
+    # uv does not read pip's variable; users behind a mirror set only PIP_INDEX_URL.
+    if "PIP_INDEX_URL" in build_args and not ({"UV_INDEX_URL", "UV_DEFAULT_INDEX"} & build_args.keys()):
+        build_args["UV_DEFAULT_INDEX"] = build_args["PIP_INDEX_URL"]
+    ca = next((Path(env[k]) for k in CA_VARS if env.get(k) and Path(env[k]).is_file()), None)
+    registry = (env.get("DOCKRUN_REGISTRY") or "").strip().rstrip("/") or None
+    return Settings(
+        home=default_home(env),
+        base_image=base_image or env.get("DOCKRUN_BASE_IMAGE") or None,
+        micromamba_image=env.get("DOCKRUN_MICROMAMBA_IMAGE") or DEFAULT_MICROMAMBA_IMAGE,
+        registry=registry,
+        build_args=build_args,
+        ca_bundle=ca,
+        debug=env.get("DOCKRUN_DEBUG") == "1",
+    )

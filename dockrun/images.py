@@ -1,0 +1,236 @@
+"""Decide which images a run needs (pure), and make sure they exist (through the Docker adapter).
+
+Two images per project: the environment image, tagged by the environment key, and the project
+image (environment + code), tagged by the source key on top. If a tag exists, nothing is built.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import os
+import re
+import stat
+import tarfile
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable, Iterator, Mapping, Protocol
+
+
+from . import dockerfiles
+from .config import Settings
+from .environment import EnvSpec
+from .source import Source
+from .spec import ProjectSpec
+from .treehash import walk
+
+WORKDIR = "/project"
+LABEL_PROJECT = "dockrun.project"
+LABEL_ENV = "dockrun.env-hash"
+LABEL_SOURCE = "dockrun.source"
+ENV_TEMPLATES = {"uv": "env-uv.Dockerfile.j2", "micromamba": "env-micromamba.Dockerfile.j2"}
+PROJECT_TEMPLATE = "project.Dockerfile.j2"
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    project: str
+    env: EnvSpec
+    env_key: str
+    env_image: str  # the environment image's reference (the given image for docker_env/system)
+    project_image: str
+    source_key: str
+    env_labels: Mapping[str, str] = field(default_factory=dict)
+    project_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def repo_name(name: str) -> str:
+    """A Docker repository component from a project name."""
+    cleaned = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("._-")
+    return cleaned or "project"
+
+
+def plan_images(project: ProjectSpec, source: Source, env: EnvSpec, settings: Settings) -> ImagePlan:
+    template = ENV_TEMPLATES.get(env.kind)
+    text = dockerfiles.template_source(template) if template else ""
+    env_key = env.key(text + dockerfiles.template_source(PROJECT_TEMPLATE))
+    prefix = f"{settings.registry}/" if settings.registry else ""
+    env_image = f"{prefix}dockrun-env:{env_key[:32]}" if env.needs_build else env.base_image
+    name = repo_name(project.name)
+    return ImagePlan(
+        project=project.name,
+        env=env,
+        env_key=env_key,
+        env_image=env_image,
+        project_image=f"{prefix}dockrun-{name}:{source.key[:20]}-{env_key[:12]}",
+        source_key=source.key,
+        env_labels={LABEL_ENV: env_key},
+        project_labels={
+            LABEL_PROJECT: project.name,
+            LABEL_ENV: env_key,
+            LABEL_SOURCE: source.commit or source.key,
+        },
+    )
+
+
+def env_dockerfile(plan: ImagePlan, settings: Settings) -> str:
+    env = plan.env
+    return dockerfiles.render(
+        ENV_TEMPLATES[env.kind],
+        base_image=env.base_image,
+        micromamba_image=env.micromamba_image,
+        python=env.python,
+        ca_bundle=settings.ca_bundle is not None,
+        build_args=sorted(k for k in settings.build_args if k.upper() not in _PREDEFINED_ARGS),
+        channel_alias=None,
+    )
+
+
+_PREDEFINED_ARGS = {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "FTP_PROXY", "ALL_PROXY"}
+
+
+def project_dockerfile(plan: ImagePlan) -> str:
+    return dockerfiles.render(PROJECT_TEMPLATE, env_image=plan.env_image, workdir=WORKDIR)
+
+
+def env_context(plan: ImagePlan, settings: Settings) -> IO[bytes]:
+    """Build context of the environment image: the Dockerfile, the canonical environment file and
+    the host's CA bundle (used by the installing stage only)."""
+    files: dict[str, bytes] = {"Dockerfile": env_dockerfile(plan, settings).encode()}
+    if plan.env.kind == "uv":
+        files["requirements.txt"] = "".join(r + "\n" for r in plan.env.requirements).encode()
+    if plan.env.kind == "micromamba":
+        assert plan.env.conda is not None
+        files["environment.yml"] = plan.env.conda.encode()
+    if settings.ca_bundle is not None:
+        files["dockrun-ca.pem"] = settings.ca_bundle.read_bytes()
+    buf = tempfile.TemporaryFile()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in sorted(files.items()):
+            _add_bytes(tar, name, data, 0o644)
+    buf.seek(0)
+    return buf
+
+
+def project_context(plan: ImagePlan, root: Path) -> IO[bytes]:
+    """Build context of the project image: the Dockerfile and the code under ``project/``, as the
+    tree walk (and so the source key) sees it."""
+    buf = tempfile.TemporaryFile()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        _add_bytes(tar, "Dockerfile", project_dockerfile(plan).encode(), 0o644)
+        _add_dir(tar, "project")
+        made: set[str] = {"project"}
+        for entry in walk(root):
+            parts = entry.relpath.split("/")
+            for i in range(1, len(parts)):
+                d = "project/" + "/".join(parts[:i])
+                if d not in made:
+                    made.add(d)
+                    _add_dir(tar, d)
+            name = "project/" + entry.relpath
+            if stat.S_ISLNK(entry.mode):
+                info = _info(name, 0o777)
+                info.type = tarfile.SYMTYPE
+                info.linkname = os.readlink(entry.path)
+                tar.addfile(info)
+            else:
+                info = _info(name, 0o777 if entry.mode & 0o111 else 0o666)
+                info.size = entry.path.stat().st_size
+                with open(entry.path, "rb") as f:
+                    tar.addfile(info, f)
+    buf.seek(0)
+    return buf
+
+
+def _info(name: str, mode: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = mode
+    info.mtime = 0  # deterministic contexts; Docker's cache ignores mtimes anyway
+    info.uid = info.gid = 0
+    return info
+
+
+def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = _info(name, 0o777)
+    info.type = tarfile.DIRTYPE
+    tar.addfile(info)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
+    info = _info(name, mode)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+@contextmanager
+def build_lock(home: Path, ref: str) -> Iterator[None]:
+    """One build per image at a time, across processes: the others wait, then reuse it."""
+    locks = home / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    path = locks / (hashlib.sha256(ref.encode()).hexdigest()[:32] + ".lock")
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class EnsureResult:
+    image_id: str
+    built: tuple[str, ...]  # references built in this call (empty on a warm run)
+
+
+def ensure_images(
+    plan: ImagePlan,
+    source_root: Path,
+    settings: Settings,
+    docker: "DockerLike",
+    rebuild: bool = False,
+    log: Callable[[str], None] = lambda line: None,
+) -> EnsureResult:
+    """Make sure the project image exists; build only what is missing. Returns its image ID."""
+    built: list[str] = []
+    if not rebuild:
+        found = docker.image_id(plan.project_image)
+        if found:
+            return EnsureResult(found, ())
+    if plan.env.needs_build:
+        with build_lock(settings.home, plan.env_image):
+            if rebuild or not _present(docker, plan.env_image, settings):
+                log(f"building environment image {plan.env_image} ({plan.env.kind})")
+                with env_context(plan, settings) as ctx:
+                    docker.build(ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log)
+                built.append(plan.env_image)
+    else:
+        docker.ensure_pulled(plan.env_image, log)
+    with build_lock(settings.home, plan.project_image):
+        image_id = None if (rebuild or built) else _present(docker, plan.project_image, settings)
+        if not image_id:
+            log(f"building project image {plan.project_image}")
+            with project_context(plan, source_root) as ctx:
+                image_id = docker.build(ctx, plan.project_image, {}, plan.project_labels, log)
+            built.append(plan.project_image)
+    return EnsureResult(image_id, tuple(built))
+
+
+def _present(docker: "DockerLike", ref: str, settings: Settings) -> str | None:
+    found = docker.image_id(ref)
+    if found is None and settings.registry and ref.startswith(settings.registry + "/"):
+        found = docker.try_pull(ref)
+    return found
+
+
+class DockerLike(Protocol):
+    """The part of dockerio.Docker that images.py uses."""
+
+    def image_id(self, ref: str) -> str | None: ...
+    def try_pull(self, ref: str) -> str | None: ...
+    def ensure_pulled(self, ref: str, log: Callable[[str], None]) -> str: ...
+    def build(self, context: IO[bytes], tag: str, buildargs: dict[str, str],
+              labels: Mapping[str, str], log: Callable[[str], None]) -> str: ...
+
+

@@ -1,0 +1,151 @@
+"""Validate parameters and render an entry point's command (pure: no Docker, no network)."""
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ParameterError, ProjectError
+from .spec import EntryPoint, Parameter
+
+_REMOTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:/")
+_BOOLS = {"true": "true", "false": "false", "1": "true", "0": "false", "yes": "true", "no": "false"}
+_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host path bind-mounted into the container at the same path."""
+
+    path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class RenderedCommand:
+    command: str  # run with sh -c in the container
+    values: Mapping[str, str]  # every parameter as it was substituted (before quoting)
+    mounts: tuple[Mount, ...]
+
+
+def is_remote(value: str) -> bool:
+    """True for URIs with a scheme (s3://, dbfs:/, https://...), false for local paths."""
+    return bool(_REMOTE.match(value)) and not value.lower().startswith("file:")
+
+
+def render_command(
+    entry_point: EntryPoint,
+    given: Mapping[str, str],
+    cwd: Path | None = None,
+    project_dir: str = "/project",
+) -> RenderedCommand:
+    """Check ``given`` against the entry point's declared parameters and substitute them.
+
+    Declared parameters are typed and validated; undeclared ones are appended as ``--key value``.
+    Every substituted value goes through shlex.quote. A relative path the user gives is taken
+    from ``cwd`` (and mounted); a relative path default is the project author's, so it is taken
+    from the project root in the container (``project_dir``), where the code is.
+    """
+    cwd = cwd or Path.cwd()
+    declared = {p.name: p for p in entry_point.parameters}
+    values: dict[str, str] = {}
+    mounts: list[Mount] = []
+    for p in entry_point.parameters:
+        raw = given.get(p.name, p.default)
+        if raw is None:
+            raise ParameterError(
+                f"parameter {p.name!r} of entry point {entry_point.name!r} has no default and was "
+                f"not given (-P {p.name}=VALUE)"
+            )
+        from_default = p.name not in given
+        base = Path(project_dir) if from_default else cwd
+        value, mount = _convert(p, str(raw), entry_point.name, base, mount=not from_default)
+        values[p.name] = value
+        if mount:
+            mounts.append(mount)
+    extras = {k: str(v) for k, v in given.items() if k not in declared}
+    for key in extras:
+        if not _KEY.match(key):
+            raise ParameterError(f"parameter name {key!r}: expected letters, digits, '_', '-' or '.'")
+    command = _format(entry_point, {k: shlex.quote(v) for k, v in values.items()})
+    if extras:
+        command += "".join(f" --{k} {shlex.quote(v)}" for k, v in extras.items())
+    values.update(extras)
+    return RenderedCommand(command=command, values=values, mounts=_dedupe(mounts))
+
+
+def _format(entry_point: EntryPoint, quoted: Mapping[str, str]) -> str:
+    try:
+        return entry_point.command.format(**quoted)
+    except KeyError as e:
+        raise ProjectError(
+            f"entry point {entry_point.name!r}: command uses {{{e.args[0]}}} but declares no "
+            "parameter of that name"
+        ) from None
+    except (IndexError, ValueError, AttributeError) as e:
+        raise ProjectError(
+            f"entry point {entry_point.name!r}: command is not a valid format string ({e}); "
+            "write literal braces as {{ and }}"
+        ) from None
+
+
+def referenced_fields(command: str) -> set[str]:
+    """Names a format-string command refers to (for validation and tests)."""
+    return {f for _, f, _, _ in string.Formatter().parse(command) if f}
+
+
+def _convert(p: Parameter, raw: str, ep: str, cwd: Path, mount: bool) -> tuple[str, Mount | None]:
+    where = f"parameter {p.name!r} of entry point {ep!r}"
+    if p.type == "float":
+        try:
+            number = float(raw)
+        except ValueError:
+            raise ParameterError(f"{where}: expected a float, got {raw!r}") from None
+        if math.isnan(number) or math.isinf(number):
+            raise ParameterError(f"{where}: expected a finite float, got {raw!r}")
+        return raw, None
+    if p.type == "int":
+        try:
+            int(raw)
+        except ValueError:
+            raise ParameterError(f"{where}: expected an integer, got {raw!r}") from None
+        return raw, None
+    if p.type == "bool":
+        if raw.lower() not in _BOOLS:
+            raise ParameterError(f"{where}: expected true or false, got {raw!r}")
+        return _BOOLS[raw.lower()], None
+    if p.type in ("path", "uri"):
+        if is_remote(raw):
+            if p.type == "path":
+                raise ParameterError(
+                    f"{where}: remote path {raw!r} is not supported yet; download it and pass a local path"
+                )
+            return raw, None
+        local = raw[len("file://") :] if raw.startswith("file://") else raw
+        absolute = os.path.normpath(os.path.join(cwd, os.path.expanduser(local)))
+        return absolute, _mount_for(absolute, where) if mount else None
+    return raw, None
+
+
+def _mount_for(path: str, where: str) -> Mount:
+    # A path that does not exist yet is usually an output: mount its parent so it can be created.
+    target = path if os.path.isdir(path) else os.path.dirname(path)
+    if target in ("", "/"):
+        raise ParameterError(f"{where}: {path!r} would mount the root directory; use a path in a folder")
+    if not os.path.isdir(target):
+        raise ParameterError(f"{where}: folder {target!r} does not exist")
+    return Mount(path=target)
+
+
+def _dedupe(mounts: list[Mount]) -> tuple[Mount, ...]:
+    """Drop mounts already covered by a mount of a parent directory."""
+    out: list[Mount] = []
+    for m in sorted(set(mounts), key=lambda m: m.path):
+        if not any(m.path == o.path or m.path.startswith(o.path.rstrip("/") + "/") for o in out):
+            out.append(m)
+    return tuple(out)

@@ -1,0 +1,66 @@
+"""The path of a local run: source -> project spec -> environment -> image -> container."""
+from __future__ import annotations
+
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+from .config import Settings
+from .dockerio import Docker
+from .environment import EnvSpec, env_spec
+from .images import EnsureResult, ImagePlan, ensure_images, plan_images
+from .params import RenderedCommand, render_command
+from .source import Source, resolve_source
+from .spec import EntryPoint, ProjectSpec, load_project
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything decided before a container starts (no side effects beyond reading files)."""
+
+    source: Source
+    project: ProjectSpec
+    entry_point: EntryPoint
+    rendered: RenderedCommand
+    env: EnvSpec
+    plan: ImagePlan
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def prepare(
+    uri: str,
+    settings: Settings,
+    entry_point: str = "main",
+    version: str | None = None,
+    parameters: Mapping[str, str] | None = None,
+    env_manager: str = "auto",
+    cwd: Path | None = None,
+) -> Prepared:
+    """Resolve, parse and validate: every user error surfaces here, before anything is built."""
+    source = resolve_source(uri, version, settings.home)
+    project = load_project(source.root)
+    ep = project.entry_point(entry_point)
+    rendered = render_command(ep, {k: str(v) for k, v in (parameters or {}).items()}, cwd=cwd)
+    env = env_spec(project, settings, env_manager)
+    plan = plan_images(project, source, env, settings)
+    return Prepared(source, project, ep, rendered, env, plan)
+
+
+def build(
+    prepared: Prepared,
+    settings: Settings,
+    docker: Docker,
+    rebuild: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> EnsureResult:
+    return ensure_images(prepared.plan, prepared.source.root, settings, docker, rebuild, log or stderr_log)
+
+
+def stderr_log(line: str) -> None:
+    sys.stderr.write(line.rstrip("\n") + "\n")
+    sys.stderr.flush()

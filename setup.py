@@ -1,0 +1,31 @@
+from pathlib import Path
+
+from setuptools import setup
+
+here = Path(__file__).parent
+setup(
+    name="dockrun",
+    version="0.1.0",
+    description="Run MLflow Projects in Docker containers: reproducibly, fast, with an image cache.",
+    long_description=(here / "README.md").read_text(encoding="utf-8") if (here / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    # The top-level templates/ folder ships inside the package as dockrun/_templates.
+    packages=["dockrun", "dockrun._templates"],
+    package_dir={"dockrun": "dockrun", "dockrun._templates": "templates"},
+    package_data={"dockrun._templates": ["*.j2"]},
+    install_requires=[
+        "docker>=6.1",
+        "jinja2>=3.0",
+        "PyYAML>=5.4",
+        "GitPython>=3.1.30",
+        "boto3>=1.26",
+        "tenacity>=8.0",
+        "click>=8.0",
+        "packaging>=21",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6", "moto[server]>=5", "ruff>=0.4"],
+    },
+    entry_points={"console_scripts": ["dockrun=dockrun.cli:main"]},
+)
