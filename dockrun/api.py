@@ -1,8 +1,9 @@
 """``dockrun.execute()``: the one entry point that both the CLI and Python drivers call."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from .config import load_settings
 from .errors import ConfigError, ExecutionError

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 DEFAULT_PYTHON = "3.12"
 DEFAULT_MICROMAMBA_IMAGE = "mambaorg/micromamba:1.5.10-bookworm-slim"

@@ -204,7 +204,10 @@ def _canonical_requirement(line: str, where: str) -> str:
 
 # ---- conda ---------------------------------------------------------------------------------
 
-_CONDA_SPEC = re.compile(r"^(?:(?P<channel>[\w./-]+)::)?(?P<name>[A-Za-z0-9_.-]+)\s*(?P<version>[^\s=<>!~]*[=<>!~].*|\s.*)?$")
+# [channel::]name[ version][=build]: "conda-forge::numpy=1.26", "numpy >=1.2,<2", "numpy 1.26.*"
+_CONDA_SPEC = re.compile(
+    r"^(?:(?P<channel>[\w./-]+)::)?(?P<name>[A-Za-z0-9_.-]+)\s*(?P<version>[^\s=<>!~]*[=<>!~].*|\s.*)?$"
+)
 
 
 @dataclass(frozen=True)

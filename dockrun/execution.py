@@ -5,10 +5,11 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Mapping
+from typing import IO, Any, Callable
 
 from .docker_args import parse_pairs, to_create_options
 from .dockerio import ContainerSpec, Docker

@@ -13,11 +13,11 @@ import re
 import stat
 import tarfile
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterator, Mapping, Protocol
-
+from typing import IO, Callable, Protocol
 
 from . import dockerfiles
 from .config import Settings
@@ -106,7 +106,7 @@ def env_context(plan: ImagePlan, settings: Settings) -> IO[bytes]:
         files["environment.yml"] = plan.env.conda.encode()
     if settings.ca_bundle is not None:
         files["dockrun-ca.pem"] = settings.ca_bundle.read_bytes()
-    buf = tempfile.TemporaryFile()
+    buf = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller closes it
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, data in sorted(files.items()):
             _add_bytes(tar, name, data, 0o644)
@@ -117,7 +117,7 @@ def env_context(plan: ImagePlan, settings: Settings) -> IO[bytes]:
 def project_context(plan: ImagePlan, root: Path) -> IO[bytes]:
     """Build context of the project image: the Dockerfile and the code under ``project/``, as the
     tree walk (and so the source key) sees it."""
-    buf = tempfile.TemporaryFile()
+    buf = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller closes it
     with tarfile.open(fileobj=buf, mode="w") as tar:
         _add_bytes(tar, "Dockerfile", project_dockerfile(plan).encode(), 0o644)
         _add_dir(tar, "project")
@@ -188,7 +188,7 @@ def ensure_images(
     plan: ImagePlan,
     source_root: Path,
     settings: Settings,
-    docker: "DockerLike",
+    docker: DockerLike,
     rebuild: bool = False,
     log: Callable[[str], None] = lambda line: None,
 ) -> EnsureResult:
@@ -217,7 +217,7 @@ def ensure_images(
     return EnsureResult(image_id, tuple(built))
 
 
-def _present(docker: "DockerLike", ref: str, settings: Settings) -> str | None:
+def _present(docker: DockerLike, ref: str, settings: Settings) -> str | None:
     found = docker.image_id(ref)
     if found is None and settings.registry and ref.startswith(settings.registry + "/"):
         found = docker.try_pull(ref)

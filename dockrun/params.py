@@ -6,9 +6,9 @@ import os
 import re
 import shlex
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from .errors import ParameterError, ProjectError
 from .spec import EntryPoint, Parameter

@@ -1,0 +1,96 @@
+"""Shared fixtures. e2e tests use the real Docker engine and a local base image; images are
+cached by the engine, so an environment is built once per session and reused by every test."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_BASE = "dockrun-base:bookworm"
+
+
+def _engine_ok() -> str | None:
+    if not shutil.which("docker"):
+        return "no docker CLI on PATH"
+    r = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=30)
+    return None if r.returncode == 0 else "no Docker engine answers (run docker/start-engine.sh as root)"
+
+
+@pytest.fixture(scope="session")
+def base_image() -> str:
+    """The base image for built environments: $DOCKRUN_BASE_IMAGE or the one docker/ builds."""
+    why = _engine_ok()
+    if why:
+        pytest.skip(why)
+    image = os.environ.get("DOCKRUN_BASE_IMAGE") or DEFAULT_BASE
+    r = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"base image {image} missing: build it with docker/build-base-image.sh")
+    return image
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated DOCKRUN_HOME for the test (run records, outputs, locks, clone cache)."""
+    h = tmp_path / "dockrun-home"
+    monkeypatch.setenv("DOCKRUN_HOME", str(h))
+    return h
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(home: Path, base_image: str):
+    """Run the real `dockrun` command in a subprocess, as a user would."""
+
+    def run(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600) -> Result:
+        full_env = {**os.environ, "DOCKRUN_HOME": str(home), "DOCKRUN_BASE_IMAGE": base_image, **(env or {})}
+        p = subprocess.run([sys.executable, "-m", "dockrun.cli", *args], cwd=cwd or REPO, env=full_env,
+                           capture_output=True, text=True, timeout=timeout)
+        return Result(p.returncode, p.stdout, p.stderr)
+
+    return run
+
+
+def dockrun_containers(run_id: str | None = None) -> list[str]:
+    label = f"dockrun.run-id={run_id}" if run_id else "dockrun.run-id"
+    r = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label={label}"],
+                       capture_output=True, text=True, check=True)
+    return r.stdout.split()
+
+
+@pytest.fixture
+def no_leaks(base_image: str):
+    """Fails the test if it leaves a dockrun container behind."""
+    before = set(dockrun_containers())
+    yield
+    left = set(dockrun_containers()) - before
+    assert not left, f"containers left behind: {left}"
+
+
+def write_project(root: Path, files: dict[str, str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+    return root
+
+
+def image_id(ref: str) -> str | None:
+    r = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", ref], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None

@@ -1,0 +1,18 @@
+# dockrun environment image (uv) -- rendered from templates/env-uv.Dockerfile.j2
+FROM python:3.12-slim AS install
+
+ENV UV_NO_CACHE=1 \
+    UV_PYTHON_PREFERENCE=system \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python3 -m venv /tmp/dockrun/tools \
+ && /tmp/dockrun/tools/bin/pip install --quiet uv
+COPY requirements.txt /tmp/dockrun/requirements.txt
+RUN /tmp/dockrun/tools/bin/uv venv --seed --python python3 /opt/dockrun/venv \
+ && VIRTUAL_ENV=/opt/dockrun/venv /tmp/dockrun/tools/bin/uv pip install --requirement /tmp/dockrun/requirements.txt
+
+FROM python:3.12-slim
+COPY --from=install /opt/dockrun/venv /opt/dockrun/venv
+ENV VIRTUAL_ENV=/opt/dockrun/venv \
+    PATH=/opt/dockrun/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONUNBUFFERED=1

@@ -1,0 +1,99 @@
+"""Parameter validation and command rendering (no Docker)."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dockrun.errors import ParameterError, ProjectError
+from dockrun.params import Mount, render_command
+from dockrun.spec import EntryPoint, Parameter
+
+
+def ep(command: str, *params: Parameter) -> EntryPoint:
+    return EntryPoint(name="main", command=command, parameters=params)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(min_size=0, max_size=60))
+def test_any_value_comes_back_as_exactly_one_argument(value: str) -> None:
+    value = value.replace("\x00", "")  # no argv can hold NUL
+    rendered = render_command(ep("prog --x {x} end", Parameter("x")), {"x": value})
+    assert shlex.split(rendered.command) == ["prog", "--x", value, "end"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True), value=st.text(max_size=40))
+def test_undeclared_params_are_appended_quoted(key: str, value: str) -> None:
+    value = value.replace("\x00", "")
+    rendered = render_command(ep("prog"), {key: value})
+    assert shlex.split(rendered.command) == ["prog", f"--{key}", value]
+
+
+def test_float_int_bool_validation() -> None:
+    e = ep("p {a} {n} {b}", Parameter("a", "float"), Parameter("n", "int"), Parameter("b", "bool"))
+    assert render_command(e, {"a": "0.3", "n": "4", "b": "Yes"}).command == "p 0.3 4 true"
+    for given_, msg in [({"a": "abc", "n": "1", "b": "1"},
+                         "parameter 'a' of entry point 'main': expected a float, got 'abc'"),
+                        ({"a": "nan", "n": "1", "b": "1"}, "expected a finite float"),
+                        ({"a": "1", "n": "1.5", "b": "1"}, "expected an integer, got '1.5'"),
+                        ({"a": "1", "n": "1", "b": "maybe"}, "expected true or false")]:
+        with pytest.raises(ParameterError) as err:
+            render_command(e, given_)
+        assert msg in str(err.value)
+
+
+def test_missing_required_param_is_named() -> None:
+    expected = r"parameter 'alpha' of entry point 'main' has no default and was not given \(-P alpha=VALUE\)"
+    with pytest.raises(ParameterError, match=expected):
+        render_command(ep("p {alpha}", Parameter("alpha", "float")), {})
+
+
+def test_defaults_apply() -> None:
+    assert render_command(ep("p {a}", Parameter("a", "float", "0.5")), {}).command == "p 0.5"
+
+
+def test_path_param_made_absolute_and_mounted(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.csv").write_text("1")
+    e = ep("p {data} {out}", Parameter("data", "path"), Parameter("out", "path"))
+    r = render_command(e, {"data": "in/x.csv", "out": str(tmp_path / "out.txt")}, cwd=tmp_path)
+    assert r.command == f"p {tmp_path}/in/x.csv {tmp_path}/out.txt"
+    # the parent of a file; the folder of a not-yet-existing output; nested mounts collapse
+    assert r.mounts == (Mount(str(tmp_path)),)
+
+
+def test_path_default_is_relative_to_project_in_container(tmp_path: Path) -> None:
+    r = render_command(ep("p {d}", Parameter("d", "path", "data/x.csv")), {}, cwd=tmp_path)
+    assert r.command == "p /project/data/x.csv" and r.mounts == ()
+
+
+def test_path_in_missing_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match="folder .* does not exist"):
+        render_command(ep("p {d}", Parameter("d", "path")), {"d": str(tmp_path / "no" / "x")})
+
+
+def test_uri_param_remote_passed_as_given_local_made_absolute(tmp_path: Path) -> None:
+    e = ep("p {u}", Parameter("u", "uri"))
+    assert render_command(e, {"u": "s3://bucket/key"}).command == "p s3://bucket/key"
+    r = render_command(e, {"u": "file.txt"}, cwd=tmp_path)
+    assert r.command == f"p {tmp_path}/file.txt" and r.mounts == (Mount(str(tmp_path)),)
+
+
+@pytest.mark.parametrize("command, message", [
+    ("p {nope}", "command uses {nope} but declares no parameter of that name"),
+    ("p {a", "command is not a valid format string"),
+    ("p {0}", "command is not a valid format string"),
+])
+def test_malformed_command_is_a_project_error(command: str, message: str) -> None:
+    with pytest.raises(ProjectError) as e:
+        render_command(ep(command, Parameter("a", "string", "x")), {})
+    assert message in str(e.value)
+
+
+def test_bad_extra_param_name() -> None:
+    with pytest.raises(ParameterError, match="parameter name"):
+        render_command(ep("p"), {"a b;rm": "x"})

@@ -1,0 +1,221 @@
+"""`dockrun run` end to end against the real engine: build, cache, run, fail, interrupt, clean up."""
+from __future__ import annotations
+
+import grp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import dockrun_containers, image_id, write_project
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
+PROJECT = {
+    "MLproject": """
+        name: e2e
+        python_env: python_env.yaml
+        entry_points:
+          main:
+            parameters:
+              alpha: float
+              data: path
+              out: path
+            command: "python train.py --alpha {alpha} --data {data} --out {out}"
+          fail: "python -c 'import sys; print(\\"failing now\\"); sys.exit(3)'"
+          sleep: "echo started; sleep 120"
+    """,
+    "python_env.yaml": """
+        python: "3.11"
+        dependencies: [tabulate==0.9.0]
+    """,
+    "train.py": """
+        import argparse, os
+        from tabulate import tabulate
+        p = argparse.ArgumentParser()
+        p.add_argument("--alpha", type=float)
+        p.add_argument("--data")
+        p.add_argument("--out")
+        a = p.parse_args()
+        rows = open(a.data).read().split()
+        print(tabulate([["alpha", a.alpha], ["rows", len(rows)]]))
+        with open(a.out, "w") as f:
+            f.write(f"{a.alpha * len(rows)}\\n")
+        print("uid", os.getuid())
+    """,
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return write_project(tmp_path / "e2e", PROJECT)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "in.txt").write_text("a\nb\nc\n")
+    return d
+
+
+def test_run_build_cache_and_code_change(cli, project: Path, data: Path, base_image: str) -> None:
+    args = ["run", str(project), "-P", "alpha=0.5", "-P", f"data={data}/in.txt", "-P", f"out={data}/out.txt"]
+    first = cli(*args)
+    assert first.code == 0, first.err
+    assert "alpha  0.5" in first.out and "rows   3" in first.out
+    assert (data / "out.txt").read_text() == "1.5\n"
+
+    # A rerun of the unchanged project builds nothing and runs the same image.
+    second = cli(*args)
+    assert second.code == 0, second.err
+    assert "building" not in second.err and "Step " not in second.err
+    assert second.out == first.out
+
+    # A code-only change rebuilds the code layer only, on the same environment image.
+    plan_before = _plan(project, base_image)
+    env_before = image_id(plan_before.env_image)
+    assert env_before
+    (project / "train.py").write_text((project / "train.py").read_text() + f"print('changed {uuid.uuid4()}')\n")
+    plan_after = _plan(project, base_image)
+    assert plan_after.env_image == plan_before.env_image
+    assert plan_after.project_image != plan_before.project_image
+    third = cli(*args)
+    assert third.code == 0, third.err
+    assert "changed" in third.out
+    assert f"building project image {plan_after.project_image}" in third.err
+    assert "building environment image" not in third.err
+    assert image_id(plan_after.env_image) == env_before
+
+
+def _plan(project: Path, base_image: str):
+    from dockrun.config import load_settings
+    from dockrun.runner import prepare
+
+    prepared = prepare(str(project), load_settings(base_image=base_image), "fail")
+    return prepared.plan
+
+
+def test_output_files_belong_to_the_calling_user(project: Path, base_image: str) -> None:
+    """dockrun run by an unprivileged user (uid 4321, in the docker group): what the container
+    writes to mounted folders belongs to that user, not root. The test forks after importing
+    dockrun and drops privileges in the child, so the child needs no readable interpreter."""
+    if os.getuid() != 0:
+        uid, gid = os.getuid(), os.getgid()
+    else:
+        uid = gid = 4321
+    import tempfile
+
+    import dockrun.api  # noqa: F401 - imported before the fork, while root can read the files
+    import dockrun.runs  # noqa: F401
+    from dockrun import dockerio, execute
+
+    dockerio._docker()
+    shared = Path(tempfile.mkdtemp(prefix="dockrun-owner-"))
+    try:
+        shared.chmod(0o777)
+        (shared / "in.txt").write_text("x\ny\n")
+        proj = shared / "proj"
+        shutil.copytree(project, proj)
+        for p in [proj, *proj.rglob("*")]:
+            p.chmod(0o777 if p.is_dir() else 0o666)
+        pid = os.fork()
+        if pid == 0:  # child: become the unprivileged caller, run, report through the exit code
+            code = 1
+            try:
+                if os.getuid() == 0:
+                    docker_gid = grp.getgrnam("docker").gr_gid if _has_group("docker") else 0
+                    os.setgroups([docker_gid])
+                    os.setgid(gid)
+                    os.setuid(uid)
+                os.environ.update(DOCKRUN_HOME=str(shared / "home"), DOCKRUN_BASE_IMAGE=base_image,
+                                  HOME=str(shared))
+                os.chdir(shared)
+                run = execute(str(proj), parameters={"alpha": 2, "data": "in.txt", "out": "result.txt"},
+                              log=lambda line: None)
+                code = 0 if run.get_status() == "FINISHED" else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert (shared / "result.txt").read_text() == "4.0\n"
+        assert (shared / "result.txt").stat().st_uid == uid
+        outputs = list((shared / "home" / "runs").glob("*/outputs"))
+        assert outputs and outputs[0].stat().st_uid == uid
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def _has_group(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def test_failing_entry_point_exits_1(cli, project: Path) -> None:
+    r = cli("run", str(project), "-e", "fail")
+    assert r.code == 1
+    assert "failing now" in r.out
+    assert r.err.strip().splitlines()[-1].startswith("dockrun: error: run ")
+    assert "exited with status 3" in r.err
+
+
+def test_bad_float_is_one_line_exit_2(cli, project: Path, data: Path) -> None:
+    r = cli("run", str(project), "-P", "alpha=abc", "-P", f"data={data}/in.txt", "-P", f"out={data}/o")
+    assert r.code == 2
+    assert r.err.splitlines() == [
+        "dockrun: error: parameter 'alpha' of entry point 'main': expected a float, got 'abc'"]
+    assert "Traceback" not in r.err and r.out == ""
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["-e", "nope"], "no entry point 'nope'"),
+    (["-v", "main"], "--version applies to Git URIs only"),
+    (["-P", "novalue"], "-P 'novalue': expected KEY=VALUE"),
+    (["-A", "bogus=1", "-e", "fail"], "--docker-args bogus: unknown Docker option"),
+])
+def test_user_errors_exit_2_one_line(cli, project: Path, args: list[str], expected: str) -> None:
+    r = cli("run", str(project), *args)
+    assert r.code == 2, r.err
+    assert len(r.err.strip().splitlines()) == 1 and expected in r.err, r.err
+
+
+def test_missing_project_folder(cli, tmp_path: Path) -> None:
+    r = cli("run", str(tmp_path / "nothing"))
+    assert r.code == 2 and r.err.startswith("dockrun: error: ") and "no such project folder" in r.err
+
+
+def _start(cli_env: dict, *args: str) -> subprocess.Popen:
+    def child() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    return subprocess.Popen([sys.executable, "-m", "dockrun.cli", *args], env=cli_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=child, start_new_session=True)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 130)])
+def test_interrupt_leaves_no_container(cli, project: Path, home: Path, base_image: str, sig, code) -> None:
+    assert cli("run", str(project), "-e", "fail").code == 1  # warm the image first
+    env = {**os.environ, "DOCKRUN_HOME": str(home), "DOCKRUN_BASE_IMAGE": base_image}
+    proc = _start(env, "run", str(project), "-e", "sleep")
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        assert len(dockrun_containers()) >= 1
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err
+    assert time.monotonic() - t0 < 15  # tini forwards SIGTERM: no 10 s grace period wait
+    assert "interrupted" in err and "Traceback" not in err
+    assert dockrun_containers() == []
