@@ -24,7 +24,9 @@ if command -v systemctl >/dev/null 2>&1; then systemctl disable --now docker-reg
 bash "$here/start-engine.sh" >&2
 image=$(bash "$here/build-base-image.sh")
 
-if ! python3 -c 'import dockrun' >/dev/null 2>&1 || [ "${DOCKRUN_SETUP_REINSTALL:-0}" = 1 ]; then
+# Install this checkout unless it is already the dockrun that Python imports.
+installed=$(cd / && python3 -c 'import dockrun, os; print(os.path.dirname(os.path.dirname(dockrun.__file__)))' 2>/dev/null || true)
+if [ "$installed" != "$(cd "$here/.." && pwd)" ] || ! command -v dockrun >/dev/null 2>&1; then
   echo "setup: installing dockrun (editable, with the test extra)" >&2
   python3 -m pip install -q -e "$here/..[test]" >&2
   # pyenv only finds new console scripts after a rehash.

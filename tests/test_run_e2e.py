@@ -140,6 +140,10 @@ def test_output_files_belong_to_the_calling_user(project: Path, base_image: str)
                 run = execute(str(proj), parameters={"alpha": 2, "data": "in.txt", "out": "result.txt"},
                               log=lambda line: None)
                 code = 0 if run.get_status() == "FINISHED" else 1
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
