@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "execute",
+    "get_run",
     "DockrunError",
     "ProjectError",
     "ParameterError",
@@ -36,3 +37,10 @@ def execute(*args, **kwargs):  # noqa: ANN002, ANN003 - documented in dockrun.ap
 
 
 execute.__doc__ = "Run an MLflow project in a container; see dockrun.api.execute."
+
+
+def get_run(run_id: str):  # noqa: ANN201 - returns dockrun.runs.LocalRun
+    """A handle on an existing run, by ID (or a unique prefix), from any process."""
+    from .api import get_run as _get_run
+
+    return _get_run(run_id)

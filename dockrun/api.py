@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from .config import load_settings
-from .errors import ConfigError, ExecutionError
-from .runs import LocalRun, start_local_run
+from .errors import ConfigError
+from .records import RunStore
+from .runs import LocalRun, ended_error, run_attached, start_local_run
 
 
 def execute(
@@ -27,11 +28,15 @@ def execute(
     base_image: str | None = None,
     rebuild: bool = False,
     log: Callable[[str], None] | None = None,
+    stdout: IO[bytes] | None = None,
+    stderr: IO[bytes] | None = None,
 ) -> LocalRun:
     """Run a project in a container and return the submitted run.
 
-    With ``synchronous=True`` this returns when the run has ended and raises ExecutionError if it
-    failed; otherwise it returns as soon as the container has started.
+    ``synchronous=True`` streams the run's output (to ``stdout``/``stderr``, default the
+    process's), returns when the run is over and raises ExecutionError if it did not finish;
+    Ctrl-C cancels it. ``synchronous=False`` returns as soon as the container has started; the run
+    goes on under its own supervisor process even if the caller exits.
     """
     if backend != "local":
         raise ConfigError(f"--backend {backend!r}: only 'local' is available in this version")
@@ -47,10 +52,16 @@ def execute(
         rebuild=rebuild,
         log=log,
         cwd=Path.cwd(),
-        synchronous=synchronous,
+        attached=synchronous,
     )
-    if synchronous and not run.wait():
-        raise ExecutionError(
-            f"run {run.run_id} failed: {run.describe_end()}", run_id=run.run_id, exit_status=run.exit_code
-        )
+    if synchronous:
+        rec = run_attached(run, stdout, stderr)
+        if rec.status != "FINISHED":
+            raise ended_error(rec)
     return run
+
+
+def get_run(run_id: str) -> LocalRun:
+    """A handle on an existing run (from this or any other process)."""
+    run = LocalRun(RunStore(load_settings().home), run_id)
+    return LocalRun(run._store, run.record().run_id)  # resolves a unique ID prefix; raises if unknown

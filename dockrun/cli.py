@@ -108,6 +108,67 @@ def build_cmd(uri: str, version: str | None, tag: str | None, push: bool, rebuil
     click.echo(ref)
 
 
+@cli.group()
+def runs() -> None:
+    """Inspect, follow, wait for and cancel runs."""
+
+
+@runs.command("list")
+@click.option("-n", "--limit", default=20, show_default=True)
+def runs_list(limit: int) -> None:
+    """The latest runs, newest first."""
+    from .runs_view import list_table
+
+    click.echo(list_table(limit))
+
+
+@runs.command("show")
+@click.argument("run_id")
+def runs_show(run_id: str) -> None:
+    """The run's full record (JSON)."""
+    from .runs_view import show_json
+
+    click.echo(show_json(run_id))
+
+
+@runs.command("logs")
+@click.argument("run_id")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the run is over.")
+def runs_logs(run_id: str, follow: bool) -> None:
+    """The run's output (stdout to stdout, stderr to stderr)."""
+    from .api import get_run
+
+    run = get_run(run_id)
+    try:
+        run.follow(sys.stdout.buffer, sys.stderr.buffer, follow=follow)
+    except KeyboardInterrupt:  # stops following; the run goes on
+        sys.exit(130)
+
+
+@runs.command("wait")
+@click.argument("run_id")
+def runs_wait(run_id: str) -> None:
+    """Wait until the run is over; exit 0 if it FINISHED, else 1."""
+    from .api import get_run
+    from .runs import ended_error
+
+    run = get_run(run_id)
+    if not run.wait():
+        raise ended_error(run.record())
+    click.echo(f"{run.run_id} FINISHED")
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+def runs_cancel(run_id: str) -> None:
+    """Stop the run's container, remove it, record KILLED."""
+    from .api import get_run
+
+    run = get_run(run_id)
+    run.cancel()
+    click.echo(f"{run.run_id} {run.get_status()}")
+
+
 def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
     raise KeyboardInterrupt
 

@@ -174,6 +174,14 @@ class Docker:
         except docker.errors.NotFound:
             return None
 
+    def stop(self, container: Any, timeout: int = 10) -> None:
+        """SIGTERM, ``timeout`` seconds of grace, SIGKILL. Quiet if it is already gone."""
+        docker = _docker()
+        try:
+            container.stop(timeout=timeout)
+        except docker.errors.APIError:
+            pass
+
     def stop_and_remove(self, container: Any, timeout: int = 10) -> None:
         """SIGTERM, ``timeout`` seconds of grace, SIGKILL; then remove. Never raises for a
         container that is already gone."""

@@ -1,19 +1,17 @@
-"""Plan a run's container (pure) and run it with the Docker adapter, leaving nothing behind."""
+"""Plan a run's container as data (pure): command, mounts, environment, user, options."""
 from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable
 
 from .docker_args import parse_pairs, to_create_options
-from .dockerio import ContainerSpec, Docker
-from .errors import ConfigError, Interrupted
+from .dockerio import ContainerSpec
+from .errors import ConfigError
 from .images import WORKDIR
 from .params import RenderedCommand
 from .spec import DockerEnv
@@ -102,35 +100,3 @@ def shielded() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def run_container(
-    docker: Docker,
-    spec: ContainerSpec,
-    stdout: IO[bytes] | None = None,
-    stderr: IO[bytes] | None = None,
-    on_started: Callable[[Any], None] | None = None,
-) -> int:
-    """Create, attach, start; stream output live; return the exit code. The container is removed
-    however this ends; an interrupt stops it (SIGTERM, grace, SIGKILL) and raises Interrupted."""
-    out = stdout or sys.stdout.buffer
-    err = stderr or sys.stderr.buffer
-    container = docker.create(spec)
-    try:
-        stream = docker.stream_output(container)
-        container.start()
-        if on_started:
-            on_started(container)
-        for chunk_out, chunk_err in stream:
-            if chunk_out:
-                out.write(chunk_out)
-                out.flush()
-            if chunk_err:
-                err.write(chunk_err)
-                err.flush()
-        return int(container.wait().get("StatusCode", 1))
-    except KeyboardInterrupt:
-        raise Interrupted("interrupted; the run's container was stopped and removed") from None
-    finally:
-        with shielded():
-            docker.stop_and_remove(container)

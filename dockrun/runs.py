@@ -1,75 +1,165 @@
-"""Local runs: a run ID, its container's life, its status."""
+"""Local runs: submit, look up, follow, wait for and cancel runs, from any process.
+
+The run's record (records.py) is the truth; its supervisor process (supervisor.py) owns the
+container. Whoever looks at a run whose supervisor is gone finishes the run for it (reconcile), so
+no run is left RUNNING forever and no container is left behind.
+"""
 from __future__ import annotations
 
-import threading
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from .config import Settings
 from .dockerio import Docker
-from .errors import Interrupted
-from .execution import RunContext, container_spec, run_container, shielded
+from .errors import DockrunError, ExecutionError, Interrupted
+from .execution import RunContext, container_spec, shielded
+from .liveness import alive, start_token
+from .records import ACTIVE, RunRecord, RunStore
 from .runner import build, new_run_id, prepare
+
+POLL_S = 0.05
+
+
+class RunNotFound(DockrunError):
+    """No run has that ID."""
 
 
 class LocalRun:
-    """A submitted local run (the API's SubmittedRun)."""
+    """A submitted local run (the API's SubmittedRun); usable from any process that knows the ID."""
 
-    def __init__(self, run_id: str, outputs: Path, docker: Docker):
+    def __init__(self, store: RunStore, run_id: str, docker: Docker | None = None):
+        self._store = store
         self.run_id = run_id
-        self.outputs = str(outputs)
-        self.exit_code: int | None = None
-        self._status = "SCHEDULED"
         self._docker = docker
-        self._container: Any = None
-        self._done = threading.Event()
-        self._error: BaseException | None = None
+
+    @property
+    def docker(self) -> Docker:
+        if self._docker is None:
+            self._docker = Docker()
+        return self._docker
+
+    @property
+    def outputs(self) -> str:
+        return self.record().outputs
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.record().exit_code
+
+    def record(self) -> RunRecord:
+        rec = self._store.get(self.run_id)
+        if rec is None:
+            raise RunNotFound(f"run {self.run_id!r}: no such run in {self._store.path}")
+        return reconcile(self._store, rec, lambda: self.docker)
 
     def get_status(self) -> str:
-        return self._status
+        return self.record().status
 
-    def wait(self) -> bool:
-        self._done.wait()
-        return self._status == "FINISHED"
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run is over (its container removed); True if it FINISHED."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        rec = self.record()
+        while not rec.over:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {self.run_id} still {rec.status} after {timeout} s")
+            time.sleep(POLL_S)
+            rec = self.record()
+        return rec.status == "FINISHED"
 
     def cancel(self) -> None:
-        if self._done.is_set():
+        """Stop the container (SIGTERM, grace, SIGKILL), remove it, record KILLED. Returns when
+        the run is over."""
+        rec = self.record()
+        if rec.over:
             return
-        self._status = "KILLED"
-        if self._container is not None:
-            with shielded():
-                self._docker.stop_and_remove(self._container)
-        self._done.wait()
+        self._store.transition(self.run_id, "KILLED", ACTIVE, reason="cancelled")
+        if rec.container_id:
+            container = self.docker.get_container(rec.container_id)
+            if container is not None:
+                with shielded():
+                    self.docker.stop(container)
+        self.wait()
 
     def describe_end(self) -> str:
-        if self._status == "KILLED":
-            return "cancelled"
-        if self._error is not None:
-            return str(self._error)
-        return f"command exited with status {self.exit_code}"
+        rec = self.record()
+        return rec.reason or rec.status.lower()
 
-    # ---- driven by start_local_run ----
-    def _started(self, container: Any) -> None:
-        self._container = container
-        if self._status == "SCHEDULED":
-            self._status = "RUNNING"
+    def follow(self, out: IO[bytes], err: IO[bytes], follow: bool = True) -> RunRecord:
+        """Copy the run's output to ``out``/``err`` as it is written, until the run is over."""
+        run_dir = self._store.run_dir(self.run_id)
+        files = [(run_dir / "stdout.log", out), (run_dir / "stderr.log", err)]
+        offsets = [0, 0]
+        while True:
+            rec = self.record()
+            for i, (path, sink) in enumerate(files):
+                offsets[i] = _copy_new(path, offsets[i], sink)
+            if rec.over or not follow:
+                return rec
+            time.sleep(POLL_S)
 
-    def _run(self, spec: Any) -> None:
-        try:
-            self.exit_code = run_container(self._docker, spec, on_started=self._started)
-            if self._status != "KILLED":
-                self._status = "FINISHED" if self.exit_code == 0 else "FAILED"
-        except Interrupted:
-            self._status = "KILLED"
-            raise
-        except BaseException as e:  # recorded for the driver; the container is already removed
-            self._error = e
-            if self._status != "KILLED":
-                self._status = "FAILED"
-            raise
-        finally:
-            self._done.set()
+    def __repr__(self) -> str:
+        return f"LocalRun({self.run_id!r})"
+
+
+def _copy_new(path: Path, offset: int, sink: IO[bytes]) -> int:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return offset
+    if data:
+        sink.write(data)
+        sink.flush()
+    return offset + len(data)
+
+
+def reconcile(store: RunStore, rec: RunRecord, docker: Callable[[], Docker]) -> RunRecord:
+    """If the process that owns an unfinished run is gone, finish the run for it: collect what the
+    container left, remove it, and record why. Returns the current record."""
+    if rec.over:
+        return rec
+    if rec.supervisor_pid:
+        if alive(rec.supervisor_pid, rec.supervisor_start):
+            return rec
+        owner = "supervisor"
+    elif alive(rec.driver_pid, rec.driver_start):
+        return rec  # still being submitted
+    else:
+        owner = "submitting process"
+    d = docker()
+    container = d.get_container(rec.container_id) if rec.container_id else None
+    if container is None:
+        store.finish(rec.run_id, "FAILED", None, f"the {owner} and the container vanished")
+    else:
+        state = container.attrs.get("State", {})
+        if state.get("Running"):
+            d.stop_and_remove(container)
+            store.finish(rec.run_id, "FAILED", None, f"the {owner} vanished; the container was stopped")
+        else:
+            _save_logs(store.run_dir(rec.run_id), container)
+            code = state.get("ExitCode") if state.get("Status") == "exited" else None
+            d.stop_and_remove(container)
+            status = "FINISHED" if code == 0 else "FAILED"
+            store.finish(rec.run_id, status, code, None if code == 0 else f"the {owner} vanished; exit code {code}")
+    return store.get(rec.run_id) or rec
+
+
+def _save_logs(run_dir: Path, container: Any) -> None:
+    """Keep what the container printed, where the supervisor had not written it yet."""
+    for name, kwargs in (("stdout.log", {"stdout": True, "stderr": False}),
+                         ("stderr.log", {"stdout": False, "stderr": True})):
+        path = run_dir / name
+        if not path.exists() or path.stat().st_size == 0:
+            try:
+                path.write_bytes(container.logs(**kwargs))
+            except Exception:  # noqa: BLE001 - logs are best effort; the outcome is what matters
+                pass
 
 
 def start_local_run(
@@ -83,13 +173,16 @@ def start_local_run(
     rebuild: bool,
     log: Callable[[str], None] | None,
     cwd: Path,
-    synchronous: bool,
+    attached: bool,
 ) -> LocalRun:
+    """Validate, build, create the container and hand it to a supervisor; return once it runs."""
     prepared = prepare(uri, settings, entry_point, version, parameters, env_manager, cwd)
     docker = Docker()
     result = build(prepared, settings, docker, rebuild=rebuild, log=log)
+    store = RunStore(settings.home)
     run_id = new_run_id()
-    outputs = settings.home / "runs" / run_id / "outputs"
+    run_dir = store.run_dir(run_id)
+    outputs = run_dir / "outputs"
     ctx = RunContext(
         run_id=run_id,
         project=prepared.project.name,
@@ -99,24 +192,60 @@ def start_local_run(
         docker_env=prepared.project.docker_env,
         docker_args=docker_args,
     )
-    spec = container_spec(ctx)  # validates -A and env passthrough before anything is created
+    spec = container_spec(ctx)  # validates -A and env passthrough before anything is recorded
+    source = prepared.source
     outputs.mkdir(parents=True, exist_ok=True)
-    run = LocalRun(run_id, outputs, docker)
-    if synchronous:
-        run._run(spec)
-    else:
-        thread = threading.Thread(target=_quiet(run._run), args=(spec,), daemon=True)
-        thread.start()
-        while run.get_status() == "SCHEDULED" and not run._done.wait(0.05):
-            pass
+    store.insert(RunRecord(
+        run_id=run_id, status="SCHEDULED", created=time.time(), uri=source.uri, commit_sha=source.commit,
+        source_key=source.key, subdirectory=source.subdirectory, project=prepared.project.name,
+        entry_point=prepared.entry_point.name, parameters=dict(prepared.rendered.values),
+        command=prepared.rendered.command, image=prepared.plan.project_image, env_key=prepared.plan.env_key,
+        outputs=str(outputs), driver_pid=os.getpid(), driver_start=start_token(os.getpid()),
+    ))
+    run = LocalRun(store, run_id, docker)
+    container = None
+    try:
+        with shielded():
+            container = docker.create(spec)
+            store.update(run_id, container_id=container.id)
+            proc = _spawn_supervisor(settings.home, run_id, attached, run_dir)
+            store.update(run_id, supervisor_pid=proc.pid, supervisor_start=start_token(proc.pid))
+    except BaseException as e:
+        with shielded():
+            if container is not None:
+                docker.stop_and_remove(container)
+            store.finish(run_id, "FAILED", None, f"could not start: {e}".splitlines()[0])
+        raise
+    try:
+        while run.get_status() == "SCHEDULED":
+            time.sleep(POLL_S / 5)
+    except KeyboardInterrupt:
+        with shielded():
+            run.cancel()
+        raise Interrupted(f"interrupted; run {run_id} was cancelled and its container removed") from None
     return run
 
 
-def _quiet(fn: Callable[..., None]) -> Callable[..., None]:
-    def call(*args: Any) -> None:
-        try:
-            fn(*args)
-        except BaseException:
-            pass  # the outcome is in the run's status
+def _spawn_supervisor(home: Path, run_id: str, attached: bool, run_dir: Path) -> subprocess.Popen:
+    args = [sys.executable, "-m", "dockrun.supervisor", run_id, "--home", str(home)]
+    if attached:
+        args.append("--watch-driver")
+    with open(run_dir / "supervisor.log", "ab") as log:
+        # A new session: Ctrl-C in the driver's terminal reaches the driver, which cancels cleanly.
+        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                close_fds=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
-    return call
+
+def run_attached(run: LocalRun, out: IO[bytes] | None = None, err: IO[bytes] | None = None) -> RunRecord:
+    """Stream a run's output until it ends; Ctrl-C / SIGTERM cancel it and raise Interrupted."""
+    try:
+        return run.follow(out or sys.stdout.buffer, err or sys.stderr.buffer)
+    except KeyboardInterrupt:
+        with shielded():
+            run.cancel()
+        raise Interrupted(f"interrupted; run {run.run_id} was cancelled and its container removed") from None
+
+
+def ended_error(rec: RunRecord) -> ExecutionError:
+    return ExecutionError(f"run {rec.run_id} {rec.status}: {rec.reason or rec.status.lower()}",
+                          run_id=rec.run_id, exit_status=rec.exit_code)

@@ -7,13 +7,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import dockrun_containers, image_id, write_project
+from conftest import REPO, dockrun_containers, image_id, write_project
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -102,52 +103,53 @@ def _plan(project: Path, base_image: str):
     return prepared.plan
 
 
-def test_output_files_belong_to_the_calling_user(project: Path, base_image: str) -> None:
-    """dockrun run by an unprivileged user (uid 4321, in the docker group): what the container
-    writes to mounted folders belongs to that user, not root. The test forks after importing
-    dockrun and drops privileges in the child, so the child needs no readable interpreter."""
-    if os.getuid() != 0:
-        uid, gid = os.getuid(), os.getgid()
+@pytest.fixture(scope="session")
+def user_python(tmp_path_factory) -> Path:
+    """An interpreter another user can run, with dockrun's runtime dependencies and a copy of the
+    package: Debian's /usr/bin/python3 and a world-readable venv (ours may live under /root)."""
+    system = Path("/usr/bin/python3")
+    if not system.exists():
+        pytest.skip("/usr/bin/python3 is needed to run dockrun as an unprivileged user")
+    root = Path(tempfile.mkdtemp(prefix="dockrun-user-"))
+    root.chmod(0o755)
+    venv = root / "venv"
+    r = subprocess.run([str(system), "-m", "venv", str(venv)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"Debian's python3 cannot make a venv (python3-venv missing?): {r.stderr.strip()[-200:]}")
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "docker", "jinja2", "PyYAML", "click", "packaging"],
+                   check=True, capture_output=True, timeout=600)
+    src = root / "src"
+    shutil.copytree(REPO / "dockrun", src / "dockrun")
+    shutil.copytree(REPO / "templates", src / "templates")
+    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+    yield venv / "bin" / "python"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_output_files_belong_to_the_calling_user(project: Path, base_image: str, user_python: Path) -> None:
+    """`dockrun run` by an unprivileged user (uid 4321, in the docker group): what the container
+    writes to mounted folders, and the run's outputs, belong to that user, not root."""
+    if os.getuid() == 0:
+        uid = 4321
+        gid = grp.getgrnam("docker").gr_gid if _has_group("docker") else 0
+        as_user = ["setpriv", f"--reuid={uid}", f"--regid={uid}", f"--groups={gid}"]
+        if not shutil.which("setpriv"):
+            pytest.skip("setpriv (util-linux) is needed to run dockrun as another user")
     else:
-        uid = gid = 4321
-    import tempfile
-
-    import dockrun.api  # noqa: F401 - imported before the fork, while root can read the files
-    import dockrun.runs  # noqa: F401
-    from dockrun import dockerio, execute
-
-    dockerio._docker()
+        uid, as_user = os.getuid(), []
     shared = Path(tempfile.mkdtemp(prefix="dockrun-owner-"))
     try:
         shared.chmod(0o777)
         (shared / "in.txt").write_text("x\ny\n")
-        proj = shared / "proj"
-        shutil.copytree(project, proj)
-        for p in [proj, *proj.rglob("*")]:
-            p.chmod(0o777 if p.is_dir() else 0o666)
-        pid = os.fork()
-        if pid == 0:  # child: become the unprivileged caller, run, report through the exit code
-            code = 1
-            try:
-                if os.getuid() == 0:
-                    docker_gid = grp.getgrnam("docker").gr_gid if _has_group("docker") else 0
-                    os.setgroups([docker_gid])
-                    os.setgid(gid)
-                    os.setuid(uid)
-                os.environ.update(DOCKRUN_HOME=str(shared / "home"), DOCKRUN_BASE_IMAGE=base_image,
-                                  HOME=str(shared))
-                os.chdir(shared)
-                run = execute(str(proj), parameters={"alpha": 2, "data": "in.txt", "out": "result.txt"},
-                              log=lambda line: None)
-                code = 0 if run.get_status() == "FINISHED" else 1
-            except BaseException:
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        shutil.copytree(project, shared / "proj")
+        subprocess.run(["chmod", "-R", "a+rwX", str(shared)], check=True)
+        env = {"PATH": os.environ["PATH"], "DOCKRUN_HOME": str(shared / "home"), "DOCKRUN_BASE_IMAGE": base_image,
+               "HOME": str(shared), "PYTHONPATH": str(user_python.parent.parent.parent / "src")}
+        p = subprocess.run([*as_user, str(user_python), "-m", "dockrun.cli", "run", "proj", "-P", "alpha=2",
+                            "-P", "data=in.txt", "-P", "out=result.txt"],
+                           env=env, cwd=shared, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr
+        assert f"uid {uid}" in p.stdout
         assert (shared / "result.txt").read_text() == "4.0\n"
         assert (shared / "result.txt").stat().st_uid == uid
         outputs = list((shared / "home" / "runs").glob("*/outputs"))
