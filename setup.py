@@ -18,7 +18,6 @@ setup(
         "docker>=6.1",
         "jinja2>=3.0",
         "PyYAML>=5.4",
-        "GitPython>=3.1.30",
         "boto3>=1.26",
         "tenacity>=8.0",
         "click>=8.0",

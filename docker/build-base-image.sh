@@ -4,7 +4,8 @@
 #
 #   DOCKRUN_BASE_IMAGE=$(docker/build-base-image.sh)
 #
-# Real users do not need this: dockrun defaults to public python:<version>-slim images.
+# Real users do not need this: dockrun defaults to public python:<version>-slim images, which this
+# mimics (python3 also as `python`, pip, venv, CA certificates).
 set -euo pipefail
 
 name=${1:-dockrun-base:bookworm}
@@ -22,7 +23,7 @@ fi
 root=$(mktemp -d /tmp/dockrun-base.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 debootstrap --variant=minbase \
-  --include=python3,python3-venv,python3-pip,ca-certificates \
+  --include=python3,python-is-python3,python3-venv,python3-pip,ca-certificates \
   bookworm "$root" "$mirror" >&2
 # Keep the image small: package lists and caches are not needed at run time.
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*

@@ -35,5 +35,11 @@ def build_project(
         docker.tag(ref, tag)
         ref = tag
     if push:
-        docker.push_if_missing(ref, log)
+        images = [ref]
+        if settings.registry:
+            # The environment image too: another machine with a code change then builds only the code.
+            images = [plan.env_image] if plan.env.needs_build else []
+            images += [plan.project_image, ref]
+        for image in dict.fromkeys(images):
+            docker.push_if_missing(image, log)
     return ref

@@ -56,8 +56,9 @@ class Docker:
 
     def try_pull(self, ref: str) -> str | None:
         docker = _docker()
+        repo, tag = _split(ref)
         try:
-            self.client.api.pull(ref)
+            self.client.api.pull(repo, tag=tag, auth_config=_registry_auth())
         except docker.errors.APIError:
             return None
         return self.image_id(ref)
@@ -113,8 +114,9 @@ class Docker:
 
     def push(self, ref: str, log: Callable[[str], None]) -> None:
         docker = _docker()
+        repo, tag = _split(ref)
         try:
-            for chunk in self.client.api.push(ref, stream=True, decode=True):
+            for chunk in self.client.api.push(repo, tag=tag, stream=True, decode=True, auth_config=_registry_auth()):
                 if "error" in chunk:
                     raise BuildError(f"pushing {ref} failed: {chunk['error']}")
                 if chunk.get("status") and chunk.get("id") is None:
@@ -123,8 +125,8 @@ class Docker:
             raise BuildError(f"pushing {ref} failed: {_short(e)}") from None
 
     def tag(self, ref: str, target: str) -> None:
-        repo, _, tag = target.rpartition(":") if ":" in target.rsplit("/", 1)[-1] else (target, "", "latest")
-        self.client.api.tag(ref, repo, tag or "latest")
+        repo, tag = _split(target)
+        self.client.api.tag(ref, repo, tag)
 
     def registry_has(self, ref: str) -> bool:
         """Ask the registry (not the local cache) whether it has ``ref``."""
@@ -196,6 +198,23 @@ class Docker:
             container.remove(force=True)
         except (docker.errors.NotFound, docker.errors.APIError):
             pass
+
+
+def _split(ref: str) -> tuple[str, str]:
+    """'host:5000/team/img:tag' -> ('host:5000/team/img', 'tag'); no tag -> 'latest'."""
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, _, tag = ref.rpartition(":")
+        return repo, tag
+    return ref, "latest"
+
+
+def _registry_auth() -> dict[str, str] | None:
+    """Registry credentials from the environment (else docker's own config.json applies)."""
+    import os
+
+    user, password = os.environ.get("DOCKRUN_REGISTRY_USERNAME"), os.environ.get("DOCKRUN_REGISTRY_PASSWORD")
+    return {"username": user, "password": password} if user and password else None
 
 
 def _fail(tag: str) -> str:

@@ -178,6 +178,16 @@ def build_lock(home: Path, ref: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+class DockerLike(Protocol):
+    """The part of dockerio.Docker that images.py uses."""
+
+    def image_id(self, ref: str) -> str | None: ...
+    def try_pull(self, ref: str) -> str | None: ...
+    def ensure_pulled(self, ref: str, log: Callable[[str], None]) -> str: ...
+    def build(self, context: IO[bytes], tag: str, buildargs: dict[str, str],
+              labels: Mapping[str, str], log: Callable[[str], None]) -> str: ...
+
+
 @dataclass(frozen=True)
 class EnsureResult:
     image_id: str
@@ -195,12 +205,13 @@ def ensure_images(
     """Make sure the project image exists; build only what is missing. Returns its image ID."""
     built: list[str] = []
     if not rebuild:
-        found = docker.image_id(plan.project_image)
+        # Here, or in the team's registry: then there is nothing to build at all.
+        found = _present(docker, plan.project_image, settings, log)
         if found:
             return EnsureResult(found, ())
     if plan.env.needs_build:
         with build_lock(settings.home, plan.env_image):
-            if rebuild or not _present(docker, plan.env_image, settings):
+            if rebuild or not _present(docker, plan.env_image, settings, log):
                 log(f"building environment image {plan.env_image} ({plan.env.kind})")
                 with env_context(plan, settings) as ctx:
                     docker.build(ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log)
@@ -208,7 +219,7 @@ def ensure_images(
     else:
         docker.ensure_pulled(plan.env_image, log)
     with build_lock(settings.home, plan.project_image):
-        image_id = None if (rebuild or built) else _present(docker, plan.project_image, settings)
+        image_id = None if (rebuild or built) else docker.image_id(plan.project_image)
         if not image_id:
             log(f"building project image {plan.project_image}")
             with project_context(plan, source_root) as ctx:
@@ -217,20 +228,11 @@ def ensure_images(
     return EnsureResult(image_id, tuple(built))
 
 
-def _present(docker: DockerLike, ref: str, settings: Settings) -> str | None:
+def _present(docker: DockerLike, ref: str, settings: Settings, log: Callable[[str], None]) -> str | None:
+    """The image ID of ``ref`` if it is here, or can be pulled from the configured registry."""
     found = docker.image_id(ref)
     if found is None and settings.registry and ref.startswith(settings.registry + "/"):
         found = docker.try_pull(ref)
+        if found:
+            log(f"pulled {ref} from the registry")
     return found
-
-
-class DockerLike(Protocol):
-    """The part of dockerio.Docker that images.py uses."""
-
-    def image_id(self, ref: str) -> str | None: ...
-    def try_pull(self, ref: str) -> str | None: ...
-    def ensure_pulled(self, ref: str, log: Callable[[str], None]) -> str: ...
-    def build(self, context: IO[bytes], tag: str, buildargs: dict[str, str],
-              labels: Mapping[str, str], log: Callable[[str], None]) -> str: ...
-
-

@@ -46,6 +46,11 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created);
 """
+# Columns added after the first release: (name, declaration). A database made by an older dockrun
+# gets them on first open, so upgrading never loses or breaks records.
+_ADDED_COLUMNS = (
+    ("dirty", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class RunRecord:
     started: float | None = None
     ended: float | None = None
     commit_sha: str | None = None
+    dirty: bool = False
     subdirectory: str = ""
     container_id: str | None = None
     exit_code: int | None = None
@@ -101,6 +107,7 @@ class RunStore:
                 if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     db.execute("PRAGMA journal_mode = WAL")
                 db.executescript(_SCHEMA)
+                _migrate(db)
                 self._ready = True
             yield db
 
@@ -157,6 +164,17 @@ class RunStore:
             db.execute("COMMIT")
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    for name, decl in _ADDED_COLUMNS:
+        if name not in have:
+            try:
+                db.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
+            except sqlite3.OperationalError as e:  # another process added it first
+                if "duplicate column" not in str(e):
+                    raise
+
+
 def _to_row(r: RunRecord) -> dict[str, Any]:
     row = {k: getattr(r, k) for k in RunRecord.__dataclass_fields__ if k != "extra"}
     row["parameters"] = json.dumps(r.parameters, sort_keys=True)
@@ -166,4 +184,5 @@ def _to_row(r: RunRecord) -> dict[str, Any]:
 def _from_row(row: sqlite3.Row) -> RunRecord:
     data = dict(row)
     data["parameters"] = json.loads(data["parameters"])
+    data["dirty"] = bool(data["dirty"])
     return RunRecord(**data)

@@ -197,6 +197,7 @@ def start_local_run(
     outputs.mkdir(parents=True, exist_ok=True)
     store.insert(RunRecord(
         run_id=run_id, status="SCHEDULED", created=time.time(), uri=source.uri, commit_sha=source.commit,
+        dirty=source.dirty,
         source_key=source.key, subdirectory=source.subdirectory, project=prepared.project.name,
         entry_point=prepared.entry_point.name, parameters=dict(prepared.rendered.values),
         command=prepared.rendered.command, image=prepared.plan.project_image, env_key=prepared.plan.env_key,

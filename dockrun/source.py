@@ -53,7 +53,14 @@ def resolve_folder(uri: str, version: str | None = None) -> Source:
     root = root.resolve()
     if subdirectory:
         root = _subdirectory(root, subdirectory, uri)
-    return Source(uri=str(root), root=root, key=tree_hash(root), subdirectory=subdirectory)
+    from .git_source import local_git_info
+
+    # A folder in a Git work tree records its commit and whether it was dirty; its key stays the
+    # content hash either way, because ignored and untracked files still enter the build context.
+    info = local_git_info(root)
+    commit, dirty = info if info else (None, False)
+    return Source(uri=str(root), root=root, key=tree_hash(root), commit=commit, dirty=dirty,
+                  subdirectory=subdirectory)
 
 
 def _subdirectory(root: Path, sub: str, uri: str) -> Path:

@@ -82,6 +82,61 @@ def no_leaks(base_image: str):
     assert not left, f"containers left behind: {left}"
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Registry:
+    address: str  # 127.0.0.1:PORT
+    log: Path
+
+    def uploads(self) -> int:
+        """How many blob or manifest uploads the registry has served so far."""
+        text = self.log.read_text(errors="replace")
+        return sum(1 for line in text.splitlines() if '"PUT ' in line or '"PATCH ' in line
+                   or ("http.request.method=PUT" in line) or ("http.request.method=PATCH" in line))
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory, base_image: str):
+    """A real registry v2 (Debian's docker-registry) on 127.0.0.1 with a free port."""
+    binary = shutil.which("docker-registry")
+    if not binary:
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    root = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    config = root / "config.yml"
+    config.write_text(textwrap.dedent(f"""
+        version: 0.1
+        log: {{level: info, formatter: text}}
+        storage: {{filesystem: {{rootdirectory: {root / "data"}}}, delete: {{enabled: true}}}}
+        http: {{addr: "127.0.0.1:{port}"}}
+    """))
+    log = root / "registry.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([binary, "serve", str(config)], stdout=f, stderr=subprocess.STDOUT)
+    import time
+    import urllib.request
+
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(f"registry did not start: {log.read_text()[-500:]}")
+    yield Registry(f"127.0.0.1:{port}", log)
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
 def write_project(root: Path, files: dict[str, str]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():

@@ -259,6 +259,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def fake_ssh(path: Path) -> Path:
+    """An ``ssh`` for GIT_SSH_COMMAND that runs the remote command (git-upload-pack '<path>')
+    locally: the ssh transport without an sshd, and proof that GIT_SSH_COMMAND is honoured."""
+    path.write_text('#!/bin/sh\necho "$@" >> "$0.log"\nfor last; do :; done\nexec sh -c "$last"\n')
+    path.chmod(0o755)
+    return path
+
+
 def files_containing(root: Path, needle: str) -> list[Path]:
     """Every file under ``root`` whose bytes contain ``needle`` (symlinks not followed)."""
     hits = []

@@ -22,6 +22,7 @@ from git_fixtures import (
     RemoteRepo,
     add_submodule,
     commit,
+    fake_ssh,
     files_containing,
     free_port,
     git,
@@ -177,6 +178,17 @@ def test_unreachable_repository(tmp_path: Path, git_home: Path) -> None:
     with pytest.raises(SourceError, match="repository not found"):
         resolve_git(url, None, git_home)
     assert temp_leftovers(git_home) == []
+
+
+@pytest.mark.parametrize("form", ["ssh://git@{host}{path}", "git@{host}:{path}"])
+def test_ssh_uris_use_git_ssh_command(project_remote: RemoteRepo, tmp_path: Path, git_home: Path,
+                                      monkeypatch: pytest.MonkeyPatch, form: str) -> None:
+    ssh = fake_ssh(tmp_path / "ssh")
+    monkeypatch.setenv("GIT_SSH_COMMAND", str(ssh))
+    uri = form.format(host="repo-host", path=project_remote.bare) + "#sub"
+    src = resolve_git(uri, "v1", git_home)
+    assert (src.uri, src.commit, src.subdirectory) == (uri, project_remote.commits["first"], "sub")
+    assert "git@repo-host" in Path(f"{ssh}.log").read_text()  # the user name went to ssh
 
 
 # --- smart HTTP with basic auth ------------------------------------------------------------------

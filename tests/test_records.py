@@ -1,0 +1,64 @@
+"""The run store without Docker: transitions, concurrency, upgrades of older databases."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from dockrun.records import _SCHEMA, RunRecord, RunStore
+
+
+def rec(run_id: str) -> RunRecord:
+    return RunRecord(run_id=run_id, status="SCHEDULED", created=time.time(), uri="/p", source_key="k",
+                     project="p", entry_point="main", parameters={"a": "1"}, command="c", image="i",
+                     env_key="e", outputs="/o")
+
+
+def test_transitions_are_guarded(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.insert(rec("r1"))
+    assert store.transition("r1", "RUNNING", ("SCHEDULED",))
+    assert store.transition("r1", "KILLED", ("SCHEDULED", "RUNNING"), reason="cancelled")
+    store.finish("r1", "FINISHED", 0, None)  # the natural end loses to the cancel...
+    r = store.get("r1")
+    assert r.status == "KILLED" and r.reason == "cancelled" and r.exit_code == 0 and r.over  # ...but is recorded
+
+
+def test_only_one_of_many_racers_wins(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.insert(rec("r1"))
+    wins = []
+
+    def race(to: str) -> None:
+        if RunStore(tmp_path).transition("r1", to, ("SCHEDULED",)):
+            wins.append(to)
+
+    threads = [threading.Thread(target=race, args=(s,)) for s in ["RUNNING", "KILLED", "FAILED"] * 5]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1 and store.get("r1").status == wins[0]
+
+
+def test_prefix_lookup(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.insert(rec("abcdef0123"))
+    store.insert(rec("abcdff0123"))
+    assert store.get("abcde").run_id == "abcdef0123"
+    assert store.get("abcd") is None  # ambiguous
+    assert store.get("ab") is None  # too short to guess
+
+
+def test_database_from_an_older_version_is_upgraded(tmp_path: Path) -> None:
+    old_schema = _SCHEMA  # the first release had no 'dirty' column
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        db.executescript(old_schema)
+        db.execute("INSERT INTO runs (run_id, status, created, uri, source_key, project, entry_point, parameters,"
+                   " command, image, env_key, outputs) VALUES ('old', 'FINISHED', 1, '/p', 'k', 'p', 'main', '{}',"
+                   " 'c', 'i', 'e', '/o')")
+    store = RunStore(tmp_path)
+    assert store.get("old").dirty is False
+    store.insert(rec("new"))
+    assert [r.run_id for r in store.list()] == ["new", "old"]
