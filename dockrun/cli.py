@@ -104,7 +104,7 @@ def build_cmd(uri: str, version: str | None, tag: str | None, push: bool, rebuil
     from .building import build_project
 
     ref = build_project(uri, version=version, tag=tag, push=push, rebuild=rebuild, env_manager=env_manager,
-                        base_image=base_image, log=(lambda line: None) if quiet else None)
+                        base_image=base_image, quiet=quiet)
     click.echo(ref)
 
 
@@ -167,6 +167,31 @@ def runs_cancel(run_id: str) -> None:
     run = get_run(run_id)
     run.cancel()
     click.echo(f"{run.run_id} {run.get_status()}")
+
+
+@cli.group()
+def images() -> None:
+    """dockrun's images: list them, prune unused ones."""
+
+
+@images.command("list")
+def images_list() -> None:
+    """Project and environment images, most recently used first."""
+    from .housekeeping import list_table
+
+    click.echo(list_table())
+
+
+@images.command("prune")
+@click.option("--older-than", "days", type=float, default=30.0, show_default=True, metavar="DAYS",
+              help="Remove images not used (run or built) for this many days.")
+@click.option("--project", help="Only this project's images.")
+def images_prune(days: float, project: str | None) -> None:
+    """Remove dockrun images not used for --older-than days."""
+    from .housekeeping import prune
+
+    for ref in prune(days, project):
+        click.echo(f"removed {ref}")
 
 
 def _raise_interrupt(signum: int, frame: Any) -> NoReturn:

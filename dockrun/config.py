@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PYTHON = "3.12"
@@ -27,6 +27,9 @@ class Settings:
     build_args: Mapping[str, str]
     ca_bundle: Path | None
     debug: bool = False
+    # conda channel -> replacement (DOCKRUN_CONDA_CHANNEL_MAP="defaults=conda-forge,main=conda-forge"),
+    # for companies that may not use Anaconda's channels.
+    conda_channel_map: Mapping[str, str] = field(default_factory=dict)
 
 
 def default_home(environ: Mapping[str, str]) -> Path:
@@ -52,4 +55,17 @@ def load_settings(environ: Mapping[str, str] | None = None, base_image: str | No
         build_args=build_args,
         ca_bundle=ca,
         debug=env.get("DOCKRUN_DEBUG") == "1",
+        conda_channel_map=parse_channel_map(env.get("DOCKRUN_CONDA_CHANNEL_MAP", "")),
     )
+
+
+def parse_channel_map(text: str) -> dict[str, str]:
+    from .errors import ConfigError
+
+    out = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        src, sep, dst = item.partition("=")
+        if not sep or not src.strip() or not dst.strip():
+            raise ConfigError(f"DOCKRUN_CONDA_CHANNEL_MAP: {item!r}: expected FROM=TO, e.g. defaults=conda-forge")
+        out[src.strip()] = dst.strip()
+    return out

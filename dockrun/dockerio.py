@@ -146,6 +146,22 @@ class Docker:
         self.push(ref, log)
         return True
 
+    def images_with_label(self, label: str) -> list[dict[str, Any]]:
+        return self.client.api.images(filters={"label": label})
+
+    def remove_image(self, image_id: str, refs: tuple[str, ...]) -> list[str]:
+        """Remove the image's tags (and with the last one, the image); what could not be removed
+        because a container still uses it is kept, silently."""
+        docker = _docker()
+        removed = []
+        for ref in refs or (image_id,):
+            try:
+                self.client.api.remove_image(ref)
+                removed.append(ref)
+            except docker.errors.APIError:
+                pass
+        return removed
+
     # ---- containers -----------------------------------------------------------------------
     def create(self, spec: ContainerSpec) -> Any:
         docker = _docker()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -95,7 +96,7 @@ def env_spec(project: ProjectSpec, settings: Settings, env_manager: str = "auto"
     if env_manager == "micromamba" or (env_manager == "auto" and kind == "conda"):
         if kind != "conda":
             raise ConfigError("--env-manager micromamba: the project has no conda environment file")
-        conda = canonical_conda(project.root, project.env_file or "conda.yaml")
+        conda = canonical_conda(project.root, project.env_file or "conda.yaml", settings.conda_channel_map)
         return EnvSpec(
             kind="micromamba",
             base_image=settings.base_image or DEFAULT_CONDA_BASE,
@@ -244,10 +245,14 @@ def _conda_dep(text: str, rel: str) -> CondaDep:
     return CondaDep(m.group("channel"), m.group("name").lower(), version)
 
 
-def canonical_conda(root: Path, rel: str) -> str:
-    """The conda file as canonical YAML: channel order kept (it is priority), the rest sorted."""
+def canonical_conda(root: Path, rel: str, channel_map: Mapping[str, str] | None = None) -> str:
+    """The conda file as canonical YAML: channel order kept (it is priority), the rest sorted;
+    channels renamed by ``channel_map`` (e.g. defaults -> conda-forge)."""
     channels, deps, pip = _conda_file(root, rel)
-    dep_lines = sorted({(f"{d.channel}::" if d.channel else "") + d.name + d.version for d in deps})
+    cmap = channel_map or {}
+    channels = [cmap.get(c, c) for c in channels]
+    dep_lines = sorted({(f"{cmap.get(d.channel, d.channel)}::" if d.channel else "") + d.name + d.version
+                        for d in deps})
     body: dict[str, Any] = {"channels": list(dict.fromkeys(channels)), "dependencies": dep_lines}
     if pip:
         body["dependencies"].append({"pip": list(_canonical_lines(root, pip, rel, seen={rel}))})

@@ -135,6 +135,10 @@ class RunStore:
             rows = db.execute("SELECT * FROM runs WHERE ended IS NULL").fetchall()
         return [_from_row(r) for r in rows]
 
+    def last_use_by_image(self) -> dict[str, float]:
+        with self._db() as db:
+            return {row[0]: row[1] for row in db.execute("SELECT image, MAX(created) FROM runs GROUP BY image")}
+
     def update(self, run_id: str, **fields: Any) -> None:
         with self._db() as db:
             sets = ", ".join(f"{k} = ?" for k in fields)

@@ -1,7 +1,6 @@
 """The path of a local run: source -> project spec -> environment -> image -> container."""
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Callable
 from .config import Settings
 from .dockerio import Docker
 from .environment import EnvSpec, env_spec
+from .feedback import build_feedback
 from .images import EnsureResult, ImagePlan, ensure_images, plan_images
 from .params import RenderedCommand, render_command
 from .source import Source, resolve_source
@@ -59,9 +59,8 @@ def build(
     rebuild: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> EnsureResult:
-    return ensure_images(prepared.plan, prepared.source.root, settings, docker, rebuild, log or stderr_log)
-
-
-def stderr_log(line: str) -> None:
-    sys.stderr.write(line.rstrip("\n") + "\n")
-    sys.stderr.flush()
+    """Build what is missing; feedback goes to ``log``, else to stderr (live on a TTY)."""
+    if log is not None:
+        return ensure_images(prepared.plan, prepared.source.root, settings, docker, rebuild, log)
+    with build_feedback() as default_log:
+        return ensure_images(prepared.plan, prepared.source.root, settings, docker, rebuild, default_log)

@@ -113,3 +113,47 @@ def test_conda_key_keeps_channel_order(tmp_path: Path) -> None:
 def test_requirements_includes(tmp_path: Path) -> None:
     root = write_project(tmp_path, {"requirements.txt": "-r base.txt\nb\n", "base.txt": "a\\\n  >=1\n"})
     assert canonical_requirements(root, "requirements.txt") == ("a>=1", "b")
+
+
+def test_conda_channel_map(tmp_path: Path) -> None:
+    files = {"conda.yaml": "channels: [defaults, bioconda]\ndependencies: [defaults::numpy, samtools]\n"}
+    mapped = spec_of(tmp_path / "a", files, environ={"DOCKRUN_CONDA_CHANNEL_MAP": "defaults=conda-forge"})
+    assert "conda-forge" in mapped.conda and "defaults" not in mapped.conda
+    assert "conda-forge::numpy" in mapped.conda
+    plain = spec_of(tmp_path / "b", files, environ={})
+    assert plain.key() != mapped.key()
+    with pytest.raises(ConfigError, match="DOCKRUN_CONDA_CHANNEL_MAP: 'defaults': expected FROM=TO"):
+        load_settings({"DOCKRUN_CONDA_CHANNEL_MAP": "defaults"})
+
+
+CONDA_DEPS = ["numpy=1.26", "pandas>=2", "scikit-learn", "conda-forge::xgboost", "python=3.11"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(order=st.permutations(CONDA_DEPS), quote=st.lists(st.booleans(), min_size=5, max_size=5),
+       comment=st.booleans(), pip_order=st.permutations(["mlflow>=2", "tabulate"]), indent=st.sampled_from([2, 4]))
+def test_conda_key_ignores_order_quoting_comments(tmp_path_factory, order, quote, comment, pip_order, indent):
+    pad = " " * indent
+    lines = ["name: whatever" if comment else "name: other", "channels:", f"{pad}- conda-forge", "dependencies:"]
+    for dep, q in zip(order, quote):
+        lines.append(f"{pad}- {chr(34) + dep + chr(34) if q else dep}" + ("  # why" if comment else ""))
+    lines += [f"{pad}- pip:"] + [f"{pad}{pad}- {p}" for p in pip_order]
+    root = write_project(tmp_path_factory.mktemp("c") / "p", {"conda.yaml": "\n".join(lines) + "\n"})
+    ref = write_project(tmp_path_factory.mktemp("c") / "p", {"conda.yaml": (
+        "channels: [conda-forge]\ndependencies: [numpy=1.26, pandas>=2, scikit-learn, conda-forge::xgboost, "
+        "python=3.11, {pip: [tabulate, mlflow>=2]}]\n")})
+    assert env_spec(load_project(root), SETTINGS).key() == env_spec(load_project(ref), SETTINGS).key()
+    for manager in ("uv",):
+        assert env_spec(load_project(root), SETTINGS, manager).key() == env_spec(load_project(ref), SETTINGS,
+                                                                                manager).key()
+
+
+@settings(max_examples=30, deadline=None)
+@given(order=st.permutations(["tabulate==0.9.0", "requests>=2", "numpy"]), spaced=st.booleans())
+def test_python_env_key_ignores_order_and_spacing(tmp_path_factory, order, spaced) -> None:
+    deps = [d.replace("==", " == ") if spaced else d for d in order]
+    text = "python: '3.11'\nbuild_dependencies: [pip]\ndependencies:\n" + "".join(f"  - {d}\n" for d in deps)
+    root = write_project(tmp_path_factory.mktemp("p") / "p", {"python_env.yaml": text})
+    ref = write_project(tmp_path_factory.mktemp("p") / "p", {"python_env.yaml": (
+        "python: 3.11\ndependencies: [numpy, requests>=2, tabulate==0.9.0]\nbuild_dependencies: [pip]\n")})
+    assert env_spec(load_project(root), SETTINGS).key() == env_spec(load_project(ref), SETTINGS).key()

@@ -141,3 +141,35 @@ def test_conda_yaml_with_uv_runs_the_scientific_stack(cli) -> None:
     r = cli("run", str(REPO / "examples" / "conda-uv"), "--env-manager", "uv", "-P", "C=0.5", timeout=900)
     assert r.code == 0, r.err[-2000:]
     assert "accuracy    0.9778" in r.out and "mlflow " in r.out
+
+
+def test_conda_yaml_with_micromamba(cli, tmp_path: Path) -> None:
+    """The micromamba path, built and run for real where a micromamba image is configured (an image
+    with /bin/micromamba, e.g. mambaorg/micromamba, and a reachable conda channel)."""
+    image = os.environ.get("DOCKRUN_MICROMAMBA_IMAGE")
+    if not image:
+        pytest.skip("DOCKRUN_MICROMAMBA_IMAGE is not set: no micromamba binary or conda channel can be "
+                    "fetched on this machine (its rendered Dockerfile is golden-tested instead)")
+    if image_id(image) is None and subprocess.run(["docker", "pull", image], capture_output=True).returncode:
+        pytest.skip(f"micromamba image {image} is neither present nor pullable")
+    project = write_project(tmp_path / "condaproj", {
+        "conda.yaml": "channels: [conda-forge]\ndependencies: [python=3.11, tabulate]\n",
+        "run.py": "import sys, tabulate; print('conda python', sys.version_info[:2], sys.prefix)\n",
+    })
+    r = cli("run", str(project), "-e", "run.py", timeout=1200)
+    assert r.code == 0, r.err[-2000:]
+    assert "conda python (3, 11) /opt/dockrun/conda" in r.out
+
+
+def test_images_list_and_prune(cli, tmp_path: Path) -> None:
+    name = f"prune-{uuid.uuid4().hex[:8]}"
+    project = write_project(tmp_path / name, {"MLproject": f"name: {name}\nentry_points: {{main: 'true'}}\n"})
+    assert cli("run", str(project)).code == 0
+    listing = cli("images", "list")
+    assert listing.code == 0 and name in listing.out and "LAST USED" in listing.out.splitlines()[0]
+    ref = next(line.split()[0] for line in listing.out.splitlines() if name in line)
+    kept = cli("images", "prune", "--project", name)  # used just now: not older than 30 days
+    assert kept.code == 0 and kept.out == "" and image_id(ref)
+    pruned = cli("images", "prune", "--older-than", "0", "--project", name)
+    assert pruned.code == 0 and pruned.out.strip() == f"removed {ref}"
+    assert image_id(ref) is None and name not in cli("images", "list").out

@@ -214,3 +214,27 @@ def test_sweep_example(env: dict[str, str]) -> None:
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1].startswith("best: alpha=0.01 ")
     assert p.stderr.count("building project image") <= 1
+
+
+def test_docker_env_image_volumes_environment_and_docker_args(cli, tmp_path: Path, base_image: str) -> None:
+    shared = tmp_path / "vol"
+    shared.mkdir()
+    (shared / "greeting.txt").write_text("hello from the host\n")
+    project = write_project(tmp_path / "denv", {"MLproject": f"""
+        name: denv
+        docker_env:
+          image: {base_image}
+          volumes: ["{shared}:/data:ro"]
+          environment: [["FIXED", "one"], "PASSED_THROUGH"]
+        entry_points:
+          main: "cat /data/greeting.txt; echo $FIXED $PASSED_THROUGH $EXTRA; df -k /dev/shm | tail -1; id -u"
+    """})
+    r = cli("run", str(project), "-A", "shm-size=256m", "-A", "env=EXTRA=three", "-A", "network=none",
+            env={"PASSED_THROUGH": "two"})
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0] == "hello from the host" and lines[1] == "one two three"
+    assert lines[2].split()[1] == str(256 * 1024)  # shm size in KiB
+    assert lines[3] == str(os.getuid())
+    missing = cli("run", str(project))  # PASSED_THROUGH not set on the host
+    assert missing.code == 2 and "PASSED_THROUGH" in missing.err and len(missing.err.strip().splitlines()) == 1
