@@ -1,6 +1,7 @@
 """``dockrun.execute()``: the one entry point that both the CLI and Python drivers call."""
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Callable
@@ -9,6 +10,7 @@ from .config import load_settings
 from .errors import ConfigError
 from .records import RunStore
 from .runs import LocalRun, ended_error, run_attached, start_local_run
+from .tracking import tracking_target
 
 
 def execute(
@@ -30,6 +32,8 @@ def execute(
     log: Callable[[str], None] | None = None,
     stdout: IO[bytes] | None = None,
     stderr: IO[bytes] | None = None,
+    experiment_id: str | None = None,
+    tracking_uri: str | None = None,
 ) -> LocalRun:
     """Run a project in a container and return the submitted run.
 
@@ -41,6 +45,7 @@ def execute(
     if backend != "local":
         raise ConfigError(f"--backend {backend!r}: only 'local' is available in this version")
     settings = load_settings(base_image=base_image)
+    tracking = tracking_target(tracking_uri, experiment_name, experiment_id, run_name, os.environ)
     run = start_local_run(
         uri,
         settings,
@@ -53,6 +58,7 @@ def execute(
         log=log,
         cwd=Path.cwd(),
         attached=synchronous,
+        tracking=tracking,
     )
     if synchronous:
         rec = run_attached(run, stdout, stderr)

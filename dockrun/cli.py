@@ -82,7 +82,8 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         uri, entry_point=entry_point, version=version, parameters=parameters, docker_args=list(docker_args),
         backend=backend, backend_config=config, env_manager=env_manager, synchronous=not detach,
         experiment_name=experiment_name, run_name=run_name, storage_dir=storage_dir, base_image=base_image,
-        rebuild=rebuild, log=(lambda line: None) if quiet else None,
+        rebuild=rebuild, log=(lambda line: None) if quiet else None, experiment_id=experiment_id,
+        tracking_uri=tracking_uri,
     )
     if detach:
         click.echo(submitted.run_id)

@@ -29,6 +29,7 @@ class RunContext:
     docker_env: DockerEnv | None = None
     docker_args: Mapping[str, str] | None = None
     extra_env: Mapping[str, str] | None = None
+    host_network: bool = False  # the MLflow server is on the host's loopback
 
 
 def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) -> ContainerSpec:
@@ -62,6 +63,8 @@ def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) ->
     volumes = list(ctx.docker_env.volumes if ctx.docker_env else ()) + special.get("v", []) + special.get("volume", [])
     for vol in volumes:
         mounts.append(_volume(vol))
+    if ctx.host_network and "network_mode" not in options:
+        options["network_mode"] = "host"
     user = f"{uid}:{gid}"
     for u in special.get("user", []) + special.get("u", []):
         user = u

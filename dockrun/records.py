@@ -50,6 +50,9 @@ CREATE INDEX IF NOT EXISTS runs_created ON runs(created);
 # gets them on first open, so upgrading never loses or breaks records.
 _ADDED_COLUMNS = (
     ("dirty", "INTEGER NOT NULL DEFAULT 0"),
+    ("tracking_uri", "TEXT"),
+    ("mlflow_run_id", "TEXT"),
+    ("experiment_id", "TEXT"),
 )
 
 
@@ -79,6 +82,9 @@ class RunRecord:
     supervisor_start: str | None = None
     driver_pid: int | None = None
     driver_start: str | None = None
+    tracking_uri: str | None = None
+    mlflow_run_id: str | None = None
+    experiment_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -6,6 +6,8 @@ no run is left RUNNING forever and no container is left behind.
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import subprocess
 import sys
@@ -21,6 +23,9 @@ from .execution import RunContext, container_spec, shielded
 from .liveness import alive, start_token
 from .records import ACTIVE, RunRecord, RunStore
 from .runner import build, new_run_id, prepare
+from .tracking import MlflowRest, TrackingTarget, container_env, start_tracked_run
+
+log = logging.getLogger("dockrun")
 
 POLL_S = 0.05
 
@@ -135,19 +140,42 @@ def reconcile(store: RunStore, rec: RunRecord, docker: Callable[[], Docker]) -> 
     d = docker()
     container = d.get_container(rec.container_id) if rec.container_id else None
     if container is None:
-        store.finish(rec.run_id, "FAILED", None, f"the {owner} and the container vanished")
+        record_end(store, rec.run_id, "FAILED", None, f"the {owner} and the container vanished")
     else:
         state = container.attrs.get("State", {})
         if state.get("Running"):
             d.stop_and_remove(container)
-            store.finish(rec.run_id, "FAILED", None, f"the {owner} vanished; the container was stopped")
+            record_end(store, rec.run_id, "FAILED", None, f"the {owner} vanished; the container was stopped")
         else:
             _save_logs(store.run_dir(rec.run_id), container)
             code = state.get("ExitCode") if state.get("Status") == "exited" else None
             d.stop_and_remove(container)
             status = "FINISHED" if code == 0 else "FAILED"
-            store.finish(rec.run_id, status, code, None if code == 0 else f"the {owner} vanished; exit code {code}")
+            reason = None if code == 0 else f"the {owner} vanished; exit code {code}"
+            record_end(store, rec.run_id, status, code, reason)
     return store.get(rec.run_id) or rec
+
+
+def record_end(store: RunStore, run_id: str, status: str, exit_code: int | None, reason: str | None) -> None:
+    """Record how a run ended, then tell its MLflow run (if tracked) the final status."""
+    store.finish(run_id, status, exit_code, reason)
+    rec = store.get(run_id)
+    if rec and rec.mlflow_run_id and rec.tracking_uri:
+        try:
+            MlflowRest(rec.tracking_uri, os.environ).end_run(rec.mlflow_run_id, rec.status)
+        except DockrunError as e:  # the run's outcome is recorded here either way
+            log.warning("run %s: could not report its end to MLflow: %s", run_id, e)
+
+
+def _mlflow_tags(prepared: Any, run_id: str) -> dict[str, str]:
+    source = prepared.source
+    tags = {"mlflow.source.name": source.uri, "mlflow.source.type": "PROJECT",
+            "mlflow.project.entryPoint": prepared.entry_point.name, "mlflow.project.backend": "dockrun",
+            "mlflow.user": os.environ.get("USER", str(os.getuid())), "dockrun.run-id": run_id,
+            "mlflow.project.env": prepared.env.kind}
+    if source.commit:
+        tags["mlflow.source.git.commit"] = source.commit
+    return tags
 
 
 def _save_logs(run_dir: Path, container: Any) -> None:
@@ -174,6 +202,7 @@ def start_local_run(
     log: Callable[[str], None] | None,
     cwd: Path,
     attached: bool,
+    tracking: TrackingTarget | None = None,
 ) -> LocalRun:
     """Validate, build, create the container and hand it to a supervisor; return once it runs."""
     prepared = prepare(uri, settings, entry_point, version, parameters, env_manager, cwd)
@@ -191,9 +220,16 @@ def start_local_run(
         rendered=prepared.rendered,
         docker_env=prepared.project.docker_env,
         docker_args=docker_args,
+        host_network=bool(tracking and tracking.host_network),
     )
     spec = container_spec(ctx)  # validates -A and env passthrough before anything is recorded
     source = prepared.source
+    experiment_id = mlflow_run_id = None
+    if tracking:
+        experiment_id, mlflow_run_id = start_tracked_run(tracking, os.environ, _mlflow_tags(prepared, run_id),
+                                                         prepared.rendered.values)
+        ctx = dataclasses.replace(ctx, extra_env=container_env(tracking, experiment_id, mlflow_run_id, os.environ))
+        spec = container_spec(ctx)
     outputs.mkdir(parents=True, exist_ok=True)
     store.insert(RunRecord(
         run_id=run_id, status="SCHEDULED", created=time.time(), uri=source.uri, commit_sha=source.commit,
@@ -202,6 +238,7 @@ def start_local_run(
         entry_point=prepared.entry_point.name, parameters=dict(prepared.rendered.values),
         command=prepared.rendered.command, image=prepared.plan.project_image, env_key=prepared.plan.env_key,
         outputs=str(outputs), driver_pid=os.getpid(), driver_start=start_token(os.getpid()),
+        tracking_uri=tracking.uri if tracking else None, mlflow_run_id=mlflow_run_id, experiment_id=experiment_id,
     ))
     run = LocalRun(store, run_id, docker)
     container = None
@@ -215,7 +252,7 @@ def start_local_run(
         with shielded():
             if container is not None:
                 docker.stop_and_remove(container)
-            store.finish(run_id, "FAILED", None, f"could not start: {e}".splitlines()[0])
+            record_end(store, run_id, "FAILED", None, f"could not start: {e}".splitlines()[0])
         raise
     try:
         while run.get_status() == "SCHEDULED":

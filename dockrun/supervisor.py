@@ -18,6 +18,7 @@ from pathlib import Path
 from .dockerio import Docker
 from .liveness import alive
 from .records import RunStore
+from .runs import record_end
 
 POLL_DRIVER_S = 0.5
 
@@ -32,7 +33,7 @@ def supervise(store: RunStore, docker: Docker, run_id: str, watch_driver: bool) 
         return
     container = docker.get_container(rec.container_id) if rec.container_id else None
     if container is None:
-        store.finish(run_id, "FAILED", None, "the run's container vanished before it started")
+        record_end(store, run_id, "FAILED", None, "the run's container vanished before it started")
         return
     why: list[str] = []  # why the supervisor stopped the container, if it did
 
@@ -68,15 +69,15 @@ def supervise(store: RunStore, docker: Docker, run_id: str, watch_driver: bool) 
         exit_code = int(container.wait().get("StatusCode", 1))
     except Exception as e:  # the engine failed us: record it, never leave the run open
         docker.stop_and_remove(container)
-        store.finish(run_id, "FAILED", exit_code, f"supervisor error: {e}".splitlines()[0])
+        record_end(store, run_id, "FAILED", exit_code, f"supervisor error: {e}".splitlines()[0])
         raise
     docker.stop_and_remove(container)
     if why and why[0] == "driver vanished":
-        store.finish(run_id, "FAILED", exit_code, "the driver process vanished; the container was stopped")
+        record_end(store, run_id, "FAILED", exit_code, "the driver process vanished; the container was stopped")
     elif exit_code == 0:
-        store.finish(run_id, "FINISHED", 0, None)
+        record_end(store, run_id, "FINISHED", 0, None)
     else:
-        store.finish(run_id, "FAILED", exit_code, f"command exited with status {exit_code}")
+        record_end(store, run_id, "FAILED", exit_code, f"command exited with status {exit_code}")
 
 
 def _watch_driver(pid: int, token: str | None, stop, why: list[str]) -> None:  # noqa: ANN001

@@ -22,3 +22,8 @@ print(pd.Series({"C": args.C, "accuracy": round(accuracy, 4)}).to_string())
 print(f"numpy {np.__version__}, pandas {pd.__version__}, mlflow {mlflow.__version__}")
 with open(os.path.join(os.environ.get("DOCKRUN_OUTPUT_DIR", "."), "metrics.json"), "w") as f:
     json.dump({"C": args.C, "accuracy": accuracy}, f)
+tracked_run = os.environ.get("MLFLOW_RUN_ID")  # set by `dockrun run ... --tracking-uri URL`
+if tracked_run:
+    with mlflow.start_run():  # resumes that run
+        mlflow.log_metric("accuracy", accuracy)
+    print("logged to MLflow run", tracked_run)

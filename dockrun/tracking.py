@@ -1,0 +1,140 @@
+"""MLflow tracking over its REST API (no mlflow dependency on the host).
+
+``tracking_target`` decides (pure) whether and where a run is tracked and how the container reaches
+the server; ``MlflowRest`` is the thin HTTP adapter. A tracking URI on localhost is reachable from
+the container only through the host's network, so such runs get ``network_mode=host`` (unless the
+user chose a network with ``-A network=...``): `mlflow run` users know the other outcome.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+AUTH_VARS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+             "MLFLOW_TRACKING_INSECURE_TLS")
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    uri: str
+    experiment_id: str | None
+    experiment_name: str | None
+    run_name: str | None
+    host_network: bool  # the server is on the host's loopback
+
+
+def tracking_target(
+    tracking_uri: str | None,
+    experiment_name: str | None,
+    experiment_id: str | None,
+    run_name: str | None,
+    environ: Mapping[str, str],
+) -> TrackingTarget | None:
+    """Tracking is on when a tracking URI is given (option or MLFLOW_TRACKING_URI)."""
+    uri = tracking_uri or environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        if experiment_name or experiment_id:
+            raise ConfigError("--experiment-name/--experiment-id need a tracking server: give --tracking-uri "
+                              "or set MLFLOW_TRACKING_URI")
+        return None
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        if not tracking_uri:
+            return None  # a local store in the environment (file:, sqlite:) is not a server to report to
+        raise ConfigError(f"--tracking-uri {uri!r}: expected an http(s):// MLflow tracking server "
+                          "(run `mlflow server` for a local store and pass its URL)")
+    if experiment_name and experiment_id:
+        raise ConfigError("give --experiment-name or --experiment-id, not both")
+    return TrackingTarget(uri.rstrip("/"), experiment_id, experiment_name or environ.get("MLFLOW_EXPERIMENT_NAME"),
+                          run_name, (parsed.hostname or "") in LOCAL_HOSTS)
+
+
+class MlflowRest:
+    def __init__(self, uri: str, environ: Mapping[str, str]):
+        self.uri = uri.rstrip("/")
+        self.headers = {"Content-Type": "application/json"}
+        if environ.get("MLFLOW_TRACKING_TOKEN"):
+            self.headers["Authorization"] = f"Bearer {environ['MLFLOW_TRACKING_TOKEN']}"
+        elif environ.get("MLFLOW_TRACKING_USERNAME"):
+            pair = f"{environ['MLFLOW_TRACKING_USERNAME']}:{environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
+            self.headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
+              query: dict[str, str] | None = None) -> dict[str, Any]:
+        url = f"{self.uri}/api/2.0/mlflow/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, method=method, headers=self.headers)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            try:
+                detail = json.loads(e.read() or b"{}")
+            except ValueError:
+                detail = {}
+            raise TrackingError(e.code, detail.get("error_code", ""), detail.get("message", str(e))) from None
+        except (urllib.error.URLError, OSError) as e:
+            raise ConfigError(f"--tracking-uri {self.uri}: cannot reach the MLflow tracking server "
+                              f"({getattr(e, 'reason', e)})") from None
+
+    def experiment_id(self, name: str) -> str:
+        try:
+            found = self._call("GET", "experiments/get-by-name", query={"experiment_name": name})
+            return found["experiment"]["experiment_id"]
+        except TrackingError as e:
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+        try:
+            return self._call("POST", "experiments/create", {"name": name})["experiment_id"]
+        except TrackingError as e:  # created by a concurrent run in between
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self._call("GET", "experiments/get-by-name", query={"experiment_name": name})[
+                "experiment"]["experiment_id"]
+
+    def create_run(self, experiment_id: str, run_name: str | None, tags: Mapping[str, str],
+                   params: Mapping[str, str]) -> str:
+        body: dict[str, Any] = {"experiment_id": experiment_id, "start_time": int(time.time() * 1000),
+                                "tags": [{"key": k, "value": v} for k, v in tags.items()]}
+        if run_name:
+            body["run_name"] = run_name
+        run_id = self._call("POST", "runs/create", body)["run"]["info"]["run_id"]
+        if params:
+            self._call("POST", "runs/log-batch", {"run_id": run_id, "params": [
+                {"key": k, "value": str(v)[:6000]} for k, v in params.items()]})
+        return run_id
+
+    def end_run(self, run_id: str, status: str) -> None:
+        self._call("POST", "runs/update", {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)})
+
+
+class TrackingError(ConfigError):
+    def __init__(self, status: int, error_code: str, message: str):
+        super().__init__(f"MLflow tracking server answered {status} {error_code}: {message}".strip())
+        self.error_code = error_code
+
+
+def start_tracked_run(target: TrackingTarget, environ: Mapping[str, str], tags: Mapping[str, str],
+                      params: Mapping[str, str]) -> tuple[str, str]:
+    """Create the MLflow run for a dockrun run; returns (experiment_id, mlflow_run_id)."""
+    rest = MlflowRest(target.uri, environ)
+    experiment_id = target.experiment_id or (rest.experiment_id(target.experiment_name)
+                                             if target.experiment_name else "0")
+    return experiment_id, rest.create_run(experiment_id, target.run_name, tags, params)
+
+
+def container_env(target: TrackingTarget, experiment_id: str, mlflow_run_id: str,
+                  environ: Mapping[str, str]) -> dict[str, str]:
+    env = {"MLFLOW_TRACKING_URI": target.uri, "MLFLOW_RUN_ID": mlflow_run_id, "MLFLOW_EXPERIMENT_ID": experiment_id}
+    env.update({k: environ[k] for k in AUTH_VARS if environ.get(k)})
+    return env

@@ -1,0 +1,90 @@
+"""MLflow tracking against a real `mlflow server` on 127.0.0.1 (run from the conda-uv example's
+image, which has MLflow, with the host's network): the run is created, parameterised, reachable
+from the container although the URI says 127.0.0.1, and ends with the run's status."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conftest import REPO, free_port
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
+EXAMPLE = str(REPO / "examples" / "conda-uv")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(base_image: str, tmp_path_factory):
+    import os
+    import sys
+
+    env = {**os.environ, "DOCKRUN_BASE_IMAGE": base_image, "DOCKRUN_HOME": str(tmp_path_factory.mktemp("h"))}
+    built = subprocess.run([sys.executable, "-m", "dockrun.cli", "build", "-q", EXAMPLE, "--env-manager", "uv"],
+                           env=env, capture_output=True, text=True, timeout=900)
+    assert built.returncode == 0, built.stderr
+    port = free_port()
+    name = f"dockrun-test-mlflow-{port}"
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "host", "-w", "/tmp",
+                    built.stdout.strip(), "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                    "--backend-store-uri", "sqlite:////tmp/mlflow.db", "--workers", "1"],
+                   check=True, capture_output=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url + "/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True).stderr[-1500:]
+            pytest.fail(f"mlflow server did not come up: {logs}")
+        yield url
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def _get(url: str, path: str, **query: str) -> dict:
+    with urllib.request.urlopen(f"{url}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_tracked_run_with_localhost_uri(cli, mlflow_server: str) -> None:
+    r = cli("run", EXAMPLE, "--env-manager", "uv", "-P", "C=0.5", "--tracking-uri", mlflow_server,
+            "--experiment-name", "dockrun-e2e", "--run-name", "first", timeout=900)
+    assert r.code == 0, r.err[-2000:]
+    mlflow_run_id = r.out.split("logged to MLflow run ")[1].split()[0]
+    run = _get(mlflow_server, "runs/get", run_id=mlflow_run_id)["run"]
+    assert run["info"]["status"] == "FINISHED" and run["info"]["run_name"] == "first"
+    data = run["data"]
+    assert {"key": "C", "value": "0.5"} in data["params"]
+    assert any(m["key"] == "accuracy" and abs(m["value"] - 0.9778) < 1e-3 for m in data["metrics"])
+    tags = {t["key"]: t["value"] for t in data["tags"]}
+    assert tags["mlflow.project.backend"] == "dockrun" and tags["mlflow.project.entryPoint"] == "main"
+    experiment = _get(mlflow_server, "experiments/get-by-name", experiment_name="dockrun-e2e")["experiment"]
+    assert run["info"]["experiment_id"] == experiment["experiment_id"]
+    record = json.loads(cli("runs", "show", tags["dockrun.run-id"]).out)
+    assert record["mlflow_run_id"] == mlflow_run_id and record["tracking_uri"] == mlflow_server
+
+
+def test_failed_tracked_run_is_failed_in_mlflow(cli, mlflow_server: str) -> None:
+    r = cli("run", EXAMPLE, "--env-manager", "uv", "-P", "C=-1", "--tracking-uri", mlflow_server, timeout=900)
+    assert r.code == 1
+    run_id = r.err.split("dockrun: error: run ")[1].split()[0]
+    record = json.loads(cli("runs", "show", run_id).out)
+    run = _get(mlflow_server, "runs/get", run_id=record["mlflow_run_id"])["run"]
+    assert run["info"]["status"] == "FAILED" and run["info"]["experiment_id"] == "0"
+
+
+def test_tracking_errors_are_one_line(cli) -> None:
+    r = cli("run", EXAMPLE, "--tracking-uri", "sqlite:///x.db")
+    assert r.code == 2 and "expected an http(s):// MLflow tracking server" in r.err
+    r = cli("run", EXAMPLE, "--experiment-name", "x", env={"MLFLOW_TRACKING_URI": ""})
+    assert r.code == 2 and "need a tracking server" in r.err
+    r = cli("run", EXAMPLE, "--env-manager", "uv", "--tracking-uri", f"http://127.0.0.1:{free_port()}")
+    assert r.code == 2 and "cannot reach the MLflow tracking server" in r.err
+    assert len(r.err.strip().splitlines()) == 1 or "building" in r.err
