@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 
 def templates_dir() -> Path:
@@ -20,6 +21,8 @@ def templates_dir() -> Path:
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
+    import jinja2  # only when rendering: a warm run needs the templates' text, not Jinja
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
@@ -30,11 +33,11 @@ def _environment() -> jinja2.Environment:
     )
 
 
+@lru_cache(maxsize=16)
 def template_source(name: str) -> str:
     """The template's text with what it imports: part of the environment key."""
-    env = _environment()
-    text = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
-    return text + env.loader.get_source(env, "_macros.j2")[0]  # type: ignore[union-attr]
+    folder = templates_dir()
+    return (folder / name).read_text(encoding="utf-8") + (folder / "_macros.j2").read_text(encoding="utf-8")
 
 
 def render(name: str, **context: Any) -> str:

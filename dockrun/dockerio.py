@@ -200,6 +200,13 @@ class Docker:
         except docker.errors.APIError:
             pass
 
+    def remove(self, container: Any) -> None:
+        docker = _docker()
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError:
+            pass
+
     def stop_and_remove(self, container: Any, timeout: int = 10) -> None:
         """SIGTERM, ``timeout`` seconds of grace, SIGKILL; then remove. Never raises for a
         container that is already gone."""

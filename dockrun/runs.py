@@ -7,11 +7,14 @@ no run is left RUNNING forever and no container is left behind.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
+import select
+import signal
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Callable
@@ -21,13 +24,12 @@ from .dockerio import Docker
 from .errors import DockrunError, ExecutionError, Interrupted
 from .execution import RunContext, container_spec, shielded
 from .liveness import alive, start_token
+from .outcome import record_end
 from .records import ACTIVE, RunRecord, RunStore
 from .runner import build, new_run_id, prepare
-from .tracking import MlflowRest, TrackingTarget, container_env, start_tracked_run
+from .tracking import TrackingTarget, container_env, start_tracked_run
 
-log = logging.getLogger("dockrun")
-
-POLL_S = 0.05
+POLL_S = 0.025
 
 
 class RunNotFound(DockrunError):
@@ -156,17 +158,6 @@ def reconcile(store: RunStore, rec: RunRecord, docker: Callable[[], Docker]) -> 
     return store.get(rec.run_id) or rec
 
 
-def record_end(store: RunStore, run_id: str, status: str, exit_code: int | None, reason: str | None) -> None:
-    """Record how a run ended, then tell its MLflow run (if tracked) the final status."""
-    store.finish(run_id, status, exit_code, reason)
-    rec = store.get(run_id)
-    if rec and rec.mlflow_run_id and rec.tracking_uri:
-        try:
-            MlflowRest(rec.tracking_uri, os.environ).end_run(rec.mlflow_run_id, rec.status)
-        except DockrunError as e:  # the run's outcome is recorded here either way
-            log.warning("run %s: could not report its end to MLflow: %s", run_id, e)
-
-
 def _mlflow_tags(prepared: Any, run_id: str) -> dict[str, str]:
     source = prepared.source
     tags = {"mlflow.source.name": source.uri, "mlflow.source.type": "PROJECT",
@@ -246,8 +237,8 @@ def start_local_run(
         with shielded():
             container = docker.create(spec)
             store.update(run_id, container_id=container.id)
-            proc = _spawn_supervisor(settings.home, run_id, attached, run_dir)
-            store.update(run_id, supervisor_pid=proc.pid, supervisor_start=start_token(proc.pid))
+            pid = _start_supervisor(settings.home, run_id, attached, run_dir)
+            store.update(run_id, supervisor_pid=pid, supervisor_start=start_token(pid))
     except BaseException as e:
         with shielded():
             if container is not None:
@@ -264,14 +255,68 @@ def start_local_run(
     return run
 
 
-def _spawn_supervisor(home: Path, run_id: str, attached: bool, run_dir: Path) -> subprocess.Popen:
-    args = [sys.executable, "-m", "dockrun.supervisor", run_id, "--home", str(home)]
-    if attached:
-        args.append("--watch-driver")
+def _start_supervisor(home: Path, run_id: str, attached: bool, run_dir: Path) -> int:
+    """Start the run's supervisor in a new session (Ctrl-C in the driver's terminal reaches the
+    driver, which cancels cleanly) and return its pid. A single-threaded caller (the CLI) forks it,
+    which costs milliseconds instead of a new interpreter; a threaded one (a sweep driver) cannot
+    fork safely and spawns ``python -m dockrun.supervisor``."""
+    args = [run_id, "--home", str(home)] + (["--watch-driver"] if attached else [])
+    if hasattr(os, "fork") and threading.active_count() == 1:
+        return _fork_supervisor(args, run_dir)
     with open(run_dir / "supervisor.log", "ab") as log:
-        # A new session: Ctrl-C in the driver's terminal reaches the driver, which cancels cleanly.
-        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                close_fds=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen([sys.executable, "-m", "dockrun.supervisor", *args], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, start_new_session=True, close_fds=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return proc.pid
+
+
+def _fork_supervisor(args: list[str], run_dir: Path) -> int:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the intermediate child: a new session, then fork again so init reaps the supervisor
+        code = 1
+        try:
+            os.close(read_end)
+            os.setsid()
+            code = 0 if os.fork() else _be_supervisor(args, run_dir, write_end)
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    data = b""
+    while select.select([read_end], [], [], 10)[0]:
+        chunk = os.read(read_end, 64)
+        if not chunk:
+            break
+        data += chunk
+    os.close(read_end)
+    if not data:
+        raise ExecutionError("the run's supervisor did not start")
+    return int(data)
+
+
+def _be_supervisor(args: list[str], run_dir: Path, report_fd: int) -> int:
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())  # the parent blocked them while starting us
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    os.write(report_fd, str(os.getpid()).encode())
+    os.close(report_fd)
+    log = os.open(run_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    try:
+        from .supervisor import main
+
+        main(args)
+        return 0
+    except BaseException:  # noqa: BLE001 - reported in the log; the run itself is reconciled
+        traceback.print_exc()
+        sys.stderr.flush()
+        return 1
 
 
 def run_attached(run: LocalRun, out: IO[bytes] | None = None, err: IO[bytes] | None = None) -> RunRecord:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from .dockerio import Docker
 from .liveness import alive
+from .outcome import record_end
 from .records import RunStore
-from .runs import record_end
 
 POLL_DRIVER_S = 0.5
 
@@ -71,7 +71,7 @@ def supervise(store: RunStore, docker: Docker, run_id: str, watch_driver: bool) 
         docker.stop_and_remove(container)
         record_end(store, run_id, "FAILED", exit_code, f"supervisor error: {e}".splitlines()[0])
         raise
-    docker.stop_and_remove(container)
+    docker.remove(container)  # it has exited: no stop needed
     if why and why[0] == "driver vanished":
         record_end(store, run_id, "FAILED", exit_code, "the driver process vanished; the container was stopped")
     elif exit_code == 0:
