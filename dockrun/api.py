@@ -59,6 +59,7 @@ def execute(
         cwd=Path.cwd(),
         attached=synchronous,
         tracking=tracking,
+        storage_dir=Path(storage_dir).expanduser().resolve() if storage_dir else None,
     )
     if synchronous:
         rec = run_attached(run, stdout, stderr)

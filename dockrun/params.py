@@ -7,7 +7,7 @@ import re
 import shlex
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ParameterError, ProjectError
@@ -31,6 +31,9 @@ class RenderedCommand:
     command: str  # run with sh -c in the container
     values: Mapping[str, str]  # every parameter as it was substituted (before quoting)
     mounts: tuple[Mount, ...]
+    # path parameters given as remote URIs (s3://...): name -> URI, to download before the run and
+    # render again with ``downloaded``
+    downloads: Mapping[str, str] = field(default_factory=dict)
 
 
 def is_remote(value: str) -> bool:
@@ -43,6 +46,7 @@ def render_command(
     given: Mapping[str, str],
     cwd: Path | None = None,
     project_dir: str = "/project",
+    downloaded: Mapping[str, str] | None = None,
 ) -> RenderedCommand:
     """Check ``given`` against the entry point's declared parameters and substitute them.
 
@@ -55,8 +59,15 @@ def render_command(
     declared = {p.name: p for p in entry_point.parameters}
     values: dict[str, str] = {}
     mounts: list[Mount] = []
+    downloads: dict[str, str] = {}
     for p in entry_point.parameters:
         raw = given.get(p.name, p.default)
+        if p.type == "path" and raw is not None and is_remote(str(raw)):
+            _check_downloadable(str(raw), f"parameter {p.name!r} of entry point {entry_point.name!r}")
+            if downloaded and p.name in downloaded:
+                raw, given = downloaded[p.name], {**given, p.name: downloaded[p.name]}
+            else:
+                downloads[p.name] = str(raw)
         if raw is None:
             raise ParameterError(
                 f"parameter {p.name!r} of entry point {entry_point.name!r} has no default and was "
@@ -76,7 +87,7 @@ def render_command(
     if extras:
         command += "".join(f" --{k} {shlex.quote(v)}" for k, v in extras.items())
     values.update(extras)
-    return RenderedCommand(command=command, values=values, mounts=_dedupe(mounts))
+    return RenderedCommand(command=command, values=values, mounts=_dedupe(mounts), downloads=downloads)
 
 
 def _format(entry_point: EntryPoint, quoted: Mapping[str, str]) -> str:
@@ -121,15 +132,21 @@ def _convert(p: Parameter, raw: str, ep: str, cwd: Path, mount: bool) -> tuple[s
         return _BOOLS[raw.lower()], None
     if p.type in ("path", "uri"):
         if is_remote(raw):
-            if p.type == "path":
-                raise ParameterError(
-                    f"{where}: remote path {raw!r} is not supported yet; download it and pass a local path"
-                )
-            return raw, None
+            return raw, None  # a uri as given; a remote path is downloaded first (``downloads``)
         local = raw[len("file://") :] if raw.startswith("file://") else raw
         absolute = os.path.normpath(os.path.join(cwd, os.path.expanduser(local)))
         return absolute, _mount_for(absolute, where) if mount else None
     return raw, None
+
+
+DOWNLOADABLE = ("s3://",)
+
+
+def _check_downloadable(uri: str, where: str) -> None:
+    if not uri.startswith(DOWNLOADABLE):
+        scheme = uri.split(":", 1)[0]
+        raise ParameterError(f"{where}: cannot download {scheme}: paths (supported: s3://); "
+                             "pass a local path, or declare the parameter as uri")
 
 
 def _mount_for(path: str, where: str) -> Mount:

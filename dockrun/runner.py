@@ -1,6 +1,7 @@
 """The path of a local run: source -> project spec -> environment -> image -> container."""
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ class Prepared:
     rendered: RenderedCommand
     env: EnvSpec
     plan: ImagePlan
+    given: Mapping[str, str]  # the parameters as the user gave them
+    cwd: Path | None
 
 
 def new_run_id() -> str:
@@ -49,7 +52,19 @@ def prepare(
     rendered = render_command(ep, {k: str(v) for k, v in (parameters or {}).items()}, cwd=cwd)
     env = env_spec(project, settings, env_manager)
     plan = plan_images(project, source, env, settings)
-    return Prepared(source, project, ep, rendered, env, plan)
+    return Prepared(source, project, ep, rendered, env, plan, dict(parameters or {}), cwd)
+
+
+def fetch_inputs(prepared: Prepared, storage_dir: Path, log: Callable[[str], None]) -> Prepared:
+    """Download remote path parameters (s3://) into ``storage_dir`` and render the command with
+    the local copies, which are then mounted like any other path."""
+    if not prepared.rendered.downloads:
+        return prepared
+    from .storage import download_inputs
+
+    local = download_inputs(prepared.rendered.downloads, storage_dir, log)
+    rendered = render_command(prepared.entry_point, prepared.given, cwd=prepared.cwd, downloaded=local)
+    return dataclasses.replace(prepared, rendered=rendered)
 
 
 def build(

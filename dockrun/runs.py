@@ -23,10 +23,11 @@ from .config import Settings
 from .dockerio import Docker
 from .errors import DockrunError, ExecutionError, Interrupted
 from .execution import RunContext, container_spec, shielded
+from .feedback import plain
 from .liveness import alive, start_token
 from .outcome import record_end
 from .records import ACTIVE, RunRecord, RunStore
-from .runner import build, new_run_id, prepare
+from .runner import build, fetch_inputs, new_run_id, prepare
 from .tracking import TrackingTarget, container_env, start_tracked_run
 
 POLL_S = 0.025
@@ -194,9 +195,12 @@ def start_local_run(
     cwd: Path,
     attached: bool,
     tracking: TrackingTarget | None = None,
+    storage_dir: Path | None = None,
 ) -> LocalRun:
     """Validate, build, create the container and hand it to a supervisor; return once it runs."""
     prepared = prepare(uri, settings, entry_point, version, parameters, env_manager, cwd)
+    # Inputs first: a wrong URI should fail before a possibly long build.
+    prepared = fetch_inputs(prepared, storage_dir or settings.home / "downloads", log or plain(sys.stderr))
     docker = Docker()
     result = build(prepared, settings, docker, rebuild=rebuild, log=log)
     store = RunStore(settings.home)

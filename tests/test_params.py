@@ -97,3 +97,20 @@ def test_malformed_command_is_a_project_error(command: str, message: str) -> Non
 def test_bad_extra_param_name() -> None:
     with pytest.raises(ParameterError, match="parameter name"):
         render_command(ep("p"), {"a b;rm": "x"})
+
+
+def test_remote_path_is_to_be_downloaded_then_mounted(tmp_path: Path) -> None:
+    e = ep("p {data} {u}", Parameter("data", "path"), Parameter("u", "uri"))
+    first = render_command(e, {"data": "s3://bucket/train.csv", "u": "s3://bucket/x"}, cwd=tmp_path)
+    assert first.downloads == {"data": "s3://bucket/train.csv"}  # a uri is passed as given
+    local = tmp_path / "dl" / "train.csv"
+    local.parent.mkdir()
+    again = render_command(e, {"data": "s3://bucket/train.csv", "u": "s3://bucket/x"}, cwd=tmp_path,
+                           downloaded={"data": str(local)})
+    assert again.downloads == {} and again.command == f"p {local} s3://bucket/x"
+    assert again.mounts == (Mount(str(local.parent)),)
+
+
+def test_undownloadable_remote_path_is_an_error() -> None:
+    with pytest.raises(ParameterError, match="cannot download dbfs: paths"):
+        render_command(ep("p {d}", Parameter("d", "path")), {"d": "dbfs:/data/x.csv"})
