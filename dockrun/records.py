@@ -53,6 +53,9 @@ _ADDED_COLUMNS = (
     ("tracking_uri", "TEXT"),
     ("mlflow_run_id", "TEXT"),
     ("experiment_id", "TEXT"),
+    ("backend", "TEXT NOT NULL DEFAULT 'local'"),
+    ("remote_run_id", "TEXT"),
+    ("remote_url", "TEXT"),
 )
 
 
@@ -85,6 +88,9 @@ class RunRecord:
     tracking_uri: str | None = None
     mlflow_run_id: str | None = None
     experiment_id: str | None = None
+    backend: str = "local"
+    remote_run_id: str | None = None
+    remote_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -21,9 +21,10 @@ from typing import IO, Any, Callable
 
 from .config import Settings
 from .dockerio import Docker
-from .errors import DockrunError, ExecutionError, Interrupted
+from .errors import ExecutionError, Interrupted
 from .execution import RunContext, container_spec, shielded
 from .feedback import plain
+from .handle import RunHandle
 from .liveness import alive, start_token
 from .outcome import record_end
 from .records import ACTIVE, RunRecord, RunStore
@@ -33,16 +34,13 @@ from .tracking import TrackingTarget, container_env, start_tracked_run
 POLL_S = 0.025
 
 
-class RunNotFound(DockrunError):
-    """No run has that ID."""
-
-
-class LocalRun:
+class LocalRun(RunHandle):
     """A submitted local run (the API's SubmittedRun); usable from any process that knows the ID."""
 
+    poll_s = POLL_S
+
     def __init__(self, store: RunStore, run_id: str, docker: Docker | None = None):
-        self._store = store
-        self.run_id = run_id
+        super().__init__(store, run_id)
         self._docker = docker
 
     @property
@@ -51,33 +49,8 @@ class LocalRun:
             self._docker = Docker()
         return self._docker
 
-    @property
-    def outputs(self) -> str:
-        return self.record().outputs
-
-    @property
-    def exit_code(self) -> int | None:
-        return self.record().exit_code
-
     def record(self) -> RunRecord:
-        rec = self._store.get(self.run_id)
-        if rec is None:
-            raise RunNotFound(f"run {self.run_id!r}: no such run in {self._store.path}")
-        return reconcile(self._store, rec, lambda: self.docker)
-
-    def get_status(self) -> str:
-        return self.record().status
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run is over (its container removed); True if it FINISHED."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        rec = self.record()
-        while not rec.over:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"run {self.run_id} still {rec.status} after {timeout} s")
-            time.sleep(POLL_S)
-            rec = self.record()
-        return rec.status == "FINISHED"
+        return reconcile(self._store, self._stored(), lambda: self.docker)
 
     def cancel(self) -> None:
         """Stop the container (SIGTERM, grace, SIGKILL), remove it, record KILLED. Returns when
@@ -93,10 +66,6 @@ class LocalRun:
                     self.docker.stop(container)
         self.wait()
 
-    def describe_end(self) -> str:
-        rec = self.record()
-        return rec.reason or rec.status.lower()
-
     def follow(self, out: IO[bytes], err: IO[bytes], follow: bool = True) -> RunRecord:
         """Copy the run's output to ``out``/``err`` as it is written, until the run is over."""
         run_dir = self._store.run_dir(self.run_id)
@@ -109,9 +78,6 @@ class LocalRun:
             if rec.over or not follow:
                 return rec
             time.sleep(POLL_S)
-
-    def __repr__(self) -> str:
-        return f"LocalRun({self.run_id!r})"
 
 
 def _copy_new(path: Path, offset: int, sink: IO[bytes]) -> int:
@@ -130,7 +96,7 @@ def _copy_new(path: Path, offset: int, sink: IO[bytes]) -> int:
 def reconcile(store: RunStore, rec: RunRecord, docker: Callable[[], Docker]) -> RunRecord:
     """If the process that owns an unfinished run is gone, finish the run for it: collect what the
     container left, remove it, and record why. Returns the current record."""
-    if rec.over:
+    if rec.over or rec.backend != "local":  # remote runs are followed by their own handle
         return rec
     if rec.supervisor_pid:
         if alive(rec.supervisor_pid, rec.supervisor_start):
