@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import select
-import signal
-import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Callable
@@ -25,6 +21,7 @@ from .errors import ExecutionError, Interrupted
 from .execution import RunContext, container_spec, shielded
 from .feedback import plain
 from .handle import RunHandle
+from .launch import fork_server, fork_supervisor
 from .liveness import alive, start_token
 from .outcome import record_end
 from .records import ACTIVE, RunRecord, RunStore
@@ -227,66 +224,14 @@ def start_local_run(
 
 def _start_supervisor(home: Path, run_id: str, attached: bool, run_dir: Path) -> int:
     """Start the run's supervisor in a new session (Ctrl-C in the driver's terminal reaches the
-    driver, which cancels cleanly) and return its pid. A single-threaded caller (the CLI) forks it,
-    which costs milliseconds instead of a new interpreter; a threaded one (a sweep driver) cannot
-    fork safely and spawns ``python -m dockrun.supervisor``."""
+    driver, which cancels cleanly) and return its pid. A single-threaded caller (the CLI) forks it
+    directly; a threaded one (a sweep driver) cannot fork safely, and asks its fork server (a
+    single-threaded helper process, started once) to fork it. Either way a run costs milliseconds,
+    not a new interpreter."""
     args = [run_id, "--home", str(home)] + (["--watch-driver"] if attached else [])
     if hasattr(os, "fork") and threading.active_count() == 1:
-        return _fork_supervisor(args, run_dir)
-    with open(run_dir / "supervisor.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "dockrun.supervisor", *args], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=log, start_new_session=True, close_fds=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    return proc.pid
-
-
-def _fork_supervisor(args: list[str], run_dir: Path) -> int:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the intermediate child: a new session, then fork again so init reaps the supervisor
-        code = 1
-        try:
-            os.close(read_end)
-            os.setsid()
-            code = 0 if os.fork() else _be_supervisor(args, run_dir, write_end)
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    os.waitpid(pid, 0)
-    data = b""
-    while select.select([read_end], [], [], 10)[0]:
-        chunk = os.read(read_end, 64)
-        if not chunk:
-            break
-        data += chunk
-    os.close(read_end)
-    if not data:
-        raise ExecutionError("the run's supervisor did not start")
-    return int(data)
-
-
-def _be_supervisor(args: list[str], run_dir: Path, report_fd: int) -> int:
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())  # the parent blocked them while starting us
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-    os.write(report_fd, str(os.getpid()).encode())
-    os.close(report_fd)
-    log = os.open(run_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    try:
-        from .supervisor import main
-
-        main(args)
-        return 0
-    except BaseException:  # noqa: BLE001 - reported in the log; the run itself is reconciled
-        traceback.print_exc()
-        sys.stderr.flush()
-        return 1
+        return fork_supervisor(args, run_dir)
+    return fork_server().start(args, run_dir)
 
 
 def run_attached(run: LocalRun, out: IO[bytes] | None = None, err: IO[bytes] | None = None) -> RunRecord:
