@@ -8,8 +8,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import write_project
 
+from conftest import write_project
 from dockrun.databricks import (
     Cluster,
     cluster_from_config,
