@@ -12,16 +12,11 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import timed  # noqa: E402 - bench/ is not a package
 
 
 def main() -> None:

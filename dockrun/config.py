@@ -26,7 +26,6 @@ class Settings:
     registry: str | None
     build_args: Mapping[str, str]
     ca_bundle: Path | None
-    debug: bool = False
     # conda channel -> replacement (DOCKRUN_CONDA_CHANNEL_MAP="defaults=conda-forge,main=conda-forge"),
     # for companies that may not use Anaconda's channels.
     conda_channel_map: Mapping[str, str] = field(default_factory=dict)
@@ -54,7 +53,6 @@ def load_settings(environ: Mapping[str, str] | None = None, base_image: str | No
         registry=registry,
         build_args=build_args,
         ca_bundle=ca,
-        debug=env.get("DOCKRUN_DEBUG") == "1",
         conda_channel_map=parse_channel_map(env.get("DOCKRUN_CONDA_CHANNEL_MAP", "")),
     )
 

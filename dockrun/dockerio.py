@@ -182,9 +182,6 @@ class Docker:
         return self.client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True,
                                       demux=True)
 
-    def containers(self, label: str) -> list[Any]:
-        return self.client.containers.list(all=True, filters={"label": label})
-
     def get_container(self, name_or_id: str) -> Any | None:
         docker = _docker()
         try:

@@ -5,7 +5,6 @@ import math
 import os
 import re
 import shlex
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,11 +102,6 @@ def _format(entry_point: EntryPoint, quoted: Mapping[str, str]) -> str:
             f"entry point {entry_point.name!r}: command is not a valid format string ({e}); "
             "write literal braces as {{ and }}"
         ) from None
-
-
-def referenced_fields(command: str) -> set[str]:
-    """Names a format-string command refers to (for validation and tests)."""
-    return {f for _, f, _, _ in string.Formatter().parse(command) if f}
 
 
 def _convert(p: Parameter, raw: str, ep: str, cwd: Path, mount: bool) -> tuple[str, Mount | None]:
