@@ -246,6 +246,8 @@ class DatabricksError(RemoteError):
     def __init__(self, status: int, error_code: str, message: str):
         super().__init__(f"Databricks answered {status} {error_code}: {message}".strip())
         self.status, self.error_code = status, error_code
+        # A refused token or request is the user's to fix (exit 2, like a Git auth failure).
+        self.exit_code = 2 if 400 <= status < 500 else 1
 
 
 # ---- submitting and following ----------------------------------------------------------------

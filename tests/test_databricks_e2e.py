@@ -1,0 +1,134 @@
+"""Remote mode end to end against the strict local Databricks emulator (tests/databricks_emulator.py):
+upload, submit, follow, logs, failure, cancel, records, and refusals before any request."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import write_project
+from dbx_emulator import databricks  # noqa: F401 - the fixture
+
+PROJECT = {
+    "MLproject": """
+        name: remote
+        python_env: python_env.yaml
+        entry_points:
+          main:
+            parameters: {alpha: float}
+            command: "python train.py {alpha}"
+          fail: "python -c 'print(\\"about to fail\\"); raise SystemExit(3)'"
+          sleep: "sleep 120"
+    """,
+    # The emulator records libraries and does not install them: a dependency the test runner has.
+    "python_env.yaml": "python: '3.11'\ndependencies: [PyYAML]\n",
+    "train.py": """
+        import os, sys, yaml
+        alpha = float(sys.argv[1])
+        print(yaml.safe_dump({"alpha": alpha}).strip())
+        with open(os.path.join(os.environ["DOCKRUN_OUTPUT_DIR"], "metrics.csv"), "w") as f:
+            f.write(f"alpha,w,loss\\n{alpha},1,0\\n")
+    """,
+}
+CLUSTER = {"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 1}
+
+
+@pytest.fixture
+def remote_env(databricks, home: Path) -> dict[str, str]:  # noqa: F811 - the fixture, imported
+    return {"DATABRICKS_HOST": databricks.url, "DATABRICKS_TOKEN": databricks.token,
+            "DOCKRUN_DATABRICKS_POLL_S": "0.2"}
+
+
+def _cluster_file(tmp_path: Path) -> str:
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps(CLUSTER))
+    return str(path)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return write_project(tmp_path / "remote", PROJECT)
+
+
+def test_run_on_databricks(cli, databricks, remote_env, tmp_path: Path, project: Path) -> None:  # noqa: F811
+    r = cli("run", str(project), "-b", "databricks", "-c", _cluster_file(tmp_path), "-P", "alpha=0.3",
+            env=remote_env)
+    assert r.code == 0, r.err
+    assert "alpha: 0.3" in r.out and "submitted Databricks run" in r.err
+    body = databricks.submitted[-1]
+    task = body["tasks"][0]
+    assert task["new_cluster"] == CLUSTER
+    assert task["libraries"] == [{"pypi": {"package": "pyyaml"}}]
+    archive = task["spark_python_task"]["parameters"][0]
+    assert archive.startswith("dbfs:/dockrun/projects/") and databricks.dbfs_file(archive[len("dbfs:"):])
+    run_id = task["spark_python_task"]["parameters"][2]
+    record = json.loads(cli("runs", "show", run_id, env=remote_env).out)
+    assert record["backend"] == "databricks" and record["status"] == "FINISHED" and record["remote_run_id"]
+    assert record["outputs"] == f"dbfs:/dockrun/runs/{run_id}/outputs"
+    assert databricks.dbfs_file(f"/dockrun/runs/{run_id}/outputs/metrics.csv").startswith(b"alpha,w,loss")
+    # The same code again: nothing uploaded a second time.
+    uploads = sum(1 for m, p, _ in databricks.requests if p.startswith("/api/2.0/dbfs/put"))
+    assert cli("run", str(project), "-b", "databricks", "-c", _cluster_file(tmp_path), "-P", "alpha=1",
+               env=remote_env).code == 0
+    assert sum(1 for m, p, _ in databricks.requests if p.startswith("/api/2.0/dbfs/put")) == uploads
+
+
+def test_failing_remote_run(cli, databricks, remote_env, tmp_path: Path, project: Path) -> None:  # noqa: F811
+    r = cli("run", str(project), "-e", "fail", "-b", "databricks", "-c",
+            _cluster_file(tmp_path), env=remote_env)
+    assert r.code == 1 and "about to fail" in r.out
+    assert r.err.strip().splitlines()[-1].startswith("dockrun: error: run ")
+
+
+def test_detached_then_cancel(cli, databricks, remote_env, tmp_path: Path, project: Path) -> None:  # noqa: F811
+    r = cli("run", str(project), "-e", "sleep", "-b", "databricks", "-c",
+            _cluster_file(tmp_path), "--detach", env=remote_env)
+    assert r.code == 0, r.err
+    run_id = r.out.strip()
+    c = cli("runs", "cancel", run_id, env=remote_env)
+    assert c.code == 0 and c.out.strip() == f"{run_id} KILLED"
+
+
+def test_ctrl_c_cancels_the_remote_run(databricks, remote_env, home: Path, tmp_path: Path,  # noqa: F811
+                                       project: Path) -> None:
+    env = {**os.environ, **remote_env, "DOCKRUN_HOME": str(home)}
+
+    def child() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen([sys.executable, "-m", "dockrun.cli", "run", str(project), "-e",
+                             "sleep", "-b", "databricks", "-c", _cluster_file(tmp_path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=child,
+                            start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not databricks.submitted and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert any(p.startswith("/api/2.1/jobs/runs/cancel") for _, p, _ in databricks.requests)
+
+
+def test_refusals_before_any_request(cli, databricks, remote_env, tmp_path: Path) -> None:  # noqa: F811
+    project = write_project(tmp_path / "p", {"MLproject": "entry_points: {main: {parameters: {d: path}, "
+                                                          "command: 'cat {d}'}}\n"})
+    before = len(databricks.requests)
+    r = cli("run", str(project), "-b", "databricks", "-c", _cluster_file(tmp_path), "-P", f"d={tmp_path}/x",
+            env=remote_env)
+    assert r.code == 2 and "does not exist on Databricks" in r.err
+    r = cli("run", str(project), "-b", "databricks", "-c", '{"num_workers": 1}', "-P", "d=dbfs:/x",
+            env=remote_env)
+    assert r.code == 2 and "spark_version is required" in r.err
+    r = cli("run", str(project), "-b", "databricks", "-P", "d=dbfs:/x", env=remote_env)
+    assert r.code == 2 and "needs --backend-config" in r.err
+    assert len(databricks.requests) == before
+    bad = cli("run", str(project), "-b", "databricks", "-c", _cluster_file(tmp_path), "-P", "d=dbfs:/x",
+              env={**remote_env, "DATABRICKS_TOKEN": "wrong"})
+    assert bad.code == 2 and "Databricks answered 401" in bad.err and "wrong" not in bad.err
