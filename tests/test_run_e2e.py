@@ -225,3 +225,25 @@ def test_interrupt_leaves_no_container(cli, project: Path, home: Path, base_imag
     assert time.monotonic() - t0 < 15  # tini forwards SIGTERM: no 10 s grace period wait
     assert "interrupted" in err and "Traceback" not in err
     assert dockrun_containers() == []
+
+
+def test_conventions_script_entry_point_with_extra_params(cli, tmp_path: Path) -> None:
+    """No MLproject: the folder name is the project, a .py file is an entry point, undeclared -P
+    pairs become --key value."""
+    project = write_project(tmp_path / "plainproj", {
+        "train.py": "import sys; print('argv', sys.argv[1:])\n",
+        "tools/run.sh": "echo sh-entry \"$@\"\n",
+    })
+    r = cli("run", str(project), "-e", "train.py", "-P", "epochs=3", "-P", "name=a b")
+    assert r.code == 0, r.err
+    assert "argv ['--epochs', '3', '--name', 'a b']" in r.out
+    r = cli("run", str(project), "-e", "tools/run.sh", "-P", "x=1")
+    assert r.code == 0 and r.out.strip() == "sh-entry --x 1"
+
+
+def test_debug_shows_traceback_only_when_asked(cli, project: Path) -> None:
+    plain = cli("run", str(project), "-e", "nope")
+    assert plain.code == 2 and "Traceback" not in plain.err
+    debug = cli("run", str(project), "-e", "nope", env={"DOCKRUN_DEBUG": "1"})
+    assert debug.code == 2 and "Traceback" in debug.err
+    assert debug.err.strip().splitlines()[-1] == plain.err.strip()  # the same one line, last
