@@ -29,7 +29,9 @@ installed=$(cd / && python3 -c 'import dockrun, os; print(os.path.dirname(os.pat
 if [ "$installed" != "$(cd "$here/.." && pwd)" ] || ! command -v dockrun >/dev/null 2>&1; then
   echo "setup: installing dockrun (editable, with the test extra)" >&2
   python3 -m pip install -q -e "$here/..[test]" >&2
-  # pyenv only finds new console scripts after a rehash.
-  if command -v pyenv >/dev/null 2>&1; then pyenv rehash >&2 || true; fi
 fi
+# tox runs the tests (the README's second command).
+python3 -c 'import tox' >/dev/null 2>&1 || python3 -m pip install -q tox >&2
+# pyenv only finds new console scripts (dockrun, tox) after a rehash.
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash >&2 || true; fi
 echo "$image"
