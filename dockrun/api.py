@@ -39,6 +39,7 @@ def execute(
     stderr: IO[bytes] | None = None,
     experiment_id: str | None = None,
     tracking_uri: str | None = None,
+    mlflow_run_id: str | None = None,
 ) -> LocalRun | DatabricksRun:
     """Run a project in a container (or on Databricks) and return the submitted run.
 
@@ -53,7 +54,7 @@ def execute(
     if backend == "databricks":
         return _execute_databricks(uri, settings, entry_point, version, parameters, env_manager, backend_config,
                                    synchronous, log, stdout, stderr)
-    tracking = tracking_target(tracking_uri, experiment_name, experiment_id, run_name, os.environ)
+    tracking = tracking_target(tracking_uri, experiment_name, experiment_id, run_name, os.environ, mlflow_run_id)
     run = start_local_run(
         uri,
         settings,

@@ -67,12 +67,16 @@ def cli() -> None:
 @click.option("--experiment-id")
 @click.option("--run-name")
 @click.option("--tracking-uri")
+@click.option("--run-id", "mlflow_run_id", help="Log into this existing MLflow run (as mlflow run --run-id).")
+@click.option("--build-image", is_flag=True, hidden=False,
+              help="Accepted for mlflow run compatibility: dockrun always builds the code into the image.")
 @click.option("--detach", is_flag=True, help="Print the run ID and return at once.")
 @click.option("-q", "--quiet", is_flag=True, help="No build output.")
 def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...], docker_args: tuple[str, ...],
         backend: str, backend_config: str | None, env_manager: str, base_image: str | None, rebuild: bool,
         storage_dir: str | None, experiment_name: str | None, experiment_id: str | None,
-        run_name: str | None, tracking_uri: str | None, detach: bool, quiet: bool) -> None:
+        run_name: str | None, tracking_uri: str | None, mlflow_run_id: str | None, build_image: bool,
+        detach: bool, quiet: bool) -> None:
     """Run the project at URI (a folder or a Git URI, optionally #subdirectory)."""
     from .api import execute
 
@@ -83,7 +87,7 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         backend=backend, backend_config=config, env_manager=env_manager, synchronous=not detach,
         experiment_name=experiment_name, run_name=run_name, storage_dir=storage_dir, base_image=base_image,
         rebuild=rebuild, log=(lambda line: None) if quiet else None, experiment_id=experiment_id,
-        tracking_uri=tracking_uri,
+        tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
     )
     if detach:
         click.echo(submitted.run_id)

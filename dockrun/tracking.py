@@ -29,6 +29,7 @@ class TrackingTarget:
     experiment_name: str | None
     run_name: str | None
     host_network: bool  # the server is on the host's loopback
+    mlflow_run_id: str | None = None  # log into this existing MLflow run (`--run-id`)
 
 
 def tracking_target(
@@ -37,13 +38,14 @@ def tracking_target(
     experiment_id: str | None,
     run_name: str | None,
     environ: Mapping[str, str],
+    mlflow_run_id: str | None = None,
 ) -> TrackingTarget | None:
     """Tracking is on when a tracking URI is given (option or MLFLOW_TRACKING_URI)."""
     uri = tracking_uri or environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        if experiment_name or experiment_id:
-            raise ConfigError("--experiment-name/--experiment-id need a tracking server: give --tracking-uri "
-                              "or set MLFLOW_TRACKING_URI")
+        if experiment_name or experiment_id or mlflow_run_id:
+            raise ConfigError("--experiment-name/--experiment-id/--run-id need a tracking server: give "
+                              "--tracking-uri or set MLFLOW_TRACKING_URI")
         return None
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme not in ("http", "https"):
@@ -54,7 +56,7 @@ def tracking_target(
     if experiment_name and experiment_id:
         raise ConfigError("give --experiment-name or --experiment-id, not both")
     return TrackingTarget(uri.rstrip("/"), experiment_id, experiment_name or environ.get("MLFLOW_EXPERIMENT_NAME"),
-                          run_name, (parsed.hostname or "") in LOCAL_HOSTS)
+                          run_name, (parsed.hostname or "") in LOCAL_HOSTS, mlflow_run_id)
 
 
 class MlflowRest:
@@ -115,6 +117,9 @@ class MlflowRest:
                 {"key": k, "value": str(v)[:6000]} for k, v in params.items()]})
         return run_id
 
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return self._call("GET", "runs/get", query={"run_id": run_id})["run"]
+
     def end_run(self, run_id: str, status: str) -> None:
         self._call("POST", "runs/update", {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)})
 
@@ -127,8 +132,12 @@ class TrackingError(ConfigError):
 
 def start_tracked_run(target: TrackingTarget, environ: Mapping[str, str], tags: Mapping[str, str],
                       params: Mapping[str, str]) -> tuple[str, str]:
-    """Create the MLflow run for a dockrun run; returns (experiment_id, mlflow_run_id)."""
+    """Create the MLflow run for a dockrun run (or resume ``--run-id``); returns (experiment_id,
+    mlflow_run_id)."""
     rest = MlflowRest(target.uri, environ)
+    if target.mlflow_run_id:
+        run = rest.get_run(target.mlflow_run_id)
+        return run["info"]["experiment_id"], target.mlflow_run_id
     experiment_id = target.experiment_id or (rest.experiment_id(target.experiment_name)
                                              if target.experiment_name else "0")
     return experiment_id, rest.create_run(experiment_id, target.run_name, tags, params)

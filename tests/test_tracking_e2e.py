@@ -88,3 +88,19 @@ def test_tracking_errors_are_one_line(cli) -> None:
     r = cli("run", EXAMPLE, "--env-manager", "uv", "--tracking-uri", f"http://127.0.0.1:{free_port()}")
     assert r.code == 2 and "cannot reach the MLflow tracking server" in r.err
     assert len(r.err.strip().splitlines()) == 1 or "building" in r.err
+
+
+def test_run_id_logs_into_an_existing_mlflow_run(cli, mlflow_server: str) -> None:
+    """`--run-id` as in `mlflow run`: no new MLflow run, the given one gets the metrics and the end;
+    `--build-image` is accepted as in `mlflow run` (dockrun always builds the code in)."""
+    req = urllib.request.Request(f"{mlflow_server}/api/2.0/mlflow/runs/create", method="POST",
+                                 data=json.dumps({"experiment_id": "0"}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        existing = json.loads(r.read())["run"]["info"]["run_id"]
+    r = cli("run", EXAMPLE, "--env-manager", "uv", "--build-image", "-P", "C=2", "--tracking-uri", mlflow_server,
+            "--run-id", existing, timeout=900)
+    assert r.code == 0, r.err[-2000:]
+    assert f"logged to MLflow run {existing}" in r.out
+    run = _get(mlflow_server, "runs/get", run_id=existing)["run"]
+    assert run["info"]["status"] == "FINISHED" and any(m["key"] == "accuracy" for m in run["data"]["metrics"])
