@@ -206,10 +206,10 @@ class DatabricksClient:
         except (urllib.error.URLError, OSError) as e:
             raise _Retry(f"cannot reach the workspace ({getattr(e, 'reason', e)})") from None
 
-    # DBFS
+    # DBFS: its endpoints take absolute paths (/x); dbfs:/x is the form tasks and users write.
     def exists(self, path: str) -> bool:
         try:
-            self.call("GET", "2.0/dbfs/get-status", query={"path": path})
+            self.call("GET", "2.0/dbfs/get-status", query={"path": _dbfs_path(path)})
             return True
         except DatabricksError as e:
             if e.error_code == "RESOURCE_DOES_NOT_EXIST" or e.status == 404:
@@ -218,6 +218,7 @@ class DatabricksClient:
 
     def upload(self, path: str, data: bytes) -> None:
         """Put a file (streamed in 1 MB blocks when larger than one call may carry)."""
+        path = _dbfs_path(path)
         if len(data) <= BLOCK:
             self.call("POST", "2.0/dbfs/put", {"path": path, "contents": base64.b64encode(data).decode(),
                                                "overwrite": True})
@@ -240,6 +241,10 @@ class DatabricksClient:
 
     def output(self, task_run_id: str) -> dict[str, Any]:
         return self.call("GET", "2.1/jobs/runs/get-output", query={"run_id": task_run_id})
+
+
+def _dbfs_path(path: str) -> str:
+    return "/" + path[len("dbfs:"):].lstrip("/") if path.startswith("dbfs:") else path
 
 
 class DatabricksError(RemoteError):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import write_project
-from dbx_emulator import databricks  # noqa: F401 - the fixture
+from databricks_emulator import databricks  # noqa: F401 - the fixture
 
 PROJECT = {
     "MLproject": """

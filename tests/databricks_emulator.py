@@ -1,0 +1,986 @@
+"""A strict local emulator of the documented Databricks REST API parts dockrun uses, for tests
+(Databricks itself cannot be reached from here): DBFS API 2.0 and Jobs API 2.1 one-time runs.
+
+Strict means the emulator refuses what the documentation does not allow, and, where the
+documentation is silent, picks the stricter reading (each such choice is marked "strict:"):
+
+* every request carries ``Authorization: Bearer <token>``; POST bodies are JSON objects;
+  unknown fields, missing required fields and wrong JSON types are 400 INVALID_PARAMETER_VALUE;
+* only the documented method of each endpoint is routed; anything else is 404 ENDPOINT_NOT_FOUND;
+* DBFS limits: 1 MB per put/add-block, 1 MB per read; streams appear only when closed;
+* runs/submit validates tasks, clusters and libraries, and refuses task kinds it cannot execute
+  (marked "not supported by this emulator": a limitation of the emulator, not of Databricks).
+
+A submitted ``spark_python_task`` really runs here, as ``sys.executable <file> <parameters...>``
+in a scratch folder, with the emulator's environment plus the cluster's ``spark_env_vars`` and
+``DOCKRUN_DBFS_FUSE=<dbfs_root>``. Clusters mount DBFS at /dbfs; that variable is the emulator's
+stand-in for the mount, and dockrun's launcher maps ``dbfs:/x`` and ``/dbfs/x`` below it when set.
+Libraries are recorded (``submitted``), never installed.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+MB = 1 << 20
+BLOCK_LIMIT = MB  # dbfs/put contents and dbfs/add-block data, decoded
+READ_LIMIT = MB  # dbfs/read length
+READ_DEFAULT = 512 * 1024  # dbfs/read length when not given
+HANDLE_IDLE_S = 600.0  # a dbfs/create handle expires after 10 idle minutes
+LOGS_LIMIT = 5 * MB  # get-output returns the last 5 MB of a task's stdout/stderr
+RUN_NAME_MAX = 4096  # bytes of UTF-8
+IDEMPOTENCY_TOKEN_MAX = 64
+TASK_KEY_MAX = 100
+# The documented pattern is ^[\w\-\_]+$ (word characters and dashes; no dots, no spaces).
+TASK_KEY_RE = re.compile(r"^[\w\-]+$")
+
+# ---- errors ------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status plus Databricks' {"error_code", "message"} body."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(400, "INVALID_PARAMETER_VALUE", message)
+
+
+def unsupported(message: str) -> ApiError:
+    """Valid for Databricks, but beyond this emulator: said plainly so a test failure explains itself."""
+    return invalid(f"{message}: not supported by this emulator")
+
+
+def missing(message: str) -> ApiError:
+    return ApiError(404, "RESOURCE_DOES_NOT_EXIST", message)
+
+
+def exists(message: str) -> ApiError:
+    # The DBFS docs name the code, not the status; 400 is what the legacy DBFS service answers.
+    return ApiError(400, "RESOURCE_ALREADY_EXISTS", message)
+
+
+# ---- JSON shape checks (pure) -----------------------------------------------------------------
+
+_KINDS: dict[str, type] = {"string": str, "integer": int, "boolean": bool, "object": dict, "array": list}
+
+
+def _kind_of(value: Any) -> str:
+    for name, kind in _KINDS.items():
+        if isinstance(value, kind) and (name == "boolean") == isinstance(value, bool):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
+def expect(value: Any, kind: str, where: str) -> Any:
+    """The value, if it has the JSON type `kind` (bool is no integer; strict: null is no value)."""
+    if _kind_of(value) != kind:
+        raise invalid(f"{where}: expected {kind}, got {_kind_of(value)}")
+    return value
+
+
+def fields(obj: Any, where: str, spec: Mapping[str, str], required: Iterable[str] = ()) -> dict[str, Any]:
+    """Check an object against {field: kind}: no unknown field, required ones present, types right."""
+    expect(obj, "object", where)
+    unknown = sorted(set(obj) - set(spec))
+    if unknown:
+        raise invalid(f"{where}: unknown field(s): {', '.join(unknown)}")
+    for name in required:
+        if name not in obj:
+            raise invalid(f"{where}: missing required field: {name}")
+    for name, value in obj.items():
+        if spec[name] != "any":
+            expect(value, spec[name], f"{where}.{name}")
+    return obj
+
+
+def string_map(value: Mapping[str, Any], where: str) -> None:
+    for key, item in value.items():
+        expect(item, "string", f"{where}.{key}")
+
+
+def string_list(value: list[Any], where: str) -> None:
+    for i, item in enumerate(value):
+        expect(item, "string", f"{where}[{i}]")
+
+
+def decode_b64(text: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid(f"{where}: not valid base64") from None
+
+
+def query_int(query: Mapping[str, str], name: str, default: int | None = None) -> int:
+    if name not in query:
+        if default is None:
+            raise invalid(f"missing required parameter: {name}")
+        return default
+    if not re.fullmatch(r"-?\d+", query[name]):
+        raise invalid(f"{name}: expected an integer, got {query[name]!r}")
+    return int(query[name])
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def dbfs_path(value: Any, where: str, accept_dbfs_scheme: bool) -> str:
+    """Validate and normalise a DBFS API path ("/a//b/" -> "/a/b")."""
+    expect(value, "string", where)
+    if value.startswith("dbfs:"):
+        # strict: the DBFS API docs describe and exemplify only absolute paths (/mnt/foo); dbfs:/ URIs
+        # belong to clusters and jobs (python_file), so a client must strip the scheme itself.
+        if not accept_dbfs_scheme:
+            raise invalid(f"{where}: {value!r}: the DBFS API takes an absolute path such as /mnt/foo, "
+                          "not a dbfs: URI")
+        value = value[len("dbfs:"):]
+    if not value.startswith("/") or "\0" in value:
+        raise invalid(f"{where}: {value!r} is not an absolute DBFS path")
+    parts = [p for p in value.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise invalid(f"{where}: {value!r}: '.' and '..' are not allowed in a DBFS path")
+    return "/" + "/".join(parts)
+
+
+# ---- DBFS API 2.0 -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Stream:
+    path: str
+    overwrite: bool
+    data: bytearray = field(default_factory=bytearray)
+    touched: float = field(default_factory=time.monotonic)
+
+
+class Dbfs:
+    """DBFS on a local folder. Paths are absolute DBFS paths ("/mnt/foo"), as the docs ask."""
+
+    def __init__(self, root: Path, staging: Path, accept_dbfs_scheme: bool, handle_idle_s: float):
+        self.root, self.staging = root, staging
+        self.accept_dbfs_scheme, self.handle_idle_s = accept_dbfs_scheme, handle_idle_s
+        self._lock = threading.Lock()
+        self._streams: dict[int, _Stream] = {}
+
+    # paths
+    def path(self, value: Any, where: str = "path") -> str:
+        return dbfs_path(value, where, self.accept_dbfs_scheme)
+
+    def local(self, path: str) -> Path:
+        return self.root.joinpath(*path.strip("/").split("/")) if path != "/" else self.root
+
+    def _no_file_above(self, path: str) -> None:
+        """A file where a parent folder should be: mkdirs documents RESOURCE_ALREADY_EXISTS for it."""
+        parts = path.strip("/").split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            if self.root.joinpath(*parts[:i]).is_file():
+                raise exists(f"a file exists at /{'/'.join(parts[:i])}, a parent of {path}")
+
+    def _writable(self, path: str, overwrite: bool) -> None:
+        if path == "/":
+            raise invalid("path: cannot write to the DBFS root")
+        self._no_file_above(path)
+        target = self.local(path)
+        if target.is_dir():
+            raise exists(f"a directory already exists at {path}")
+        if target.exists() and not overwrite:
+            raise exists(f"a file already exists at {path} (overwrite is false)")
+
+    def _write(self, path: str, data: bytes, overwrite: bool) -> None:
+        """Write whole and then rename, so a running task never sees half a file."""
+        self._writable(path, overwrite)
+        target = self.local(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.staging)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+
+    def info(self, path: str) -> dict[str, Any]:
+        target = self.local(path)
+        if not target.exists():
+            raise missing(f"no file or directory exists at {path}")
+        stat = target.stat()
+        return {"path": path, "is_dir": target.is_dir(), "file_size": 0 if target.is_dir() else stat.st_size,
+                "modification_time": int(stat.st_mtime * 1000)}
+
+    def file(self, path: str) -> bytes | None:
+        target = self.local(path)
+        return target.read_bytes() if target.is_file() else None
+
+    # endpoints
+    def put(self, body: Any) -> dict[str, Any]:
+        fields(body, "put", {"path": "string", "contents": "string", "overwrite": "boolean"}, ["path"])
+        if "contents" not in body:
+            # The docs allow a multipart form post instead of `contents`; this emulator speaks JSON only.
+            raise unsupported("put without contents (multipart upload)")
+        path = self.path(body["path"])
+        data = decode_b64(body["contents"], "put.contents")
+        if len(data) > BLOCK_LIMIT:
+            raise ApiError(400, "MAX_BLOCK_SIZE_EXCEEDED", f"put contents is {len(data)} bytes; the limit is "
+                           f"{BLOCK_LIMIT} (1 MB): use create, add-block and close")
+        with self._lock:
+            self._write(path, data, body.get("overwrite", False))
+        return {}
+
+    def create(self, body: Any) -> dict[str, Any]:
+        fields(body, "create", {"path": "string", "overwrite": "boolean"}, ["path"])
+        path = self.path(body["path"])
+        with self._lock:
+            self._writable(path, body.get("overwrite", False))
+            handle = secrets.randbelow(1 << 62) + 1
+            self._streams[handle] = _Stream(path, body.get("overwrite", False))
+        return {"handle": handle}
+
+    def _stream(self, handle: int) -> _Stream:
+        stream = self._streams.get(handle)
+        if stream is None or time.monotonic() - stream.touched > self.handle_idle_s:
+            self._streams.pop(handle, None)
+            raise missing(f"no open stream with handle {handle}")
+        stream.touched = time.monotonic()
+        return stream
+
+    def add_block(self, body: Any) -> dict[str, Any]:
+        fields(body, "add-block", {"handle": "integer", "data": "string"}, ["handle", "data"])
+        data = decode_b64(body["data"], "add-block.data")
+        with self._lock:
+            stream = self._stream(body["handle"])
+            if len(data) > BLOCK_LIMIT:
+                raise ApiError(400, "MAX_BLOCK_SIZE_EXCEEDED",
+                               f"block is {len(data)} bytes; the limit is {BLOCK_LIMIT} (1 MB)")
+            stream.data += data
+        return {}
+
+    def close(self, body: Any) -> dict[str, Any]:
+        fields(body, "close", {"handle": "integer"}, ["handle"])
+        with self._lock:
+            stream = self._stream(body["handle"])
+            del self._streams[body["handle"]]
+            self._write(stream.path, bytes(stream.data), stream.overwrite)
+        return {}
+
+    def get_status(self, query: Mapping[str, str]) -> dict[str, Any]:
+        return self.info(self.path(query.get("path"), "path"))
+
+    def list(self, query: Mapping[str, str]) -> dict[str, Any]:
+        path = self.path(query.get("path"), "path")
+        info = self.info(path)
+        if not info["is_dir"]:
+            return {"files": [info]}
+        children = sorted(self.local(path).iterdir())
+        return {"files": [self.info(path.rstrip("/") + "/" + c.name) for c in children]}
+
+    def read(self, query: Mapping[str, str]) -> dict[str, Any]:
+        path = self.path(query.get("path"), "path")
+        offset, length = query_int(query, "offset", 0), query_int(query, "length", READ_DEFAULT)
+        if offset < 0 or length < 0:
+            raise invalid("offset and length must not be negative")
+        if length > READ_LIMIT:
+            raise ApiError(400, "MAX_READ_SIZE_EXCEEDED", f"length {length} exceeds the 1 MB read limit")
+        if self.info(path)["is_dir"]:
+            raise invalid(f"{path} is a directory")
+        with open(self.local(path), "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+        return {"bytes_read": len(data), "data": base64.b64encode(data).decode()}
+
+    def mkdirs(self, body: Any) -> dict[str, Any]:
+        fields(body, "mkdirs", {"path": "string"}, ["path"])
+        path = self.path(body["path"])
+        with self._lock:
+            self._no_file_above(path)
+            if self.local(path).is_file():
+                raise exists(f"a file exists at {path}")
+            self.local(path).mkdir(parents=True, exist_ok=True)
+        return {}
+
+    def delete(self, body: Any) -> dict[str, Any]:
+        fields(body, "delete", {"path": "string", "recursive": "boolean"}, ["path"])
+        path = self.path(body["path"])
+        target = self.local(path)
+        with self._lock:
+            if path == "/":
+                raise invalid("path: the DBFS root cannot be deleted")
+            if target.is_dir():
+                if any(target.iterdir()) and not body.get("recursive", False):
+                    raise ApiError(400, "IO_ERROR", f"{path} is a non-empty directory and recursive is false")
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            # The docs name no error for a path that does not exist: deleting it succeeds.
+        return {}
+
+    def move(self, body: Any) -> dict[str, Any]:
+        spec = {"source_path": "string", "destination_path": "string"}
+        fields(body, "move", spec, spec)
+        source = self.path(body["source_path"], "source_path")
+        dest = self.path(body["destination_path"], "destination_path")
+        with self._lock:
+            if not self.local(source).exists():
+                raise missing(f"no file or directory exists at {source}")
+            if self.local(dest).exists():
+                raise exists(f"a file or directory already exists at {dest}")
+            self._no_file_above(dest)
+            self.local(dest).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.local(source), self.local(dest))
+        return {}
+
+
+# ---- Jobs API 2.1: request validation (pure) --------------------------------------------------
+
+SUBMIT_FIELDS = {
+    "run_name": "string", "tasks": "array", "timeout_seconds": "integer", "idempotency_token": "string",
+    "access_control_list": "array", "email_notifications": "object", "webhook_notifications": "object",
+    "notification_settings": "object", "health": "object", "queue": "object", "run_as": "object",
+    "budget_policy_id": "string", "usage_policy_id": "string", "git_source": "object", "environments": "array",
+}
+# Task kinds the Jobs API knows besides spark_python_task; submitting one is refused as unsupported.
+OTHER_TASK_KINDS = (
+    "notebook_task", "spark_jar_task", "spark_submit_task", "pipeline_task", "python_wheel_task", "dbt_task",
+    "sql_task", "run_job_task", "condition_task", "for_each_task", "clean_rooms_notebook_task",
+    "dashboard_task", "power_bi_task", "gen_ai_compute_task", "dbt_cloud_task", "alert_task",
+)
+TASK_FIELDS = {
+    "task_key": "string", "description": "string", "depends_on": "array", "run_if": "string",
+    "existing_cluster_id": "string", "new_cluster": "object", "job_cluster_key": "string",
+    "environment_key": "string", "compute": "object", "spark_python_task": "object", "libraries": "array",
+    "timeout_seconds": "integer", "max_retries": "integer", "min_retry_interval_millis": "integer",
+    "retry_on_timeout": "boolean", "email_notifications": "object", "notification_settings": "object",
+    "webhook_notifications": "object", "health": "object", "disabled": "boolean",
+    "disable_auto_optimization": "boolean", **{kind: "object" for kind in OTHER_TASK_KINDS},
+}
+NEW_CLUSTER_FIELDS = {
+    "spark_version": "string", "node_type_id": "string", "driver_node_type_id": "string",
+    "instance_pool_id": "string", "driver_instance_pool_id": "string", "num_workers": "integer",
+    "autoscale": "object", "spark_conf": "object", "spark_env_vars": "object", "custom_tags": "object",
+    "docker_image": "object", "aws_attributes": "object", "azure_attributes": "object",
+    "gcp_attributes": "object", "cluster_log_conf": "object", "init_scripts": "array",
+    "ssh_public_keys": "array", "enable_elastic_disk": "boolean", "enable_local_disk_encryption": "boolean",
+    "data_security_mode": "string", "single_user_name": "string", "runtime_engine": "string",
+    "policy_id": "string", "apply_policy_default_values": "boolean", "cluster_name": "string",
+    "autotermination_minutes": "integer", "workload_type": "object", "kind": "string",
+    "is_single_node": "boolean", "use_ml_runtime": "boolean", "remote_disk_throughput": "integer",
+    "total_initial_remote_disk_size": "integer", "driver_node_type_flexibility": "object",
+    "worker_node_type_flexibility": "object",
+}
+DATA_SECURITY_MODES = {
+    "NONE", "SINGLE_USER", "USER_ISOLATION", "LEGACY_TABLE_ACL", "LEGACY_PASSTHROUGH", "LEGACY_SINGLE_USER",
+    "LEGACY_SINGLE_USER_STANDARD", "DATA_SECURITY_MODE_AUTO", "DATA_SECURITY_MODE_STANDARD",
+    "DATA_SECURITY_MODE_DEDICATED",
+}
+RUNTIME_ENGINES = {"NULL", "STANDARD", "PHOTON"}
+LIBRARY_KINDS = {"jar": "string", "egg": "string", "whl": "string", "requirements": "string",
+                 "pypi": "object", "maven": "object", "cran": "object"}
+
+
+def check_submit(body: Any) -> None:
+    fields(body, "runs/submit", SUBMIT_FIELDS, ["tasks"])
+    # strict: the docs do not mark `tasks` required, but a one-time run without a task runs nothing.
+    for name in ("git_source", "environments"):
+        if name in body:
+            raise unsupported(f"runs/submit.{name}")
+    if len(body.get("run_name", "").encode()) > RUN_NAME_MAX:
+        raise invalid(f"runs/submit.run_name: longer than {RUN_NAME_MAX} bytes")
+    if body.get("timeout_seconds", 0) < 0:
+        raise invalid("runs/submit.timeout_seconds: must not be negative")
+    if len(body.get("idempotency_token", "")) > IDEMPOTENCY_TOKEN_MAX:
+        raise invalid(f"runs/submit.idempotency_token: longer than {IDEMPOTENCY_TOKEN_MAX} characters")
+    if not body["tasks"]:
+        raise invalid("runs/submit.tasks: at least one task is required")
+    keys = [check_task(task, f"tasks[{i}]") for i, task in enumerate(body["tasks"])]
+    if len(set(keys)) != len(keys):
+        raise invalid("runs/submit.tasks: task_key values must be unique within the run")
+
+
+def check_task(task: Any, where: str) -> str:
+    fields(task, where, TASK_FIELDS, ["task_key"])
+    key = task["task_key"]
+    if not TASK_KEY_RE.match(key) or len(key) > TASK_KEY_MAX:
+        raise invalid(f"{where}.task_key: {key!r} must be 1-{TASK_KEY_MAX} letters, digits, '_' or '-'")
+    check_task_kind(task, where)
+    check_task_compute(task, where)
+    if task.get("timeout_seconds", 0) < 0:
+        raise invalid(f"{where}.timeout_seconds: must not be negative")
+    for i, lib in enumerate(task.get("libraries", [])):
+        check_library(lib, f"{where}.libraries[{i}]")
+    return key
+
+
+def check_task_kind(task: Mapping[str, Any], where: str) -> None:
+    kinds = [k for k in ("spark_python_task", *OTHER_TASK_KINDS) if k in task]
+    if len(kinds) != 1:
+        raise invalid(f"{where}: exactly one task kind (e.g. spark_python_task) is required, got {kinds or 'none'}")
+    if kinds[0] != "spark_python_task":
+        raise unsupported(f"{where}.{kinds[0]} (only spark_python_task runs here)")
+    spt = fields(task["spark_python_task"], f"{where}.spark_python_task",
+                 {"python_file": "string", "parameters": "array", "source": "string"}, ["python_file"])
+    string_list(spt.get("parameters", []), f"{where}.spark_python_task.parameters")
+    if spt.get("source", "WORKSPACE") not in ("WORKSPACE", "GIT"):
+        raise invalid(f"{where}.spark_python_task.source: expected WORKSPACE or GIT")
+    if spt.get("source") == "GIT":
+        raise unsupported(f"{where}.spark_python_task.source GIT")
+    if task.get("depends_on"):
+        raise unsupported(f"{where}.depends_on (tasks of one run all start together here)")
+    if task.get("run_if", "ALL_SUCCESS") != "ALL_SUCCESS":
+        raise unsupported(f"{where}.run_if")
+    if task.get("max_retries", 0) != 0 or task.get("disabled"):
+        raise unsupported(f"{where}: retries or disabled tasks")
+
+
+def check_task_compute(task: Mapping[str, Any], where: str) -> None:
+    for name in ("job_cluster_key", "environment_key", "compute"):
+        if name in task:
+            raise unsupported(f"{where}.{name}")
+    if ("new_cluster" in task) == ("existing_cluster_id" in task):
+        raise invalid(f"{where}: exactly one of new_cluster or existing_cluster_id is required")
+    if "new_cluster" in task:
+        check_new_cluster(task["new_cluster"], f"{where}.new_cluster")
+    elif not task["existing_cluster_id"]:
+        raise invalid(f"{where}.existing_cluster_id: must not be empty")
+
+
+def check_new_cluster(spec: Any, where: str) -> None:
+    # strict: spark_version could come from a cluster policy in Databricks; here it is required.
+    fields(spec, where, NEW_CLUSTER_FIELDS, ["spark_version"])
+    if not ({"node_type_id", "instance_pool_id"} & spec.keys()):
+        raise invalid(f"{where}: node_type_id or instance_pool_id is required")
+    if ("num_workers" in spec) == ("autoscale" in spec):
+        raise invalid(f"{where}: exactly one of num_workers or autoscale is required")
+    if spec.get("num_workers", 0) < 0:
+        raise invalid(f"{where}.num_workers: must not be negative")
+    if "autoscale" in spec:
+        scale = fields(spec["autoscale"], f"{where}.autoscale", {"min_workers": "integer", "max_workers": "integer"},
+                       ["min_workers", "max_workers"])
+        if not 0 <= scale["min_workers"] <= scale["max_workers"]:
+            raise invalid(f"{where}.autoscale: need 0 <= min_workers <= max_workers")
+    for name in ("spark_conf", "spark_env_vars", "custom_tags"):
+        string_map(spec.get(name, {}), f"{where}.{name}")
+    string_list(spec.get("ssh_public_keys", []), f"{where}.ssh_public_keys")
+    if "docker_image" in spec:
+        image = fields(spec["docker_image"], f"{where}.docker_image", {"url": "string", "basic_auth": "object"},
+                       ["url"])
+        if "basic_auth" in image:
+            fields(image["basic_auth"], f"{where}.docker_image.basic_auth",
+                   {"username": "string", "password": "string"}, ["username", "password"])
+    if spec.get("data_security_mode", "NONE") not in DATA_SECURITY_MODES:
+        raise invalid(f"{where}.data_security_mode: unknown mode {spec['data_security_mode']!r}")
+    if spec.get("runtime_engine", "NULL") not in RUNTIME_ENGINES:
+        raise invalid(f"{where}.runtime_engine: expected one of {sorted(RUNTIME_ENGINES)}")
+    # Cloud attribute objects, log and init-script settings are type-checked only: nothing here uses them.
+
+
+def check_library(lib: Any, where: str) -> None:
+    fields(lib, where, LIBRARY_KINDS)
+    if len(lib) != 1:
+        raise invalid(f"{where}: a library names exactly one of {', '.join(sorted(LIBRARY_KINDS))}")
+    kind, value = next(iter(lib.items()))
+    if kind == "pypi":
+        fields(value, f"{where}.pypi", {"package": "string", "repo": "string"}, ["package"])
+    elif kind == "cran":
+        fields(value, f"{where}.cran", {"package": "string", "repo": "string"}, ["package"])
+    elif kind == "maven":
+        maven = fields(value, f"{where}.maven", {"coordinates": "string", "repo": "string", "exclusions": "array"},
+                       ["coordinates"])
+        string_list(maven.get("exclusions", []), f"{where}.maven.exclusions")
+    elif not value:
+        raise invalid(f"{where}.{kind}: must not be empty")
+
+
+# ---- Jobs API 2.1: runs -----------------------------------------------------------------------
+
+TERMINAL = "TERMINATED"
+
+
+@dataclass
+class TaskRun:
+    run_id: int
+    spec: dict[str, Any]
+    log: Path
+    life: str = "PENDING"
+    result: str | None = None
+    message: str = "Waiting for cluster"
+    start: int = 0
+    end: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def key(self) -> str:
+        return str(self.spec["task_key"])
+
+
+@dataclass
+class Run:
+    run_id: int
+    job_id: int
+    body: dict[str, Any]
+    tasks: list[TaskRun]
+    life: str = "PENDING"
+    result: str | None = None
+    message: str = "Waiting for cluster"
+    start: int = field(default_factory=now_ms)
+    end: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+def state(life: str, result: str | None, message: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"life_cycle_state": life, "state_message": message,
+                           "user_cancelled_or_timedout": result in ("CANCELED", "TIMEDOUT")}
+    if result:  # documented as present only once the run is in a terminal state
+        out["result_state"] = result
+    return out
+
+
+def overall_result(run: Run) -> str:
+    if run.cancel.is_set():
+        return "CANCELED"
+    results = {t.result for t in run.tasks}
+    for result in ("FAILED", "TIMEDOUT", "CANCELED"):
+        if result in results:
+            return result
+    return "SUCCESS"
+
+
+class Jobs:
+    """One-time runs: validation at submit, then PENDING -> RUNNING -> TERMINATING -> TERMINATED."""
+
+    def __init__(self, emulator: DatabricksEmulator):
+        self.emu = emulator
+        self._lock = threading.Lock()
+        # Real run ids exceed 32 bits; so do these, so a client that squeezes them into an int32 breaks here.
+        self._ids = iter(range((1 << 32) + 1, 1 << 62))
+        self.runs: dict[int, Run] = {}
+        self.task_runs: dict[int, tuple[Run, TaskRun]] = {}
+        self._tokens: dict[str, int] = {}
+
+    # endpoints
+    def submit(self, body: Any) -> dict[str, Any]:
+        check_submit(body)
+        for i, task in enumerate(body["tasks"]):
+            self._check_python_file(task["spark_python_task"]["python_file"], f"tasks[{i}]")
+        with self._lock:
+            token = body.get("idempotency_token")
+            if token in self._tokens:  # the docs promise exactly one run per token
+                return {"run_id": self._tokens[token]}
+            run = self._new_run(body)
+            if token is not None:
+                self._tokens[token] = run.run_id
+        self.emu.submitted.append(body)
+        run.thread = threading.Thread(target=self._drive, args=(run,), name=f"run-{run.run_id}", daemon=True)
+        run.thread.start()
+        return {"run_id": run.run_id}
+
+    def _check_python_file(self, python_file: str, where: str) -> None:
+        if not python_file.startswith("dbfs:/"):
+            # Databricks also takes workspace paths and cloud URIs (s3:/, ...); the emulator has only DBFS.
+            raise unsupported(f"{where}.spark_python_task.python_file {python_file!r} (only dbfs:/ paths)")
+        path = self.emu.dbfs.path(python_file[len("dbfs:"):], f"{where}.spark_python_task.python_file")
+        # strict: Databricks would fail the run later; the emulator refuses the submit at once.
+        if self.emu.dbfs.file(path) is None:
+            raise invalid(f"{where}.spark_python_task.python_file: {python_file} does not exist in DBFS")
+
+    def _new_run(self, body: dict[str, Any]) -> Run:
+        run_id, job_id = next(self._ids), next(self._ids)
+        tasks = []
+        for spec in body["tasks"]:
+            task_id = next(self._ids)
+            tasks.append(TaskRun(task_id, spec, self.emu.work / f"task-{task_id}.log"))
+        run = Run(run_id, job_id, body, tasks)
+        self.runs[run_id] = run
+        for task in tasks:
+            self.task_runs[task.run_id] = (run, task)
+        return run
+
+    def _find(self, run_id: int) -> tuple[Run, TaskRun | None]:
+        if run_id in self.runs:
+            return self.runs[run_id], None
+        if run_id in self.task_runs:
+            return self.task_runs[run_id]
+        # get-output documents 400 for an invalid run_id; runs/get and runs/cancel answer alike.
+        raise invalid(f"Run {run_id} does not exist.")
+
+    def get(self, query: Mapping[str, str]) -> dict[str, Any]:
+        for name in ("include_history", "include_resolved_values"):
+            if query.get(name, "false") not in ("true", "false"):
+                raise invalid(f"{name}: expected true or false")
+        with self._lock:
+            run, task = self._find(query_int(query, "run_id"))
+            return self._task_view(run, task) if task else self._run_view(run)
+
+    def cancel(self, body: Any) -> dict[str, Any]:
+        fields(body, "runs/cancel", {"run_id": "integer"}, ["run_id"])
+        with self._lock:
+            run, task = self._find(body["run_id"])
+            targets = [task] if task else run.tasks
+            if task is None and run.life != TERMINAL:
+                run.cancel.set()
+                run.life, run.message = "TERMINATING", "Run cancellation requested"
+            for t in targets:
+                if t.life != TERMINAL:
+                    t.cancel.set()
+                    if t.life == "RUNNING":
+                        t.life, t.message = "TERMINATING", "Run cancellation requested"
+        return {}  # cancelling a finished run is a no-op, as cancellation is asynchronous anyway
+
+    def get_output(self, query: Mapping[str, str]) -> dict[str, Any]:
+        with self._lock:
+            run, task = self._find(query_int(query, "run_id"))
+            if task is None:
+                raise invalid("Retrieving the output of a run with multiple tasks is not supported: "
+                              "ask for the output of each task run (tasks[].run_id) instead.")
+            out: dict[str, Any] = {"metadata": self._task_view(run, task)}
+            if task.result in ("FAILED", "TIMEDOUT"):
+                out["error"] = task.message
+        logs, truncated = self._tail(task.log)
+        out.update(logs=logs, logs_truncated=truncated)
+        return out
+
+    def _tail(self, log: Path) -> tuple[str, bool]:
+        if not log.exists():
+            return "", False
+        limit = self.emu.logs_limit
+        with open(log, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - limit))
+            return f.read().decode(errors="replace"), size > limit
+
+    # views
+    def _url(self, run: Run, run_id: int) -> str:
+        return f"{self.emu.url}/#job/{run.job_id}/run/{run_id}"
+
+    def _run_view(self, run: Run) -> dict[str, Any]:
+        return {
+            "job_id": run.job_id, "run_id": run.run_id, "number_in_job": run.run_id,
+            "original_attempt_run_id": run.run_id, "attempt_number": 0,
+            "run_name": run.body.get("run_name", "Untitled"), "run_type": "SUBMIT_RUN", "format": "MULTI_TASK",
+            "state": state(run.life, run.result, run.message), "start_time": run.start, "end_time": run.end,
+            # The per-phase durations are documented as 0 for multi-task runs; run_duration carries the total.
+            "setup_duration": 0, "execution_duration": 0, "cleanup_duration": 0,
+            "run_duration": (run.end or now_ms()) - run.start, "run_page_url": self._url(run, run.run_id),
+            "tasks": [self._task_summary(run, t) for t in run.tasks],
+        }
+
+    def _task_summary(self, run: Run, task: TaskRun) -> dict[str, Any]:
+        view = dict(task.spec)
+        view.update(run_id=task.run_id, state=state(task.life, task.result, task.message),
+                    start_time=task.start, end_time=task.end, attempt_number=0,
+                    run_page_url=self._url(run, task.run_id))
+        return view
+
+    def _task_view(self, run: Run, task: TaskRun) -> dict[str, Any]:
+        view = self._task_summary(run, task)
+        view.update(job_id=run.job_id, job_run_id=run.run_id, run_type="SUBMIT_RUN",
+                    run_name=run.body.get("run_name", "Untitled"))
+        return view
+
+    # execution
+    def _set(self, obj: Run | TaskRun, **changes: Any) -> None:
+        with self._lock:
+            for name, value in changes.items():
+                setattr(obj, name, value)
+
+    def _drive(self, run: Run) -> None:
+        if run.cancel.wait(self.emu.pending_s):  # cancelled while the "cluster" was starting
+            for task in run.tasks:
+                self._set(task, life=TERMINAL, result="CANCELED", message="Run cancelled", end=now_ms())
+            self._set(run, life=TERMINAL, result="CANCELED", message="Run cancelled", end=now_ms())
+            return
+        with self._lock:
+            if not run.cancel.is_set():  # a cancel that came just now has already said TERMINATING
+                run.life, run.message = "RUNNING", "In run"
+        deadline = self._deadline(run.body.get("timeout_seconds", 0))
+        threads = [threading.Thread(target=self._execute, args=(run, t, deadline), daemon=True) for t in run.tasks]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self._set(run, life="TERMINATING", message="Cleaning up")
+        time.sleep(self.emu.terminating_s)
+        result = overall_result(run)
+        message = "" if result == "SUCCESS" else {"CANCELED": "Run cancelled", "TIMEDOUT": "Run timed out"}.get(
+            result, "Workload failed, see run output for details")
+        self._set(run, life=TERMINAL, result=result, message=message, end=now_ms())
+
+    @staticmethod
+    def _deadline(timeout_s: int) -> float:
+        return time.monotonic() + timeout_s if timeout_s > 0 else float("inf")
+
+    def _execute(self, run: Run, task: TaskRun, run_deadline: float) -> None:
+        if task.cancel.is_set():
+            self._set(task, life=TERMINAL, result="CANCELED", message="Run cancelled", end=now_ms())
+            return
+        deadline = min(run_deadline, self._deadline(task.spec.get("timeout_seconds", 0)))
+        self._set(task, life="RUNNING", message="In run", start=now_ms())
+        try:
+            proc = self._spawn(run, task)
+        except OSError as e:
+            result, message = "FAILED", f"Could not start the task: {e}"
+        else:
+            result, message = self._watch(task, proc, deadline)
+        self._set(task, life="TERMINATING", message="Cleaning up")
+        time.sleep(self.emu.terminating_s)
+        self._set(task, life=TERMINAL, result=result, message=message, end=now_ms())
+
+    def _spawn(self, run: Run, task: TaskRun) -> subprocess.Popen[bytes]:
+        spt = task.spec["spark_python_task"]
+        source = self.emu.dbfs.file(self.emu.dbfs.path(spt["python_file"][len("dbfs:"):]))
+        if source is None:
+            raise OSError(f"{spt['python_file']} no longer exists in DBFS")
+        cwd = Path(tempfile.mkdtemp(prefix=f"task-{task.run_id}-", dir=self.emu.work))
+        script = cwd / Path(spt["python_file"]).name
+        script.write_bytes(source)
+        env = dict(os.environ, DOCKRUN_DBFS_FUSE=str(self.emu.dbfs_root))
+        env.update(task.spec.get("new_cluster", {}).get("spark_env_vars", {}))
+        with open(task.log, "wb") as log:
+            # A session of its own, so a cancel reaches the task's children (the launcher runs bash).
+            proc = subprocess.Popen([sys.executable, str(script), *spt.get("parameters", [])], cwd=cwd, env=env,
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        self._set(task, proc=proc)
+        return proc
+
+    def _watch(self, task: TaskRun, proc: subprocess.Popen[bytes], deadline: float) -> tuple[str, str]:
+        while proc.poll() is None:
+            if task.cancel.wait(0.05):
+                kill(proc, self.emu.kill_grace_s)
+                return "CANCELED", "Run cancelled"
+            if time.monotonic() > deadline:
+                kill(proc, self.emu.kill_grace_s)
+                return "TIMEDOUT", "Run timed out"
+        if proc.returncode == 0:
+            return "SUCCESS", ""
+        return "FAILED", f"Workload failed: the Python file exited with code {proc.returncode}"
+
+    def shutdown(self) -> None:
+        with self._lock:
+            runs = list(self.runs.values())
+        for run in runs:
+            run.cancel.set()
+            for task in run.tasks:
+                task.cancel.set()
+                if task.proc is not None:
+                    kill(task.proc, 0.5)
+        for run in runs:
+            if run.thread is not None:
+                run.thread.join(timeout=10)
+
+
+def kill(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM to the task's process group, SIGKILL if it is still there after `grace_s`."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# ---- HTTP -------------------------------------------------------------------------------------
+
+Route = Callable[[Any], dict[str, Any]]
+# Real Jobs API endpoints (2.0, 2.1, 2.2) the emulator does not implement: said as such (501), so a
+# test failure explains itself; a misspelt path stays 404 ENDPOINT_NOT_FOUND, as in Databricks.
+JOBS_ENDPOINTS = {
+    "create", "list", "get", "reset", "update", "delete", "run-now", "runs/list", "runs/get", "runs/delete",
+    "runs/export", "runs/repair", "runs/cancel", "runs/cancel-all", "runs/submit", "runs/get-output",
+}
+
+
+class DatabricksEmulator:
+    """Start with ``start()``; point the client at ``url`` with ``token``; ``stop()`` when done.
+
+    Inspect: ``submitted`` (accepted runs/submit bodies), ``requests`` ((method, path?query, status)),
+    ``errors`` (tracebacks of emulator crashes: tests should find it empty), ``dbfs_file(path)``.
+    """
+
+    def __init__(self, token: str | None = None, pending_s: float = 0.2, terminating_s: float = 0.05,
+                 kill_grace_s: float = 5.0, logs_limit: int = LOGS_LIMIT, accept_dbfs_scheme: bool = False,
+                 handle_idle_s: float = HANDLE_IDLE_S):
+        self.token = token or "dapi" + secrets.token_hex(16)
+        self.pending_s, self.terminating_s, self.kill_grace_s = pending_s, terminating_s, kill_grace_s
+        self.logs_limit = logs_limit
+        self.base = Path(tempfile.mkdtemp(prefix="databricks-emulator-"))
+        self.dbfs_root, self.work = self.base / "dbfs", self.base / "work"
+        for folder in (self.dbfs_root, self.work, self.base / "staging"):
+            folder.mkdir()
+        self.dbfs = Dbfs(self.dbfs_root, self.base / "staging", accept_dbfs_scheme, handle_idle_s)
+        self.jobs = Jobs(self)
+        self.submitted: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, str, int]] = []
+        self.errors: list[str] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._routes: dict[tuple[str, str], tuple[Route, set[str] | None]] = {
+            # (method, path) -> (handler, allowed query parameters, or None for a JSON body)
+            ("POST", "/api/2.0/dbfs/put"): (self.dbfs.put, None),
+            ("POST", "/api/2.0/dbfs/create"): (self.dbfs.create, None),
+            ("POST", "/api/2.0/dbfs/add-block"): (self.dbfs.add_block, None),
+            ("POST", "/api/2.0/dbfs/close"): (self.dbfs.close, None),
+            ("POST", "/api/2.0/dbfs/mkdirs"): (self.dbfs.mkdirs, None),
+            ("POST", "/api/2.0/dbfs/delete"): (self.dbfs.delete, None),
+            ("POST", "/api/2.0/dbfs/move"): (self.dbfs.move, None),
+            ("GET", "/api/2.0/dbfs/get-status"): (self.dbfs.get_status, {"path"}),
+            ("GET", "/api/2.0/dbfs/list"): (self.dbfs.list, {"path"}),
+            ("GET", "/api/2.0/dbfs/read"): (self.dbfs.read, {"path", "offset", "length"}),
+            ("POST", "/api/2.1/jobs/runs/submit"): (self.jobs.submit, None),
+            ("POST", "/api/2.1/jobs/runs/cancel"): (self.jobs.cancel, None),
+            ("GET", "/api/2.1/jobs/runs/get"): (
+                self.jobs.get, {"run_id", "include_history", "include_resolved_values", "page_token"}),
+            ("GET", "/api/2.1/jobs/runs/get-output"): (self.jobs.get_output, {"run_id"}),
+        }
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> DatabricksEmulator:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
+        self._server.daemon_threads = True
+        # A short poll interval: shutdown() waits for it, and every test stops an emulator.
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                         name="databricks-emulator", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, kill every task process still running, remove the emulator's files."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        self.jobs.shutdown()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def dbfs_file(self, path: str) -> bytes | None:
+        """The bytes of a DBFS file ("/x", "dbfs:/x" or "/dbfs/x"), or None when there is none."""
+        if path.startswith("dbfs:"):
+            path = path[len("dbfs:"):]
+        elif path.startswith("/dbfs/"):
+            path = path[len("/dbfs"):]
+        return self.dbfs.file(dbfs_path(path, "path", accept_dbfs_scheme=True))
+
+    # request handling
+    def serve(self, req: BaseHTTPRequestHandler, method: str) -> None:
+        try:
+            status, answer = 200, self._answer(req, method)
+        except ApiError as e:
+            status, answer = e.status, {"error_code": e.code, "message": e.message}
+        except Exception:  # an emulator bug: recorded for the tests, answered as Databricks would
+            self.errors.append(traceback.format_exc())
+            status, answer = 500, {"error_code": "INTERNAL_ERROR", "message": "emulator error (see .errors)"}
+        self.requests.append((method, req.path, status))
+        data = json.dumps(answer).encode()
+        req.send_response(status)
+        req.send_header("Content-Type", "application/json")
+        req.send_header("Content-Length", str(len(data)))
+        req.end_headers()
+        req.wfile.write(data)
+
+    def _answer(self, req: BaseHTTPRequestHandler, method: str) -> dict[str, Any]:
+        raw = req.rfile.read(int(req.headers.get("Content-Length") or 0))
+        self._authenticate(req.headers.get("Authorization"))
+        parts = urlsplit(req.path)
+        route = self._routes.get((method, parts.path))
+        if route is None:
+            raise self._no_route(method, parts.path)
+        handler, allowed = route
+        query = self._query(parts.query, allowed or set())
+        if allowed is None:
+            return handler(self._body(raw))
+        return handler(query)
+
+    def _authenticate(self, header: str | None) -> None:
+        scheme, _, given = (header or "").partition(" ")
+        if scheme != "Bearer" or not secrets.compare_digest(given.strip(), self.token):
+            raise ApiError(401, "UNAUTHENTICATED", "a valid bearer token is required (Authorization: Bearer <token>)")
+
+    def _no_route(self, method: str, path: str) -> ApiError:
+        # Databricks routes on method and path together: a wrong method finds no API either.
+        jobs = re.fullmatch(r"/api/2\.[0-2]/jobs/(.+)", path)
+        if jobs and jobs.group(1) in JOBS_ENDPOINTS and not any(p == path for _, p in self._routes):
+            return ApiError(501, "NOT_IMPLEMENTED", f"{method} {path}: not implemented by this emulator")
+        return ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")
+
+    @staticmethod
+    def _query(text: str, allowed: set[str]) -> dict[str, str]:
+        values = parse_qs(text, keep_blank_values=True)
+        unknown = sorted(set(values) - allowed)
+        if unknown:  # strict: Databricks ignores unknown query parameters; a typo should not pass here
+            raise invalid(f"unknown query parameter(s): {', '.join(unknown)}")
+        if any(len(v) > 1 for v in values.values()):
+            raise invalid("a query parameter is given more than once")
+        return {k: v[0] for k, v in values.items()}
+
+    @staticmethod
+    def _body(raw: bytes) -> dict[str, Any]:
+        try:
+            body = json.loads(raw or b"")
+        except ValueError:
+            raise ApiError(400, "MALFORMED_REQUEST", "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "MALFORMED_REQUEST", "the request body must be a JSON object")
+        return body
+
+
+def _handler_class(emulator: DatabricksEmulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "DatabricksEmulator/1.0"
+
+        def do_GET(self) -> None:  # noqa: N802 - the http.server naming
+            emulator.serve(self, "GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            emulator.serve(self, "POST")
+
+        def do_PUT(self) -> None:  # noqa: N802
+            emulator.serve(self, "PUT")
+
+        def do_PATCH(self) -> None:  # noqa: N802
+            emulator.serve(self, "PATCH")
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            emulator.serve(self, "DELETE")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def databricks() -> Iterator[DatabricksEmulator]:
+    """A started emulator with a random token; stopped (task processes killed) after the test."""
+    emulator = DatabricksEmulator().start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()

@@ -1,0 +1,364 @@
+"""The Databricks emulator itself, through plain HTTP (urllib): auth, routing, strict request checks,
+DBFS semantics and limits, runs/submit validation, and real execution of spark_python_task runs."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from databricks_emulator import DatabricksEmulator, databricks  # noqa: F401 - the fixture
+
+MB = 1 << 20
+CLUSTER = {"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 1}
+NO_AUTH = ""
+
+
+def call(emu: DatabricksEmulator, method: str, path: str, body: Any = None, token: str | None = None,
+         raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+    """One request; (status, JSON answer). token=None sends the emulator's token, NO_AUTH sends none."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(emu.url + path, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token != NO_AUTH:
+        req.add_header("Authorization", f"Bearer {emu.token if token is None else token}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def put(emu: DatabricksEmulator, path: str, data: bytes, **extra: Any) -> tuple[int, dict[str, Any]]:
+    return call(emu, "POST", "/api/2.0/dbfs/put", {"path": path, "contents": b64(data), **extra})
+
+
+def script(emu: DatabricksEmulator, source: str, path: str = "/jobs/main.py") -> str:
+    """Upload a Python file; its dbfs:/ URI for spark_python_task."""
+    assert put(emu, path, textwrap.dedent(source).encode(), overwrite=True)[0] == 200
+    return "dbfs:" + path
+
+
+def task(python_file: str = "dbfs:/jobs/main.py", **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"task_key": "main", "new_cluster": dict(CLUSTER),
+                            "spark_python_task": {"python_file": python_file}}
+    spec.update(overrides)
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+def submit(emu: DatabricksEmulator, *tasks: dict[str, Any], **top: Any) -> tuple[int, dict[str, Any]]:
+    return call(emu, "POST", "/api/2.1/jobs/runs/submit", {"run_name": "test", "tasks": list(tasks), **top})
+
+
+def get(emu: DatabricksEmulator, run_id: int) -> dict[str, Any]:
+    status, run = call(emu, "GET", f"/api/2.1/jobs/runs/get?run_id={run_id}")
+    assert status == 200, run
+    return run
+
+
+def wait(emu: DatabricksEmulator, run_id: int, life: str = "TERMINATED", timeout: float = 15) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = get(emu, run_id)
+        if run["state"]["life_cycle_state"] == life or time.monotonic() > deadline:
+            return run
+        time.sleep(0.05)
+
+
+def error(answer: tuple[int, dict[str, Any]]) -> tuple[int, str]:
+    return answer[0], answer[1].get("error_code", "")
+
+
+# ---- auth, routing, request shape -------------------------------------------------------------
+
+def test_auth_is_required(databricks: DatabricksEmulator) -> None:  # noqa: F811 - the fixture
+    path = "/api/2.0/dbfs/get-status?path=/"
+    assert error(call(databricks, "GET", path, token=NO_AUTH)) == (401, "UNAUTHENTICATED")
+    assert error(call(databricks, "GET", path, token="dapi-wrong")) == (401, "UNAUTHENTICATED")
+    assert error(call(databricks, "GET", "/api/2.0/nothing", token=NO_AUTH)) == (401, "UNAUTHENTICATED")
+    assert call(databricks, "GET", path)[0] == 200
+    assert databricks.requests[0] == ("GET", path, 401)
+
+
+def test_unknown_endpoint_and_wrong_method(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    assert error(call(databricks, "GET", "/api/2.0/nothing")) == (404, "ENDPOINT_NOT_FOUND")
+    assert error(call(databricks, "POST", "/api/2.0/dbfs/addblock", {})) == (404, "ENDPOINT_NOT_FOUND")
+    status, answer = call(databricks, "GET", "/api/2.0/dbfs/put")
+    assert (status, answer["error_code"]) == (404, "ENDPOINT_NOT_FOUND") and "GET" in answer["message"]
+    assert error(call(databricks, "POST", "/api/2.0/dbfs/get-status", {"path": "/"})) == (404, "ENDPOINT_NOT_FOUND")
+    assert error(call(databricks, "PUT", "/api/2.1/jobs/runs/submit", {})) == (404, "ENDPOINT_NOT_FOUND")
+    # a real endpoint the emulator lacks says so, instead of pretending it does not exist
+    assert error(call(databricks, "POST", "/api/2.1/jobs/run-now", {"job_id": 1})) == (501, "NOT_IMPLEMENTED")
+
+
+def test_bodies_must_be_json_objects(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    for raw in (b"not json", b"[1, 2]", b""):
+        assert error(call(databricks, "POST", "/api/2.0/dbfs/mkdirs", raw=raw)) == (400, "MALFORMED_REQUEST")
+
+
+def test_unknown_missing_and_mistyped_fields_are_rejected(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    status, answer = put(databricks, "/a.txt", b"x", bogus=1)
+    assert (status, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE") and "bogus" in answer["message"]
+    status, answer = call(databricks, "POST", "/api/2.0/dbfs/put", {"contents": b64(b"x")})
+    assert status == 400 and "missing required field: path" in answer["message"]
+    status, answer = put(databricks, "/a.txt", b"x", overwrite="yes")
+    assert status == 400 and "overwrite" in answer["message"] and "boolean" in answer["message"]
+    assert error(call(databricks, "GET", "/api/2.0/dbfs/get-status?path=/&pth=/")) == (400, "INVALID_PARAMETER_VALUE")
+    assert error(call(databricks, "POST", "/api/2.0/dbfs/close", {"handle": "1"})) == (400, "INVALID_PARAMETER_VALUE")
+    assert databricks.dbfs_file("/a.txt") is None and databricks.errors == []
+
+
+# ---- DBFS -------------------------------------------------------------------------------------
+
+def test_dbfs_put_get_status_read_roundtrip(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    assert put(databricks, "/dockrun/x.txt", b"hello world") == (200, {})
+    status, info = call(databricks, "GET", "/api/2.0/dbfs/get-status?path=/dockrun//x.txt")
+    assert status == 200 and info["path"] == "/dockrun/x.txt" and info["file_size"] == 11
+    assert info["is_dir"] is False and abs(info["modification_time"] - time.time() * 1000) < 60_000
+    assert call(databricks, "GET", "/api/2.0/dbfs/get-status?path=/dockrun")[1]["is_dir"] is True
+    status, read = call(databricks, "GET", "/api/2.0/dbfs/read?path=/dockrun/x.txt&offset=6&length=100")
+    assert status == 200 and read == {"bytes_read": 5, "data": b64(b"world")}
+    assert error(put(databricks, "/dockrun/x.txt", b"again")) == (400, "RESOURCE_ALREADY_EXISTS")
+    assert put(databricks, "/dockrun/x.txt", b"again", overwrite=True)[0] == 200
+    assert databricks.dbfs_file("dbfs:/dockrun/x.txt") == b"again" == databricks.dbfs_file("/dbfs/dockrun/x.txt")
+    for query in ("path=/nope", "path=/dockrun/x.txt/below"):
+        assert error(call(databricks, "GET", f"/api/2.0/dbfs/get-status?{query}")) == (404, "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_dbfs_paths_limits_and_folders(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    put(databricks, "/d/f.txt", b"data")
+    for bad in ("dbfs:/d/f.txt", "d/f.txt", "/d/../f.txt"):  # the DBFS API takes absolute paths only
+        assert error(put(databricks, bad, b"x")) == (400, "INVALID_PARAMETER_VALUE")
+    read = "/api/2.0/dbfs/read?path="
+    assert error(call(databricks, "GET", f"{read}/d/f.txt&length={MB + 1}")) == (400, "MAX_READ_SIZE_EXCEEDED")
+    assert error(call(databricks, "GET", f"{read}/d/f.txt&offset=-1")) == (400, "INVALID_PARAMETER_VALUE")
+    assert error(call(databricks, "GET", f"{read}/d")) == (400, "INVALID_PARAMETER_VALUE")
+    assert error(put(databricks, "/d/f.txt/under", b"x")) == (400, "RESOURCE_ALREADY_EXISTS")
+    assert call(databricks, "POST", "/api/2.0/dbfs/mkdirs", {"path": "/d/e/f"}) == (200, {})
+    names = [f["path"] for f in call(databricks, "GET", "/api/2.0/dbfs/list?path=/d")[1]["files"]]
+    assert names == ["/d/e", "/d/f.txt"]
+    assert error(call(databricks, "POST", "/api/2.0/dbfs/delete", {"path": "/d"})) == (400, "IO_ERROR")
+    assert call(databricks, "POST", "/api/2.0/dbfs/delete", {"path": "/d", "recursive": True}) == (200, {})
+    assert databricks.dbfs_file("/d/f.txt") is None
+
+
+def test_put_larger_than_1mb_is_rejected(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    assert put(databricks, "/one", b"x" * MB)[0] == 200
+    assert error(put(databricks, "/big", b"x" * (MB + 1))) == (400, "MAX_BLOCK_SIZE_EXCEEDED")
+    assert databricks.dbfs_file("/big") is None
+
+
+def test_streaming_upload_in_1mb_blocks(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    payload = os.urandom(MB * 5 // 2)
+    status, created = call(databricks, "POST", "/api/2.0/dbfs/create", {"path": "/up/big.bin"})
+    assert status == 200 and isinstance(created["handle"], int)
+    handle = created["handle"]
+    for i in range(0, len(payload), MB):
+        assert call(databricks, "POST", "/api/2.0/dbfs/add-block",
+                    {"handle": handle, "data": b64(payload[i:i + MB])}) == (200, {})
+    # nothing shows until close
+    assert error(call(databricks, "GET", "/api/2.0/dbfs/get-status?path=/up/big.bin"))[0] == 404
+    too_big = {"handle": handle, "data": b64(b"x" * (MB + 1))}
+    assert error(call(databricks, "POST", "/api/2.0/dbfs/add-block", too_big)) == (400, "MAX_BLOCK_SIZE_EXCEEDED")
+    assert call(databricks, "POST", "/api/2.0/dbfs/close", {"handle": handle}) == (200, {})
+    assert call(databricks, "GET", "/api/2.0/dbfs/get-status?path=/up/big.bin")[1]["file_size"] == len(payload)
+    assert databricks.dbfs_file("/up/big.bin") == payload
+    gone = call(databricks, "POST", "/api/2.0/dbfs/add-block", {"handle": handle, "data": b64(b"x")})
+    assert error(gone) == (404, "RESOURCE_DOES_NOT_EXIST")
+    assert error(call(databricks, "POST", "/api/2.0/dbfs/close", {"handle": 12345})) == (404, "RESOURCE_DOES_NOT_EXIST")
+    assert error(call(databricks, "POST", "/api/2.0/dbfs/create", {"path": "/up/big.bin"})) == \
+        (400, "RESOURCE_ALREADY_EXISTS")
+
+
+# ---- runs/submit validation -------------------------------------------------------------------
+
+def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if k != key}
+
+
+INVALID_SUBMITS = {
+    "missing spark_version": ([task(new_cluster=_without(CLUSTER, "spark_version"))], "spark_version"),
+    "no node type": ([task(new_cluster=_without(CLUSTER, "node_type_id"))], "node_type_id"),
+    "both workers and autoscale": ([task(new_cluster={**CLUSTER, "autoscale": {"min_workers": 1, "max_workers": 2}})],
+                                   "num_workers or autoscale"),
+    "unknown cluster field": ([task(new_cluster={**CLUSTER, "gpus": 2})], "gpus"),
+    "both clusters": ([task(existing_cluster_id="0101-abc")], "exactly one of new_cluster or existing_cluster_id"),
+    "no cluster": ([task(new_cluster=None)], "exactly one of new_cluster or existing_cluster_id"),
+    "python_file missing": ([task("dbfs:/jobs/absent.py")], "does not exist"),
+    "python_file not on dbfs": ([task("/Workspace/main.py")], "only dbfs:/"),
+    "library with two kinds": ([task(libraries=[{"pypi": {"package": "x"}, "whl": "dbfs:/x.whl"}])], "exactly one"),
+    "unknown library kind": ([task(libraries=[{"conda": "numpy"}])], "conda"),
+    "pypi without package": ([task(libraries=[{"pypi": {"version": "1"}}])], "version"),
+    "bad task_key": ([task(task_key="my task")], "task_key"),
+    "duplicate task_key": ([task(), task()], "unique"),
+    "other task kind": ([task(spark_python_task=None, notebook_task={"notebook_path": "/x"})],
+                        "not supported by this emulator"),
+    "no tasks": ([], "at least one task"),
+    "parameters not strings": ([task(spark_python_task={"python_file": "dbfs:/jobs/main.py", "parameters": [1]})],
+                               "parameters[0]"),
+}
+
+
+@pytest.mark.parametrize("tasks, message", INVALID_SUBMITS.values(), ids=INVALID_SUBMITS.keys())
+def test_submit_validation(databricks: DatabricksEmulator, tasks: list[Any], message: str) -> None:  # noqa: F811
+    script(databricks, "print('hi')\n")
+    status, answer = submit(databricks, *tasks)
+    assert (status, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert message in answer["message"]
+    assert databricks.submitted == []
+
+
+def test_submit_top_level_checks(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    script(databricks, "print('hi')\n")
+    assert error(submit(databricks, task(), new_cluster=CLUSTER)) == (400, "INVALID_PARAMETER_VALUE")  # 2.0 shape
+    assert error(submit(databricks, task(), idempotency_token="t" * 65)) == (400, "INVALID_PARAMETER_VALUE")
+    assert error(call(databricks, "POST", "/api/2.1/jobs/runs/submit", {"run_name": "x"})) == \
+        (400, "INVALID_PARAMETER_VALUE")
+    assert databricks.submitted == []
+
+
+# ---- execution --------------------------------------------------------------------------------
+
+CHECK_SCRIPT = """
+    import os, sys
+    fuse = os.environ["DOCKRUN_DBFS_FUSE"]
+    print("args", sys.argv[1:])
+    print("input", open(os.path.join(fuse, "data/in.txt")).read())
+    print("flavour", os.environ["FLAVOUR"])
+    os.makedirs(os.path.join(fuse, "out"), exist_ok=True)
+    open(os.path.join(fuse, "out/result.txt"), "w").write("done")
+    print("to stderr", file=sys.stderr)
+"""
+
+
+def test_successful_run_executes_the_python_file(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    put(databricks, "/data/in.txt", b"from dbfs")
+    libraries = [{"pypi": {"package": "numpy==1.26.4"}}, {"whl": "dbfs:/wheels/x-1-py3-none-any.whl"}]
+    cluster = {**CLUSTER, "spark_env_vars": {"FLAVOUR": "vanilla"}, "docker_image": {"url": "python:3.11"}}
+    spt = {"python_file": script(databricks, CHECK_SCRIPT), "parameters": ["a b", "--x=1"]}
+    status, answer = submit(databricks, task(new_cluster=cluster, spark_python_task=spt, libraries=libraries))
+    assert status == 200 and set(answer) == {"run_id"}
+    run_id = answer["run_id"]
+    first = get(databricks, run_id)
+    assert first["state"]["life_cycle_state"] != "TERMINATED" and "result_state" not in first["state"]
+    assert first["run_page_url"].startswith(databricks.url) and first["run_name"] == "test"
+
+    run = wait(databricks, run_id)
+    assert run["state"]["result_state"] == "SUCCESS", run
+    assert run["end_time"] >= run["start_time"] > 0
+    [task_run] = run["tasks"]
+    assert task_run["task_key"] == "main" and task_run["state"]["result_state"] == "SUCCESS"
+    assert task_run["run_id"] != run_id
+    assert databricks.submitted[0]["tasks"][0]["libraries"] == libraries  # recorded, not installed
+    assert databricks.dbfs_file("/out/result.txt") == b"done"
+
+    status, output = call(databricks, "GET", f"/api/2.1/jobs/runs/get-output?run_id={task_run['run_id']}")
+    assert status == 200 and output["logs_truncated"] is False and "error" not in output
+    for line in ("args ['a b', '--x=1']", "input from dbfs", "flavour vanilla", "to stderr"):
+        assert line in output["logs"]
+    assert output["metadata"]["run_id"] == task_run["run_id"]
+    parent = call(databricks, "GET", f"/api/2.1/jobs/runs/get-output?run_id={run_id}")
+    assert error(parent) == (400, "INVALID_PARAMETER_VALUE")
+    assert databricks.errors == []
+
+
+def test_failing_run(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    script(databricks, "import sys\nprint('about to fail')\nsys.exit(3)\n")
+    run = wait(databricks, submit(databricks, task())[1]["run_id"])
+    assert run["state"]["result_state"] == "FAILED" and run["state"]["state_message"]
+    task_run = run["tasks"][0]
+    assert task_run["state"]["result_state"] == "FAILED" and "3" in task_run["state"]["state_message"]
+    output = call(databricks, "GET", f"/api/2.1/jobs/runs/get-output?run_id={task_run['run_id']}")[1]
+    assert "about to fail" in output["logs"] and "3" in output["error"]
+
+
+def test_cancel_of_a_sleeping_run(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    script(databricks, "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n")
+    run_id = submit(databricks, task())[1]["run_id"]
+    assert wait(databricks, run_id, "RUNNING")["state"]["life_cycle_state"] == "RUNNING"
+    started = time.monotonic()
+    assert call(databricks, "POST", "/api/2.1/jobs/runs/cancel", {"run_id": run_id}) == (200, {})
+    assert get(databricks, run_id)["state"]["life_cycle_state"] in ("TERMINATING", "TERMINATED")
+    run = wait(databricks, run_id)
+    assert time.monotonic() - started < 5
+    assert run["state"]["result_state"] == "CANCELED" and run["state"]["user_cancelled_or_timedout"] is True
+    assert run["tasks"][0]["state"]["result_state"] == "CANCELED"
+    assert call(databricks, "POST", "/api/2.1/jobs/runs/cancel", {"run_id": run_id}) == (200, {})  # no-op
+    assert error(call(databricks, "POST", "/api/2.1/jobs/runs/cancel", {"run_id": 1})) == \
+        (400, "INVALID_PARAMETER_VALUE")
+    assert error(call(databricks, "POST", "/api/2.1/jobs/runs/cancel", {"run_id": str(run_id)})) == \
+        (400, "INVALID_PARAMETER_VALUE")
+
+
+def test_cancel_while_pending_never_starts_the_task() -> None:
+    emu = DatabricksEmulator(pending_s=30).start()  # the cancel ends the PENDING phase at once
+    try:
+        script(emu, "import sys\nsys.exit(5)\n")
+        run_id = submit(emu, task())[1]["run_id"]
+        pending = get(emu, run_id)["state"]
+        assert pending["life_cycle_state"] == "PENDING" and "result_state" not in pending
+        assert call(emu, "POST", "/api/2.1/jobs/runs/cancel", {"run_id": run_id}) == (200, {})
+        run = wait(emu, run_id, timeout=5)
+        assert run["state"]["result_state"] == "CANCELED" and run["tasks"][0]["start_time"] == 0
+    finally:
+        emu.stop()
+
+
+def test_task_timeout(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    script(databricks, "import time\ntime.sleep(60)\n")
+    run = wait(databricks, submit(databricks, task(timeout_seconds=1))[1]["run_id"])
+    assert run["state"]["result_state"] == "TIMEDOUT" and run["tasks"][0]["state"]["result_state"] == "TIMEDOUT"
+
+
+def test_idempotency_token(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    script(databricks, "print('once')\n")
+    first = submit(databricks, task(), idempotency_token="dockrun-abc")[1]["run_id"]
+    assert submit(databricks, task(), idempotency_token="dockrun-abc")[1]["run_id"] == first
+    assert len(databricks.submitted) == 1
+    assert submit(databricks, task(), idempotency_token="dockrun-def")[1]["run_id"] != first
+    wait(databricks, first)
+
+
+def test_runs_get_checks_run_id(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    assert error(call(databricks, "GET", "/api/2.1/jobs/runs/get?run_id=42")) == (400, "INVALID_PARAMETER_VALUE")
+    assert error(call(databricks, "GET", "/api/2.1/jobs/runs/get?run_id=abc")) == (400, "INVALID_PARAMETER_VALUE")
+    assert error(call(databricks, "GET", "/api/2.1/jobs/runs/get")) == (400, "INVALID_PARAMETER_VALUE")
+
+
+def test_logs_keep_the_tail_when_over_the_limit() -> None:
+    emu = DatabricksEmulator(logs_limit=1000, pending_s=0).start()
+    try:
+        script(emu, "print('x' * 5000)\nprint('the end')\n")
+        run = wait(emu, submit(emu, task())[1]["run_id"])
+        output = call(emu, "GET", f"/api/2.1/jobs/runs/get-output?run_id={run['tasks'][0]['run_id']}")[1]
+        assert output["logs_truncated"] is True and len(output["logs"]) == 1000
+        assert output["logs"].endswith("the end\n")
+    finally:
+        emu.stop()
+
+
+def test_stop_kills_running_tasks() -> None:
+    emu = DatabricksEmulator(pending_s=0).start()
+    try:
+        script(emu, "import os, time\nopen(os.environ['DOCKRUN_DBFS_FUSE'] + '/pid', 'w').write(str(os.getpid()))\n"
+                    "time.sleep(60)\n")
+        run_id = submit(emu, task())[1]["run_id"]
+        deadline = time.monotonic() + 10
+        while not emu.dbfs_file("/pid") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = int(emu.dbfs_file("/pid") or b"0")
+        assert pid and get(emu, run_id)["state"]["life_cycle_state"] == "RUNNING"
+    finally:
+        emu.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
