@@ -207,17 +207,8 @@ class Docker:
     def stop_and_remove(self, container: Any, timeout: int = 10) -> None:
         """SIGTERM, ``timeout`` seconds of grace, SIGKILL; then remove. Never raises for a
         container that is already gone."""
-        docker = _docker()
-        try:
-            container.stop(timeout=timeout)
-        except docker.errors.NotFound:
-            return
-        except docker.errors.APIError:
-            pass
-        try:
-            container.remove(force=True)
-        except (docker.errors.NotFound, docker.errors.APIError):
-            pass
+        self.stop(container, timeout)
+        self.remove(container)
 
 
 def _split(ref: str) -> tuple[str, str]:

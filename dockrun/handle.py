@@ -50,9 +50,5 @@ class RunHandle:
             rec = self.record()
         return rec.status == "FINISHED"
 
-    def describe_end(self) -> str:
-        rec = self.record()
-        return rec.reason or rec.status.lower()
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.run_id!r})"

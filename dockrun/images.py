@@ -188,12 +188,6 @@ class DockerLike(Protocol):
               labels: Mapping[str, str], log: Callable[[str], None]) -> str: ...
 
 
-@dataclass(frozen=True)
-class EnsureResult:
-    image_id: str
-    built: tuple[str, ...]  # references built in this call (empty on a warm run)
-
-
 def ensure_images(
     plan: ImagePlan,
     source_root: Path,
@@ -201,31 +195,30 @@ def ensure_images(
     docker: DockerLike,
     rebuild: bool = False,
     log: Callable[[str], None] = lambda line: None,
-) -> EnsureResult:
+) -> str:
     """Make sure the project image exists; build only what is missing. Returns its image ID."""
-    built: list[str] = []
+    env_built = False  # a new environment image means the project image must be rebuilt on it
     if not rebuild:
         # Here, or in the team's registry: then there is nothing to build at all.
         found = _present(docker, plan.project_image, settings, log)
         if found:
-            return EnsureResult(found, ())
+            return found
     if plan.env.needs_build:
         with build_lock(settings.home, plan.env_image):
             if rebuild or not _present(docker, plan.env_image, settings, log):
                 log(f"building environment image {plan.env_image} ({plan.env.kind})")
                 with env_context(plan, settings) as ctx:
                     docker.build(ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log)
-                built.append(plan.env_image)
+                env_built = True
     else:
         docker.ensure_pulled(plan.env_image, log)
     with build_lock(settings.home, plan.project_image):
-        image_id = None if (rebuild or built) else docker.image_id(plan.project_image)
+        image_id = None if (rebuild or env_built) else docker.image_id(plan.project_image)
         if not image_id:
             log(f"building project image {plan.project_image}")
             with project_context(plan, source_root) as ctx:
                 image_id = docker.build(ctx, plan.project_image, {}, plan.project_labels, log)
-            built.append(plan.project_image)
-    return EnsureResult(image_id, tuple(built))
+    return image_id
 
 
 def _present(docker: DockerLike, ref: str, settings: Settings, log: Callable[[str], None]) -> str | None:

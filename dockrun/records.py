@@ -11,7 +11,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,6 @@ class RunRecord:
     backend: str = "local"
     remote_run_id: str | None = None
     remote_url: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def over(self) -> bool:
@@ -192,7 +191,7 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 
 def _to_row(r: RunRecord) -> dict[str, Any]:
-    row = {k: getattr(r, k) for k in RunRecord.__dataclass_fields__ if k != "extra"}
+    row = {k: getattr(r, k) for k in RunRecord.__dataclass_fields__}
     row["parameters"] = json.dumps(r.parameters, sort_keys=True)
     return row
 

@@ -12,7 +12,7 @@ from .config import Settings
 from .dockerio import Docker
 from .environment import EnvSpec, env_spec
 from .feedback import build_feedback
-from .images import EnsureResult, ImagePlan, ensure_images, plan_images
+from .images import ImagePlan, ensure_images, plan_images
 from .params import RenderedCommand, render_command
 from .source import Source, resolve_source
 from .spec import EntryPoint, ProjectSpec, load_project
@@ -73,7 +73,7 @@ def build(
     docker: Docker,
     rebuild: bool = False,
     log: Callable[[str], None] | None = None,
-) -> EnsureResult:
+) -> str:
     """Build what is missing; feedback goes to ``log``, else to stderr (live on a TTY)."""
     if log is not None:
         return ensure_images(prepared.plan, prepared.source.root, settings, docker, rebuild, log)

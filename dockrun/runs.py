@@ -165,7 +165,7 @@ def start_local_run(
     # Inputs first: a wrong URI should fail before a possibly long build.
     prepared = fetch_inputs(prepared, storage_dir or settings.home / "downloads", log or plain(sys.stderr))
     docker = Docker()
-    result = build(prepared, settings, docker, rebuild=rebuild, log=log)
+    image_id = build(prepared, settings, docker, rebuild=rebuild, log=log)
     store = RunStore(settings.home)
     run_id = new_run_id()
     run_dir = store.run_dir(run_id)
@@ -173,7 +173,7 @@ def start_local_run(
     ctx = RunContext(
         run_id=run_id,
         project=prepared.project.name,
-        image=result.image_id,
+        image=image_id,
         outputs=outputs,
         rendered=prepared.rendered,
         docker_env=prepared.project.docker_env,

@@ -36,7 +36,6 @@ def list_table(limit: int) -> str:
 def show_json(run_id: str) -> str:
     rec = get_run(run_id).record()
     data = dataclasses.asdict(rec)
-    data.pop("extra", None)
     run_dir = RunStore(load_settings().home).run_dir(rec.run_id)
     data["logs"] = {"stdout": str(run_dir / "stdout.log"), "stderr": str(run_dir / "stderr.log")}
     return json.dumps(data, indent=2, sort_keys=True)

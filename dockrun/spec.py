@@ -5,6 +5,7 @@ Everything after ``load_project`` is pure computation: see params.py for renderi
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -66,19 +67,13 @@ class ProjectSpec:
             if not (self.root / path).is_file():
                 raise ProjectError(f"entry point {name!r}: no such file in the project")
             interpreter = "python" if path.suffix == ".py" else "bash"
-            return EntryPoint(name=name, command=f"{interpreter} {_quote(str(path))}")
+            return EntryPoint(name=name, command=f"{interpreter} {shlex.quote(str(path))}")
         known = ", ".join(sorted(self.entry_points)) or "none declared"
         where = "MLproject" if self.mlproject else self.name
         raise ProjectError(
             f"{where}: entry_points: no entry point {name!r} (declared: {known}; "
             "or give a .py/.sh path relative to the project root)"
         )
-
-
-def _quote(s: str) -> str:
-    import shlex
-
-    return shlex.quote(s)
 
 
 def find_mlproject(root: Path) -> Path | None:

@@ -23,10 +23,6 @@ from .records import RunStore
 POLL_DRIVER_S = 0.5
 
 
-class _Stop(Exception):
-    pass
-
-
 def supervise(store: RunStore, docker: Docker, run_id: str, watch_driver: bool) -> None:
     rec = store.get(run_id)
     if rec is None or rec.over:
