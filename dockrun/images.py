@@ -5,16 +5,13 @@ image (environment + code), tagged by the source key on top. If a tag exists, no
 """
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import io
 import os
 import re
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Protocol
@@ -22,6 +19,7 @@ from typing import IO, Callable, Protocol
 from . import dockerfiles
 from .config import Settings
 from .environment import EnvSpec
+from .locks import file_lock
 from .source import Source
 from .spec import ProjectSpec
 from .treehash import walk
@@ -164,20 +162,6 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-@contextmanager
-def build_lock(home: Path, ref: str) -> Iterator[None]:
-    """One build per image at a time, across processes: the others wait, then reuse it."""
-    locks = home / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    path = locks / (hashlib.sha256(ref.encode()).hexdigest()[:32] + ".lock")
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 class DockerLike(Protocol):
     """The part of dockerio.Docker that images.py uses."""
 
@@ -204,7 +188,7 @@ def ensure_images(
         if found:
             return found
     if plan.env.needs_build:
-        with build_lock(settings.home, plan.env_image):
+        with file_lock(settings.home, plan.env_image):  # one build per image, across processes
             if rebuild or not _present(docker, plan.env_image, settings, log):
                 log(f"building environment image {plan.env_image} ({plan.env.kind})")
                 with env_context(plan, settings) as ctx:
@@ -212,7 +196,7 @@ def ensure_images(
                 env_built = True
     else:
         docker.ensure_pulled(plan.env_image, log)
-    with build_lock(settings.home, plan.project_image):
+    with file_lock(settings.home, plan.project_image):
         image_id = None if (rebuild or env_built) else docker.image_id(plan.project_image)
         if not image_id:
             log(f"building project image {plan.project_image}")

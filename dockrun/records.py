@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .locks import file_lock
+
 ACTIVE = ("SCHEDULED", "RUNNING")
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 
@@ -115,10 +117,13 @@ class RunStore:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA busy_timeout = 30000")
             if not self._ready:  # once per store object: WAL mode and the schema persist in the file
-                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    db.execute("PRAGMA journal_mode = WAL")
-                db.executescript(_SCHEMA)
-                _migrate(db)
+                # Switching to WAL needs the database to itself, and SQLite refuses at once ("database
+                # is locked") rather than wait: first opens by parallel runs take turns.
+                with file_lock(self.home, "runs.db"):
+                    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        db.execute("PRAGMA journal_mode = WAL")
+                    db.executescript(_SCHEMA)
+                    _migrate(db)
                 self._ready = True
             yield db
 

@@ -62,3 +62,31 @@ def test_database_from_an_older_version_is_upgraded(tmp_path: Path) -> None:
     assert store.get("old").dirty is False
     store.insert(rec("new"))
     assert [r.run_id for r in store.list()] == ["new", "old"]
+
+
+def _first_opens(home: Path, n: int) -> list[BaseException]:
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def first_open(i: int) -> None:
+        try:
+            barrier.wait()
+            RunStore(home).insert(rec(f"r{i}"))
+        except BaseException as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=first_open, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def test_first_opens_of_a_new_store_in_parallel(tmp_path: Path) -> None:
+    """Parallel runs on a fresh DOCKRUN_HOME (a sweep's first trials): switching the new database
+    to WAL must not fail with 'database is locked'."""
+    for round_ in range(30):
+        home = tmp_path / f"h{round_}"
+        assert _first_opens(home, 16) == []
+        assert len(RunStore(home).list()) == 16
