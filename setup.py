@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 here = Path(__file__).parent
 setup(
@@ -11,7 +11,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     # The top-level templates/ folder ships inside the package as dockrun/_templates.
-    packages=["dockrun", "dockrun._templates"],
+    packages=find_packages(include=["dockrun", "dockrun.*"]) + ["dockrun._templates"],
     package_dir={"dockrun": "dockrun", "dockrun._templates": "templates"},
     package_data={"dockrun._templates": ["*.j2"]},
     install_requires=[

@@ -26,13 +26,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     import dockrun
-    from dockrun.config import load_settings
-    from dockrun.runner import prepare
+    from dockrun.prepare import prepare_image
+    from dockrun.request import RunRequest
 
     project = str(REPO / "examples" / "hello")
     quiet = open(os.devnull, "wb")  # noqa: SIM115 - lives as long as the benchmark
     dockrun.execute(project, parameters={"alpha": 1}, stdout=quiet, stderr=quiet, log=lambda line: None)
-    image = prepare(project, load_settings(), "main", parameters={"alpha": "1"}).plan.project_image
+    image = prepare_image(RunRequest(uri=project)).plan.project_image
 
     def ours(i: int) -> bool:
         run = dockrun.execute(project, parameters={"alpha": 0.1 * (i + 1)}, synchronous=False, log=lambda line: None)

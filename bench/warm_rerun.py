@@ -27,15 +27,16 @@ def main() -> None:
     args = ap.parse_args()
     env = dict(os.environ)
     sys.path.insert(0, str(REPO))
-    from dockrun.config import load_settings
-    from dockrun.runner import prepare
+    from dockrun.backends import get_backend
+    from dockrun.prepare import prepare
+    from dockrun.request import RunRequest
 
     params = dict(p.split("=", 1) for p in args.param)
     dockrun_cmd = [sys.executable, "-m", "dockrun.cli", "run", "-q", args.project]
     for p in args.param:
         dockrun_cmd += ["-P", p]
     subprocess.run(dockrun_cmd, env=env, check=True, stdout=subprocess.DEVNULL)  # warm the cache
-    prepared = prepare(args.project, load_settings(), "main", parameters=params)
+    prepared = prepare(RunRequest(uri=args.project, parameters=params), get_backend("local"))
     bare_cmd = ["docker", "run", "--rm", "--init", "-w", "/project", "-e", "DOCKRUN_OUTPUT_DIR=/tmp",
                 prepared.plan.project_image, "sh", "-c", prepared.rendered.command]
     ours, bare = [], []

@@ -1,21 +1,25 @@
-"""``dockrun.execute()``: the one entry point that both the CLI and Python drivers call."""
+"""The Python faces: ``dockrun.execute()`` (MLflow's flat options) builds a RunRequest and hands it
+to ``submit``, the one path every run takes, from the CLI too:
+
+    RunRequest -> prepare (validate everything) -> fetch inputs -> backend.submit -> RunHandle
+"""
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
-from .config import Settings, load_settings
-from .errors import ConfigError, Interrupted
-from .handle import RunNotFound
-from .records import RunStore
-from .runs import LocalRun, ended_error, run_attached, start_local_run
-from .tracking import tracking_target
+from .backends import get_backend
+from .backends.handle import RunHandle, RunNotFound, ended_error, shielded
+from .config import load_settings
+from .errors import Interrupted
+from .prepare import fetch_inputs, prepare
+from .request import RunRequest
+from .store.records import RunStore
 
 if TYPE_CHECKING:
-    from .databricks import DatabricksRun
+    from .backends import Backend
 
 
 def execute(
@@ -40,74 +44,64 @@ def execute(
     experiment_id: str | None = None,
     tracking_uri: str | None = None,
     mlflow_run_id: str | None = None,
-) -> LocalRun | DatabricksRun:
+) -> RunHandle:
     """Run a project in a container (or on Databricks) and return the submitted run.
 
     ``synchronous=True`` streams the run's output (to ``stdout``/``stderr``, default the
     process's), returns when the run is over and raises ExecutionError if it did not finish;
-    Ctrl-C cancels it. ``synchronous=False`` returns as soon as the container has started; the run
+    Ctrl-C cancels it. ``synchronous=False`` returns as soon as the run has started; a local run
     goes on under its own supervisor process even if the caller exits.
     """
-    if backend not in ("local", "databricks"):
-        raise ConfigError(f"--backend {backend!r}: expected local or databricks")
-    settings = load_settings(base_image=base_image)
-    if backend == "databricks":
-        return _execute_databricks(uri, settings, entry_point, version, parameters, env_manager, backend_config,
-                                   synchronous, log, stdout, stderr)
-    tracking = tracking_target(tracking_uri, experiment_name, experiment_id, run_name, os.environ, mlflow_run_id)
-    run = start_local_run(
-        uri,
-        settings,
-        entry_point=entry_point,
-        version=version,
+    request = RunRequest(
+        uri=uri, entry_point=entry_point, version=version,
         parameters={k: str(v) for k, v in (parameters or {}).items()},
-        docker_args=docker_args,
-        env_manager=env_manager,
-        rebuild=rebuild,
-        log=log,
-        cwd=Path.cwd(),
-        attached=synchronous,
-        tracking=tracking,
+        docker_args=(dict(docker_args) if isinstance(docker_args, Mapping) else tuple(docker_args)) if docker_args
+        else (),
+        backend=backend, backend_config=backend_config, env_manager=env_manager, synchronous=synchronous,
+        experiment_name=experiment_name, experiment_id=experiment_id, run_name=run_name,
+        tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
         storage_dir=Path(storage_dir).expanduser().resolve() if storage_dir else None,
+        base_image=base_image, rebuild=rebuild, cwd=Path.cwd(),
     )
-    if synchronous:
-        rec = run_attached(run, stdout, stderr)
-        if rec.status != "FINISHED":
-            raise ended_error(rec)
-    return run
+    return submit(request, log=log, output=(stdout, stderr))
 
 
-def _execute_databricks(uri: str, settings: Settings, entry_point: str, version: str | None,
-                        parameters: Mapping[str, Any] | None, env_manager: str, backend_config: Any,
-                        synchronous: bool, log: Callable[[str], None] | None, stdout: IO[bytes] | None,
-                        stderr: IO[bytes] | None) -> DatabricksRun:
-    from .databricks import submit_run
-    from .feedback import plain
-    from .runner import new_run_id
+def submit(request: RunRequest, log: Callable[[str], None] | None = None,
+           output: tuple[IO[bytes] | None, IO[bytes] | None] = (None, None),
+           backend: Backend | None = None) -> RunHandle:
+    """Prepare ``request``, submit it to its backend (``backend`` overrides the registry, for test
+    doubles) and, if synchronous, stream its output until it is over."""
+    from .images.feedback import build_feedback
 
-    if backend_config is None:
-        raise ConfigError("--backend databricks needs --backend-config: a cluster spec (JSON file or string)")
-    run = submit_run(uri, settings, entry_point, version, {k: str(v) for k, v in (parameters or {}).items()},
-                     env_manager, backend_config, new_run_id(), log or plain(sys.stderr))
-    if synchronous:
-        try:
-            rec = run.follow(stdout or sys.stdout.buffer, stderr or sys.stderr.buffer)
-        except KeyboardInterrupt:
-            run.cancel()
-            raise Interrupted(f"interrupted; Databricks run of {run.run_id} was cancelled") from None
-        if rec.status != "FINISHED":
-            raise ended_error(rec)
-    return run
+    backend = backend or get_backend(request.backend)
+    prepared = prepare(request, backend)
+    with build_feedback() as default_log:
+        say = log or default_log
+        if backend.placement.host_paths:  # inputs first: a wrong URI fails before a long build
+            prepared = fetch_inputs(prepared, say)
+        handle = backend.submit(prepared, say)
+    if request.synchronous:
+        attend(handle, *output)
+    return handle
 
 
-def get_run(run_id: str) -> LocalRun | DatabricksRun:
-    """A handle on an existing run (from this or any other process), local or remote."""
+def attend(handle: RunHandle, out: IO[bytes] | None = None, err: IO[bytes] | None = None) -> None:
+    """Stream a run's output until it ends; Ctrl-C / SIGTERM cancel it and raise Interrupted;
+    a run that did not finish raises ExecutionError."""
+    try:
+        rec = handle.follow(out or sys.stdout.buffer, err or sys.stderr.buffer)
+    except KeyboardInterrupt:
+        with shielded():
+            handle.cancel()
+        raise Interrupted(f"interrupted; run {handle.run_id} was cancelled and its container removed") from None
+    if rec.status != "FINISHED":
+        raise ended_error(rec)
+
+
+def get_run(run_id: str) -> RunHandle:
+    """A handle on an existing run (from this or any other process), whatever backend runs it."""
     store = RunStore(load_settings().home)
     rec = store.get(run_id)  # resolves a unique ID prefix
     if rec is None:
         raise RunNotFound(f"run {run_id!r}: no such run in {store.path}")
-    if rec.backend == "databricks":
-        from .databricks import DatabricksRun
-
-        return DatabricksRun(store, rec.run_id)
-    return LocalRun(store, rec.run_id)
+    return get_backend(rec.backend).attach(store, rec.run_id)

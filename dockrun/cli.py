@@ -56,7 +56,7 @@ def cli() -> None:
 @click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=VALUE", help="A parameter (repeatable).")
 @click.option("-A", "--docker-args", "docker_args", multiple=True, metavar="KEY[=VALUE]",
               help="A docker run option, e.g. gpus=all, network=host, shm-size=1g (repeatable).")
-@click.option("-b", "--backend", default="local", show_default=True, type=click.Choice(["local", "databricks"]))
+@click.option("-b", "--backend", default="local", show_default=True, help="local or databricks.")
 @click.option("-c", "--backend-config", help="Cluster spec for databricks: a JSON file or JSON string.")
 @click.option("--env-manager", default="auto", show_default=True,
               type=click.Choice(["auto", "micromamba", "uv", "none"]))
@@ -78,17 +78,20 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         run_name: str | None, tracking_uri: str | None, mlflow_run_id: str | None, build_image: bool,
         detach: bool, quiet: bool) -> None:
     """Run the project at URI (a folder or a Git URI, optionally #subdirectory)."""
-    from .api import execute
+    from pathlib import Path
 
-    parameters = _pairs(params, "-P")
-    config = _backend_config(backend_config)
-    submitted = execute(
-        uri, entry_point=entry_point, version=version, parameters=parameters, docker_args=list(docker_args),
-        backend=backend, backend_config=config, env_manager=env_manager, synchronous=not detach,
-        experiment_name=experiment_name, run_name=run_name, storage_dir=storage_dir, base_image=base_image,
-        rebuild=rebuild, log=(lambda line: None) if quiet else None, experiment_id=experiment_id,
-        tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
+    from .api import submit
+    from .request import RunRequest
+
+    request = RunRequest(
+        uri=uri, entry_point=entry_point, version=version, parameters=_pairs(params, "-P"),
+        docker_args=docker_args, backend=backend, backend_config=_backend_config(backend_config),
+        env_manager=env_manager, synchronous=not detach, experiment_name=experiment_name,
+        experiment_id=experiment_id, run_name=run_name, tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
+        storage_dir=Path(storage_dir).expanduser().resolve() if storage_dir else None, base_image=base_image,
+        rebuild=rebuild, cwd=Path.cwd(),
     )
+    submitted = submit(request, log=(lambda line: None) if quiet else None)
     if detach:
         click.echo(submitted.run_id)
 
@@ -107,9 +110,10 @@ def build_cmd(uri: str, version: str | None, tag: str | None, push: bool, rebuil
               base_image: str | None, quiet: bool) -> None:
     """Build the project's image (environment + code) and print its reference."""
     from .building import build_project
+    from .request import RunRequest
 
-    ref = build_project(uri, version=version, tag=tag, push=push, rebuild=rebuild, env_manager=env_manager,
-                        base_image=base_image, quiet=quiet)
+    request = RunRequest(uri=uri, version=version, env_manager=env_manager, base_image=base_image, rebuild=rebuild)
+    ref = build_project(request, tag=tag, push=push, quiet=quiet)
     click.echo(ref)
 
 
@@ -122,7 +126,7 @@ def runs() -> None:
 @click.option("-n", "--limit", default=20, show_default=True)
 def runs_list(limit: int) -> None:
     """The latest runs, newest first."""
-    from .runs_view import list_table
+    from .views import list_table
 
     click.echo(list_table(limit))
 
@@ -131,7 +135,7 @@ def runs_list(limit: int) -> None:
 @click.argument("run_id")
 def runs_show(run_id: str) -> None:
     """The run's full record (JSON)."""
-    from .runs_view import show_json
+    from .views import show_json
 
     click.echo(show_json(run_id))
 
@@ -155,7 +159,7 @@ def runs_logs(run_id: str, follow: bool) -> None:
 def runs_wait(run_id: str) -> None:
     """Wait until the run is over; exit 0 if it FINISHED, else 1."""
     from .api import get_run
-    from .runs import ended_error
+    from .backends.handle import ended_error
 
     run = get_run(run_id)
     if not run.wait():
@@ -182,7 +186,7 @@ def images() -> None:
 @images.command("list")
 def images_list() -> None:
     """Project and environment images, most recently used first."""
-    from .housekeeping import list_table
+    from .images.housekeeping import list_table
 
     click.echo(list_table())
 
@@ -193,7 +197,7 @@ def images_list() -> None:
 @click.option("--project", help="Only this project's images.")
 def images_prune(days: float, project: str | None) -> None:
     """Remove dockrun images not used for --older-than days."""
-    from .housekeeping import prune
+    from .images.housekeeping import prune
 
     for ref in prune(days, project):
         click.echo(f"removed {ref}")

@@ -10,17 +10,13 @@ from pathlib import Path
 import pytest
 
 from conftest import write_project
-from dockrun.databricks import (
-    Cluster,
-    cluster_from_config,
-    project_archive,
-    remote_command,
-    submit_body,
-    workspace,
-)
-from dockrun.environment import EnvSpec
+from dockrun.backends.databricks.backend import ON_CLUSTER
+from dockrun.backends.databricks.config import Cluster, cluster_from_config, workspace
+from dockrun.backends.databricks.submit import LauncherTask, project_archive, submit_body
 from dockrun.errors import ConfigError, ParameterError
-from dockrun.spec import EntryPoint, Parameter
+from dockrun.images.environment import EnvSpec
+from dockrun.project.params import render_command
+from dockrun.project.spec import EntryPoint, Parameter
 
 SPEC = {"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 1}
 
@@ -48,6 +44,10 @@ def test_cluster_config_forms_and_errors() -> None:
             cluster_from_config(bad)
 
 
+def remote_command(ep: EntryPoint, given: dict[str, str]):  # noqa: ANN201
+    return render_command(ep, given, placement=ON_CLUSTER)
+
+
 def test_remote_rendering_maps_dbfs_and_refuses_host_paths() -> None:
     ep = EntryPoint("main", "python t.py {data} {alpha} {d}", (Parameter("data", "path"), Parameter("alpha", "float"),
                                                                 Parameter("d", "path", "data/x.csv")))
@@ -62,15 +62,16 @@ def test_remote_rendering_maps_dbfs_and_refuses_host_paths() -> None:
 
 def test_submit_body() -> None:
     env = EnvSpec(kind="docker", base_image="org/img:1")
-    body = submit_body("r1", "proj", Cluster(SPEC, None), env, [{"pypi": {"package": "a==1"}}], "dbfs:/l.py",
-                       "dbfs:/p.tar.gz", "python t.py", "dbfs:/dockrun/runs/r1/outputs")
+    task = LauncherTask("r1", "proj", "dbfs:/l.py", "dbfs:/p.tar.gz", "python t.py", "dbfs:/dockrun/runs/r1/outputs")
+    body = submit_body(task, Cluster(SPEC, None), env, [{"pypi": {"package": "a==1"}}])
     task = body["tasks"][0]
     assert body["idempotency_token"] == "r1" and task["task_key"] == "dockrun"
     assert task["new_cluster"]["docker_image"] == {"url": "org/img:1"}
     assert task["spark_python_task"] == {"python_file": "dbfs:/l.py", "parameters": [
         "dbfs:/p.tar.gz", "python t.py", "r1", "dbfs:/dockrun/runs/r1/outputs"]}
     assert task["libraries"] == [{"pypi": {"package": "a==1"}}]
-    existing = submit_body("r2", "p", Cluster(None, "c-1"), EnvSpec("system", "b"), [], "l", "a", "c", "o")
+    existing = submit_body(LauncherTask("r2", "p", "l", "a", "c", "o"), Cluster(None, "c-1"),
+                           EnvSpec("system", "b"), [])
     assert existing["tasks"][0]["existing_cluster_id"] == "c-1" and "libraries" not in existing["tasks"][0]
 
 

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from conftest import write_project
 from dockrun.config import load_settings
-from dockrun.environment import canonical_requirements, env_spec
 from dockrun.errors import ConfigError, ProjectError
-from dockrun.spec import load_project
+from dockrun.images.environment import canonical_requirements, env_spec
+from dockrun.project.spec import load_project
 
 SETTINGS = load_settings({"DOCKRUN_BASE_IMAGE": "base:1"})
 

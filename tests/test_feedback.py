@@ -7,7 +7,7 @@ import pty
 import re
 import select
 
-from dockrun.feedback import LiveView, build_feedback
+from dockrun.images.feedback import LiveView, build_feedback
 
 LINES = ["building environment image dockrun-env:abc (uv)", "Step 1/3 : FROM base", " ---> 123",
          "Step 2/3 : RUN pip install uv", "\x1b[91mCollecting uv\x1b[0m", "building project image dockrun-p:1"]

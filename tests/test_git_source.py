@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from dockrun.errors import SourceError
-from dockrun.git_source import dockrun_home, local_git_info, redact, resolve_git
-from dockrun.source import resolve_source
+from dockrun.project.git import dockrun_home, local_git_info, redact, resolve_git
+from dockrun.project.resolve import resolve_source
 from git_fixtures import *  # noqa: F403  (the fixtures git_home, project_remote, git_http_server)
 from git_fixtures import (
     GitHttpServer,
@@ -147,7 +147,7 @@ def test_cache_layout_and_reuse(project_remote: RemoteRepo, git_home: Path) -> N
 def test_concurrent_processes_share_one_mirror_and_tree(project_remote: RemoteRepo, git_home: Path) -> None:
     code = textwrap.dedent(f"""
         from pathlib import Path
-        from dockrun.git_source import resolve_git
+        from dockrun.project.git import resolve_git
         print(resolve_git({project_remote.url!r}, "feature", Path({str(git_home)!r})).root)
     """)
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
@@ -261,7 +261,7 @@ def test_ctrl_c_during_clone_leaves_nothing(served: RemoteRepo, git_http_server:
                                             git_home: Path) -> None:
     git_http_server.hold_transfers()
     # A full SHA: no ls-remote first, so the first request to stall is the new mirror's fetch.
-    code = f"import dockrun.git_source as g; g.resolve_git({served.url!r}, {served.commits['first']!r}, None)"
+    code = f"import dockrun.project.git as g; g.resolve_git({served.url!r}, {served.commits['first']!r}, None)"
     env = {**os.environ, "DOCKRUN_GIT_USERNAME": git_http_server.username,
            "DOCKRUN_GIT_PASSWORD": git_http_server.password}
     # Its own session, SIGINT at default (may be ignored in ours): then killpg is a terminal's Ctrl-C.

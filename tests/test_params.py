@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dockrun.errors import ParameterError, ProjectError
-from dockrun.params import Mount, render_command
-from dockrun.spec import EntryPoint, Parameter
+from dockrun.project.params import Mount, render_command
+from dockrun.project.spec import EntryPoint, Parameter
 
 
 def ep(command: str, *params: Parameter) -> EntryPoint:

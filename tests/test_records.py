@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from dockrun.records import _SCHEMA, RunRecord, RunStore
+from dockrun.store.records import _SCHEMA, RunRecord, RunStore
 
 
 def rec(run_id: str) -> RunRecord:

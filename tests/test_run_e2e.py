@@ -96,11 +96,10 @@ def test_run_build_cache_and_code_change(cli, project: Path, data: Path, base_im
 
 
 def _plan(project: Path, base_image: str):
-    from dockrun.config import load_settings
-    from dockrun.runner import prepare
+    from dockrun.prepare import prepare_image
+    from dockrun.request import RunRequest
 
-    prepared = prepare(str(project), load_settings(base_image=base_image), "fail")
-    return prepared.plan
+    return prepare_image(RunRequest(uri=str(project), base_image=base_image)).plan
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import write_project
 from dockrun.errors import ProjectError
-from dockrun.spec import load_project
+from dockrun.project.spec import load_project
 
 
 def test_full_mlproject(tmp_path: Path) -> None:

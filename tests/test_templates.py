@@ -13,11 +13,12 @@ import pytest
 
 from conftest import write_project
 from dockrun.config import load_settings
-from dockrun.environment import env_spec
-from dockrun.images import env_context, env_dockerfile, plan_images, project_context, project_dockerfile
-from dockrun.source import resolve_folder
-from dockrun.spec import load_project
-from dockrun.treehash import tree_hash, walk
+from dockrun.images.build import env_context, project_context
+from dockrun.images.environment import env_spec
+from dockrun.images.plan import env_dockerfile, plan_images, project_dockerfile
+from dockrun.project.folder import resolve_folder
+from dockrun.project.spec import load_project
+from dockrun.project.treehash import tree_hash, walk
 
 GOLDEN = Path(__file__).parent / "golden"
 CONDA = """

@@ -1,0 +1,47 @@
+"""The backend seam: where a prepared run goes. A backend is a small object with a name, the
+request options it honours, how it sees path parameters, and three calls; backends are chosen by
+name from one registry. A new backend (Kubernetes) is one new module and one line here.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..project.params import Placement
+    from ..request import PreparedRun, RunRequest
+    from ..store.records import RunStore
+    from .handle import RunHandle
+
+# name -> "module:attribute", imported on first use so that a local run never loads the others.
+REGISTRY: Mapping[str, str] = {
+    "local": "dockrun.backends.local.backend:LocalBackend",
+    "databricks": "dockrun.backends.databricks.backend:DatabricksBackend",
+}
+
+
+class Backend(Protocol):
+    name: str
+    # RunRequest fields this backend acts on; setting any other is an error (prepare.check_options).
+    options: frozenset[str]
+    placement: Placement
+
+    def configure(self, request: RunRequest, environ: Mapping[str, str]) -> Any:
+        """Check --backend-config and credentials (no side effects); the result is passed on
+        to ``submit`` as ``prepared.backend_config``."""
+
+    def submit(self, prepared: PreparedRun, log: Callable[[str], None]) -> RunHandle:
+        """Start the run; return once it is submitted (or running)."""
+
+    def attach(self, store: RunStore, run_id: str) -> RunHandle:
+        """A handle on a run this backend submitted earlier, from any process."""
+
+
+def get_backend(name: str) -> Backend:
+    if name not in REGISTRY:
+        raise ConfigError(f"--backend {name!r}: expected one of {', '.join(REGISTRY)}")
+    module, _, attr = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), attr)()

@@ -1,0 +1,76 @@
+"""Submitting to Databricks (pure parts and the upload): the project tree packed as the image would
+get it, the environment as cluster libraries, and the runs/submit body of a launcher task."""
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...images.environment import EnvSpec, conda_to_pypi
+from ...project.spec import ProjectSpec
+from ...project.treehash import walk
+from .config import Cluster
+
+
+def cluster_libraries(env: EnvSpec, project: ProjectSpec) -> list[dict[str, Any]]:
+    if env.kind == "uv":
+        return [{"pypi": {"package": req}} for req in env.requirements]
+    if env.kind == "micromamba":  # the cluster has no conda: its PyPI-installable part, translated
+        _, reqs = conda_to_pypi(project.root, project.env_file or "conda.yaml")
+        return [{"pypi": {"package": req}} for req in reqs]
+    return []
+
+
+@dataclass(frozen=True)
+class LauncherTask:
+    """What the launcher on the cluster is told: where the project and itself are on DBFS, the
+    command, and where the run's outputs go."""
+
+    run_id: str
+    project: str
+    launcher: str
+    archive: str
+    command: str
+    outputs: str
+
+
+def submit_body(task_in: LauncherTask, cluster: Cluster, env: EnvSpec,
+                libraries: list[dict[str, Any]]) -> dict[str, Any]:
+    run_id = task_in.run_id
+    task: dict[str, Any] = {
+        "task_key": "dockrun",
+        "spark_python_task": {"python_file": task_in.launcher,
+                              "parameters": [task_in.archive, task_in.command, run_id, task_in.outputs]},
+    }
+    if cluster.new_cluster is not None:
+        new = dict(cluster.new_cluster)
+        if env.kind == "docker":
+            new.setdefault("docker_image", {"url": env.base_image})
+        task["new_cluster"] = new
+    else:
+        task["existing_cluster_id"] = cluster.existing_cluster_id
+    libs = libraries + list(cluster.libraries)
+    if libs:
+        task["libraries"] = libs
+    if cluster.timeout_seconds:
+        task["timeout_seconds"] = cluster.timeout_seconds
+    # The dockrun run ID as idempotency token: a retried submit never starts a second run.
+    return {"run_name": f"dockrun {task_in.project} {run_id}", "tasks": [task], "idempotency_token": run_id}
+
+
+def project_archive(root: Path) -> bytes:
+    """A deterministic tar.gz of the tree an image would get (.dockerignore honoured, no .git)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for entry in walk(root):
+            info = tar.gettarinfo(str(entry.path), arcname=entry.relpath)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            if info.isfile():
+                with open(entry.path, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+    return gzip.compress(raw.getvalue(), mtime=0)

@@ -1,0 +1,100 @@
+"""What every submitted run offers (the API's SubmittedRun), whatever runs it: subclasses say how
+to bring the record up to date (``record``), cancel and follow. Also what every backend shares:
+the SCHEDULED record a run starts with, the error for a run that did not finish, and holding off
+signals while cleaning up."""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING
+
+from ..errors import DockrunError, ExecutionError
+from ..store.records import RunRecord, RunStore
+
+if TYPE_CHECKING:
+    from ..request import PreparedRun
+
+
+class RunNotFound(DockrunError):
+    """No run has that ID."""
+
+
+class RunHandle:
+    poll_s = 0.025
+
+    def __init__(self, store: RunStore, run_id: str):
+        self._store = store
+        self.run_id = run_id
+
+    def _stored(self) -> RunRecord:
+        rec = self._store.get(self.run_id)
+        if rec is None:
+            raise RunNotFound(f"run {self.run_id!r}: no such run in {self._store.path}")
+        return rec
+
+    def record(self) -> RunRecord:
+        return self._stored()
+
+    @property
+    def outputs(self) -> str:
+        return self.record().outputs
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.record().exit_code
+
+    def get_status(self) -> str:
+        return self.record().status
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run is over (nothing of it left running); True if it FINISHED."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        rec = self.record()
+        while not rec.over:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {self.run_id} still {rec.status} after {timeout} s")
+            time.sleep(self.poll_s)
+            rec = self.record()
+        return rec.status == "FINISHED"
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+    def follow(self, out: IO[bytes], err: IO[bytes], follow: bool = True) -> RunRecord:
+        """Copy the run's output to ``out``/``err``; with ``follow``, until the run is over."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.run_id!r})"
+
+
+def new_record(prepared: PreparedRun, run_id: str, outputs: str) -> RunRecord:
+    """The SCHEDULED record every backend starts a run with."""
+    source = prepared.source
+    return RunRecord(
+        run_id=run_id, status="SCHEDULED", created=time.time(), uri=source.uri, commit_sha=source.commit,
+        dirty=source.dirty, source_key=source.key, subdirectory=source.subdirectory, project=prepared.project.name,
+        entry_point=prepared.entry_point.name, parameters=dict(prepared.rendered.values),
+        command=prepared.rendered.command, image="", env_key=prepared.image.env_key, outputs=outputs,
+        backend=prepared.request.backend)
+
+
+def ended_error(rec: RunRecord) -> ExecutionError:
+    return ExecutionError(f"run {rec.run_id} {rec.status}: {rec.reason or rec.status.lower()}",
+                          run_id=rec.run_id, exit_status=rec.exit_code)
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """Hold off SIGINT/SIGTERM while cleaning up, so a second Ctrl-C cannot leave a container."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -1,0 +1,34 @@
+"""The local backend's seam: every request option applies; path parameters are host files mounted
+into the container."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable
+
+from ...project.params import IN_CONTAINER
+from ...request import RunRequest
+
+if TYPE_CHECKING:
+    from ...request import PreparedRun
+    from ...store.records import RunStore
+    from .runs import LocalRun
+
+
+class LocalBackend:
+    name = "local"
+    options = frozenset(f.name for f in dataclasses.fields(RunRequest)) - {"backend_config"}
+    placement = IN_CONTAINER
+
+    def configure(self, request: RunRequest, environ: Mapping[str, str]) -> Any:
+        return None
+
+    def submit(self, prepared: PreparedRun, log: Callable[[str], None]) -> LocalRun:
+        from .runs import submit_local_run
+
+        return submit_local_run(prepared, log)
+
+    def attach(self, store: RunStore, run_id: str) -> LocalRun:
+        from .runs import LocalRun
+
+        return LocalRun(store, run_id)

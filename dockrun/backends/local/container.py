@@ -1,0 +1,89 @@
+"""Plan a run's container as data (pure): command, mounts, environment, user, options."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...engine.client import ContainerSpec
+from ...errors import ConfigError
+from ...images.plan import WORKDIR
+from ...project.params import RenderedCommand
+from ...project.spec import DockerEnv
+from .docker_args import parse_pairs, to_create_options
+
+LABEL_RUN = "dockrun.run-id"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    run_id: str
+    project: str
+    image: str
+    outputs: Path
+    rendered: RenderedCommand
+    docker_env: DockerEnv | None = None
+    docker_args: Mapping[str, str] | None = None
+    extra_env: Mapping[str, str] | None = None
+    host_network: bool = False  # the MLflow server is on the host's loopback
+
+
+def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) -> ContainerSpec:
+    """Everything about the container as data: command, mounts, env, user, options."""
+    host_env = os.environ if environ is None else environ
+    options, special = to_create_options(parse_pairs(ctx.docker_args))
+    uid, gid = os.getuid(), os.getgid()
+    env: dict[str, str] = {
+        "DOCKRUN_RUN_ID": ctx.run_id,
+        "DOCKRUN_OUTPUT_DIR": str(ctx.outputs),
+    }
+    if uid != 0:
+        env["HOME"] = "/tmp"  # the calling user has no home directory in the image
+    for name, value in ctx.docker_env.environment if ctx.docker_env else ():
+        if value is None:
+            if name not in host_env:
+                raise ConfigError(f"MLproject: docker_env.environment: {name} is to be copied from the "
+                                  "host environment, but it is not set")
+            value = host_env[name]
+        env[name] = value
+    for item in special.get("e", []) + special.get("env", []):
+        name, sep, value = item.partition("=")
+        if not sep:
+            if name not in host_env:
+                raise ConfigError(f"--docker-args env={name}: {name} is not set in the host environment")
+            value = host_env[name]
+        env[name] = value
+    env.update(ctx.extra_env or {})
+    mounts = [(m.path, m.path, "ro" if m.read_only else "rw") for m in ctx.rendered.mounts]
+    mounts.append((str(ctx.outputs), str(ctx.outputs), "rw"))
+    volumes = list(ctx.docker_env.volumes if ctx.docker_env else ()) + special.get("v", []) + special.get("volume", [])
+    for vol in volumes:
+        mounts.append(_volume(vol))
+    if ctx.host_network and "network_mode" not in options:
+        options["network_mode"] = "host"
+    user = f"{uid}:{gid}"
+    for u in special.get("user", []) + special.get("u", []):
+        user = u
+    return ContainerSpec(
+        image=ctx.image,
+        command=("sh", "-c", ctx.rendered.command),
+        name=f"dockrun-{ctx.run_id}",
+        labels={LABEL_RUN: ctx.run_id, "dockrun.project": ctx.project},
+        environment=env,
+        mounts=tuple(mounts),
+        working_dir=WORKDIR,
+        user=user,
+        options=options,
+    )
+
+
+def _volume(text: str) -> tuple[str, str, str]:
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise ConfigError(f"volume {text!r}: expected HOST:CONTAINER[:ro|rw]")
+    host = os.path.abspath(os.path.expanduser(parts[0]))
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise ConfigError(f"volume {text!r}: mode must be ro or rw")
+    return host, parts[1], mode

@@ -1,0 +1,215 @@
+"""Local runs: submit, look up, follow, wait for and cancel runs, from any process.
+
+The run's record (records.py) is the truth; its supervisor process (supervisor.py) owns the
+container. Whoever looks at a run whose supervisor is gone finishes the run for it (reconcile), so
+no run is left RUNNING forever and no container is left behind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Callable
+
+from ...engine.client import Docker
+from ...errors import Interrupted
+from ...images.build import ensure_images
+from ...store.liveness import alive, start_token
+from ...store.records import ACTIVE, RunRecord, RunStore, new_run_id
+from ..handle import RunHandle, new_record, shielded
+from ..outcome import record_end
+from .container import RunContext, container_spec
+from .launch import fork_server, fork_supervisor
+
+if TYPE_CHECKING:
+    from ...request import PreparedRun
+
+POLL_S = 0.025
+
+
+class LocalRun(RunHandle):
+    """A submitted local run (the API's SubmittedRun); usable from any process that knows the ID."""
+
+    poll_s = POLL_S
+
+    def __init__(self, store: RunStore, run_id: str, docker: Docker | None = None):
+        super().__init__(store, run_id)
+        self._docker = docker
+
+    @property
+    def docker(self) -> Docker:
+        if self._docker is None:
+            self._docker = Docker()
+        return self._docker
+
+    def record(self) -> RunRecord:
+        return reconcile(self._store, self._stored(), lambda: self.docker)
+
+    def cancel(self) -> None:
+        """Stop the container (SIGTERM, grace, SIGKILL), remove it, record KILLED. Returns when
+        the run is over."""
+        rec = self.record()
+        if rec.over:
+            return
+        self._store.transition(self.run_id, "KILLED", ACTIVE, reason="cancelled")
+        if rec.container_id:
+            container = self.docker.get_container(rec.container_id)
+            if container is not None:
+                with shielded():
+                    self.docker.stop(container)
+        self.wait()
+
+    def follow(self, out: IO[bytes], err: IO[bytes], follow: bool = True) -> RunRecord:
+        """Copy the run's output to ``out``/``err`` as it is written, until the run is over."""
+        run_dir = self._store.run_dir(self.run_id)
+        files = [(run_dir / "stdout.log", out), (run_dir / "stderr.log", err)]
+        offsets = [0, 0]
+        while True:
+            rec = self.record()
+            for i, (path, sink) in enumerate(files):
+                offsets[i] = _copy_new(path, offsets[i], sink)
+            if rec.over or not follow:
+                return rec
+            time.sleep(POLL_S)
+
+
+def _copy_new(path: Path, offset: int, sink: IO[bytes]) -> int:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return offset
+    if data:
+        sink.write(data)
+        sink.flush()
+    return offset + len(data)
+
+
+def reconcile(store: RunStore, rec: RunRecord, docker: Callable[[], Docker]) -> RunRecord:
+    """If the process that owns an unfinished run is gone, finish the run for it: collect what the
+    container left, remove it, and record why. Returns the current record."""
+    if rec.over or rec.backend != "local":  # remote runs are followed by their own handle
+        return rec
+    if rec.supervisor_pid:
+        if alive(rec.supervisor_pid, rec.supervisor_start):
+            return rec
+        owner = "supervisor"
+    elif alive(rec.driver_pid, rec.driver_start):
+        return rec  # still being submitted
+    else:
+        owner = "submitting process"
+    d = docker()
+    container = d.get_container(rec.container_id) if rec.container_id else None
+    if container is None:
+        record_end(store, rec.run_id, "FAILED", None, f"the {owner} and the container vanished")
+    else:
+        state = container.attrs.get("State", {})
+        if state.get("Running"):
+            d.stop_and_remove(container)
+            record_end(store, rec.run_id, "FAILED", None, f"the {owner} vanished; the container was stopped")
+        else:
+            _save_logs(store.run_dir(rec.run_id), container)
+            code = state.get("ExitCode") if state.get("Status") == "exited" else None
+            d.stop_and_remove(container)
+            status = "FINISHED" if code == 0 else "FAILED"
+            reason = None if code == 0 else f"the {owner} vanished; exit code {code}"
+            record_end(store, rec.run_id, status, code, reason)
+    return store.get(rec.run_id) or rec
+
+
+def _save_logs(run_dir: Path, container: Any) -> None:
+    """Keep what the container printed, where the supervisor had not written it yet."""
+    for name, kwargs in (("stdout.log", {"stdout": True, "stderr": False}),
+                         ("stderr.log", {"stdout": False, "stderr": True})):
+        path = run_dir / name
+        if not path.exists() or path.stat().st_size == 0:
+            try:
+                path.write_bytes(container.logs(**kwargs))
+            except Exception:  # noqa: BLE001 - logs are best effort; the outcome is what matters
+                pass
+
+
+def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> LocalRun:
+    """Build what is missing, create the container and hand it to a supervisor; return once it
+    runs. ``prepared`` has been validated and its inputs fetched."""
+    settings, request = prepared.settings, prepared.request
+    docker = Docker()
+    image_id = ensure_images(prepared.plan, prepared.source.root, settings, docker, request.rebuild, log)
+    store = RunStore(settings.home)
+    run_id = new_run_id()
+    run_dir = store.run_dir(run_id)
+    outputs = run_dir / "outputs"
+    tracking = prepared.tracking
+    ctx = RunContext(
+        run_id=run_id,
+        project=prepared.project.name,
+        image=image_id,
+        outputs=outputs,
+        rendered=prepared.rendered,
+        docker_env=prepared.project.docker_env,
+        docker_args=request.docker_args,
+        host_network=bool(tracking and tracking.host_network),
+    )
+    spec = container_spec(ctx)  # validates -A and env passthrough before anything is recorded
+    experiment_id = mlflow_run_id = None
+    if tracking:
+        from ...tracking.rest import start_tracked_run
+        from ...tracking.target import container_env
+
+        experiment_id, mlflow_run_id = start_tracked_run(tracking, os.environ, mlflow_tags(prepared, run_id),
+                                                         prepared.rendered.values)
+        ctx = dataclasses.replace(ctx, extra_env=container_env(tracking, experiment_id, mlflow_run_id, os.environ))
+        spec = container_spec(ctx)
+    outputs.mkdir(parents=True, exist_ok=True)
+    store.insert(dataclasses.replace(
+        new_record(prepared, run_id, str(outputs)), image=prepared.plan.project_image, driver_pid=os.getpid(),
+        driver_start=start_token(os.getpid()), tracking_uri=tracking.uri if tracking else None,
+        mlflow_run_id=mlflow_run_id, experiment_id=experiment_id))
+    run = LocalRun(store, run_id, docker)
+    container = None
+    try:
+        with shielded():
+            container = docker.create(spec)
+            store.update(run_id, container_id=container.id)
+            pid = _start_supervisor(settings.home, run_id, request.synchronous, run_dir)
+            store.update(run_id, supervisor_pid=pid, supervisor_start=start_token(pid))
+    except BaseException as e:
+        with shielded():
+            if container is not None:
+                docker.stop_and_remove(container)
+            record_end(store, run_id, "FAILED", None, f"could not start: {e}".splitlines()[0])
+        raise
+    try:
+        while run.get_status() == "SCHEDULED":
+            time.sleep(POLL_S / 5)
+    except KeyboardInterrupt:
+        with shielded():
+            run.cancel()
+        raise Interrupted(f"interrupted; run {run_id} was cancelled and its container removed") from None
+    return run
+
+
+def mlflow_tags(prepared: PreparedRun, run_id: str) -> dict[str, str]:
+    source = prepared.source
+    tags = {"mlflow.source.name": source.uri, "mlflow.source.type": "PROJECT",
+            "mlflow.project.entryPoint": prepared.entry_point.name, "mlflow.project.backend": "dockrun",
+            "mlflow.user": os.environ.get("USER", str(os.getuid())), "dockrun.run-id": run_id,
+            "mlflow.project.env": prepared.env.kind}
+    if source.commit:
+        tags["mlflow.source.git.commit"] = source.commit
+    return tags
+
+
+def _start_supervisor(home: Path, run_id: str, attached: bool, run_dir: Path) -> int:
+    """Start the run's supervisor in a new session (Ctrl-C in the driver's terminal reaches the
+    driver, which cancels cleanly) and return its pid. A single-threaded caller (the CLI) forks it
+    directly; a threaded one (a sweep driver) cannot fork safely, and asks its fork server (a
+    single-threaded helper process, started once) to fork it. Either way a run costs milliseconds,
+    not a new interpreter."""
+    args = [run_id, "--home", str(home)] + (["--watch-driver"] if attached else [])
+    if hasattr(os, "fork") and threading.active_count() == 1:
+        return fork_supervisor(args, run_dir)
+    return fork_server().start(args, run_dir)

@@ -1,0 +1,237 @@
+"""Thin adapter over docker-py: the only module that talks to the Docker engine.
+
+The core decides what to build and run as plain data; this module does it and turns engine
+failures into dockrun errors.
+"""
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable
+
+from ..errors import BuildError, ConfigError
+
+_STEP = re.compile(r"^Step \d+/\d+ : ")
+
+
+def _docker():  # lazy: importing docker-py costs ~0.3 s, which `dockrun --help` must not pay
+    import docker
+
+    return docker
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to create a run's container (computed by execution.py)."""
+
+    image: str
+    command: tuple[str, ...]
+    name: str
+    labels: Mapping[str, str]
+    environment: Mapping[str, str]
+    mounts: tuple[tuple[str, str, str], ...]  # (host, container, "rw"|"ro")
+    working_dir: str
+    user: str | None
+    options: Mapping[str, Any] = field(default_factory=dict)  # docker-py create() kwargs from -A
+
+
+class Docker:
+    def __init__(self, client: Any = None):
+        docker = _docker()
+        try:
+            self.client = client or docker.from_env(timeout=120)
+            self.client.ping()
+        except docker.errors.DockerException as e:
+            raise ConfigError(f"cannot reach the Docker engine (DOCKER_HOST): {_short(e)}") from None
+
+    # ---- images ---------------------------------------------------------------------------
+    def image_id(self, ref: str) -> str | None:
+        docker = _docker()
+        try:
+            return self.client.api.inspect_image(ref)["Id"]
+        except docker.errors.ImageNotFound:
+            return None
+
+    def try_pull(self, ref: str) -> str | None:
+        docker = _docker()
+        repo, tag = _split(ref)
+        try:
+            self.client.api.pull(repo, tag=tag, auth_config=_registry_auth())
+        except docker.errors.APIError:
+            return None
+        return self.image_id(ref)
+
+    def ensure_pulled(self, ref: str, log: Callable[[str], None]) -> str:
+        found = self.image_id(ref)
+        if found:
+            return found
+        log(f"pulling {ref}")
+        pulled = self.try_pull(ref)
+        if not pulled:
+            raise BuildError(f"image {ref!r} is not present locally and could not be pulled")
+        return pulled
+
+    def build(
+        self,
+        context: IO[bytes],
+        tag: str,
+        buildargs: dict[str, str],
+        labels: Mapping[str, str],
+        log: Callable[[str], None],
+    ) -> str:
+        """Build from a tar context, streaming output to ``log``; the image ID, or BuildError
+        naming the failing step and its last lines."""
+        docker = _docker()
+        step, tail, image_id = "", deque(maxlen=15), None
+        try:
+            stream = self.client.api.build(
+                fileobj=context, custom_context=True, tag=tag, buildargs=buildargs,
+                labels=dict(labels), rm=True, forcerm=True, decode=True, pull=False,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+                    last = "\n".join(tail)
+                    raise BuildError(
+                        f"building {tag} failed at {step or 'start'}: {detail.strip()}"
+                        + (f"\nlast lines of output:\n{last}" if last else "")
+                    )
+                text = chunk.get("stream", "")
+                for line in text.splitlines():
+                    if _STEP.match(line):
+                        step = line
+                    if line.strip():
+                        tail.append(line)
+                        log(line)
+                aux = chunk.get("aux") or {}
+                if "ID" in aux:
+                    image_id = aux["ID"]
+        except docker.errors.APIError as e:
+            raise BuildError(f"building {tag} failed: {_short(e)}") from None
+        return image_id or self.image_id(tag) or _fail(tag)
+
+    def push(self, ref: str, log: Callable[[str], None]) -> None:
+        docker = _docker()
+        repo, tag = _split(ref)
+        try:
+            for chunk in self.client.api.push(repo, tag=tag, stream=True, decode=True, auth_config=_registry_auth()):
+                if "error" in chunk:
+                    raise BuildError(f"pushing {ref} failed: {chunk['error']}")
+                if chunk.get("status") and chunk.get("id") is None:
+                    log(chunk["status"])
+        except docker.errors.APIError as e:
+            raise BuildError(f"pushing {ref} failed: {_short(e)}") from None
+
+    def tag(self, ref: str, target: str) -> None:
+        repo, tag = _split(target)
+        self.client.api.tag(ref, repo, tag)
+
+    def registry_has(self, ref: str) -> bool:
+        """Ask the registry (not the local cache) whether it has ``ref``."""
+        docker = _docker()
+        try:
+            self.client.api.inspect_distribution(ref)
+            return True
+        except docker.errors.APIError:
+            return False
+
+    def push_if_missing(self, ref: str, log: Callable[[str], None]) -> bool:
+        """Push ``ref`` unless the registry already has that tag; True if it uploaded."""
+        if self.registry_has(ref):
+            log(f"{ref} is already in the registry; nothing to push")
+            return False
+        log(f"pushing {ref}")
+        self.push(ref, log)
+        return True
+
+    def images_with_label(self, label: str) -> list[dict[str, Any]]:
+        return self.client.api.images(filters={"label": label})
+
+    def remove_image(self, image_id: str, refs: tuple[str, ...]) -> list[str]:
+        """Remove the image's tags (and with the last one, the image); what could not be removed
+        because a container still uses it is kept, silently."""
+        docker = _docker()
+        removed = []
+        for ref in refs or (image_id,):
+            try:
+                self.client.api.remove_image(ref)
+                removed.append(ref)
+            except docker.errors.APIError:
+                pass
+        return removed
+
+    # ---- containers -----------------------------------------------------------------------
+    def create(self, spec: ContainerSpec) -> Any:
+        docker = _docker()
+        mounts = [docker.types.Mount(target=c, source=h, type="bind", read_only=(m == "ro"))
+                  for h, c, m in spec.mounts]
+        try:
+            return self.client.containers.create(
+                image=spec.image, command=list(spec.command), name=spec.name, labels=dict(spec.labels),
+                environment=dict(spec.environment), mounts=mounts, working_dir=spec.working_dir,
+                user=spec.user, init=True, detach=True, **spec.options,
+            )
+        except docker.errors.APIError as e:
+            raise ConfigError(f"cannot create the run's container: {_short(e)}") from None
+
+    def stream_output(self, container: Any) -> Iterator[tuple[bytes | None, bytes | None]]:
+        """(stdout, stderr) chunks as the container writes them; attach before start so nothing
+        is missed."""
+        return self.client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True,
+                                      demux=True)
+
+    def get_container(self, name_or_id: str) -> Any | None:
+        docker = _docker()
+        try:
+            return self.client.containers.get(name_or_id)
+        except docker.errors.NotFound:
+            return None
+
+    def stop(self, container: Any, timeout: int = 10) -> None:
+        """SIGTERM, ``timeout`` seconds of grace, SIGKILL. Quiet if it is already gone."""
+        docker = _docker()
+        try:
+            container.stop(timeout=timeout)
+        except docker.errors.APIError:
+            pass
+
+    def remove(self, container: Any) -> None:
+        docker = _docker()
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError:
+            pass
+
+    def stop_and_remove(self, container: Any, timeout: int = 10) -> None:
+        """SIGTERM, ``timeout`` seconds of grace, SIGKILL; then remove. Never raises for a
+        container that is already gone."""
+        self.stop(container, timeout)
+        self.remove(container)
+
+
+def _split(ref: str) -> tuple[str, str]:
+    """'host:5000/team/img:tag' -> ('host:5000/team/img', 'tag'); no tag -> 'latest'."""
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, _, tag = ref.rpartition(":")
+        return repo, tag
+    return ref, "latest"
+
+
+def _registry_auth() -> dict[str, str] | None:
+    """Registry credentials from the environment (else docker's own config.json applies)."""
+    import os
+
+    user, password = os.environ.get("DOCKRUN_REGISTRY_USERNAME"), os.environ.get("DOCKRUN_REGISTRY_PASSWORD")
+    return {"username": user, "password": password} if user and password else None
+
+
+def _fail(tag: str) -> str:
+    raise BuildError(f"building {tag} produced no image")
+
+
+def _short(e: Exception) -> str:
+    text = str(getattr(e, "explanation", None) or e)
+    return text.strip().splitlines()[0] if text.strip() else type(e).__name__

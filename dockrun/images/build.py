@@ -1,0 +1,139 @@
+"""Make sure a plan's images exist: write the build contexts, build only what is missing (through
+the engine adapter, under a per-image lock), or pull it from the team's registry."""
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Callable, Protocol
+
+from ..config import Settings
+from ..locks import file_lock
+from ..project.treehash import walk
+from .plan import ImagePlan, env_dockerfile, project_dockerfile
+
+
+def env_context(plan: ImagePlan, settings: Settings) -> IO[bytes]:
+    """Build context of the environment image: the Dockerfile, the canonical environment file and
+    the host's CA bundle (used by the installing stage only)."""
+    files: dict[str, bytes] = {"Dockerfile": env_dockerfile(plan, settings).encode()}
+    if plan.env.kind == "uv":
+        files["requirements.txt"] = "".join(r + "\n" for r in plan.env.requirements).encode()
+    if plan.env.kind == "micromamba":
+        assert plan.env.conda is not None
+        files["environment.yml"] = plan.env.conda.encode()
+    if settings.ca_bundle is not None:
+        files["dockrun-ca.pem"] = settings.ca_bundle.read_bytes()
+    buf = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller closes it
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in sorted(files.items()):
+            _add_bytes(tar, name, data, 0o644)
+    buf.seek(0)
+    return buf
+
+
+def project_context(plan: ImagePlan, root: Path) -> IO[bytes]:
+    """Build context of the project image: the Dockerfile and the code under ``project/``, as the
+    tree walk (and so the source key) sees it."""
+    buf = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller closes it
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        _add_bytes(tar, "Dockerfile", project_dockerfile(plan).encode(), 0o644)
+        _add_dir(tar, "project")
+        made: set[str] = {"project"}
+        for entry in walk(root):
+            parts = entry.relpath.split("/")
+            for i in range(1, len(parts)):
+                d = "project/" + "/".join(parts[:i])
+                if d not in made:
+                    made.add(d)
+                    _add_dir(tar, d)
+            name = "project/" + entry.relpath
+            if stat.S_ISLNK(entry.mode):
+                info = _info(name, 0o777)
+                info.type = tarfile.SYMTYPE
+                info.linkname = os.readlink(entry.path)
+                tar.addfile(info)
+            else:
+                info = _info(name, 0o777 if entry.mode & 0o111 else 0o666)
+                info.size = entry.path.stat().st_size
+                with open(entry.path, "rb") as f:
+                    tar.addfile(info, f)
+    buf.seek(0)
+    return buf
+
+
+def _info(name: str, mode: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = mode
+    info.mtime = 0  # deterministic contexts; Docker's cache ignores mtimes anyway
+    info.uid = info.gid = 0
+    return info
+
+
+def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = _info(name, 0o777)
+    info.type = tarfile.DIRTYPE
+    tar.addfile(info)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
+    info = _info(name, mode)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+class DockerLike(Protocol):
+    """The part of dockerio.Docker that images.py uses."""
+
+    def image_id(self, ref: str) -> str | None: ...
+    def try_pull(self, ref: str) -> str | None: ...
+    def ensure_pulled(self, ref: str, log: Callable[[str], None]) -> str: ...
+    def build(self, context: IO[bytes], tag: str, buildargs: dict[str, str],
+              labels: Mapping[str, str], log: Callable[[str], None]) -> str: ...
+
+
+def ensure_images(
+    plan: ImagePlan,
+    source_root: Path,
+    settings: Settings,
+    docker: DockerLike,
+    rebuild: bool = False,
+    log: Callable[[str], None] = lambda line: None,
+) -> str:
+    """Make sure the project image exists; build only what is missing. Returns its image ID."""
+    env_built = False  # a new environment image means the project image must be rebuilt on it
+    if not rebuild:
+        # Here, or in the team's registry: then there is nothing to build at all.
+        found = _present(docker, plan.project_image, settings, log)
+        if found:
+            return found
+    if plan.env.needs_build:
+        with file_lock(settings.home, plan.env_image):  # one build per image, across processes
+            if rebuild or not _present(docker, plan.env_image, settings, log):
+                log(f"building environment image {plan.env_image} ({plan.env.kind})")
+                with env_context(plan, settings) as ctx:
+                    docker.build(ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log)
+                env_built = True
+    else:
+        docker.ensure_pulled(plan.env_image, log)
+    with file_lock(settings.home, plan.project_image):
+        image_id = None if (rebuild or env_built) else docker.image_id(plan.project_image)
+        if not image_id:
+            log(f"building project image {plan.project_image}")
+            with project_context(plan, source_root) as ctx:
+                image_id = docker.build(ctx, plan.project_image, {}, plan.project_labels, log)
+    return image_id
+
+
+def _present(docker: DockerLike, ref: str, settings: Settings, log: Callable[[str], None]) -> str | None:
+    """The image ID of ``ref`` if it is here, or can be pulled from the configured registry."""
+    found = docker.image_id(ref)
+    if found is None and settings.registry and ref.startswith(settings.registry + "/"):
+        found = docker.try_pull(ref)
+        if found:
+            log(f"pulled {ref} from the registry")
+    return found

@@ -1,0 +1,296 @@
+"""Decide a project's environment (EnvSpec) and its canonical key.
+
+An EnvSpec is a frozen value; its key is a SHA-256 over a canonical form (dependencies parsed,
+normalised, de-duplicated and sorted; comments, whitespace and quoting ignored), the base image and
+the template's own text. Equivalent files give the same key; any real change gives a new one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from ..config import DEFAULT_CONDA_BASE, DEFAULT_PYTHON, Settings
+from ..errors import ConfigError, ProjectError
+from ..project.spec import ProjectSpec
+
+KEY_SCHEMA = 1  # bump when the meaning of a key changes
+ENV_MANAGERS = ("auto", "micromamba", "uv", "none")
+
+# conda package names whose PyPI distribution is named differently.
+CONDA_TO_PYPI = {
+    "pytorch": "torch",
+    "pytorch-cpu": "torch",
+    "py-xgboost": "xgboost",
+    "py-xgboost-cpu": "xgboost",
+    "tensorflow-base": "tensorflow",
+    "pytables": "tables",
+    "matplotlib-base": "matplotlib",
+    "pyqt": "PyQt5",
+    "libopencv": "opencv-python",
+    "opencv": "opencv-python",
+    "py-opencv": "opencv-python",
+    "pillow-simd": "pillow",
+    "lightgbm": "lightgbm",
+    "msgpack-python": "msgpack",
+    "typing_extensions": "typing-extensions",
+}
+# conda packages that are part of the toolchain or have no PyPI equivalent.
+CONDA_SKIP = {"python", "pip", "setuptools", "wheel"}
+CONDA_ONLY = {
+    "cudatoolkit", "cudnn", "cuda", "cuda-toolkit", "nccl", "mkl", "mkl-service", "blas", "libblas",
+    "openblas", "libgcc-ng", "libstdcxx-ng", "gcc", "gxx", "compilers", "r-base", "nodejs", "ffmpeg",
+    "libgfortran", "intel-openmp", "tbb", "cudatoolkit-dev", "cupti", "magma", "nomkl",
+}
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What to install, on what. ``kind``: uv | micromamba | docker | system."""
+
+    kind: str
+    base_image: str
+    python: str | None = None  # major.minor, for uv
+    requirements: tuple[str, ...] = ()  # canonical PEP 508 lines, for uv
+    conda: str | None = None  # canonical environment.yml text, for micromamba
+    micromamba_image: str | None = None
+
+    @property
+    def needs_build(self) -> bool:
+        return self.kind in ("uv", "micromamba")
+
+    def key(self, template_text: str = "") -> str:
+        canonical = {
+            "schema": KEY_SCHEMA,
+            "kind": self.kind,
+            "base": self.base_image,
+            "python": self.python,
+            "requirements": list(self.requirements),
+            "conda": self.conda,
+            "micromamba": self.micromamba_image,
+            "template": hashlib.sha256(template_text.encode()).hexdigest(),
+        }
+        return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def env_spec(project: ProjectSpec, settings: Settings, env_manager: str = "auto") -> EnvSpec:
+    """The environment ``project`` runs in, given the user's ``--env-manager`` choice."""
+    if env_manager not in ENV_MANAGERS:
+        raise ConfigError(f"--env-manager: expected one of {', '.join(ENV_MANAGERS)}, got {env_manager!r}")
+    kind = project.env_kind
+    if kind == "docker":
+        if env_manager not in ("auto", "none"):
+            raise ConfigError(f"--env-manager {env_manager}: the project declares docker_env; use auto")
+        assert project.docker_env is not None
+        return EnvSpec(kind="docker", base_image=project.docker_env.image)
+    if env_manager == "none" or (env_manager == "auto" and kind == "none"):
+        return EnvSpec(kind="system", base_image=_python_base(settings, None))
+    if env_manager == "micromamba" or (env_manager == "auto" and kind == "conda"):
+        if kind != "conda":
+            raise ConfigError("--env-manager micromamba: the project has no conda environment file")
+        conda = canonical_conda(project.root, project.env_file or "conda.yaml", settings.conda_channel_map)
+        return EnvSpec(
+            kind="micromamba",
+            base_image=settings.base_image or DEFAULT_CONDA_BASE,
+            conda=conda,
+            micromamba_image=settings.micromamba_image,
+        )
+    # uv: python_env.yaml, requirements.txt, or a conda.yaml's PyPI-installable part.
+    if kind == "python":
+        python, reqs = _python_env(project.root, project.env_file or "python_env.yaml")
+    elif kind == "requirements":
+        python, reqs = None, canonical_requirements(project.root, "requirements.txt")
+    elif kind == "conda":
+        python, reqs = conda_to_pypi(project.root, project.env_file or "conda.yaml")
+    else:  # env_manager == "uv" with nothing declared
+        python, reqs = None, ()
+    return EnvSpec(kind="uv", base_image=_python_base(settings, python), python=python, requirements=reqs)
+
+
+def _python_base(settings: Settings, python: str | None) -> str:
+    return settings.base_image or f"python:{python or DEFAULT_PYTHON}-slim"
+
+
+def _major_minor(version: Any, where: str) -> str:
+    m = re.match(r"^\s*[=~<>!]*\s*(\d+)\.(\d+)", str(version))
+    if not m:
+        raise ProjectError(f"{where}: expected a Python version like 3.11, got {version!r}")
+    return f"{m.group(1)}.{m.group(2)}"
+
+
+def _read_yaml(root: Path, rel: str) -> Any:
+    try:
+        return yaml.safe_load((root / rel).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProjectError(f"{rel}: file not found in the project") from None
+    except yaml.YAMLError as e:
+        raise ProjectError(f"{rel}: not valid YAML: {getattr(e, 'problem', e)}") from None
+
+
+def _python_env(root: Path, rel: str) -> tuple[str | None, tuple[str, ...]]:
+    data = _read_yaml(root, rel) or {}
+    if not isinstance(data, dict):
+        raise ProjectError(f"{rel}: expected a mapping with python, build_dependencies, dependencies")
+    python = _major_minor(data["python"], f"{rel}: python") if data.get("python") else None
+    lines: list[str] = []
+    for field in ("build_dependencies", "dependencies"):
+        deps = data.get(field) or []
+        if not isinstance(deps, list):
+            raise ProjectError(f"{rel}: {field}: expected a list of requirements")
+        lines.extend(str(d) for d in deps)
+    return python, _canonical_lines(root, lines, rel, seen=set())
+
+
+def canonical_requirements(root: Path, rel: str) -> tuple[str, ...]:
+    return _canonical_lines(root, _read_requirement_lines(root, rel), rel, seen={rel})
+
+
+def _read_requirement_lines(root: Path, rel: str) -> list[str]:
+    try:
+        text = (root / rel).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProjectError(f"{rel}: file not found in the project") from None
+    # Join backslash continuations before dropping comments.
+    return text.replace("\\\n", " ").splitlines()
+
+
+def _canonical_lines(root: Path, lines: list[str], rel: str, seen: set[str]) -> tuple[str, ...]:
+    out: set[str] = set()
+    for n, line in enumerate(lines, 1):
+        line = re.sub(r"(^|\s)#.*$", "", line).strip()
+        if not line:
+            continue
+        if line.startswith(("-r ", "--requirement ", "-r", "--requirement=")):
+            inc = re.sub(r"^(-r|--requirement)[\s=]*", "", line).strip()
+            inc_rel = str(PurePosixPath(rel).parent / inc)
+            if PurePosixPath(inc).is_absolute() or ".." in PurePosixPath(inc).parts:
+                raise ProjectError(f"{rel}: line {n}: included file {inc!r} must be inside the project")
+            if inc_rel not in seen:
+                seen.add(inc_rel)
+                out.update(_canonical_lines(root, _read_requirement_lines(root, inc_rel), inc_rel, seen))
+            continue
+        if line.startswith(("-e", "--editable", ".", "/")) or line.startswith("file:"):
+            raise ProjectError(
+                f"{rel}: line {n}: {line!r}: requirements that point at local code are not supported; "
+                "list the project's dependencies instead"
+            )
+        if line.startswith("-"):
+            # Index options belong to the build settings (PIP_INDEX_URL, ...), not the environment.
+            raise ProjectError(f"{rel}: line {n}: option {line.split()[0]!r} is not supported in "
+                               "environment files; set PIP_INDEX_URL / UV_INDEX_URL instead")
+        out.add(_canonical_requirement(line, f"{rel}: line {n}"))
+    return tuple(sorted(out))
+
+
+def _canonical_requirement(line: str, where: str) -> str:
+    try:
+        req = Requirement(line)
+    except InvalidRequirement as e:
+        raise ProjectError(f"{where}: {line!r} is not a valid requirement ({e})") from None
+    name = canonicalize_name(req.name)
+    extras = f"[{','.join(sorted(canonicalize_name(x) for x in req.extras))}]" if req.extras else ""
+    spec = ",".join(sorted(str(s) for s in req.specifier))
+    url = f" @ {req.url}" if req.url else ""
+    marker = f"; {req.marker}" if req.marker else ""
+    return f"{name}{extras}{spec}{url}{marker}"
+
+
+# ---- conda ---------------------------------------------------------------------------------
+
+# [channel::]name[ version][=build]: "conda-forge::numpy=1.26", "numpy >=1.2,<2", "numpy 1.26.*"
+_CONDA_SPEC = re.compile(
+    r"^(?:(?P<channel>[\w./-]+)::)?(?P<name>[A-Za-z0-9_.-]+)\s*(?P<version>[^\s=<>!~]*[=<>!~].*|\s.*)?$"
+)
+
+
+@dataclass(frozen=True)
+class CondaDep:
+    channel: str | None
+    name: str
+    version: str  # conda match spec version part, '' for any
+
+
+def _conda_file(root: Path, rel: str) -> tuple[list[str], list[CondaDep], list[str]]:
+    data = _read_yaml(root, rel) or {}
+    if not isinstance(data, dict):
+        raise ProjectError(f"{rel}: expected a mapping with channels and dependencies")
+    channels = data.get("channels") or []
+    if not isinstance(channels, list):
+        raise ProjectError(f"{rel}: channels: expected a list")
+    deps: list[CondaDep] = []
+    pip: list[str] = []
+    for item in data.get("dependencies") or []:
+        if isinstance(item, dict) and set(item) == {"pip"}:
+            pip.extend(str(p) for p in item["pip"] or [])
+        elif isinstance(item, (str, int, float)):
+            deps.append(_conda_dep(str(item), rel))
+        else:
+            raise ProjectError(f"{rel}: dependencies: expected strings or a 'pip:' list, got {item!r}")
+    return [str(c) for c in channels], deps, pip
+
+
+def _conda_dep(text: str, rel: str) -> CondaDep:
+    m = _CONDA_SPEC.match(text.strip())
+    if not m:
+        raise ProjectError(f"{rel}: dependencies: {text!r} is not a conda package spec")
+    version = (m.group("version") or "").replace(" ", "")
+    return CondaDep(m.group("channel"), m.group("name").lower(), version)
+
+
+def canonical_conda(root: Path, rel: str, channel_map: Mapping[str, str] | None = None) -> str:
+    """The conda file as canonical YAML: channel order kept (it is priority), the rest sorted;
+    channels renamed by ``channel_map`` (e.g. defaults -> conda-forge)."""
+    channels, deps, pip = _conda_file(root, rel)
+    cmap = channel_map or {}
+    channels = [cmap.get(c, c) for c in channels]
+    dep_lines = sorted({(f"{cmap.get(d.channel, d.channel)}::" if d.channel else "") + d.name + d.version
+                        for d in deps})
+    body: dict[str, Any] = {"channels": list(dict.fromkeys(channels)), "dependencies": dep_lines}
+    if pip:
+        body["dependencies"].append({"pip": list(_canonical_lines(root, pip, rel, seen={rel}))})
+    return yaml.safe_dump(body, sort_keys=True, default_flow_style=False)
+
+
+def conda_to_pypi(root: Path, rel: str) -> tuple[str | None, tuple[str, ...]]:
+    """A conda.yaml's PyPI-installable part, for ``--env-manager uv``."""
+    _, deps, pip = _conda_file(root, rel)
+    python = None
+    reqs: list[str] = []
+    unavailable = []
+    for d in deps:
+        if d.name == "python":
+            python = _major_minor(d.version.lstrip("="), f"{rel}: python") if d.version else None
+            continue
+        if d.name in CONDA_SKIP:
+            continue
+        if d.name in CONDA_ONLY or d.name.startswith(("cuda-", "lib", "r-")):
+            unavailable.append(d.name)
+            continue
+        reqs.append(CONDA_TO_PYPI.get(d.name, d.name) + _pypi_version(d.version))
+    if unavailable:
+        raise ProjectError(
+            f"{rel}: no PyPI equivalent for {', '.join(sorted(set(unavailable)))}; "
+            "use --env-manager micromamba or remove them"
+        )
+    return python, _canonical_lines(root, reqs + pip, rel, seen={rel})
+
+
+def _pypi_version(v: str) -> str:
+    """conda match spec version -> PEP 440: '=1.2' -> '==1.2.*', '==1.2.3=py_0' -> '==1.2.3'."""
+    if not v:
+        return ""
+    if v.startswith("=="):
+        return "==" + v[2:].split("=", 1)[0]
+    if v.startswith("="):  # conda's single '=' means "this version prefix"
+        return "==" + v[1:].split("=", 1)[0].rstrip("*").rstrip(".") + ".*"
+    if v[0] in "<>!~":
+        return v
+    return "==" + v.split("=", 1)[0]

@@ -1,0 +1,79 @@
+"""The front half every backend shares: from what the user asked (RunRequest) to everything a
+backend needs (PreparedRun). Every user error surfaces here, before anything is built, uploaded,
+recorded or started, and it is the only place that reads the MLproject, validates parameters and
+decides the environment.
+
+    prepare_image(request)     source -> project spec -> environment (+ key) -> image plan
+    prepare(request, backend)  the above, then: options the backend honours, the entry point's
+                               validated command, tracking, the backend's own config
+    fetch_inputs(prepared)     remote path parameters downloaded, for backends that read host files
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Callable
+
+from .backends import Backend
+from .config import load_settings
+from .errors import ConfigError
+from .images.environment import env_spec
+from .images.plan import environment_key, plan_images
+from .project.params import render_command
+from .project.resolve import resolve_source
+from .project.spec import load_project
+from .request import FLAGS, PreparedImage, PreparedRun, RunRequest
+from .tracking.target import tracking_target
+
+log = logging.getLogger("dockrun")
+
+
+def prepare_image(request: RunRequest) -> PreparedImage:
+    """Resolve the source, read the project and decide its environment and images."""
+    settings = load_settings(base_image=request.base_image)
+    source = resolve_source(request.uri, request.version, settings.home)
+    project = load_project(source.root)
+    env = env_spec(project, settings, request.env_manager)
+    return PreparedImage(request, settings, source, project, env, environment_key(env),
+                         plan_images(project, source, env, settings))
+
+
+def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | None = None) -> PreparedRun:
+    """Validate the whole request for ``backend``; returns what its ``submit`` takes."""
+    environ = os.environ if environ is None else environ
+    check_options(request, backend)
+    backend_config = backend.configure(request, environ)  # a bad cluster spec fails before any Git fetch
+    image = prepare_image(request)
+    ep = image.project.entry_point(request.entry_point)
+    rendered = render_command(ep, request.parameters, cwd=request.cwd, placement=backend.placement)
+    tracking = tracking_target(request.tracking_uri, request.experiment_name, request.experiment_id,
+                               request.run_name, environ, request.mlflow_run_id)
+    if tracking is not None and "tracking_uri" not in backend.options:
+        log.warning("MLFLOW_TRACKING_URI is set, but backend %s does not report runs to it", backend.name)
+        tracking = None
+    return PreparedRun(image, ep, rendered, tracking, backend_config)
+
+
+def check_options(request: RunRequest, backend: Backend) -> None:
+    """An option the backend cannot honour is an error naming both, never silently dropped."""
+    unsupported = sorted(set(request.given()) - set(backend.options) - {"uri", "backend", "cwd"})
+    if unsupported:
+        flags = ", ".join(FLAGS.get(name, name) for name in unsupported)
+        raise ConfigError(f"{flags}: not supported by backend {backend.name}")
+
+
+def fetch_inputs(prepared: PreparedRun, log: Callable[[str], None]) -> PreparedRun:
+    """Download remote path parameters into the storage dir and render the command with the local
+    copies, which are then mounted like any other path."""
+    if not prepared.rendered.downloads:
+        return prepared
+    from .project.inputs import download_inputs
+
+    request = prepared.request
+    storage_dir = request.storage_dir or prepared.settings.home / "downloads"
+    local = download_inputs(prepared.rendered.downloads, Path(storage_dir), log)
+    rendered = render_command(prepared.entry_point, request.parameters, cwd=request.cwd, downloaded=local)
+    return dataclasses.replace(prepared, rendered=rendered)

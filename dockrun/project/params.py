@@ -1,0 +1,197 @@
+"""Validate parameters and render an entry point's command (pure: no Docker, no network)."""
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ParameterError, ProjectError
+from .spec import EntryPoint, Parameter
+
+_REMOTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:/")
+_BOOLS = {"true": "true", "false": "false", "1": "true", "0": "false", "yes": "true", "no": "false"}
+_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host path bind-mounted into the container at the same path."""
+
+    path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class RenderedCommand:
+    command: str  # run with sh -c in the container
+    values: Mapping[str, str]  # every parameter as it was substituted (before quoting)
+    mounts: tuple[Mount, ...]
+    # path parameters given as remote URIs (s3://...): name -> URI, to download before the run and
+    # render again with ``downloaded``
+    downloads: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a backend runs the command, as far as parameters care.
+
+    ``project_dir``: where relative path defaults (the project's own files) are found.
+    ``host_paths``: local path values are host files, mounted into the run; where they are not
+    (a cluster), a local path is an error. ``fuse``: URI prefixes the run sees as a mounted folder
+    (Databricks reads ``dbfs:/x`` at ``/dbfs/x``), passed as that path instead of downloaded.
+    """
+
+    project_dir: str = "/project"
+    host_paths: bool = True
+    name: str = "the container"  # for messages: "... does not exist on Databricks"
+    fuse: Mapping[str, str] = field(default_factory=dict)
+
+
+IN_CONTAINER = Placement()
+
+
+def is_remote(value: str) -> bool:
+    """True for URIs with a scheme (s3://, dbfs:/, https://...), false for local paths."""
+    return bool(_REMOTE.match(value)) and not value.lower().startswith("file:")
+
+
+def render_command(
+    entry_point: EntryPoint,
+    given: Mapping[str, str],
+    cwd: Path | None = None,
+    placement: Placement = IN_CONTAINER,
+    downloaded: Mapping[str, str] | None = None,
+) -> RenderedCommand:
+    """Check ``given`` against the entry point's declared parameters and substitute them.
+
+    Declared parameters are typed and validated; undeclared ones are appended as ``--key value``.
+    Every substituted value goes through shlex.quote. A relative path the user gives is taken
+    from ``cwd`` (and mounted); a relative path default is the project author's, so it is taken
+    from the project root where the command runs (``placement.project_dir``), where the code is.
+    """
+    cwd = cwd or Path.cwd()
+    declared = {p.name: p for p in entry_point.parameters}
+    values: dict[str, str] = {}
+    mounts: list[Mount] = []
+    downloads: dict[str, str] = {}
+    for p in entry_point.parameters:
+        raw = given.get(p.name, p.default)
+        if p.type in ("path", "uri") and raw is not None and not placement.host_paths:
+            # Defaults are the project's own relative files, found in the unpacked project.
+            values[p.name] = _off_host(str(raw), placement, f"parameter {p.name!r}", p.name in given)
+            continue
+        if p.type == "path" and raw is not None and is_remote(str(raw)):
+            _check_downloadable(str(raw), f"parameter {p.name!r} of entry point {entry_point.name!r}")
+            if downloaded and p.name in downloaded:
+                raw, given = downloaded[p.name], {**given, p.name: downloaded[p.name]}
+            else:
+                downloads[p.name] = str(raw)
+        if raw is None:
+            raise ParameterError(
+                f"parameter {p.name!r} of entry point {entry_point.name!r} has no default and was "
+                f"not given (-P {p.name}=VALUE)"
+            )
+        from_default = p.name not in given
+        base = Path(placement.project_dir) if from_default else cwd
+        value, mount = _convert(p, str(raw), entry_point.name, base, mount=not from_default)
+        values[p.name] = value
+        if mount:
+            mounts.append(mount)
+    extras = {k: str(v) for k, v in given.items() if k not in declared}
+    for key in extras:
+        if not _KEY.match(key):
+            raise ParameterError(f"parameter name {key!r}: expected letters, digits, '_', '-' or '.'")
+    command = _format(entry_point, {k: shlex.quote(v) for k, v in values.items()})
+    if extras:
+        command += "".join(f" --{k} {shlex.quote(v)}" for k, v in extras.items())
+    values.update(extras)
+    return RenderedCommand(command=command, values=values, mounts=_dedupe(mounts), downloads=downloads)
+
+
+def _off_host(value: str, placement: Placement, where: str, given: bool) -> str:
+    """A path or URI for a run that cannot see the host's files."""
+    for prefix, mounted in placement.fuse.items():
+        if value.startswith(prefix):
+            return mounted + value[len(prefix):].lstrip("/")
+    if given and not is_remote(value):
+        fused = ", ".join(placement.fuse) or "remote"
+        raise ParameterError(f"{where}: the local path {value!r} does not exist on {placement.name}; "
+                             f"give a {fused} or s3:// path")
+    return value
+
+
+def _format(entry_point: EntryPoint, quoted: Mapping[str, str]) -> str:
+    try:
+        return entry_point.command.format(**quoted)
+    except KeyError as e:
+        raise ProjectError(
+            f"entry point {entry_point.name!r}: command uses {{{e.args[0]}}} but declares no "
+            "parameter of that name"
+        ) from None
+    except (IndexError, ValueError, AttributeError) as e:
+        raise ProjectError(
+            f"entry point {entry_point.name!r}: command is not a valid format string ({e}); "
+            "write literal braces as {{ and }}"
+        ) from None
+
+
+def _convert(p: Parameter, raw: str, ep: str, cwd: Path, mount: bool) -> tuple[str, Mount | None]:
+    where = f"parameter {p.name!r} of entry point {ep!r}"
+    if p.type == "float":
+        try:
+            number = float(raw)
+        except ValueError:
+            raise ParameterError(f"{where}: expected a float, got {raw!r}") from None
+        if math.isnan(number) or math.isinf(number):
+            raise ParameterError(f"{where}: expected a finite float, got {raw!r}")
+        return raw, None
+    if p.type == "int":
+        try:
+            int(raw)
+        except ValueError:
+            raise ParameterError(f"{where}: expected an integer, got {raw!r}") from None
+        return raw, None
+    if p.type == "bool":
+        if raw.lower() not in _BOOLS:
+            raise ParameterError(f"{where}: expected true or false, got {raw!r}")
+        return _BOOLS[raw.lower()], None
+    if p.type in ("path", "uri"):
+        if is_remote(raw):
+            return raw, None  # a uri as given; a remote path is downloaded first (``downloads``)
+        local = raw[len("file://") :] if raw.startswith("file://") else raw
+        absolute = os.path.normpath(os.path.join(cwd, os.path.expanduser(local)))
+        return absolute, _mount_for(absolute, where) if mount else None
+    return raw, None
+
+
+DOWNLOADABLE = ("s3://",)
+
+
+def _check_downloadable(uri: str, where: str) -> None:
+    if not uri.startswith(DOWNLOADABLE):
+        scheme = uri.split(":", 1)[0]
+        raise ParameterError(f"{where}: cannot download {scheme}: paths (supported: s3://); "
+                             "pass a local path, or declare the parameter as uri")
+
+
+def _mount_for(path: str, where: str) -> Mount:
+    # A path that does not exist yet is usually an output: mount its parent so it can be created.
+    target = path if os.path.isdir(path) else os.path.dirname(path)
+    if target in ("", "/"):
+        raise ParameterError(f"{where}: {path!r} would mount the root directory; use a path in a folder")
+    if not os.path.isdir(target):
+        raise ParameterError(f"{where}: folder {target!r} does not exist")
+    return Mount(path=target)
+
+
+def _dedupe(mounts: list[Mount]) -> tuple[Mount, ...]:
+    """Drop mounts already covered by a mount of a parent directory."""
+    out: list[Mount] = []
+    for m in sorted(set(mounts), key=lambda m: m.path):
+        if not any(m.path == o.path or m.path.startswith(o.path.rstrip("/") + "/") for o in out):
+            out.append(m)
+    return tuple(out)

@@ -1,0 +1,205 @@
+"""Parse an MLflow project (MLproject file or conventions) into frozen data.
+
+Everything after ``load_project`` is pure computation: see params.py for rendering commands.
+"""
+from __future__ import annotations
+
+import logging
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from ..errors import ProjectError
+
+log = logging.getLogger("dockrun")
+
+PARAM_TYPES = ("string", "str", "float", "double", "int", "integer", "long", "bool", "boolean", "path", "uri")
+# Aliases seen in real MLproject files; each maps to the type whose validation it gets.
+_TYPE_ALIASES = {"str": "string", "double": "float", "integer": "int", "long": "int", "boolean": "bool"}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str = "string"
+    default: str | None = None
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    name: str
+    command: str
+    parameters: tuple[Parameter, ...] = ()
+
+
+@dataclass(frozen=True)
+class DockerEnv:
+    image: str
+    volumes: tuple[str, ...] = ()
+    # (NAME, value) pairs; value None means "copy NAME from the host environment".
+    environment: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    name: str
+    root: Path
+    # "conda" (conda_env / conda.yaml), "python" (python_env), "requirements" (requirements.txt),
+    # "docker" (docker_env) or "none".
+    env_kind: str
+    env_file: str | None = None  # relative to root
+    docker_env: DockerEnv | None = None
+    entry_points: Mapping[str, EntryPoint] = field(default_factory=dict)
+    mlproject: bool = False
+
+    def entry_point(self, name: str) -> EntryPoint:
+        """The declared entry point ``name``, or a script in the project run by its path."""
+        if name in self.entry_points:
+            return self.entry_points[name]
+        path = PurePosixPath(name.replace("\\", "/"))
+        if path.suffix in (".py", ".sh"):
+            if path.is_absolute() or ".." in path.parts:
+                raise ProjectError(f"entry point {name!r}: a script entry point must be a path inside the project")
+            if not (self.root / path).is_file():
+                raise ProjectError(f"entry point {name!r}: no such file in the project")
+            interpreter = "python" if path.suffix == ".py" else "bash"
+            return EntryPoint(name=name, command=f"{interpreter} {shlex.quote(str(path))}")
+        known = ", ".join(sorted(self.entry_points)) or "none declared"
+        where = "MLproject" if self.mlproject else self.name
+        raise ProjectError(
+            f"{where}: entry_points: no entry point {name!r} (declared: {known}; "
+            "or give a .py/.sh path relative to the project root)"
+        )
+
+
+def find_mlproject(root: Path) -> Path | None:
+    for name in ("MLproject", "mlproject", "MLProject"):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def load_project(root: Path) -> ProjectSpec:
+    """Read ``root``'s MLproject file, or apply MLflow's conventions when there is none."""
+    path = find_mlproject(root)
+    if path is None:
+        return _conventions(root)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ProjectError(f"{path.name}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise ProjectError(f"{path.name}: expected a mapping with name, an environment and entry_points")
+    return _from_mlproject(root, path.name, data)
+
+
+def _conventions(root: Path) -> ProjectSpec:
+    env_kind, env_file = _default_env(root)
+    return ProjectSpec(name=root.name, root=root, env_kind=env_kind, env_file=env_file)
+
+
+def _default_env(root: Path) -> tuple[str, str | None]:
+    if (root / "conda.yaml").is_file():
+        return "conda", "conda.yaml"
+    if (root / "python_env.yaml").is_file():
+        return "python", "python_env.yaml"
+    if (root / "requirements.txt").is_file():
+        return "requirements", "requirements.txt"
+    return "none", None
+
+
+def _from_mlproject(root: Path, fname: str, data: dict[str, Any]) -> ProjectSpec:
+    envs = [k for k in ("conda_env", "python_env", "docker_env") if data.get(k) is not None]
+    if len(envs) > 1:
+        raise ProjectError(f"{fname}: declares {' and '.join(envs)}; a project has one environment")
+    name = data.get("name", root.name)
+    if not isinstance(name, (str, int, float)):
+        raise ProjectError(f"{fname}: name: expected a string")
+    docker_env = None
+    if envs == ["docker_env"]:
+        env_kind, env_file = "docker", None
+        docker_env = _docker_env(fname, data["docker_env"])
+    elif envs:
+        key = envs[0]
+        env_file = data[key]
+        if not isinstance(env_file, str) or not env_file:
+            raise ProjectError(f"{fname}: {key}: expected a file name relative to the project")
+        rel = PurePosixPath(env_file)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ProjectError(f"{fname}: {key}: {env_file!r} must be a path inside the project")
+        if not (root / env_file).is_file():
+            raise ProjectError(f"{fname}: {key}: file {env_file!r} not found in the project")
+        env_kind = "conda" if key == "conda_env" else "python"
+    else:
+        # As in MLflow: an MLproject that declares no environment still gets conda.yaml if present.
+        env_kind, env_file = _default_env(root)
+    eps = data.get("entry_points") or {}
+    if not isinstance(eps, dict):
+        raise ProjectError(f"{fname}: entry_points: expected a mapping of entry point names")
+    entry_points = {str(k): _entry_point(fname, str(k), v) for k, v in eps.items()}
+    return ProjectSpec(
+        name=str(name),
+        root=root,
+        env_kind=env_kind,
+        env_file=env_file,
+        docker_env=docker_env,
+        entry_points=entry_points,
+        mlproject=True,
+    )
+
+
+def _docker_env(fname: str, raw: Any) -> DockerEnv:
+    if not isinstance(raw, dict) or not isinstance(raw.get("image"), str) or not raw["image"]:
+        raise ProjectError(f"{fname}: docker_env: expected a mapping with an 'image' string")
+    volumes = raw.get("volumes") or []
+    if not isinstance(volumes, list) or not all(isinstance(v, str) for v in volumes):
+        raise ProjectError(f"{fname}: docker_env.volumes: expected a list of 'HOST:CONTAINER[:MODE]' strings")
+    env: list[tuple[str, str | None]] = []
+    for item in raw.get("environment") or []:
+        if isinstance(item, str):
+            env.append((item, None))
+        elif isinstance(item, list) and len(item) == 2 and isinstance(item[0], str):
+            env.append((item[0], str(item[1])))
+        else:
+            raise ProjectError(
+                f"{fname}: docker_env.environment: expected NAME or [NAME, value] entries, got {item!r}"
+            )
+    return DockerEnv(image=raw["image"], volumes=tuple(volumes), environment=tuple(env))
+
+
+def _entry_point(fname: str, name: str, raw: Any) -> EntryPoint:
+    where = f"{fname}: entry_points.{name}"
+    if isinstance(raw, str):
+        raw = {"command": raw}
+    if not isinstance(raw, dict) or not isinstance(raw.get("command"), str):
+        raise ProjectError(f"{where}: expected a mapping with a 'command' string")
+    params = raw.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise ProjectError(f"{where}.parameters: expected a mapping of parameter names")
+    parsed = tuple(_parameter(f"{where}.parameters.{p}", str(p), v) for p, v in params.items())
+    return EntryPoint(name=name, command=raw["command"], parameters=parsed)
+
+
+def _parameter(where: str, name: str, raw: Any) -> Parameter:
+    if isinstance(raw, str):  # short syntax: "alpha: float"
+        ptype, default = raw, None
+    elif isinstance(raw, dict):
+        ptype, default = raw.get("type", "string"), raw.get("default")
+    elif raw is None:
+        ptype, default = "string", None
+    else:
+        raise ProjectError(f"{where}: expected a type name or a mapping with type and default")
+    ptype = str(ptype).strip().lower()
+    if ptype not in PARAM_TYPES:
+        log.warning("%s: unknown type %r, treated as string", where, ptype)
+        ptype = "string"
+    ptype = _TYPE_ALIASES.get(ptype, ptype)
+    if isinstance(default, bool):
+        default = "true" if default else "false"
+    return Parameter(name=name, type=ptype, default=None if default is None else str(default))

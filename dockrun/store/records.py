@@ -1,0 +1,213 @@
+"""Run records: one SQLite database under DOCKRUN_HOME, safe for many processes at once.
+
+Status moves SCHEDULED -> RUNNING -> FINISHED | FAILED | KILLED. Every change is one UPDATE with a
+guard on the current status, so two processes can never both decide how a run ended. ``ended``
+is set last, by whoever removed the container: a run with ``ended`` set is over and left nothing.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..locks import file_lock
+
+ACTIVE = ("SCHEDULED", "RUNNING")
+TERMINAL = ("FINISHED", "FAILED", "KILLED")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    ended REAL,
+    uri TEXT NOT NULL,
+    commit_sha TEXT,
+    source_key TEXT NOT NULL,
+    subdirectory TEXT NOT NULL DEFAULT '',
+    project TEXT NOT NULL,
+    entry_point TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    command TEXT NOT NULL,
+    image TEXT NOT NULL,
+    env_key TEXT NOT NULL,
+    container_id TEXT,
+    outputs TEXT NOT NULL,
+    exit_code INTEGER,
+    reason TEXT,
+    supervisor_pid INTEGER,
+    supervisor_start TEXT,
+    driver_pid INTEGER,
+    driver_start TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_created ON runs(created);
+"""
+# Columns added after the first release: (name, declaration). A database made by an older dockrun
+# gets them on first open, so upgrading never loses or breaks records.
+_ADDED_COLUMNS = (
+    ("dirty", "INTEGER NOT NULL DEFAULT 0"),
+    ("tracking_uri", "TEXT"),
+    ("mlflow_run_id", "TEXT"),
+    ("experiment_id", "TEXT"),
+    ("backend", "TEXT NOT NULL DEFAULT 'local'"),
+    ("remote_run_id", "TEXT"),
+    ("remote_url", "TEXT"),
+)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    status: str
+    created: float
+    uri: str
+    source_key: str
+    project: str
+    entry_point: str
+    parameters: dict[str, str]
+    command: str
+    image: str
+    env_key: str
+    outputs: str
+    started: float | None = None
+    ended: float | None = None
+    commit_sha: str | None = None
+    dirty: bool = False
+    subdirectory: str = ""
+    container_id: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    supervisor_pid: int | None = None
+    supervisor_start: str | None = None
+    driver_pid: int | None = None
+    driver_start: str | None = None
+    tracking_uri: str | None = None
+    mlflow_run_id: str | None = None
+    experiment_id: str | None = None
+    backend: str = "local"
+    remote_run_id: str | None = None
+    remote_url: str | None = None
+
+    @property
+    def over(self) -> bool:
+        return self.ended is not None
+
+
+class RunStore:
+    """Access to the run database. Cheap to create; opens a connection per operation."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.path = home / "runs.db"
+        self._ready = False
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.home / "runs" / run_id
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout = 30000")
+            if not self._ready:  # once per store object: WAL mode and the schema persist in the file
+                # Switching to WAL needs the database to itself, and SQLite refuses at once ("database
+                # is locked") rather than wait: first opens by parallel runs take turns.
+                with file_lock(self.home, "runs.db"):
+                    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        db.execute("PRAGMA journal_mode = WAL")
+                    db.executescript(_SCHEMA)
+                    _migrate(db)
+                self._ready = True
+            yield db
+
+    def insert(self, record: RunRecord) -> None:
+        row = _to_row(record)
+        with self._db() as db:
+            db.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                       list(row.values()))
+
+    def get(self, run_id: str) -> RunRecord | None:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None and len(run_id) >= 4:  # a unique prefix is enough, as with git
+                rows = db.execute("SELECT * FROM runs WHERE run_id LIKE ? LIMIT 2", (run_id + "%",)).fetchall()
+                row = rows[0] if len(rows) == 1 else None
+        return _from_row(row) if row else None
+
+    def list(self, limit: int = 50) -> list[RunRecord]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
+        return [_from_row(r) for r in rows]
+
+    def unfinished(self) -> list[RunRecord]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM runs WHERE ended IS NULL").fetchall()
+        return [_from_row(r) for r in rows]
+
+    def last_use_by_image(self) -> dict[str, float]:
+        with self._db() as db:
+            return {row[0]: row[1] for row in db.execute("SELECT image, MAX(created) FROM runs GROUP BY image")}
+
+    def update(self, run_id: str, **fields: Any) -> None:
+        with self._db() as db:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            db.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", [*fields.values(), run_id])
+
+    def transition(self, run_id: str, to: str, frm: tuple[str, ...], **fields: Any) -> bool:
+        """Set status ``to`` only if the run is in one of ``frm``; True if this call changed it."""
+        with self._db() as db:
+            sets = ", ".join(["status = ?", *(f"{k} = ?" for k in fields)])
+            cur = db.execute(
+                f"UPDATE runs SET {sets} WHERE run_id = ? AND status IN ({', '.join('?' for _ in frm)})",
+                [to, *fields.values(), run_id, *frm],
+            )
+            return cur.rowcount == 1
+
+    def finish(self, run_id: str, status: str, exit_code: int | None, reason: str | None) -> None:
+        """Record the end: the status unless another process already decided it (a cancel), then
+        ``ended``, in one transaction."""
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "UPDATE runs SET status = ?, reason = COALESCE(reason, ?) WHERE run_id = ? AND status IN (?, ?)",
+                (status, reason, run_id, *ACTIVE),
+            )
+            db.execute("UPDATE runs SET exit_code = COALESCE(exit_code, ?), ended = ? WHERE run_id = ?",
+                       (exit_code, time.time(), run_id))
+            db.execute("COMMIT")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    for name, decl in _ADDED_COLUMNS:
+        if name not in have:
+            try:
+                db.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
+            except sqlite3.OperationalError as e:  # another process added it first
+                if "duplicate column" not in str(e):
+                    raise
+
+
+def _to_row(r: RunRecord) -> dict[str, Any]:
+    row = {k: getattr(r, k) for k in RunRecord.__dataclass_fields__}
+    row["parameters"] = json.dumps(r.parameters, sort_keys=True)
+    return row
+
+
+def _from_row(row: sqlite3.Row) -> RunRecord:
+    data = dict(row)
+    data["parameters"] = json.loads(data["parameters"])
+    data["dirty"] = bool(data["dirty"])
+    return RunRecord(**data)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]

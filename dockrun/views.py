@@ -1,0 +1,41 @@
+"""What `dockrun runs list` and `show` print."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+from .api import get_run
+from .backends.local.runs import reconcile
+from .config import load_settings
+from .engine.client import Docker
+from .store.records import RunStore
+
+
+def list_table(limit: int) -> str:
+    store = RunStore(load_settings().home)
+    docker: list[Docker] = []
+
+    def lazy_docker() -> Docker:  # only if some run needs reconciling
+        if not docker:
+            docker.append(Docker())
+        return docker[0]
+
+    records = [reconcile(store, r, lazy_docker) for r in store.list(limit)]
+    rows = [("RUN ID", "STATUS", "EXIT", "PROJECT", "ENTRY", "CREATED", "DURATION")]
+    for r in records:
+        end = r.ended or time.time()
+        duration = f"{end - (r.started or r.created):.1f}s"
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
+        rows.append((r.run_id, r.status, "" if r.exit_code is None else str(r.exit_code), r.project,
+                     r.entry_point, created, duration))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def show_json(run_id: str) -> str:
+    rec = get_run(run_id).record()
+    data = dataclasses.asdict(rec)
+    run_dir = RunStore(load_settings().home).run_dir(rec.run_id)
+    data["logs"] = {"stdout": str(run_dir / "stdout.log"), "stderr": str(run_dir / "stderr.log")}
+    return json.dumps(data, indent=2, sort_keys=True)
