@@ -13,10 +13,23 @@ import click
 
 from .errors import DockrunError, ExecutionError, Interrupted
 
+# Kept here, not imported from images.environment: `dockrun --help` must stay fast.
+ENV_MANAGERS = ["auto", "local", "virtualenv", "conda", "uv", "micromamba", "none"]
+ENV_MANAGER_HELP = ("As in mlflow run: local = the image's own Python, nothing installed; virtualenv = a Python "
+                    "environment (made with uv); conda = a conda prefix (py-rattler from PyPI; micromamba "
+                    "when DOCKRUN_MICROMAMBA_IMAGE is set); micromamba = always micromamba. auto: conda.yaml -> conda, "
+                    "python_env.yaml / requirements.txt -> virtualenv, docker_env -> its image. none = local.")
+
+
+def _safe(line: str) -> str:
+    # Messages quote what projects and remotes say: never let that drive the terminal.
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in line)
+
 
 class _OneLine(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        sys.stderr.write(f"dockrun: {record.levelname.lower()}: {record.getMessage()}\n")
+        for line in record.getMessage().splitlines() or [""]:
+            sys.stderr.write(f"dockrun: {record.levelname.lower()}: {_safe(line)}\n")
 
 
 def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
@@ -25,6 +38,8 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.UsageError(f"{flag} {item!r}: expected KEY=VALUE")
+        if key in out:  # as mlflow run: which of the two was meant is not ours to guess
+            raise click.UsageError(f"{flag} {key}: given more than once")
         out[key] = value
     return out
 
@@ -58,8 +73,8 @@ def cli() -> None:
               help="A docker run option, e.g. gpus=all, network=host, shm-size=1g (repeatable).")
 @click.option("-b", "--backend", default="local", show_default=True, help="local or databricks.")
 @click.option("-c", "--backend-config", help="Cluster spec for databricks: a JSON file or JSON string.")
-@click.option("--env-manager", default="auto", show_default=True,
-              type=click.Choice(["auto", "micromamba", "uv", "none"]))
+@click.option("--env-manager", default="auto", show_default=True, type=click.Choice(ENV_MANAGERS),
+              help=ENV_MANAGER_HELP)
 @click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
 @click.option("--rebuild", is_flag=True, help="Ignore cached images.")
 @click.option("--storage-dir", help="Where s3:// and dbfs:// path parameters are downloaded.")
@@ -102,8 +117,8 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
 @click.option("--tag", help="Also tag the project image as REF.")
 @click.option("--push", is_flag=True, help="Push the image (skipped when the registry has that tag).")
 @click.option("--rebuild", is_flag=True, help="Ignore cached images.")
-@click.option("--env-manager", default="auto", show_default=True,
-              type=click.Choice(["auto", "micromamba", "uv", "none"]))
+@click.option("--env-manager", default="auto", show_default=True, type=click.Choice(ENV_MANAGERS),
+              help=ENV_MANAGER_HELP)
 @click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
 @click.option("-q", "--quiet", is_flag=True, help="No build output.")
 def build_cmd(uri: str, version: str | None, tag: str | None, push: bool, rebuild: bool, env_manager: str,
@@ -233,8 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         lines = str(e).splitlines() or [type(e).__name__]
         # The first line is the error; a failed build adds its last lines of output before it.
         for extra in lines[1:]:
-            sys.stderr.write(extra + "\n")
-        sys.stderr.write(f"dockrun: error: {lines[0]}\n")
+            sys.stderr.write(_safe(extra) + "\n")
+        sys.stderr.write(f"dockrun: error: {_safe(lines[0])}\n")
         sys.exit(e.exit_code if not isinstance(e, ExecutionError) else 1)
 
 

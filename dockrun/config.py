@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PYTHON = "3.12"
-DEFAULT_MICROMAMBA_IMAGE = "mambaorg/micromamba:1.5.10-bookworm-slim"
+# Not a default any more: conda.yaml installs with py-rattler from PyPI unless a micromamba image is
+# configured (Docker Hub is not reachable everywhere). Named in messages as an example value.
+EXAMPLE_MICROMAMBA_IMAGE = "mambaorg/micromamba:1.5.10-bookworm-slim"
 DEFAULT_CONDA_BASE = "debian:bookworm-slim"
 
 # Settings a build needs to reach a package index from behind a proxy. Their values are passed as
@@ -22,7 +24,7 @@ CA_VARS = ("DOCKRUN_CA_BUNDLE", "SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE
 class Settings:
     home: Path
     base_image: str | None  # None: pick python:<version>-slim from the project's Python pin
-    micromamba_image: str
+    micromamba_image: str | None  # DOCKRUN_MICROMAMBA_IMAGE: set, conda.yaml installs with micromamba
     registry: str | None
     build_args: Mapping[str, str]
     ca_bundle: Path | None
@@ -49,7 +51,7 @@ def load_settings(environ: Mapping[str, str] | None = None, base_image: str | No
     return Settings(
         home=default_home(env),
         base_image=base_image or env.get("DOCKRUN_BASE_IMAGE") or None,
-        micromamba_image=env.get("DOCKRUN_MICROMAMBA_IMAGE") or DEFAULT_MICROMAMBA_IMAGE,
+        micromamba_image=(env.get("DOCKRUN_MICROMAMBA_IMAGE") or "").strip() or None,
         registry=registry,
         build_args=build_args,
         ca_bundle=ca,

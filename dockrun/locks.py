@@ -1,9 +1,11 @@
 """Exclusive file locks under DOCKRUN_HOME/locks, across processes and threads (flock locks an open
-file description, so two threads opening the file separately exclude each other too)."""
+file description, so two threads opening the file separately exclude each other too), and the
+private DOCKRUN_HOME they live in."""
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,8 +13,9 @@ from pathlib import Path
 
 @contextmanager
 def file_lock(home: Path, name: str) -> Iterator[None]:
+    make_private_dir(home)
     locks = home / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
+    locks.mkdir(exist_ok=True)
     path = locks / (hashlib.sha256(name.encode()).hexdigest()[:32] + ".lock")
     with open(path, "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -20,3 +23,11 @@ def file_lock(home: Path, name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def make_private_dir(path: Path) -> None:
+    """DOCKRUN_HOME holds commands, parameters, logs and private code: readable by its owner only
+    (0700), like ~/.ssh. Created so from the start; an existing folder keeps what its owner set."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o700)  # mkdir's mode passes through the umask

@@ -29,6 +29,7 @@ from .request import FLAGS, PreparedImage, PreparedRun, RunRequest
 from .tracking.target import tracking_target
 
 log = logging.getLogger("dockrun")
+TRACKING_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
 
 
 def prepare_image(request: RunRequest) -> PreparedImage:
@@ -49,11 +50,13 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
     image = prepare_image(request)
     ep = image.project.entry_point(request.entry_point)
     rendered = render_command(ep, request.parameters, cwd=request.cwd, placement=backend.placement)
-    tracking = tracking_target(request.tracking_uri, request.experiment_name, request.experiment_id,
-                               request.run_name, environ, request.mlflow_run_id)
-    if tracking is not None and "tracking_uri" not in backend.options:
-        log.warning("MLFLOW_TRACKING_URI is set, but backend %s does not report runs to it", backend.name)
-        tracking = None
+    tracking = None
+    if "tracking_uri" in backend.options:
+        tracking = tracking_target(request.tracking_uri, request.experiment_name, request.experiment_id,
+                                   request.run_name, environ, request.mlflow_run_id, request.cwd)
+    elif any(environ.get(name) for name in TRACKING_VARS):  # options were refused by check_options
+        log.warning("%s is set, but backend %s does not report runs to it",
+                    next(name for name in TRACKING_VARS if environ.get(name)), backend.name)
     return PreparedRun(image, ep, rendered, tracking, backend_config)
 
 
@@ -74,6 +77,6 @@ def fetch_inputs(prepared: PreparedRun, log: Callable[[str], None]) -> PreparedR
 
     request = prepared.request
     storage_dir = request.storage_dir or prepared.settings.home / "downloads"
-    local = download_inputs(prepared.rendered.downloads, Path(storage_dir), log)
+    local = download_inputs(prepared.rendered.downloads, Path(storage_dir), log, request.tracking_uri)
     rendered = render_command(prepared.entry_point, request.parameters, cwd=request.cwd, downloaded=local)
     return dataclasses.replace(prepared, rendered=rendered)

@@ -12,6 +12,12 @@ from .engine.client import Docker
 from .store.records import RunStore
 
 
+def printable(text: str) -> str:
+    """A value from a project (its name, an entry point) as a table cell: control characters
+    (ANSI escapes, newlines) shown escaped, so a project cannot repaint or forge the table."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def list_table(limit: int) -> str:
     store = RunStore(load_settings().home)
     docker: list[Docker] = []
@@ -27,8 +33,8 @@ def list_table(limit: int) -> str:
         end = r.ended or time.time()
         duration = f"{end - (r.started or r.created):.1f}s"
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
-        rows.append((r.run_id, r.status, "" if r.exit_code is None else str(r.exit_code), r.project,
-                     r.entry_point, created, duration))
+        rows.append((r.run_id, r.status, "" if r.exit_code is None else str(r.exit_code), printable(r.project),
+                     printable(r.entry_point), created, duration))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 

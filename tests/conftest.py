@@ -18,6 +18,15 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BASE = "dockrun-base:bookworm"
 
 
+def unavailable(why: str) -> None:
+    """An engine or server an end-to-end test needs is missing: on a developer's machine the test
+    skips, saying why; in CI (every CI service sets CI=true) it fails, so a broken CI machine can
+    never pass by running nothing."""
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"CI=true, and {why}", pytrace=False)
+    pytest.skip(why)
+
+
 def _engine_ok() -> str | None:
     if not shutil.which("docker"):
         return "no docker CLI on PATH"
@@ -30,11 +39,11 @@ def base_image() -> str:
     """The base image for built environments: $DOCKRUN_BASE_IMAGE or the one docker/ builds."""
     why = _engine_ok()
     if why:
-        pytest.skip(why)
+        unavailable(why)
     image = os.environ.get("DOCKRUN_BASE_IMAGE") or DEFAULT_BASE
     r = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
     if r.returncode != 0:
-        pytest.skip(f"base image {image} missing: build it with docker/build-base-image.sh")
+        unavailable(f"base image {image} missing: build it with docker/build-base-image.sh")
     return image
 
 
@@ -107,7 +116,7 @@ def registry(tmp_path_factory, base_image: str):
     """A real registry v2 (Debian's docker-registry) on 127.0.0.1 with a free port."""
     binary = shutil.which("docker-registry")
     if not binary:
-        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+        unavailable("docker-registry is not installed (apt-get install docker-registry)")
     root = tmp_path_factory.mktemp("registry")
     port = free_port()
     config = root / "config.yml"
@@ -149,3 +158,29 @@ def write_project(root: Path, files: dict[str, str]) -> Path:
 def image_id(ref: str) -> str | None:
     r = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", ref], capture_output=True, text=True)
     return r.stdout.strip() if r.returncode == 0 else None
+
+
+def image_files_containing(images: list[str], needles: list[str], workdir: Path) -> list[str]:
+    """Every file in the layers (and the config) of ``images`` (via `docker save`) that holds one
+    of ``needles``: the way to show a secret or a CA never reached an image."""
+    import io
+    import tarfile
+
+    saved = workdir / "saved-images.tar"
+    subprocess.run(["docker", "save", "-o", str(saved), *images], check=True)
+    wanted = [n.encode() for n in needles]
+    hits = []
+    with tarfile.open(saved) as outer:
+        for member in outer.getmembers():
+            if not member.isfile():
+                continue
+            data = outer.extractfile(member).read()
+            if member.name.endswith(".tar"):
+                with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                    for f in layer.getmembers():
+                        if f.isfile() and any(n in layer.extractfile(f).read() for n in wanted):
+                            hits.append(f"{member.name}:{f.name}")
+            elif any(n in data for n in wanted):
+                hits.append(member.name)
+    saved.unlink()
+    return hits

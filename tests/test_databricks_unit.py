@@ -11,8 +11,9 @@ import pytest
 
 from conftest import write_project
 from dockrun.backends.databricks.backend import ON_CLUSTER
-from dockrun.backends.databricks.config import Cluster, cluster_from_config, workspace
+from dockrun.backends.databricks.config import Cluster, cluster_from_config
 from dockrun.backends.databricks.submit import LauncherTask, project_archive, submit_body
+from dockrun.databricks_api.workspace import workspace
 from dockrun.errors import ConfigError, ParameterError
 from dockrun.images.environment import EnvSpec
 from dockrun.project.params import render_command
@@ -82,3 +83,13 @@ def test_project_archive_is_deterministic_and_honours_dockerignore(tmp_path: Pat
     assert blob == project_archive(root)
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))) as tar:
         assert sorted(tar.getnames()) == [".dockerignore", "MLproject", "a.py"]
+
+
+def test_a_named_profile_never_borrows_another_profiles_token(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    cfg.write_text("[DEFAULT]\nhost = https://default.example\ntoken = dflt\n\n[team]\nhost = https://team.example\n")
+    env = {"DATABRICKS_CONFIG_FILE": str(cfg)}
+    assert workspace(env).token == "dflt"
+    for profile in ("team", "missing"):  # a host without a token, or no such profile: never DEFAULT's
+        with pytest.raises(ConfigError, match="set DATABRICKS_HOST and DATABRICKS_TOKEN"):
+            workspace({**env, "DATABRICKS_CONFIG_PROFILE": profile})

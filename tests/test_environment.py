@@ -25,7 +25,7 @@ def spec_of(tmp_path: Path, files: dict[str, str], manager: str = "auto", enviro
 def test_kinds_by_what_the_project_declares(tmp_path: Path) -> None:
     assert spec_of(tmp_path / "a", {"requirements.txt": "tabulate\n"}).kind == "uv"
     assert spec_of(tmp_path / "b", {"python_env.yaml": "python: '3.10'\ndependencies: [x]\n"}).python == "3.10"
-    assert spec_of(tmp_path / "c", {"conda.yaml": "dependencies: [numpy]\n"}).kind == "micromamba"
+    assert spec_of(tmp_path / "c", {"conda.yaml": "dependencies: [numpy]\n"}).kind == "conda"
     assert spec_of(tmp_path / "d", {"a.py": ""}).kind == "system"
     d = spec_of(tmp_path / "e", {"MLproject": "docker_env: {image: img:2}\n"})
     assert (d.kind, d.base_image, d.needs_build) == ("docker", "img:2", False)
@@ -33,7 +33,9 @@ def test_kinds_by_what_the_project_declares(tmp_path: Path) -> None:
 
 def test_public_python_base_by_default(tmp_path: Path) -> None:
     s = spec_of(tmp_path, {"python_env.yaml": "python: 3.10.4\n"}, environ={})
-    assert s.base_image == "python:3.10-slim"
+    assert (s.base_image, s.python) == ("python:3.10.4-slim", "3.10.4")  # the exact patch, as pinned
+    s = spec_of(tmp_path / "b", {"python_env.yaml": "python: '3.10'\n"}, environ={})
+    assert (s.base_image, s.python) == ("python:3.10-slim", "3.10")
 
 
 def test_uv_with_conda_yaml_translates_names(tmp_path: Path) -> None:
@@ -57,6 +59,20 @@ def test_uv_with_conda_only_packages_lists_them(tmp_path: Path) -> None:
         spec_of(tmp_path, {"conda.yaml": "dependencies: [numpy, cudatoolkit=11.8, mkl]\n"}, manager="uv")
 
 
+def test_mlflow_env_manager_names(tmp_path: Path) -> None:
+    files = {"python_env.yaml": "python: '3.11'\ndependencies: [tabulate]\n"}
+    assert spec_of(tmp_path / "a", files, manager="virtualenv").kind == "uv"
+    assert spec_of(tmp_path / "b", files, manager="local").kind == "system"
+    conda = {"conda.yaml": "dependencies: [python=3.11, numpy]\n"}
+    assert spec_of(tmp_path / "c", conda, manager="conda").kind == "conda"
+    assert spec_of(tmp_path / "d", conda, manager="virtualenv").kind == "uv"
+    assert spec_of(tmp_path / "e", {"MLproject": "docker_env: {image: i}\n"}, manager="local").kind == "docker"
+    with pytest.raises(ConfigError, match="python_env project cannot be installed with conda"):
+        spec_of(tmp_path / "f", files, manager="conda")
+    with pytest.raises(ConfigError, match="--env-manager conda: the project has no conda environment file"):
+        spec_of(tmp_path / "g", {"requirements.txt": "x\n"}, manager="conda")
+
+
 def test_env_manager_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no conda environment file"):
         spec_of(tmp_path / "a", {"requirements.txt": "x\n"}, manager="micromamba")
@@ -64,9 +80,19 @@ def test_env_manager_errors(tmp_path: Path) -> None:
         spec_of(tmp_path / "b", {"MLproject": "docker_env: {image: i}\n"}, manager="uv")
 
 
-def test_local_code_requirements_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ProjectError, match=r"requirements.txt: line 2: '-e \.'"):
-        spec_of(tmp_path, {"requirements.txt": "x\n-e .\n"})
+def test_local_code_requirements_are_kept_apart_for_the_project_image(tmp_path: Path) -> None:
+    files = {"pyproject.toml": "[project]\nname='p'\n", "libs/a/setup.py": "", "libs/b/pyproject.toml": ""}
+    s = spec_of(tmp_path / "a", {**files, "requirements.txt": "x\n-e .\n./libs/a/\n--editable=libs/b\n"})
+    assert s.requirements == ("x",) and s.local_code == ("-e .", "-e ./libs/b", "./libs/a")
+    key = s.key()
+    # The environment (and its key) does not change with local code: the code is in the source key.
+    assert spec_of(tmp_path / "b", {**files, "requirements.txt": "x\n"}).key() == key
+    conda = spec_of(tmp_path / "c", {**files, "conda.yaml": "dependencies: [python=3.11, {pip: [-e ., tabulate]}]\n"})
+    assert conda.local_code == ("-e .",) and "-e" not in conda.conda
+    for line, msg in [("-e ../shared", "must be inside the project"), ("/abs/pkg", "relative to the project"),
+                      ("-e ./libs", "no pyproject.toml or setup.py in 'libs'")]:
+        with pytest.raises(ProjectError, match=r"requirements.txt: line 1: .*" + msg):
+            spec_of(tmp_path / line.replace("/", "_"), {**files, "requirements.txt": line + "\n"})
 
 
 REQS = ["numpy>=1.2", "pandas==2.1.0", "scikit-learn", "requests[socks,security]<3", "tabulate==0.9.0"]
@@ -157,3 +183,24 @@ def test_python_env_key_ignores_order_and_spacing(tmp_path_factory, order, space
     ref = write_project(tmp_path_factory.mktemp("p") / "p", {"python_env.yaml": (
         "python: 3.11\ndependencies: [numpy, requests>=2, tabulate==0.9.0]\nbuild_dependencies: [pip]\n")})
     assert env_spec(load_project(root), SETTINGS).key() == env_spec(load_project(ref), SETTINGS).key()
+
+
+def test_conda_spec_forms_survive_canonicalisation(tmp_path: Path) -> None:
+    """`numpy 1.26.*` once became `numpy1.26.*` in the file micromamba installs (another package)."""
+    import yaml
+
+    from dockrun.images.environment import canonical_conda, conda_to_pypi
+
+    specs = ["numpy 1.26.*", "python 3.11", "pandas=2.1", "scipy >=1.10, <1.12", "conda-forge::xgboost 2.0 py311_0",
+             "tabulate==0.9.0=pyhd8ed1ab_0"]
+    root = write_project(tmp_path / "p", {"conda.yaml": "channels: [conda-forge]\ndependencies:\n"
+                                          + "".join(f"  - {s}\n" for s in specs)})
+    text, _ = canonical_conda(root, "conda.yaml")
+    assert sorted(yaml.safe_load(text)["dependencies"]) == sorted([
+        "numpy 1.26.*", "python 3.11", "pandas=2.1", "scipy>=1.10,<1.12", "conda-forge::xgboost 2.0 py311_0",
+        "tabulate==0.9.0=pyhd8ed1ab_0"])
+    python, reqs = conda_to_pypi(root, "conda.yaml")
+    assert python == "3.11"
+    assert set(reqs) == {"numpy==1.26.*", "pandas==2.1.*", "scipy<1.12,>=1.10", "xgboost==2.0", "tabulate==0.9.0"}
+    with pytest.raises(ProjectError, match="is not a conda package spec"):
+        canonical_conda(write_project(tmp_path / "q", {"conda.yaml": "dependencies: ['numpy 1 2 3']\n"}), "conda.yaml")

@@ -153,6 +153,7 @@ def test_environment_key_is_the_same_for_every_backend_and_follows_the_templates
 
 FLOORS = [  # a module may import from its own floor and the floors below it, never above
     ("errors", "config", "locks"),
+    ("databricks_api",),
     ("project",),
     ("tracking",),
     ("engine", "store"),
@@ -208,3 +209,12 @@ def test_the_mlproject_is_read_and_parameters_validated_in_one_place_each() -> N
     assert callers("resolve_source") == {"prepare.py"}
     assert callers("env_spec") == {"prepare.py"}
     assert callers("render_command") == {"prepare.py"}
+
+
+def test_tracking_from_the_environment_is_named_when_a_backend_cannot_report_to_it(
+        project: Path, caplog: pytest.LogCaptureFixture) -> None:
+    request = RunRequest(uri=str(project), parameters={"n": "1"}, backend="databricks", backend_config=CLUSTER)
+    with caplog.at_level("WARNING", logger="dockrun"):
+        prepared = prepare(request, DatabricksBackend(), {**DATABRICKS_ENV, "MLFLOW_TRACKING_URI": "sqlite:///x.db"})
+    assert prepared.tracking is None
+    assert "MLFLOW_TRACKING_URI is set, but backend databricks does not report runs to it" in caplog.text

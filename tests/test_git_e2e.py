@@ -58,10 +58,18 @@ def test_run_tag_subdirectory_with_credentials_then_offline(cli, served, home: P
     again = cli("run", uri, "-v", remote.commits["first"], "-P", "alpha=1", env=env)
     assert again.code == 0, again.err
     assert "version one, alpha 2.0" in again.out and "building" not in again.err
+    # The tag again, with the server gone: the commit it named last time, with a warning saying so.
+    tagged = cli("run", uri, "-v", "v1.2", "-P", "alpha=1", env=env)
+    assert tagged.code == 0, tagged.err
+    assert "version one, alpha 2.0" in tagged.out
+    assert (f"dockrun: warning: {server.url('team.git')}: cannot reach the host; using commit "
+            f"{remote.commits['first'][:12]}, which v1.2 named when last reached") in tagged.err
+    never = cli("run", uri, "-v", "main", env=env)  # never resolved while reachable: an error
+    assert never.code == 2 and "cannot reach the host" in never.err
 
     # The secret is nowhere: not in the state dir (records, logs, clone cache), not in the image.
     assert files_containing(home, server.password) == []
-    assert server.password not in r.err + r.out + again.err
+    assert server.password not in r.err + r.out + again.err + tagged.err
     saved = tmp_path / "image.tar"
     subprocess.run(["docker", "save", "-o", str(saved), image], check=True)
     with tarfile.open(saved) as outer:

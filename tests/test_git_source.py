@@ -402,3 +402,35 @@ def test_dockrun_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_ssh_password_in_uri_is_refused(git_home: Path) -> None:
     with pytest.raises(SourceError, match=r"^ssh://\*\*\*@example.invalid/r.git: a password"):
         resolve_git("ssh://u:secret@example.invalid/r.git", None, git_home)
+
+
+def test_askpass_answers_only_for_the_projects_own_host(tmp_path: Path) -> None:
+    """Git asks every host that answers 401 (a submodule elsewhere, a redirect): the password goes
+    to the project's host only."""
+    import dockrun.project.git as g
+
+    script = tmp_path / "askpass.sh"
+    script.write_text(g._ASKPASS)
+    script.chmod(0o700)
+    env = {"PATH": os.environ["PATH"], "DOCKRUN_GIT_ASKPASS_ORIGIN": g._origin("http://127.0.0.1:8080/team.git"),
+           "DOCKRUN_GIT_ASKPASS_USERNAME": "bob", "DOCKRUN_GIT_ASKPASS_PASSWORD": "s3cret"}
+
+    def ask(prompt: str) -> tuple[int, str]:
+        r = subprocess.run([str(script), prompt], env=env, capture_output=True, text=True)
+        return r.returncode, r.stdout
+
+    assert ask("Username for 'http://127.0.0.1:8080': ") == (0, "bob\n")
+    assert ask("Password for 'http://bob@127.0.0.1:8080': ") == (0, "s3cret\n")
+    for other in ("Password for 'http://bob@127.0.0.2:8080': ", "Password for 'http://bob@127.0.0.1:8081': ",
+                  "Password for 'https://bob@127.0.0.1:8080': ", "Password for 'http://evil.example': ",
+                  "Password for 'http://127.0.0.1:8080@evil.example': "):
+        assert ask(other) == (1, ""), other
+
+
+def test_uris_that_would_store_a_secret_are_refused(tmp_path: Path) -> None:
+    for uri, msg in [("bob:s3cret@git.example.com:team/repo.git", "password in an scp-like URI"),
+                     ("https://git.example.com/team/repo.git?private_token=s3cret", "query string")]:
+        with pytest.raises(SourceError, match=msg) as e:
+            resolve_git(uri, None, tmp_path)
+        assert "s3cret" not in str(e.value)
+    assert redact("https://h.example/r.git?private_token=s3cret") == "https://h.example/r.git?***"

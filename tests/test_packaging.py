@@ -28,7 +28,8 @@ def test_wheel_ships_and_renders_templates(tmp_path: Path) -> None:
                                  timeout=600)
         assert install.returncode == 0, install.stderr
     code = ("from dockrun.images import templates; d = templates.templates_dir(); print(d); "
-            "print(templates.render('project.Dockerfile.j2', env_image='img:1', workdir='/project'))")
+            "print(templates.render('project.Dockerfile.j2', env_image='img:1', workdir='/project', local_code=(), "
+            "prefix='', ca_bundle=False, build_args=[]))")
     r = subprocess.run([str(py), "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     first, rest = r.stdout.split("\n", 1)

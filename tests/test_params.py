@@ -35,7 +35,10 @@ def test_undeclared_params_are_appended_quoted(key: str, value: str) -> None:
 
 def test_float_int_bool_validation() -> None:
     e = ep("p {a} {n} {b}", Parameter("a", "float"), Parameter("n", "int"), Parameter("b", "bool"))
-    assert render_command(e, {"a": "0.3", "n": "4", "b": "Yes"}).command == "p 0.3 4 true"
+    # Validated, then passed on exactly as typed (mlflow run does not rewrite bools either).
+    for typed in ("true", "False", "1", "0", "Yes", "NO"):
+        assert render_command(e, {"a": "0.3", "n": "4", "b": typed}).command == f"p 0.3 4 {typed}"
+    assert render_command(e, {"a": "1e-3", "n": "007", "b": "1"}).command == "p 1e-3 007 1"
     for given_, msg in [({"a": "abc", "n": "1", "b": "1"},
                          "parameter 'a' of entry point 'main': expected a float, got 'abc'"),
                         ({"a": "nan", "n": "1", "b": "1"}, "expected a finite float"),
@@ -56,14 +59,30 @@ def test_defaults_apply() -> None:
     assert render_command(ep("p {a}", Parameter("a", "float", "0.5")), {}).command == "p 0.5"
 
 
-def test_path_param_made_absolute_and_mounted(tmp_path: Path) -> None:
+def test_path_param_made_absolute_and_mounted_narrowly(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "x.csv").write_text("1")
     e = ep("p {data} {out}", Parameter("data", "path"), Parameter("out", "path"))
     r = render_command(e, {"data": "in/x.csv", "out": str(tmp_path / "out.txt")}, cwd=tmp_path)
     assert r.command == f"p {tmp_path}/in/x.csv {tmp_path}/out.txt"
-    # the parent of a file; the folder of a not-yet-existing output; nested mounts collapse
+    # an output that does not exist yet: its folder, read-write (which covers the input inside it)
     assert r.mounts == (Mount(str(tmp_path)),)
+    (tmp_path / "in" / "sub").mkdir()
+    nested = render_command(e, {"data": "in", "out": "in/sub/new.txt"}, cwd=tmp_path)
+    # an existing input: only it, read-only; a read-write output folder inside it stays, on top
+    assert nested.mounts == (Mount(str(tmp_path / "in"), read_only=True), Mount(str(tmp_path / "in" / "sub")))
+    folder = render_command(ep("p {d}", Parameter("d", "path")), {"d": "in"}, cwd=tmp_path)
+    assert folder.mounts == (Mount(str(tmp_path / "in"), read_only=True),)
+
+
+def test_path_param_never_mounts_more_than_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "x.csv").write_text("1")
+    e = ep("p {d}", Parameter("d", "path"))
+    assert render_command(e, {"d": "~/x.csv"}).mounts == (Mount(str(tmp_path / "x.csv"), read_only=True),)
+    assert render_command(e, {"d": "/etc/hostname"}).mounts == (Mount("/etc/hostname", read_only=True),)
+    with pytest.raises(ParameterError, match="would mount the root directory"):
+        render_command(e, {"d": "/"})
 
 
 def test_path_default_is_relative_to_project_in_container(tmp_path: Path) -> None:
@@ -72,15 +91,19 @@ def test_path_default_is_relative_to_project_in_container(tmp_path: Path) -> Non
 
 
 def test_path_in_missing_folder_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ParameterError, match="folder .* does not exist"):
+    with pytest.raises(ParameterError, match=r"parameter 'd'.*no such file or directory .* \(nor its folder"):
         render_command(ep("p {d}", Parameter("d", "path")), {"d": str(tmp_path / "no" / "x")})
 
 
-def test_uri_param_remote_passed_as_given_local_made_absolute(tmp_path: Path) -> None:
+def test_uri_param_passed_as_given_and_bare_paths_refused(tmp_path: Path) -> None:
     e = ep("p {u}", Parameter("u", "uri"))
     assert render_command(e, {"u": "s3://bucket/key"}).command == "p s3://bucket/key"
-    r = render_command(e, {"u": "file.txt"}, cwd=tmp_path)
-    assert r.command == f"p {tmp_path}/file.txt" and r.mounts == (Mount(str(tmp_path)),)
+    (tmp_path / "f.json").write_text("{}")
+    r = render_command(e, {"u": f"file://{tmp_path}/f.json"}, cwd=tmp_path)
+    assert r.command == f"p file://{tmp_path}/f.json"  # as given; its target mounted so it works inside
+    assert r.mounts == (Mount(str(tmp_path / "f.json"), read_only=True),)
+    with pytest.raises(ParameterError, match="parameter 'u'.*expected a URI.*got 'file.txt'"):
+        render_command(e, {"u": "file.txt"}, cwd=tmp_path)
 
 
 @pytest.mark.parametrize("command, message", [
@@ -105,12 +128,13 @@ def test_remote_path_is_to_be_downloaded_then_mounted(tmp_path: Path) -> None:
     assert first.downloads == {"data": "s3://bucket/train.csv"}  # a uri is passed as given
     local = tmp_path / "dl" / "train.csv"
     local.parent.mkdir()
+    local.write_text("a,b\n")
     again = render_command(e, {"data": "s3://bucket/train.csv", "u": "s3://bucket/x"}, cwd=tmp_path,
                            downloaded={"data": str(local)})
     assert again.downloads == {} and again.command == f"p {local} s3://bucket/x"
-    assert again.mounts == (Mount(str(local.parent)),)
+    assert again.mounts == (Mount(str(local), read_only=True),)
 
 
 def test_undownloadable_remote_path_is_an_error() -> None:
-    with pytest.raises(ParameterError, match="cannot download dbfs: paths"):
-        render_command(ep("p {d}", Parameter("d", "path")), {"d": "dbfs:/data/x.csv"})
+    with pytest.raises(ParameterError, match="cannot download ipfs: paths"):
+        render_command(ep("p {d}", Parameter("d", "path")), {"d": "ipfs://data/x.csv"})

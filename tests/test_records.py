@@ -90,3 +90,33 @@ def test_first_opens_of_a_new_store_in_parallel(tmp_path: Path) -> None:
         home = tmp_path / f"h{round_}"
         assert _first_opens(home, 16) == []
         assert len(RunStore(home).list()) == 16
+
+
+def test_prefixes_are_text_not_patterns(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.insert(rec("abcd0123456789ef"))
+    assert store.get("abcd").run_id == "abcd0123456789ef"
+    for pattern in ("%", "%%%%", "abc%", "____", "ab_d"):
+        assert store.get(pattern) is None, pattern
+
+
+def test_an_older_dockrun_reads_a_store_a_newer_one_migrated(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.insert(rec("r-newer"))
+    with sqlite3.connect(tmp_path / "runs.db") as db:  # a column some later version added
+        db.execute("ALTER TABLE runs ADD COLUMN added_later TEXT DEFAULT 'x'")
+    assert RunStore(tmp_path).get("r-newer").run_id == "r-newer"
+    assert [r.run_id for r in RunStore(tmp_path).list()] == ["r-newer"]
+
+
+def test_home_is_private(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        home = tmp_path / "fresh" / "dockrun"
+        RunStore(home).insert(rec("r-private"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700

@@ -67,14 +67,17 @@ def data(tmp_path: Path) -> Path:
 
 
 def test_run_build_cache_and_code_change(cli, project: Path, data: Path, base_image: str) -> None:
-    args = ["run", str(project), "-P", "alpha=0.5", "-P", f"data={data}/in.txt", "-P", f"out={data}/out.txt"]
-    first = cli(*args)
+    def args(out: str) -> list[str]:
+        # A new output path each run: an existing file is an input, mounted read-only (CONTRACT.md).
+        return ["run", str(project), "-P", "alpha=0.5", "-P", f"data={data}/in.txt", "-P", f"out={data}/{out}"]
+
+    first = cli(*args("out.txt"))
     assert first.code == 0, first.err
     assert "alpha  0.5" in first.out and "rows   3" in first.out
     assert (data / "out.txt").read_text() == "1.5\n"
 
     # A rerun of the unchanged project builds nothing and runs the same image.
-    second = cli(*args)
+    second = cli(*args("out2.txt"))
     assert second.code == 0, second.err
     assert "building" not in second.err and "Step " not in second.err
     assert second.out == first.out
@@ -87,7 +90,7 @@ def test_run_build_cache_and_code_change(cli, project: Path, data: Path, base_im
     plan_after = _plan(project, base_image)
     assert plan_after.env_image == plan_before.env_image
     assert plan_after.project_image != plan_before.project_image
-    third = cli(*args)
+    third = cli(*args("out3.txt"))
     assert third.code == 0, third.err
     assert "changed" in third.out
     assert f"building project image {plan_after.project_image}" in third.err

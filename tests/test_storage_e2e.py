@@ -10,16 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, write_project
-
-pytestmark = pytest.mark.usefixtures("no_leaks")
+from conftest import free_port, unavailable, write_project
+from dockrun.errors import ParameterError
+from dockrun.project.inputs import download_inputs
 
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="module")
 def s3():
-    pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        unavailable("moto[server] (in the test extra) is not installed")
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -43,6 +46,57 @@ def s3():
     proc.wait(timeout=10)
 
 
+@pytest.fixture
+def s3_env(s3: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    for k, v in {**CREDS, "AWS_ENDPOINT_URL": s3}.items():
+        monkeypatch.setenv(k, v)
+    return s3
+
+
+def test_a_key_that_leaves_the_storage_dir_is_refused(s3_env: str, tmp_path: Path) -> None:
+    import boto3
+
+    storage = tmp_path / "a" / "b" / "storage"
+    # Keys an object store accepts and a careless download joins onto its folder: both would land
+    # outside the storage dir (three levels up; at an absolute path), here still inside tmp_path.
+    evil = {"up": "up/../../../escaped.txt", "abs": f"abs/{tmp_path}/escaped-abs.txt"}
+    client = boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1")
+    for prefix, key in evil.items():
+        client.put_object(Bucket="data", Key=f"{prefix}/ok.txt", Body=b"fine")
+        client.put_object(Bucket="data", Key=key, Body=b"X")
+    try:
+        for prefix, key in evil.items():
+            with pytest.raises(ParameterError, match=f"^parameter 'p': s3://data/{prefix}: refusing the remote "
+                                                     f"name '{key}': it would be written outside"):
+                download_inputs({"p": f"s3://data/{prefix}"}, storage)
+        assert [p.name for p in tmp_path.rglob("*") if p.is_file() and "locks" not in p.parts] == []
+    finally:
+        for prefix, key in evil.items():
+            client.delete_objects(Bucket="data", Delete={"Objects": [{"Key": f"{prefix}/ok.txt"}, {"Key": key}]})
+
+
+def test_s3_download_is_reused_while_etag_and_size_hold(s3_env: str, tmp_path: Path) -> None:
+    import boto3
+
+    said: list[str] = []
+    got = download_inputs({"p": "s3://data/dir"}, tmp_path, said.append)
+    files = {p: p.stat().st_ino for p in Path(got["p"]).rglob("*") if p.is_file()}
+    assert sorted(p.name for p in files) == ["a.txt", "b.txt"]
+    download_inputs({"p": "s3://data/dir"}, tmp_path, said.append)
+    assert said[-1] == "using the downloaded copy of s3://data/dir (unchanged)"
+    assert {p: p.stat().st_ino for p in files} == files  # not one file rewritten
+    boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1").put_object(
+        Bucket="data", Key="dir/a.txt", Body=b"A2")
+    try:
+        download_inputs({"p": "s3://data/dir"}, tmp_path, said.append)
+        assert said[-1] == "downloading s3://data/dir (1 of 2 files)"
+        assert (Path(got["p"]) / "a.txt").read_bytes() == b"A2"
+    finally:
+        boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1").put_object(
+            Bucket="data", Key="dir/a.txt", Body=b"A")
+
+
+@pytest.mark.usefixtures("no_leaks")
 def test_s3_file_and_prefix_are_downloaded_and_mounted(cli, s3: str, tmp_path: Path) -> None:
     project = write_project(tmp_path / "s3proj", {"MLproject": """
         name: s3proj
@@ -58,9 +112,11 @@ def test_s3_file_and_prefix_are_downloaded_and_mounted(cli, s3: str, tmp_path: P
     assert r.code == 0, r.err
     assert r.out.splitlines() == ["3", "AB", "s3://data/untouched"]
     assert "downloading s3://data/train/rows.csv" in r.err
-    assert sorted(p.name for p in storage.rglob("*") if p.is_file()) == ["a.txt", "b.txt", "rows.csv"]
+    downloaded = [p for p in storage.rglob("*") if p.is_file() and p.suffix not in (".json", ".lock")]
+    assert sorted(p.name for p in downloaded) == ["a.txt", "b.txt", "rows.csv"]
 
 
+@pytest.mark.usefixtures("no_leaks")
 def test_missing_object_is_one_line_exit_2(cli, s3: str, tmp_path: Path) -> None:
     project = write_project(tmp_path / "s3proj", {"MLproject": "entry_points: {main: {parameters: {p: path}, "
                                                                "command: 'cat {p}'}}\n"})

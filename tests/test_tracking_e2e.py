@@ -64,7 +64,8 @@ def test_tracked_run_with_localhost_uri(cli, mlflow_server: str) -> None:
     assert {"key": "C", "value": "0.5"} in data["params"]
     assert any(m["key"] == "accuracy" and abs(m["value"] - 0.9778) < 1e-3 for m in data["metrics"])
     tags = {t["key"]: t["value"] for t in data["tags"]}
-    assert tags["mlflow.project.backend"] == "dockrun" and tags["mlflow.project.entryPoint"] == "main"
+    assert tags["mlflow.project.backend"] == "local" and tags["mlflow.project.entryPoint"] == "main"
+    assert tags["mlflow.source.type"] == "PROJECT" and tags["mlflow.docker.image.id"].startswith("sha256:")
     experiment = _get(mlflow_server, "experiments/get-by-name", experiment_name="dockrun-e2e")["experiment"]
     assert run["info"]["experiment_id"] == experiment["experiment_id"]
     record = json.loads(cli("runs", "show", tags["dockrun.run-id"]).out)
@@ -81,10 +82,10 @@ def test_failed_tracked_run_is_failed_in_mlflow(cli, mlflow_server: str) -> None
 
 
 def test_tracking_errors_are_one_line(cli) -> None:
-    r = cli("run", EXAMPLE, "--tracking-uri", "sqlite:///x.db")
-    assert r.code == 2 and "expected an http(s):// MLflow tracking server" in r.err
-    r = cli("run", EXAMPLE, "--experiment-name", "x", env={"MLFLOW_TRACKING_URI": ""})
-    assert r.code == 2 and "need a tracking server" in r.err
+    r = cli("run", EXAMPLE, "--tracking-uri", "postgresql://u:hunter2@db/x")
+    assert r.code == 2 and "expected http(s)://HOST" in r.err and "hunter2" not in r.err
+    r = cli("run", EXAMPLE, "--experiment-name", "x", "--experiment-id", "1")
+    assert r.code == 2 and "not both" in r.err
     r = cli("run", EXAMPLE, "--env-manager", "uv", "--tracking-uri", f"http://127.0.0.1:{free_port()}")
     assert r.code == 2 and "cannot reach the MLflow tracking server" in r.err
     assert len(r.err.strip().splitlines()) == 1 or "building" in r.err

@@ -14,6 +14,8 @@ from typing import IO, Any, Callable
 from ..errors import BuildError, ConfigError
 
 _STEP = re.compile(r"^Step \d+/\d+ : ")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+CHECK_PREFIX = "dockrun-check: "  # a template's check prints this before failing the build
 
 
 def _docker():  # lazy: importing docker-py costs ~0.3 s, which `dockrun --help` must not pay
@@ -24,7 +26,7 @@ def _docker():  # lazy: importing docker-py costs ~0.3 s, which `dockrun --help`
 
 @dataclass(frozen=True)
 class ContainerSpec:
-    """Everything needed to create a run's container (computed by execution.py)."""
+    """Everything needed to create a run's container (computed by backends/local/container.py)."""
 
     image: str
     command: tuple[str, ...]
@@ -94,11 +96,15 @@ class Docker:
                 if "error" in chunk:
                     detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
                     last = "\n".join(tail)
+                    # A template's own check explains itself better than the step that ran it.
+                    said = [line[len(CHECK_PREFIX):] for line in tail if line.startswith(CHECK_PREFIX)]
+                    if said:
+                        raise BuildError(f"building {tag}: {said[-1]}")
                     raise BuildError(
                         f"building {tag} failed at {step or 'start'}: {detail.strip()}"
                         + (f"\nlast lines of output:\n{last}" if last else "")
                     )
-                text = chunk.get("stream", "")
+                text = _ANSI.sub("", chunk.get("stream", ""))  # the engine colours a step's stderr
                 for line in text.splitlines():
                     if _STEP.match(line):
                         step = line

@@ -3,6 +3,7 @@ the engine adapter, under a per-image lock), or pull it from the team's registry
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import tarfile
@@ -11,10 +12,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Callable, Protocol
 
+import yaml
+
 from ..config import Settings
+from ..errors import SourceError
 from ..locks import file_lock
-from ..project.treehash import walk
-from .plan import ImagePlan, env_dockerfile, project_dockerfile
+from ..project.treehash import TreeDigest, walk
+from .plan import CONDA_INSTALLER, ImagePlan, env_dockerfile, local_code, project_dockerfile
 
 
 def env_context(plan: ImagePlan, settings: Settings) -> IO[bytes]:
@@ -26,6 +30,10 @@ def env_context(plan: ImagePlan, settings: Settings) -> IO[bytes]:
     if plan.env.kind == "micromamba":
         assert plan.env.conda is not None
         files["environment.yml"] = plan.env.conda.encode()
+    if plan.env.kind == "conda":  # the installer reads JSON: its stage has no YAML parser
+        assert plan.env.conda is not None
+        files["environment.json"] = json.dumps(yaml.safe_load(plan.env.conda), indent=1, sort_keys=True).encode()
+        files["conda_install.py"] = CONDA_INSTALLER.read_bytes()
     if settings.ca_bundle is not None:
         files["dockrun-ca.pem"] = settings.ca_bundle.read_bytes()
     buf = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller closes it
@@ -36,14 +44,17 @@ def env_context(plan: ImagePlan, settings: Settings) -> IO[bytes]:
     return buf
 
 
-def project_context(plan: ImagePlan, root: Path) -> IO[bytes]:
+def project_context(plan: ImagePlan, root: Path, settings: Settings) -> IO[bytes]:
     """Build context of the project image: the Dockerfile and the code under ``project/``, as the
-    tree walk (and so the source key) sees it."""
+    tree walk (and so the source key) sees it; the host's CA bundle when local code is installed."""
     buf = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller closes it
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        _add_bytes(tar, "Dockerfile", project_dockerfile(plan).encode(), 0o644)
+        _add_bytes(tar, "Dockerfile", project_dockerfile(plan, settings).encode(), 0o644)
+        if local_code(plan) and settings.ca_bundle is not None:
+            _add_bytes(tar, "dockrun-ca.pem", settings.ca_bundle.read_bytes(), 0o644)
         _add_dir(tar, "project")
         made: set[str] = {"project"}
+        digest = TreeDigest()
         for entry in walk(root):
             parts = entry.relpath.split("/")
             for i in range(1, len(parts)):
@@ -57,13 +68,27 @@ def project_context(plan: ImagePlan, root: Path) -> IO[bytes]:
                 info.type = tarfile.SYMTYPE
                 info.linkname = os.readlink(entry.path)
                 tar.addfile(info)
+                digest.link(entry.relpath, info.linkname)
             else:
                 info = _info(name, 0o777 if entry.mode & 0o111 else 0o666)
                 info.size = entry.path.stat().st_size
-                with open(entry.path, "rb") as f:
-                    tar.addfile(info, f)
+                digest.file(entry.relpath, entry.mode, info.size)
+                try:
+                    with open(entry.path, "rb") as f:
+                        tar.addfile(info, digest.reader(f))
+                except OSError:  # it shrank (tarfile reads exactly the size it was told) or vanished
+                    buf.close()
+                    raise _changed(root) from None
+    if plan.source_key_is_tree_hash and digest.hexdigest() != plan.source_key:
+        buf.close()
+        raise _changed(root)
     buf.seek(0)
     return buf
+
+
+def _changed(root: Path) -> SourceError:
+    # The image would be stored under a key that names other code: never build it.
+    return SourceError(f"{root}: the project's files changed while dockrun was reading them; run again")
 
 
 def _info(name: str, mode: int) -> tarfile.TarInfo:
@@ -111,21 +136,24 @@ def ensure_images(
         found = _present(docker, plan.project_image, settings, log)
         if found:
             return found
-    if plan.env.needs_build:
-        with file_lock(settings.home, plan.env_image):  # one build per image, across processes
-            if rebuild or not _present(docker, plan.env_image, settings, log):
-                log(f"building environment image {plan.env_image} ({plan.env.kind})")
-                with env_context(plan, settings) as ctx:
-                    docker.build(ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log)
-                env_built = True
-    else:
-        docker.ensure_pulled(plan.env_image, log)
-    with file_lock(settings.home, plan.project_image):
-        image_id = None if (rebuild or env_built) else docker.image_id(plan.project_image)
-        if not image_id:
-            log(f"building project image {plan.project_image}")
-            with project_context(plan, source_root) as ctx:
-                image_id = docker.build(ctx, plan.project_image, {}, plan.project_labels, log)
+    # The code is packed now, checked against the key the image will carry, before a possibly
+    # long environment build during which it could change.
+    with project_context(plan, source_root, settings) as code:
+        if plan.env.needs_build:
+            with file_lock(settings.home, plan.env_image):  # one build per image, across processes
+                if rebuild or not _present(docker, plan.env_image, settings, log):
+                    log(f"building environment image {plan.env_image} ({plan.env.kind})")
+                    with env_context(plan, settings) as ctx:
+                        docker.build(ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log)
+                    env_built = True
+        else:
+            docker.ensure_pulled(plan.env_image, log)
+        with file_lock(settings.home, plan.project_image):
+            image_id = None if (rebuild or env_built) else docker.image_id(plan.project_image)
+            if not image_id:
+                log(f"building project image {plan.project_image}")
+                build_args = dict(settings.build_args) if local_code(plan) else {}
+                image_id = docker.build(code, plan.project_image, build_args, plan.project_labels, log)
     return image_id
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,12 +19,16 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from ..config import DEFAULT_CONDA_BASE, DEFAULT_PYTHON, Settings
+from ..config import DEFAULT_CONDA_BASE, DEFAULT_PYTHON, EXAMPLE_MICROMAMBA_IMAGE, Settings
 from ..errors import ConfigError, ProjectError
-from ..project.spec import ProjectSpec
+from ..project.spec import ProjectSpec, yaml_problem
 
 KEY_SCHEMA = 1  # bump when the meaning of a key changes
-ENV_MANAGERS = ("auto", "micromamba", "uv", "none")
+ENV_MANAGERS = ("auto", "local", "virtualenv", "conda", "uv", "micromamba", "none")
+# MLflow's names mean what they mean under `mlflow run`: local = the image's own Python, nothing
+# installed; virtualenv = a Python environment (uv makes it); conda = the conda path (py-rattler,
+# or micromamba where DOCKRUN_MICROMAMBA_IMAGE is set).
+ENV_MANAGER_ALIASES = {"local": "none", "virtualenv": "uv"}
 
 # conda package names whose PyPI distribution is named differently.
 CONDA_TO_PYPI = {
@@ -54,18 +59,24 @@ CONDA_ONLY = {
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """What to install, on what. ``kind``: uv | micromamba | docker | system."""
+    """What to install, on what. ``kind``: uv | conda (installed with py-rattler) | micromamba |
+    docker | system; the kind names the installer, so it is part of the key."""
 
     kind: str
     base_image: str
     python: str | None = None  # major.minor, for uv
     requirements: tuple[str, ...] = ()  # canonical PEP 508 lines, for uv
-    conda: str | None = None  # canonical environment.yml text, for micromamba
+    conda: str | None = None  # canonical environment.yml text, for conda and micromamba
     micromamba_image: str | None = None
+    # conda: the image whose python3 runs the installer (the install stage only, never the final).
+    installer_image: str | None = None
+    # The project's own code to install (`-e .`, `./libs/pkg`): in the project image, after the
+    # code, so it is not part of the environment's key (the source key covers those files).
+    local_code: tuple[str, ...] = ()
 
     @property
     def needs_build(self) -> bool:
-        return self.kind in ("uv", "micromamba")
+        return self.kind in ("uv", "conda", "micromamba")
 
     def key(self, template_text: str = "") -> str:
         canonical = {
@@ -78,6 +89,8 @@ class EnvSpec:
             "micromamba": self.micromamba_image,
             "template": hashlib.sha256(template_text.encode()).hexdigest(),
         }
+        if self.installer_image is not None:  # only where used: other kinds keep their keys
+            canonical["installer_image"] = self.installer_image
         return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
@@ -86,23 +99,33 @@ def env_spec(project: ProjectSpec, settings: Settings, env_manager: str = "auto"
     if env_manager not in ENV_MANAGERS:
         raise ConfigError(f"--env-manager: expected one of {', '.join(ENV_MANAGERS)}, got {env_manager!r}")
     kind = project.env_kind
+    if env_manager == "conda" and kind == "python":  # as mlflow run refuses it
+        raise ConfigError("--env-manager conda: a python_env project cannot be installed with conda; "
+                          "use --env-manager virtualenv or local")
+    asked, env_manager = env_manager, ENV_MANAGER_ALIASES.get(env_manager, env_manager)
     if kind == "docker":
         if env_manager not in ("auto", "none"):
-            raise ConfigError(f"--env-manager {env_manager}: the project declares docker_env; use auto")
+            raise ConfigError(f"--env-manager {asked}: the project declares docker_env; use auto or local")
         assert project.docker_env is not None
         return EnvSpec(kind="docker", base_image=project.docker_env.image)
     if env_manager == "none" or (env_manager == "auto" and kind == "none"):
         return EnvSpec(kind="system", base_image=_python_base(settings, None))
-    if env_manager == "micromamba" or (env_manager == "auto" and kind == "conda"):
+    if env_manager in ("conda", "micromamba") or (env_manager == "auto" and kind == "conda"):
         if kind != "conda":
-            raise ConfigError("--env-manager micromamba: the project has no conda environment file")
-        conda = canonical_conda(project.root, project.env_file or "conda.yaml", settings.conda_channel_map)
-        return EnvSpec(
-            kind="micromamba",
-            base_image=settings.base_image or DEFAULT_CONDA_BASE,
-            conda=conda,
-            micromamba_image=settings.micromamba_image,
-        )
+            raise ConfigError(f"--env-manager {asked}: the project has no conda environment file")
+        if env_manager == "micromamba" and not settings.micromamba_image:
+            raise ConfigError(f"--env-manager micromamba: DOCKRUN_MICROMAMBA_IMAGE is not set; set it to an "
+                              f"image with /bin/micromamba (e.g. {EXAMPLE_MICROMAMBA_IMAGE}), or use "
+                              "--env-manager conda (installs with py-rattler from PyPI)")
+        conda, local = canonical_conda(project.root, project.env_file or "conda.yaml", settings.conda_channel_map)
+        base = settings.base_image or DEFAULT_CONDA_BASE
+        if settings.micromamba_image:
+            return EnvSpec(kind="micromamba", base_image=base, conda=conda,
+                           micromamba_image=settings.micromamba_image, local_code=local)
+        # The installer needs a python3: the base image's when one is given (it must have it),
+        # else the default Python image; the prefix it makes does not depend on that Python.
+        return EnvSpec(kind="conda", base_image=base, conda=conda, local_code=local,
+                       installer_image=settings.base_image or _python_base(settings, None))
     # uv: python_env.yaml, requirements.txt, or a conda.yaml's PyPI-installable part.
     if kind == "python":
         python, reqs = _python_env(project.root, project.env_file or "python_env.yaml")
@@ -112,15 +135,23 @@ def env_spec(project: ProjectSpec, settings: Settings, env_manager: str = "auto"
         python, reqs = conda_to_pypi(project.root, project.env_file or "conda.yaml")
     else:  # env_manager == "uv" with nothing declared
         python, reqs = None, ()
-    return EnvSpec(kind="uv", base_image=_python_base(settings, python), python=python, requirements=reqs)
+    reqs, local = _split_local(reqs)
+    return EnvSpec(kind="uv", base_image=_python_base(settings, python), python=python, requirements=reqs,
+                   local_code=local)
 
 
 def _python_base(settings: Settings, python: str | None) -> str:
     return settings.base_image or f"python:{python or DEFAULT_PYTHON}-slim"
 
 
-def _major_minor(version: Any, where: str) -> str:
-    m = re.match(r"^\s*[=~<>!]*\s*(\d+)\.(\d+)", str(version))
+def _python_version(version: Any, where: str) -> str:
+    """An exact pin (3.10.19) is kept exactly: the image gets that interpreter or the build fails
+    naming it. Anything looser (3.10, >=3.9, 3.10.*) picks the minor version."""
+    text = str(version).strip()
+    exact = re.fullmatch(r"=?=?\s*(\d+\.\d+\.\d+)", text)
+    if exact:
+        return exact.group(1)
+    m = re.match(r"^[=~<>!]*\s*(\d+)\.(\d+)", text)
     if not m:
         raise ProjectError(f"{where}: expected a Python version like 3.11, got {version!r}")
     return f"{m.group(1)}.{m.group(2)}"
@@ -132,14 +163,14 @@ def _read_yaml(root: Path, rel: str) -> Any:
     except FileNotFoundError:
         raise ProjectError(f"{rel}: file not found in the project") from None
     except yaml.YAMLError as e:
-        raise ProjectError(f"{rel}: not valid YAML: {getattr(e, 'problem', e)}") from None
+        raise ProjectError(f"{rel}: not valid YAML: {yaml_problem(e)}") from None
 
 
 def _python_env(root: Path, rel: str) -> tuple[str | None, tuple[str, ...]]:
     data = _read_yaml(root, rel) or {}
     if not isinstance(data, dict):
         raise ProjectError(f"{rel}: expected a mapping with python, build_dependencies, dependencies")
-    python = _major_minor(data["python"], f"{rel}: python") if data.get("python") else None
+    python = _python_version(data["python"], f"{rel}: python") if data.get("python") else None
     lines: list[str] = []
     for field in ("build_dependencies", "dependencies"):
         deps = data.get(field) or []
@@ -178,10 +209,8 @@ def _canonical_lines(root: Path, lines: list[str], rel: str, seen: set[str]) -> 
                 out.update(_canonical_lines(root, _read_requirement_lines(root, inc_rel), inc_rel, seen))
             continue
         if line.startswith(("-e", "--editable", ".", "/")) or line.startswith("file:"):
-            raise ProjectError(
-                f"{rel}: line {n}: {line!r}: requirements that point at local code are not supported; "
-                "list the project's dependencies instead"
-            )
+            out.add(_local_code(root, line, f"{rel}: line {n}"))
+            continue
         if line.startswith("-"):
             # Index options belong to the build settings (PIP_INDEX_URL, ...), not the environment.
             raise ProjectError(f"{rel}: line {n}: option {line.split()[0]!r} is not supported in "
@@ -190,11 +219,37 @@ def _canonical_lines(root: Path, lines: list[str], rel: str, seen: set[str]) -> 
     return tuple(sorted(out))
 
 
+def _local_code(root: Path, line: str, where: str) -> str:
+    """A requirement that installs the project's own code (``-e .``, ``./libs/pkg``): kept as
+    ``-e ./path`` or ``./path`` (relative to the project root, as pip in the project folder reads
+    it), installed in the project image after the code, never in the environment image."""
+    editable = line.startswith(("-e", "--editable"))
+    target = re.sub(r"^(-e|--editable)[\s=]*", "", line).strip() if editable else line
+    if target.startswith("file:") or PurePosixPath(target).is_absolute():
+        raise ProjectError(f"{where}: {line!r}: local code must be a path relative to the project (such as -e .)")
+    norm = posixpath.normpath(target)
+    if norm == ".." or norm.startswith("../"):
+        raise ProjectError(f"{where}: {line!r}: local code must be inside the project")
+    folder = root / norm
+    if not any((folder / f).is_file() for f in ("pyproject.toml", "setup.py", "setup.cfg")):
+        raise ProjectError(f"{where}: {line!r}: no pyproject.toml or setup.py in {norm!r}")
+    path = "." if norm == "." else "./" + norm
+    return ("-e " if editable else "") + path
+
+
+def is_local_code(requirement: str) -> bool:
+    return requirement.startswith(("-e ", "."))
+
+
+def _split_local(reqs: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(r for r in reqs if not is_local_code(r)), tuple(r for r in reqs if is_local_code(r))
+
+
 def _canonical_requirement(line: str, where: str) -> str:
     try:
         req = Requirement(line)
     except InvalidRequirement as e:
-        raise ProjectError(f"{where}: {line!r} is not a valid requirement ({e})") from None
+        raise ProjectError(f"{where}: {line!r} is not a valid requirement ({str(e).splitlines()[0]})") from None
     name = canonicalize_name(req.name)
     extras = f"[{','.join(sorted(canonicalize_name(x) for x in req.extras))}]" if req.extras else ""
     spec = ",".join(sorted(str(s) for s in req.specifier))
@@ -206,16 +261,17 @@ def _canonical_requirement(line: str, where: str) -> str:
 # ---- conda ---------------------------------------------------------------------------------
 
 # [channel::]name[ version][=build]: "conda-forge::numpy=1.26", "numpy >=1.2,<2", "numpy 1.26.*"
-_CONDA_SPEC = re.compile(
-    r"^(?:(?P<channel>[\w./-]+)::)?(?P<name>[A-Za-z0-9_.-]+)\s*(?P<version>[^\s=<>!~]*[=<>!~].*|\s.*)?$"
-)
+# [channel::]name, then either an operator form ("=1.26", ">=1.2,<2", "==1.2.3=py_0") or the
+# space form ("1.26.*", "1.26 py311_0": version, then an optional build string).
+_CONDA_SPEC = re.compile(r"^(?:(?P<channel>[\w./-]+)::)?(?P<name>[A-Za-z0-9_.-]+)(?P<rest>.*)$")
 
 
 @dataclass(frozen=True)
 class CondaDep:
     channel: str | None
     name: str
-    version: str  # conda match spec version part, '' for any
+    version: str  # the match spec after the name: '=1.26', '>=1.2,<2', ' 1.26.*', ' 1.26 py311_0', or ''
+
 
 
 def _conda_file(root: Path, rel: str) -> tuple[list[str], list[CondaDep], list[str]]:
@@ -241,22 +297,34 @@ def _conda_dep(text: str, rel: str) -> CondaDep:
     m = _CONDA_SPEC.match(text.strip())
     if not m:
         raise ProjectError(f"{rel}: dependencies: {text!r} is not a conda package spec")
-    version = (m.group("version") or "").replace(" ", "")
+    rest = m.group("rest").strip()
+    if not rest:
+        version = ""
+    elif rest[0] in "=<>!~":  # operator form: spaces inside carry no meaning (">=1.2, <2")
+        version = rest.replace(" ", "")
+    else:  # space form: the separating space is part of the spec ("numpy 1.26.*" != "numpy1.26.*")
+        parts = rest.split()
+        if len(parts) > 2 or not re.fullmatch(r"[0-9A-Za-z*.+!_,|<>=-]+", parts[0]):
+            raise ProjectError(f"{rel}: dependencies: {text!r} is not a conda package spec")
+        version = " " + " ".join(parts)
     return CondaDep(m.group("channel"), m.group("name").lower(), version)
 
 
-def canonical_conda(root: Path, rel: str, channel_map: Mapping[str, str] | None = None) -> str:
+def canonical_conda(root: Path, rel: str,
+                    channel_map: Mapping[str, str] | None = None) -> tuple[str, tuple[str, ...]]:
     """The conda file as canonical YAML: channel order kept (it is priority), the rest sorted;
-    channels renamed by ``channel_map`` (e.g. defaults -> conda-forge)."""
+    channels renamed by ``channel_map`` (e.g. defaults -> conda-forge). Local code in its pip
+    section is returned apart, for the project image."""
     channels, deps, pip = _conda_file(root, rel)
     cmap = channel_map or {}
     channels = [cmap.get(c, c) for c in channels]
     dep_lines = sorted({(f"{cmap.get(d.channel, d.channel)}::" if d.channel else "") + d.name + d.version
                         for d in deps})
     body: dict[str, Any] = {"channels": list(dict.fromkeys(channels)), "dependencies": dep_lines}
-    if pip:
-        body["dependencies"].append({"pip": list(_canonical_lines(root, pip, rel, seen={rel}))})
-    return yaml.safe_dump(body, sort_keys=True, default_flow_style=False)
+    index, local = _split_local(_canonical_lines(root, pip, rel, seen={rel}))
+    if index:
+        body["dependencies"].append({"pip": list(index)})
+    return yaml.safe_dump(body, sort_keys=True, default_flow_style=False), local
 
 
 def conda_to_pypi(root: Path, rel: str) -> tuple[str | None, tuple[str, ...]]:
@@ -267,7 +335,7 @@ def conda_to_pypi(root: Path, rel: str) -> tuple[str | None, tuple[str, ...]]:
     unavailable = []
     for d in deps:
         if d.name == "python":
-            python = _major_minor(d.version.lstrip("="), f"{rel}: python") if d.version else None
+            python = _python_version(d.version.lstrip("="), f"{rel}: python") if d.version else None
             continue
         if d.name in CONDA_SKIP:
             continue
@@ -285,6 +353,7 @@ def conda_to_pypi(root: Path, rel: str) -> tuple[str | None, tuple[str, ...]]:
 
 def _pypi_version(v: str) -> str:
     """conda match spec version -> PEP 440: '=1.2' -> '==1.2.*', '==1.2.3=py_0' -> '==1.2.3'."""
+    v = v.strip().split(" ")[0]  # a build string means nothing to PyPI
     if not v:
         return ""
     if v.startswith("=="):

@@ -5,9 +5,11 @@ image (environment + code), tagged by the source key on top. If a tag exists, no
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..config import Settings
 from ..project.source import Source
@@ -19,7 +21,10 @@ WORKDIR = "/project"
 LABEL_PROJECT = "dockrun.project"
 LABEL_ENV = "dockrun.env-hash"
 LABEL_SOURCE = "dockrun.source"
-ENV_TEMPLATES = {"uv": "env-uv.Dockerfile.j2", "micromamba": "env-micromamba.Dockerfile.j2"}
+ENV_TEMPLATES = {"uv": "env-uv.Dockerfile.j2", "conda": "env-conda.Dockerfile.j2",
+                 "micromamba": "env-micromamba.Dockerfile.j2"}
+# What the conda template runs in its install stage: shipped in the build context, keyed like a template.
+CONDA_INSTALLER = Path(__file__).with_name("conda_install.py")
 PROJECT_TEMPLATE = "project.Dockerfile.j2"
 
 
@@ -31,13 +36,23 @@ class ImagePlan:
     env_image: str  # the environment image's reference (the given image for docker_env/system)
     project_image: str
     source_key: str
+    source_key_is_tree_hash: bool
     env_labels: Mapping[str, str] = field(default_factory=dict)
     project_labels: Mapping[str, str] = field(default_factory=dict)
 
 
+_MAX_NAME = 64
+
+
 def repo_name(name: str) -> str:
-    """A Docker repository component from a project name."""
-    cleaned = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("._-")
+    """A valid Docker repository component from any project name: lower case, separators Docker
+    accepts between alphanumerics only (so `my..proj` -> `my-proj`), and a bounded length (a long
+    name keeps a hash of itself, so two long names stay apart)."""
+    cleaned = re.sub(r"[^a-z0-9]+", lambda m: "." if m.group() == "." else "_" if m.group() == "_" else "-",
+                     name.lower()).strip("._-")
+    if len(cleaned) > _MAX_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        cleaned = cleaned[:_MAX_NAME - 9].rstrip("._-") + "-" + digest
     return cleaned or "project"
 
 
@@ -46,6 +61,8 @@ def environment_key(env: EnvSpec) -> str:
     so a template change makes a new key for every backend alike."""
     template = ENV_TEMPLATES.get(env.kind)
     text = templates.template_source(template) if template else ""
+    if env.kind == "conda":
+        text += CONDA_INSTALLER.read_text(encoding="utf-8")
     return env.key(text + templates.template_source(PROJECT_TEMPLATE))
 
 
@@ -61,6 +78,7 @@ def plan_images(project: ProjectSpec, source: Source, env: EnvSpec, settings: Se
         env_image=env_image,
         project_image=f"{prefix}dockrun-{name}:{source.key[:20]}-{env_key[:12]}",
         source_key=source.key,
+        source_key_is_tree_hash=source.key_is_tree_hash,
         env_labels={LABEL_ENV: env_key},
         project_labels={
             LABEL_PROJECT: project.name,
@@ -76,9 +94,10 @@ def env_dockerfile(plan: ImagePlan, settings: Settings) -> str:
         ENV_TEMPLATES[env.kind],
         base_image=env.base_image,
         micromamba_image=env.micromamba_image,
+        installer_image=env.installer_image,
         python=env.python,
         ca_bundle=settings.ca_bundle is not None,
-        build_args=sorted(k for k in settings.build_args if k.upper() not in _PREDEFINED_ARGS),
+        build_args=_declared_build_args(settings),
         channel_alias=None,
     )
 
@@ -86,5 +105,26 @@ def env_dockerfile(plan: ImagePlan, settings: Settings) -> str:
 _PREDEFINED_ARGS = {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "FTP_PROXY", "ALL_PROXY"}
 
 
-def project_dockerfile(plan: ImagePlan) -> str:
-    return templates.render(PROJECT_TEMPLATE, env_image=plan.env_image, workdir=WORKDIR)
+def _declared_build_args(settings: Settings) -> list[str]:
+    return sorted(k for k in settings.build_args if k.upper() not in _PREDEFINED_ARGS)
+
+
+# Where each kind of environment lives in its image (local code is installed into it).
+PREFIXES = {"uv": "/opt/dockrun/venv", "conda": "/opt/dockrun/conda", "micromamba": "/opt/dockrun/conda"}
+
+
+def local_code(plan: ImagePlan) -> tuple[str, ...]:
+    """The project's own code to install in the project image (none where nothing is installed)."""
+    return plan.env.local_code if plan.env.kind in PREFIXES else ()
+
+
+def project_dockerfile(plan: ImagePlan, settings: Settings) -> str:
+    return templates.render(
+        PROJECT_TEMPLATE,
+        env_image=plan.env_image,
+        workdir=WORKDIR,
+        local_code=local_code(plan),
+        prefix=PREFIXES.get(plan.env.kind, ""),
+        ca_bundle=settings.ca_bundle is not None,
+        build_args=_declared_build_args(settings),
+    )

@@ -1,11 +1,11 @@
 """A local folder as a project source, keyed by the content hash of its tree."""
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from ..errors import SourceError
 from .git import local_git_info
-from .source import Source
+from .source import Source, clean_subdirectory
 from .treehash import tree_hash
 
 
@@ -24,13 +24,13 @@ def resolve_folder(uri: str, version: str | None = None) -> Source:
     info = local_git_info(root)
     commit, dirty = info if info else (None, False)
     return Source(uri=str(root), root=root, key=tree_hash(root), commit=commit, dirty=dirty,
-                  subdirectory=subdirectory)
+                  subdirectory=subdirectory, key_is_tree_hash=True)
 
 
 def _subdirectory(root: Path, sub: str, uri: str) -> Path:
-    if sub.startswith("/") or ".." in PurePosixPath(sub).parts:
-        raise SourceError(f"{uri}: subdirectory {sub!r} must be relative to the project and may not contain '..'")
-    target = root / sub
+    target = root / clean_subdirectory(sub, uri)
     if not target.is_dir():
         raise SourceError(f"{uri}: subdirectory {sub!r} does not exist")
+    if not target.resolve().is_relative_to(root):  # a symlink out of the project
+        raise SourceError(f"{uri}: subdirectory {sub!r} leads outside the project")
     return target

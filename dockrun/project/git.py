@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
-import posixpath
 import re
 import secrets
 import shutil
@@ -32,7 +32,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from ..errors import SourceError
-from .source import Source
+from ..locks import make_private_dir
+from .source import Source, clean_subdirectory
 
 # scheme://userinfo@ ; the userinfo runs to the last "@" before the path (passwords may hold "@").
 _USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/?#]*)@", re.IGNORECASE)
@@ -42,6 +43,7 @@ _URL_USERINFO_ANYWHERE = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@", re.IG
 _HEX = re.compile(r"[0-9a-f]{4,64}", re.IGNORECASE)
 _FULL_SHA_LENGTHS = (40, 64)  # SHA-1 and SHA-256 object names
 _HTTP_SCHEMES = ("http://", "https://")
+log = logging.getLogger("dockrun")
 
 # Variables that would point git at some other repository than the one named by -C / cwd.
 _REPO_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
@@ -49,7 +51,14 @@ _REPO_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTOR
 
 _ASKPASS = """#!/bin/sh
 # Written by dockrun. Git runs this to ask for credentials; dockrun passes the values only in the
-# environment of the git process it starts, so no secret is ever stored here.
+# environment of the git process it starts, so no secret is ever stored here. Git asks for every
+# host that answers 401 (a submodule elsewhere, a redirect): answer only for the project's own.
+url=${1#*\\'}
+url=${url%\\'*}
+scheme=${url%%://*}
+rest=${url#*://}
+rest=${rest##*@}
+[ "$scheme://$rest" = "$DOCKRUN_GIT_ASKPASS_ORIGIN" ] || exit 1
 case "$1" in
   Username*) printf '%s\\n' "$DOCKRUN_GIT_ASKPASS_USERNAME" ;;
   *) printf '%s\\n' "$DOCKRUN_GIT_ASKPASS_PASSWORD" ;;
@@ -90,11 +99,19 @@ def redact(uri: str) -> str:
     if m:
         is_http = m["scheme"].lower().removeprefix("git+") in _HTTP_SCHEMES
         if is_http or ":" in m["userinfo"]:
-            return m["scheme"] + "***@" + uri[m.end():]
-        return uri
+            return m["scheme"] + "***@" + _redact_query(uri[m.end():])
+        return _redact_query(uri)
     if "://" not in uri and _SCP_PASSWORD.match(uri):
         return "***@" + uri.split("@", 1)[1]
-    return uri
+    return _redact_query(uri)
+
+
+def _redact_query(uri: str) -> str:
+    base, q, rest = uri.partition("?")
+    if not q:
+        return uri
+    query, hashmark, fragment = rest.partition("#")
+    return base + "?***" + hashmark + fragment
 
 
 def local_git_info(path: Path) -> tuple[str, bool] | None:
@@ -131,6 +148,8 @@ def resolve_git(uri: str, version: str | None, home: Path | None) -> Source:
             _sweep(cache, remote.key)
             commit = _resolve_commit(git, cache, version)
             tree = _ensure_tree(git, cache, commit)
+            if not _is_full_sha(version):
+                _remember_resolved(cache, remote, version, commit)
     return _source(uri, remote, tree, sub)
 
 
@@ -165,8 +184,13 @@ def _parse_uri(uri: str) -> tuple[_Remote, str]:
     display = redact(base)
     if not base or base.startswith("-"):
         raise SourceError(f"{display or uri!r}: not a Git URI")
-    sub = _clean_subdirectory(sub, display)
+    sub = clean_subdirectory(sub, display)
     url = base[4:] if base.lower().startswith("git+") else base
+    if "?" in url:  # a token in the query would sit in argv and in the mirror's config
+        raise SourceError(f"{display}: a query string in a Git URI is not supported; give a token as "
+                          "DOCKRUN_GIT_PASSWORD (or MLFLOW_GIT_PASSWORD) instead")
+    if "://" not in url and _SCP_PASSWORD.match(url):
+        raise SourceError(f"{display}: a password in an scp-like URI is not supported; use an SSH key or agent")
     if not url.lower().startswith(_HTTP_SCHEMES):
         m = _USERINFO.match(url)
         if m and ":" in m["userinfo"]:
@@ -184,18 +208,15 @@ def _parse_uri(uri: str) -> tuple[_Remote, str]:
                    password if password is not None else _env_credential("PASSWORD")), sub
 
 
+def _origin(url: str) -> str:
+    """scheme://host[:port], as git names the server when it asks for credentials."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme.lower()}://{rest.split('/', 1)[0].rsplit('@', 1)[-1]}"
+
+
 def _env_credential(kind: str) -> str | None:
     # MLflow's variables too, so an `mlflow run` user's setup works unchanged.
     return os.environ.get(f"DOCKRUN_GIT_{kind}") or os.environ.get(f"MLFLOW_GIT_{kind}") or None
-
-
-def _clean_subdirectory(sub: str, display: str) -> str:
-    if not sub:
-        return ""
-    if sub.startswith("/") or "\\" in sub or ".." in sub.split("/"):
-        raise SourceError(f"{display}: subdirectory {sub!r} must be a relative path without '..'")
-    sub = posixpath.normpath(sub)
-    return "" if sub == "." else sub
 
 
 def _clean_version(version: str | None, remote: _Remote) -> str | None:
@@ -232,6 +253,7 @@ class _Git:
         config: tuple[str, ...] = ()
         if remote.has_credentials:
             env.update(GIT_ASKPASS=str(_askpass(cache)),
+                       DOCKRUN_GIT_ASKPASS_ORIGIN=_origin(remote.url),
                        DOCKRUN_GIT_ASKPASS_USERNAME=remote.username or "",
                        DOCKRUN_GIT_ASKPASS_PASSWORD=remote.password or "")
             # No credential helper: it could override our values or store them on disk.
@@ -307,6 +329,7 @@ class _Cache:
 
     def make_dirs(self) -> None:
         # Mirrors may hold private code: only the user may read the cache.
+        make_private_dir(self.root.parent)  # DOCKRUN_HOME itself, when the clone cache comes first
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         for sub in ("mirrors", "trees", "locks"):
             (self.root / sub).mkdir(exist_ok=True)
@@ -400,8 +423,16 @@ def _resolve_commit(git: _Git, cache: _Cache, version: str | None) -> str:
         f"refs/heads/{version}", f"refs/tags/{version}", f"refs/tags/{version}^{{}}"]
     if version and version.startswith("refs/"):
         patterns.append(version)
-    out = git.run("ls-remote", "--symref", git.remote.url, *patterns, cwd=cache.root)
-    hit = _RemoteRefs.parse(out).find(version)
+    proc = git.probe("ls-remote", "--symref", git.remote.url, *patterns, cwd=cache.root)
+    if proc.returncode != 0:
+        reason = _diagnose(proc.stderr.decode("utf-8", "replace"), git.remote)
+        last = _last_resolved(cache, git.remote, version)
+        if reason in _OFFLINE and last and cache.tree(last).is_dir():
+            log.warning("%s: %s; using commit %s, which %s named when last reached", display, reason,
+                        last[:12], version or "the default branch")
+            return last
+        raise SourceError(f"{display}: {reason}")
+    hit = _RemoteRefs.parse(proc.stdout.decode("utf-8", "replace")).find(version)
     if hit:
         ref, commit = hit
         return _ensure_commit(git, cache, commit, version, ref)
@@ -413,6 +444,31 @@ def _resolve_commit(git: _Git, cache: _Cache, version: str | None) -> str:
         if found:
             return found
     raise SourceError(f"{display}: no branch, tag or commit named {version!r}")
+
+
+_OFFLINE = ("cannot reach the host", "cannot resolve the host")
+
+
+def _resolved_file(cache: _Cache, remote: _Remote, version: str | None) -> Path:
+    name = hashlib.sha256(f"{remote.key}\0{version or 'HEAD'}".encode()).hexdigest()[:32]
+    return cache.root / "resolved" / name
+
+
+def _last_resolved(cache: _Cache, remote: _Remote, version: str | None) -> str | None:
+    try:
+        commit = _resolved_file(cache, remote, version).read_text().strip()
+    except OSError:
+        return None
+    return commit if _is_full_sha(commit) else None
+
+
+def _remember_resolved(cache: _Cache, remote: _Remote, version: str | None, commit: str) -> None:
+    """What a branch or tag named when the remote was last reached: the offline fallback."""
+    path = _resolved_file(cache, remote, version)
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f".{path.name}-{secrets.token_hex(4)}")
+    tmp.write_text(commit + "\n")
+    os.replace(tmp, path)
 
 
 def _is_full_sha(version: str | None) -> bool:

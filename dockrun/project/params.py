@@ -13,7 +13,7 @@ from ..errors import ParameterError, ProjectError
 from .spec import EntryPoint, Parameter
 
 _REMOTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:/")
-_BOOLS = {"true": "true", "false": "false", "1": "true", "0": "false", "yes": "true", "no": "false"}
+_BOOLS = ("true", "false", "1", "0", "yes", "no")  # any case; passed on as typed, as mlflow run does
 _KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -99,6 +99,8 @@ def render_command(
         base = Path(placement.project_dir) if from_default else cwd
         value, mount = _convert(p, str(raw), entry_point.name, base, mount=not from_default)
         values[p.name] = value
+        if mount and downloaded and p.name in downloaded:
+            mount = Mount(mount.path, read_only=True)  # the shared cached copy: a run must not alter it
         if mount:
             mounts.append(mount)
     extras = {k: str(v) for k, v in given.items() if k not in declared}
@@ -157,41 +159,72 @@ def _convert(p: Parameter, raw: str, ep: str, cwd: Path, mount: bool) -> tuple[s
         return raw, None
     if p.type == "bool":
         if raw.lower() not in _BOOLS:
-            raise ParameterError(f"{where}: expected true or false, got {raw!r}")
-        return _BOOLS[raw.lower()], None
-    if p.type in ("path", "uri"):
+            raise ParameterError(f"{where}: expected true or false (or 1/0, yes/no), got {raw!r}")
+        return raw, None
+    if p.type == "uri":
+        # As mlflow run: a URI is passed on as given, and a bare local path is not a URI.
+        if raw.startswith("file:"):
+            local = _file_uri_path(raw, where)
+            return raw, _mount_for(local, where) if mount else None
+        if not is_remote(raw):
+            raise ParameterError(f"{where}: expected a URI (such as s3://..., https://... or file:///...), "
+                                 f"got {raw!r}; declare the parameter as path for local files")
+        return raw, None
+    if p.type == "path":
         if is_remote(raw):
-            return raw, None  # a uri as given; a remote path is downloaded first (``downloads``)
-        local = raw[len("file://") :] if raw.startswith("file://") else raw
+            return raw, None  # downloaded first (``downloads``), then rendered again
+        local = _file_uri_path(raw, where) if raw.startswith("file:") else raw
         absolute = os.path.normpath(os.path.join(cwd, os.path.expanduser(local)))
         return absolute, _mount_for(absolute, where) if mount else None
     return raw, None
 
 
-DOWNLOADABLE = ("s3://",)
+def _file_uri_path(uri: str, where: str) -> str:
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
+        raise ParameterError(f"{where}: {uri!r}: expected file:///absolute/path")
+    return unquote(parsed.path)
+
+
+# What project.inputs downloads (tests/test_inputs_remote.py keeps the two in step); the second
+# group goes through MLflow's artifact repositories and needs dockrun[mlflow] (checked there).
+DOWNLOADABLE = ("s3://", "http://", "https://", "dbfs:/",
+                "runs:/", "models:/", "mlflow-artifacts:/", "gs://", "wasbs://", "abfss://", "ftp://",
+                "sftp://", "hdfs:/", "viewfs:/", "b2://", "r2://")
 
 
 def _check_downloadable(uri: str, where: str) -> None:
     if not uri.startswith(DOWNLOADABLE):
         scheme = uri.split(":", 1)[0]
-        raise ParameterError(f"{where}: cannot download {scheme}: paths (supported: s3://); "
+        raise ParameterError(f"{where}: cannot download {scheme}: paths (supported: s3://, http(s)://, "
+                             "dbfs:/, and with dockrun[mlflow] runs:/, models:/, gs://, wasbs://, ...); "
                              "pass a local path, or declare the parameter as uri")
 
 
 def _mount_for(path: str, where: str) -> Mount:
-    # A path that does not exist yet is usually an output: mount its parent so it can be created.
-    target = path if os.path.isdir(path) else os.path.dirname(path)
+    """Mount no more than the parameter names: an existing file or folder read-only at its own
+    path; a path that does not exist yet (an output) through its folder, read-write."""
+    if os.path.lexists(path):
+        if os.path.realpath(path) == "/":
+            raise ParameterError(f"{where}: {path!r} would mount the root directory; use a path in a folder")
+        return Mount(path=path, read_only=True)
+    target = os.path.dirname(path)
     if target in ("", "/"):
         raise ParameterError(f"{where}: {path!r} would mount the root directory; use a path in a folder")
     if not os.path.isdir(target):
-        raise ParameterError(f"{where}: folder {target!r} does not exist")
+        raise ParameterError(f"{where}: no such file or directory {path!r} (nor its folder {target!r})")
     return Mount(path=target)
 
 
 def _dedupe(mounts: list[Mount]) -> tuple[Mount, ...]:
-    """Drop mounts already covered by a mount of a parent directory."""
+    """Drop mounts already covered by a mount of a parent directory that allows at least as much
+    (a read-write output folder inside a read-only input folder is kept: it is mounted on top)."""
     out: list[Mount] = []
-    for m in sorted(set(mounts), key=lambda m: m.path):
-        if not any(m.path == o.path or m.path.startswith(o.path.rstrip("/") + "/") for o in out):
+    for m in sorted(set(mounts), key=lambda m: (m.path, m.read_only)):
+        covered = any((m.path == o.path or m.path.startswith(o.path.rstrip("/") + "/"))
+                      and (m.read_only or not o.read_only) for o in out)
+        if not covered:
             out.append(m)
     return tuple(out)

@@ -20,6 +20,9 @@ log = logging.getLogger("dockrun")
 PARAM_TYPES = ("string", "str", "float", "double", "int", "integer", "long", "bool", "boolean", "path", "uri")
 # Aliases seen in real MLproject files; each maps to the type whose validation it gets.
 _TYPE_ALIASES = {"str": "string", "double": "float", "integer": "int", "long": "int", "boolean": "bool"}
+# Scripts runnable by path without an MLproject entry, as under `mlflow run -e`. MLflow wraps .R in
+# its R package's mlflow_source(); the images hold no such package, so plain Rscript runs it.
+_SCRIPT_INTERPRETERS = {".py": "python", ".sh": "bash", ".R": "Rscript"}
 
 
 @dataclass(frozen=True)
@@ -61,19 +64,27 @@ class ProjectSpec:
         if name in self.entry_points:
             return self.entry_points[name]
         path = PurePosixPath(name.replace("\\", "/"))
-        if path.suffix in (".py", ".sh"):
+        if path.suffix in _SCRIPT_INTERPRETERS:
             if path.is_absolute() or ".." in path.parts:
                 raise ProjectError(f"entry point {name!r}: a script entry point must be a path inside the project")
             if not (self.root / path).is_file():
                 raise ProjectError(f"entry point {name!r}: no such file in the project")
-            interpreter = "python" if path.suffix == ".py" else "bash"
+            if not (self.root / path).resolve().is_relative_to(self.root.resolve()):  # a symlink out
+                raise ProjectError(f"entry point {name!r}: a script entry point must be a path inside the project")
+            interpreter = _SCRIPT_INTERPRETERS[path.suffix]
             return EntryPoint(name=name, command=f"{interpreter} {shlex.quote(str(path))}")
         known = ", ".join(sorted(self.entry_points)) or "none declared"
         where = "MLproject" if self.mlproject else self.name
         raise ProjectError(
             f"{where}: entry_points: no entry point {name!r} (declared: {known}; "
-            "or give a .py/.sh path relative to the project root)"
+            "or give a .py/.sh/.R path relative to the project root)"
         )
+
+
+def yaml_problem(e: Exception) -> str:
+    """What is wrong with a YAML text, on one line (PyYAML's own messages span several)."""
+    problem = getattr(e, "problem", None) or str(e)
+    return str(problem).strip().splitlines()[0] if str(problem).strip() else type(e).__name__
 
 
 def find_mlproject(root: Path) -> Path | None:
@@ -93,7 +104,7 @@ def load_project(root: Path) -> ProjectSpec:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ProjectError(f"{path.name}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        raise ProjectError(f"{path.name}: not valid YAML{where}: {yaml_problem(e)}") from None
     if not isinstance(data, dict):
         raise ProjectError(f"{path.name}: expected a mapping with name, an environment and entry_points")
     return _from_mlproject(root, path.name, data)

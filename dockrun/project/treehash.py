@@ -12,6 +12,7 @@ import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 ALWAYS_IGNORED = (".git", ".dockrun")
 
@@ -124,22 +125,55 @@ def walk(root: Path) -> list[Entry]:
     return entries
 
 
+class TreeDigest:
+    """The source key of a tree, fed entry by entry: by ``tree_hash`` from the files, and by the
+    build context and the Databricks archive from the very bytes they pack, so what is packed can
+    be checked against the key it will be stored under."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+
+    def link(self, relpath: str, target: str) -> None:
+        data = target.encode()
+        self._h.update(relpath.encode() + b"\0l\0" + b"%d\0" % len(data) + data)
+
+    def file(self, relpath: str, mode: int, size: int) -> None:
+        # Only the executable bit matters to a build; other bits vary by umask. The length prefix
+        # keeps one file's bytes from passing for the next entry's header.
+        kind = b"x" if mode & 0o111 else b"f"
+        self._h.update(relpath.encode() + b"\0" + kind + b"\0" + b"%d\0" % size)
+
+    def data(self, chunk: bytes) -> None:
+        self._h.update(chunk)
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+    def reader(self, f: BinaryIO) -> BinaryIO:
+        """``f``, with everything read from it also fed to the digest."""
+        return _Tee(f, self)
+
+
+class _Tee:
+    def __init__(self, f: BinaryIO, digest: TreeDigest):
+        self._f, self._digest = f, digest
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self._f.read(n)
+        self._digest.data(chunk)
+        return chunk
+
+
 def tree_hash(root: Path) -> str:
     """SHA-256 over sorted (path, mode, content) entries: renames, mode changes and edits all
     change it; file order on disk and timestamps do not."""
-    h = hashlib.sha256()
+    digest = TreeDigest()
     for entry in walk(root):
-        h.update(entry.relpath.encode() + b"\0")
-        # Only the executable bit matters to a build; other bits vary by umask.
-        kind = "l" if stat.S_ISLNK(entry.mode) else ("x" if entry.mode & 0o111 else "f")
-        h.update(kind.encode() + b"\0")
-        if kind == "l":
-            data = os.readlink(entry.path).encode()
-            h.update(b"%d\0" % len(data) + data)
-        else:
-            # The length prefix keeps one file's bytes from passing for the next entry's header.
-            h.update(b"%d\0" % entry.path.stat().st_size)
-            with open(entry.path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()
+        if stat.S_ISLNK(entry.mode):
+            digest.link(entry.relpath, os.readlink(entry.path))
+            continue
+        digest.file(entry.relpath, entry.mode, entry.path.stat().st_size)
+        with open(entry.path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.data(chunk)
+    return digest.hexdigest()

@@ -7,6 +7,7 @@ is set last, by whoever removed the container: a run with ``ended`` set is over 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 import uuid
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..locks import file_lock
+from ..locks import file_lock, make_private_dir
 
 ACTIVE = ("SCHEDULED", "RUNNING")
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
@@ -113,7 +114,7 @@ class RunStore:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        self.home.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.home)
         with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA busy_timeout = 30000")
@@ -137,8 +138,10 @@ class RunStore:
     def get(self, run_id: str) -> RunRecord | None:
         with self._db() as db:
             row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if row is None and len(run_id) >= 4:  # a unique prefix is enough, as with git
-                rows = db.execute("SELECT * FROM runs WHERE run_id LIKE ? LIMIT 2", (run_id + "%",)).fetchall()
+            if row is None and _PREFIX.fullmatch(run_id):  # a unique prefix is enough, as with git
+                # substr, not LIKE: a prefix is matched as text, never as a pattern
+                rows = db.execute("SELECT * FROM runs WHERE substr(run_id, 1, ?) = ? LIMIT 2",
+                                  (len(run_id), run_id)).fetchall()
                 row = rows[0] if len(rows) == 1 else None
         return _from_row(row) if row else None
 
@@ -203,10 +206,14 @@ def _to_row(r: RunRecord) -> dict[str, Any]:
 
 
 def _from_row(row: sqlite3.Row) -> RunRecord:
-    data = dict(row)
+    # Columns a newer dockrun added are not this one's to read: an older version keeps working.
+    data = {k: v for k, v in dict(row).items() if k in RunRecord.__dataclass_fields__}
     data["parameters"] = json.loads(data["parameters"])
     data["dirty"] = bool(data["dirty"])
     return RunRecord(**data)
+
+
+_PREFIX = re.compile(r"[0-9a-f]{4,32}")
 
 
 def new_run_id() -> str:

@@ -1,2 +1,3 @@
-"""MLflow tracking: where a run is tracked (decided from the request, pure) and the REST adapter
-that creates MLflow runs and reports their end."""
+"""MLflow tracking: where a run is tracked (decided from the request, pure), the tags it gets, and
+the adapters that create MLflow runs and report their end: REST for a server or Databricks,
+MLflow's own client for a local store."""

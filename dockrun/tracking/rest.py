@@ -1,5 +1,5 @@
 """MLflow tracking over its REST API (no mlflow dependency on the host): the thin HTTP adapter
-that creates MLflow runs and reports their end."""
+that creates MLflow runs and reports their end, for a tracking server or Databricks' hosted MLflow."""
 from __future__ import annotations
 
 import base64
@@ -9,14 +9,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from .target import TrackingTarget
 
 
 class MlflowRest:
-    def __init__(self, uri: str, environ: Mapping[str, str]):
+    def __init__(self, uri: str, environ: Mapping[str, str], token: str | None = None):
         self.uri = uri.rstrip("/")
         self.headers = {"Content-Type": "application/json"}
-        if environ.get("MLFLOW_TRACKING_TOKEN"):
+        if token:  # a Databricks workspace's
+            self.headers["Authorization"] = f"Bearer {token}"
+        elif environ.get("MLFLOW_TRACKING_TOKEN"):
             self.headers["Authorization"] = f"Bearer {environ['MLFLOW_TRACKING_TOKEN']}"
         elif environ.get("MLFLOW_TRACKING_USERNAME"):
             pair = f"{environ['MLFLOW_TRACKING_USERNAME']}:{environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
@@ -70,6 +71,11 @@ class MlflowRest:
                 {"key": k, "value": str(v)[:6000]} for k, v in params.items()]})
         return run_id
 
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        if tags:
+            self._call("POST", "runs/log-batch", {"run_id": run_id, "tags": [
+                {"key": k, "value": v} for k, v in tags.items()]})
+
     def get_run(self, run_id: str) -> dict[str, Any]:
         return self._call("GET", "runs/get", query={"run_id": run_id})["run"]
 
@@ -82,15 +88,3 @@ class TrackingError(ConfigError):
         super().__init__(f"MLflow tracking server answered {status} {error_code}: {message}".strip())
         self.error_code = error_code
 
-
-def start_tracked_run(target: TrackingTarget, environ: Mapping[str, str], tags: Mapping[str, str],
-                      params: Mapping[str, str]) -> tuple[str, str]:
-    """Create the MLflow run for a dockrun run (or resume ``--run-id``); returns (experiment_id,
-    mlflow_run_id)."""
-    rest = MlflowRest(target.uri, environ)
-    if target.mlflow_run_id:
-        run = rest.get_run(target.mlflow_run_id)
-        return run["info"]["experiment_id"], target.mlflow_run_id
-    experiment_id = target.experiment_id or (rest.experiment_id(target.experiment_name)
-                                             if target.experiment_name else "0")
-    return experiment_id, rest.create_run(experiment_id, target.run_name, tags, params)

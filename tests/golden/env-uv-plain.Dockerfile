@@ -2,11 +2,12 @@
 FROM python:3.12-slim AS install
 
 ENV UV_NO_CACHE=1 \
-    UV_PYTHON_PREFERENCE=system \
+    UV_PYTHON_PREFERENCE=only-system \
+    UV_PYTHON_DOWNLOADS=never \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /tmp/dockrun/tools \
- && /tmp/dockrun/tools/bin/pip install --quiet uv
+ && /tmp/dockrun/tools/bin/pip install --quiet uv==0.13.9
 COPY requirements.txt /tmp/dockrun/requirements.txt
 RUN /tmp/dockrun/tools/bin/uv venv --seed --python python3 /opt/dockrun/venv \
  && VIRTUAL_ENV=/opt/dockrun/venv /tmp/dockrun/tools/bin/uv pip install --requirement /tmp/dockrun/requirements.txt

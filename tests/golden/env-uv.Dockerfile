@@ -9,11 +9,16 @@ ARG PIP_INDEX_URL
 ARG UV_DEFAULT_INDEX
 
 ENV UV_NO_CACHE=1 \
-    UV_PYTHON_PREFERENCE=system \
+    UV_PYTHON_PREFERENCE=only-system \
+    UV_PYTHON_DOWNLOADS=never \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python3 -c "import platform, sys; have, want = platform.python_version(), '3.11'; \
+sys.exit(0 if have == want or have.startswith(want + '.') else \
+'dockrun-check: the base image python:3.11-slim has Python ' + have + ', the project pins Python ' + want + \
+'; use a base image with it (--base-image)')"
 RUN python3 -m venv /tmp/dockrun/tools \
- && /tmp/dockrun/tools/bin/pip install --quiet uv
+ && /tmp/dockrun/tools/bin/pip install --quiet uv==0.13.9
 COPY requirements.txt /tmp/dockrun/requirements.txt
 RUN /tmp/dockrun/tools/bin/uv venv --seed --python 3.11 /opt/dockrun/venv \
  && VIRTUAL_ENV=/opt/dockrun/venv /tmp/dockrun/tools/bin/uv pip install --requirement /tmp/dockrun/requirements.txt

@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from ...databricks_api.workspace import workspace
 from ...errors import ConfigError
 from ...project.params import Placement
 from ...store.records import RunStore, new_run_id
 from ..handle import new_record
 from ..outcome import record_end
-from .config import Cluster, cluster_from_config, workspace
+from .config import Cluster, cluster_from_config
 
 if TYPE_CHECKING:
     from ...request import PreparedRun, RunRequest
@@ -47,7 +48,7 @@ class DatabricksBackend:
         """Upload what DBFS lacks, submit, record; return the run."""
         import os
 
-        from .client import DatabricksClient
+        from ...databricks_api.client import DatabricksClient
         from .run import DatabricksRun
         from .submit import LauncherTask, cluster_libraries, project_archive, submit_body
 
@@ -56,7 +57,7 @@ class DatabricksBackend:
         archive = f"{DBFS_ROOT}/projects/{source.key[:32]}.tar.gz"
         if not client.exists(archive):  # content-addressed: the same code is uploaded once
             log(f"uploading the project to {archive}")
-            client.upload(archive, project_archive(source.root))
+            client.upload(archive, project_archive(source.root, source.key if source.key_is_tree_hash else None))
         launcher_text = LAUNCHER.read_bytes()
         launcher = f"{DBFS_ROOT}/launcher/{hashlib.sha256(launcher_text).hexdigest()[:16]}.py"
         if not client.exists(launcher):

@@ -1,8 +1,7 @@
-"""Remote mode's settings, checked before anything is sent: the workspace and its credentials,
-and the cluster the run goes to (pure)."""
+"""Remote mode's settings, checked before anything is sent: the cluster the run goes to (pure).
+The workspace and its credentials are `databricks_api.workspace`."""
 from __future__ import annotations
 
-import configparser
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,29 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Workspace:
-    host: str
-    token: str
-
-
-def workspace(environ: Mapping[str, str], config_file: Path | None = None) -> Workspace:
-    """DATABRICKS_HOST / DATABRICKS_TOKEN, else the DEFAULT profile of ~/.databrickscfg."""
-    host, token = environ.get("DATABRICKS_HOST"), environ.get("DATABRICKS_TOKEN")
-    cfg = config_file or Path(environ.get("DATABRICKS_CONFIG_FILE", "~/.databrickscfg")).expanduser()
-    if (not host or not token) and cfg.is_file():
-        parser = configparser.ConfigParser()
-        parser.read(cfg)
-        profile = environ.get("DATABRICKS_CONFIG_PROFILE", "DEFAULT")
-        section = parser[profile] if profile in parser else parser.defaults()
-        host, token = host or section.get("host"), token or section.get("token")
-    if not host or not token:
-        raise ConfigError("--backend databricks: set DATABRICKS_HOST and DATABRICKS_TOKEN (or ~/.databrickscfg)")
-    if not host.startswith(("https://", "http://")):
-        host = "https://" + host
-    return Workspace(host.rstrip("/"), token)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
+from ...databricks_api.client import DatabricksClient
+from ...databricks_api.workspace import workspace
 from ...errors import DockrunError
 from ...store.records import ACTIVE, RunRecord, RunStore
 from ..handle import RunHandle
 from ..outcome import record_end
-from .client import DatabricksClient
-from .config import workspace
 
 POLL_S = float(os.environ.get("DOCKRUN_DATABRICKS_POLL_S", "5"))
 

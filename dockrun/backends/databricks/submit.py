@@ -9,18 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...images.environment import EnvSpec, conda_to_pypi
+from ...errors import SourceError
+from ...images.environment import EnvSpec, conda_to_pypi, is_local_code
 from ...project.spec import ProjectSpec
-from ...project.treehash import walk
+from ...project.treehash import TreeDigest, walk
 from .config import Cluster
 
 
 def cluster_libraries(env: EnvSpec, project: ProjectSpec) -> list[dict[str, Any]]:
     if env.kind == "uv":
         return [{"pypi": {"package": req}} for req in env.requirements]
-    if env.kind == "micromamba":  # the cluster has no conda: its PyPI-installable part, translated
+    if env.kind in ("conda", "micromamba"):  # the cluster has no conda: its PyPI-installable part, translated
         _, reqs = conda_to_pypi(project.root, project.env_file or "conda.yaml")
-        return [{"pypi": {"package": req}} for req in reqs]
+        return [{"pypi": {"package": req}} for req in reqs if not is_local_code(req)]
     return []
 
 
@@ -61,16 +62,30 @@ def submit_body(task_in: LauncherTask, cluster: Cluster, env: EnvSpec,
     return {"run_name": f"dockrun {task_in.project} {run_id}", "tasks": [task], "idempotency_token": run_id}
 
 
-def project_archive(root: Path) -> bytes:
-    """A deterministic tar.gz of the tree an image would get (.dockerignore honoured, no .git)."""
+def project_archive(root: Path, expected_key: str | None = None) -> bytes:
+    """A deterministic tar.gz of the tree an image would get (.dockerignore honoured, no .git).
+    With ``expected_key`` (a tree hash), what was packed must be that tree: the archive is
+    uploaded under that key."""
     raw = io.BytesIO()
+    digest = TreeDigest()
     with tarfile.open(fileobj=raw, mode="w") as tar:
         for entry in walk(root):
             info = tar.gettarinfo(str(entry.path), arcname=entry.relpath)
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
             if info.isfile():
-                with open(entry.path, "rb") as f:
-                    tar.addfile(info, f)
+                digest.file(entry.relpath, entry.mode, info.size)
+                try:
+                    with open(entry.path, "rb") as f:
+                        tar.addfile(info, digest.reader(f))
+                except OSError:
+                    raise _changed(root) from None
             else:
+                digest.link(entry.relpath, info.linkname)
                 tar.addfile(info)
+    if expected_key is not None and digest.hexdigest() != expected_key:
+        raise _changed(root)
     return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def _changed(root: Path) -> SourceError:
+    return SourceError(f"{root}: the project's files changed while dockrun was reading them; run again")

@@ -26,6 +26,7 @@ class RunContext:
     docker_env: DockerEnv | None = None
     docker_args: Mapping[str, str] | None = None
     extra_env: Mapping[str, str] | None = None
+    extra_mounts: tuple[tuple[str, str, str], ...] = ()  # (host, container, ro|rw): a local MLflow store
     host_network: bool = False  # the MLflow server is on the host's loopback
 
 
@@ -57,6 +58,7 @@ def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) ->
     env.update(ctx.extra_env or {})
     mounts = [(m.path, m.path, "ro" if m.read_only else "rw") for m in ctx.rendered.mounts]
     mounts.append((str(ctx.outputs), str(ctx.outputs), "rw"))
+    mounts.extend(ctx.extra_mounts)
     volumes = list(ctx.docker_env.volumes if ctx.docker_env else ()) + special.get("v", []) + special.get("volume", [])
     for vol in volumes:
         mounts.append(_volume(vol))
@@ -65,14 +67,23 @@ def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) ->
     user = f"{uid}:{gid}"
     for u in special.get("user", []) + special.get("u", []):
         user = u
+    workdir = WORKDIR
+    for w in special.get("workdir", []) + special.get("w", []):
+        workdir = w
+    labels = {}
+    for item in special.get("label", []) + special.get("l", []):
+        name, _, value = item.partition("=")
+        labels[name] = value
+    # `-A rm` asks for what dockrun always does: the container is removed when the run is over.
+    labels.update({LABEL_RUN: ctx.run_id, "dockrun.project": ctx.project})  # dockrun's own win
     return ContainerSpec(
         image=ctx.image,
         command=("sh", "-c", ctx.rendered.command),
         name=f"dockrun-{ctx.run_id}",
-        labels={LABEL_RUN: ctx.run_id, "dockrun.project": ctx.project},
+        labels=labels,
         environment=env,
         mounts=tuple(mounts),
-        working_dir=WORKDIR,
+        working_dir=workdir,
         user=user,
         options=options,
     )

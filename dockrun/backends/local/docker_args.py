@@ -45,23 +45,45 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "cpuset-cpus": ("cpuset_cpus", str),
     "ipc": ("ipc_mode", str),
     "pid": ("pid_mode", str),
-    "privileged": ("privileged", lambda v: True),
-    "t": ("tty", lambda v: True),
-    "tty": ("tty", lambda v: True),
-    "i": ("stdin_open", lambda v: True),
-    "interactive": ("stdin_open", lambda v: True),
+    "privileged": ("privileged", lambda v: _flag(v)),
+    "t": ("tty", lambda v: _flag(v)),
+    "tty": ("tty", lambda v: _flag(v)),
+    "i": ("stdin_open", lambda v: _flag(v)),
+    "interactive": ("stdin_open", lambda v: _flag(v)),
     "hostname": ("hostname", str),
     "runtime": ("runtime", str),
     "ulimit": ("ulimits", lambda v: _ulimit(v)),
     "cap-add": ("cap_add", lambda v: [v]),
     "cap-drop": ("cap_drop", lambda v: [v]),
     "security-opt": ("security_opt", lambda v: [v]),
-    "add-host": ("extra_hosts", lambda v: dict([v.split(":", 1)])),
+    "add-host": ("extra_hosts", lambda v: _host(v)),
     "dns": ("dns", lambda v: [v]),
-    "read-only": ("read_only", lambda v: True),
+    "read-only": ("read_only", lambda v: _flag(v)),
 }
-# Handled by dockrun itself, not as create() options.
-SPECIAL = {"e", "env", "v", "volume", "user", "u", "workdir", "w", "rm", "name", "label", "l"}
+# Handled by dockrun itself (container.py), not as create() options; every repeat applies.
+SPECIAL = {"e", "env", "v", "volume", "user", "u", "workdir", "w", "label", "l", "rm"}
+# What dockrun decides and a -A option may not change, with the reason given to the user.
+REFUSED = {"name": "dockrun names containers dockrun-<run id> (find them by the dockrun.run-id label)",
+           "d": "use dockrun run --detach", "detach": "use dockrun run --detach",
+           "entrypoint": "the entry point's command is the container's command"}
+
+
+def _flag(v: str) -> bool:
+    """``-A privileged`` or ``privileged=true`` turns a flag on; ``=false`` (or False from the API)
+    leaves it off, as docker's own ``--privileged=false`` does."""
+    value = v.strip().lower()
+    if value in ("", "true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _host(v: str) -> dict[str, str]:
+    name, sep, address = v.partition(":")
+    if not sep or not name or not address:
+        raise ValueError("expected HOST:ADDRESS")
+    return {name: address}
 
 
 def _ulimit(v: str) -> list[Any]:
@@ -72,24 +94,32 @@ def _ulimit(v: str) -> list[Any]:
     return [docker.types.Ulimit(name=name, soft=int(soft), hard=int(hard or soft))]
 
 
-def parse_pairs(items: list[str] | tuple[str, ...] | Mapping[str, str] | None) -> dict[str, str]:
-    """``["shm-size=1g", "t"]`` or a mapping -> ``{"shm-size": "1g", "t": ""}``."""
+def parse_pairs(items: list[str] | tuple[str, ...] | Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """``["shm-size=1g", "t", "e=A=1", "e=B=2"]`` -> ``[("shm-size", "1g"), ("t", ""), ("e", "A=1"),
+    ("e", "B=2")]``: repeated keys all apply. From the API, a mapping's list values repeat the key
+    and ``False`` is a flag left off."""
     if not items:
-        return {}
+        return []
     if isinstance(items, Mapping):
-        return {str(k): "" if v is None or v is True else str(v) for k, v in items.items()}
-    out = {}
+        pairs = []
+        for k, v in items.items():
+            for one in (v if isinstance(v, (list, tuple)) else [v]):
+                pairs.append((str(k), "" if one is None or one is True else "false" if one is False else str(one)))
+        return pairs
+    out = []
     for item in items:
         key, _, value = item.partition("=")
-        out[key.strip().lstrip("-")] = value
+        out.append((key.strip().lstrip("-"), value))
     return out
 
 
-def to_create_options(args: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """docker-py options, plus the special keys (env, volume, ...) for execution.py to merge."""
+def to_create_options(args: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """docker-py options, plus the special keys (env, volume, ...) for container.py to merge."""
     options: dict[str, Any] = {}
     special: dict[str, list[str]] = {}
-    for key, value in args.items():
+    for key, value in args:
+        if key in REFUSED:
+            raise ConfigError(f"--docker-args {key}: not accepted: {REFUSED[key]}")
         if key in SPECIAL:
             special.setdefault(key, []).append(value)
             continue
@@ -103,6 +133,10 @@ def to_create_options(args: Mapping[str, str]) -> tuple[dict[str, Any], dict[str
             raise ConfigError(f"--docker-args {key}={value}: {e}") from None
         if isinstance(converted, list) and isinstance(options.get(option), list):
             options[option] = options[option] + converted
+        elif isinstance(converted, dict) and isinstance(options.get(option), dict):
+            options[option] = {**options[option], **converted}
+        elif converted is False:
+            options.pop(option, None)  # a flag turned off is not sent at all
         else:
             options[option] = converted
     return options, special

@@ -156,12 +156,13 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
     spec = container_spec(ctx)  # validates -A and env passthrough before anything is recorded
     experiment_id = mlflow_run_id = None
     if tracking:
-        from ...tracking.rest import start_tracked_run
-        from ...tracking.target import container_env
+        from ...tracking.runs import start_tracked_run
+        from ...tracking.tags import logged_params
 
-        experiment_id, mlflow_run_id = start_tracked_run(tracking, os.environ, mlflow_tags(prepared, run_id),
-                                                         prepared.rendered.values)
-        ctx = dataclasses.replace(ctx, extra_env=container_env(tracking, experiment_id, mlflow_run_id, os.environ))
+        started = start_tracked_run(tracking, os.environ, mlflow_tags(prepared, run_id, image_id),
+                                    logged_params(prepared.entry_point, request.parameters))
+        experiment_id, mlflow_run_id = started.experiment_id, started.run_id
+        ctx = dataclasses.replace(ctx, extra_env=started.env, extra_mounts=started.mounts)
         spec = container_spec(ctx)
     outputs.mkdir(parents=True, exist_ok=True)
     store.insert(dataclasses.replace(
@@ -192,15 +193,18 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
     return run
 
 
-def mlflow_tags(prepared: PreparedRun, run_id: str) -> dict[str, str]:
-    source = prepared.source
-    tags = {"mlflow.source.name": source.uri, "mlflow.source.type": "PROJECT",
-            "mlflow.project.entryPoint": prepared.entry_point.name, "mlflow.project.backend": "dockrun",
-            "mlflow.user": os.environ.get("USER", str(os.getuid())), "dockrun.run-id": run_id,
-            "mlflow.project.env": prepared.env.kind}
-    if source.commit:
-        tags["mlflow.source.git.commit"] = source.commit
-    return tags
+def mlflow_tags(prepared: PreparedRun, run_id: str, image_id: str) -> dict[str, str]:
+    """The tags `mlflow run` sets on a project run, for this run's source, entry point and image."""
+    import getpass
+
+    from ...tracking.tags import project_tags
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name and a uid without a passwd entry: as MLflow's default
+        user = "unknown"
+    return project_tags(prepared.source, prepared.entry_point.name, prepared.env.kind,
+                        prepared.plan.project_image, image_id, user, run_id)
 
 
 def _start_supervisor(home: Path, run_id: str, attached: bool, run_dir: Path) -> int:

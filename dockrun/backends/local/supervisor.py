@@ -44,6 +44,11 @@ def supervise(store: RunStore, docker: Docker, run_id: str, watch_driver: bool) 
 
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the driver, which cancels
+    current = store.get(run_id)
+    if current is None or current.status != "SCHEDULED":  # cancelled while being submitted
+        docker.remove(container)
+        record_end(store, run_id, current.status if current else "KILLED", None, "cancelled before it started")
+        return
     exit_code: int | None = None
     try:
         run_dir = store.run_dir(run_id)

@@ -1,5 +1,6 @@
 """The Databricks REST adapter (DBFS API 2.0, Jobs API 2.1): urllib, tenacity retries for transport
-errors, 429 and 5xx; a 4xx is a one-line DatabricksError."""
+errors, 429 and 5xx; a 4xx is a one-line DatabricksError. Shared by the Databricks backend and by
+`dbfs:/` path inputs, so it sits below both."""
 from __future__ import annotations
 
 import base64
@@ -7,8 +8,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ...errors import RemoteError
-from .config import Workspace
+from ..errors import RemoteError
+from .workspace import Workspace
 
 BLOCK = 1 << 20  # DBFS put and add-block take at most 1 MB per call
 
