@@ -44,13 +44,16 @@ def execute(
     experiment_id: str | None = None,
     tracking_uri: str | None = None,
     mlflow_run_id: str | None = None,
+    dev: bool = False,
 ) -> RunHandle:
     """Run a project in a container (or on Databricks) and return the submitted run.
 
     ``synchronous=True`` streams the run's output (to ``stdout``/``stderr``, default the
     process's), returns when the run is over and raises ExecutionError if it did not finish;
     Ctrl-C cancels it. ``synchronous=False`` returns as soon as the run has started; a local run
-    goes on under its own supervisor process even if the caller exits.
+    goes on under its own supervisor process even if the caller exits. ``dev=True`` runs a local
+    folder's code in place (mounted at the project root) in the environment image: nothing is
+    built for the code.
     """
     request = RunRequest(
         uri=uri, entry_point=entry_point, version=version,
@@ -61,7 +64,7 @@ def execute(
         experiment_name=experiment_name, experiment_id=experiment_id, run_name=run_name,
         tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
         storage_dir=Path(storage_dir).expanduser().resolve() if storage_dir else None,
-        base_image=base_image, rebuild=rebuild, cwd=Path.cwd(),
+        base_image=base_image, rebuild=rebuild, cwd=Path.cwd(), dev=dev,
     )
     return submit(request, log=log, output=(stdout, stderr))
 

@@ -21,6 +21,10 @@ ENV_MANAGER_HELP = ("As in mlflow run: local = the image's own Python, nothing i
                     "python_env.yaml / requirements.txt -> virtualenv, docker_env -> its image. none = local.")
 
 
+DEV_HELP = ("Mount the project folder at the project root instead of baking it into an image: edits are "
+            "live on the next run, nothing is built for the code (local folders only).")
+
+
 def _safe(line: str) -> str:
     # Messages quote what projects and remotes say: never let that drive the terminal.
     return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in line)
@@ -86,12 +90,13 @@ def cli() -> None:
 @click.option("--build-image", is_flag=True, hidden=False,
               help="Accepted for mlflow run compatibility: dockrun always builds the code into the image.")
 @click.option("--detach", is_flag=True, help="Print the run ID and return at once.")
+@click.option("--dev", is_flag=True, help=DEV_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="No build output.")
 def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...], docker_args: tuple[str, ...],
         backend: str, backend_config: str | None, env_manager: str, base_image: str | None, rebuild: bool,
         storage_dir: str | None, experiment_name: str | None, experiment_id: str | None,
         run_name: str | None, tracking_uri: str | None, mlflow_run_id: str | None, build_image: bool,
-        detach: bool, quiet: bool) -> None:
+        detach: bool, dev: bool, quiet: bool) -> None:
     """Run the project at URI (a folder or a Git URI, optionally #subdirectory)."""
     from pathlib import Path
 
@@ -104,7 +109,7 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         env_manager=env_manager, synchronous=not detach, experiment_name=experiment_name,
         experiment_id=experiment_id, run_name=run_name, tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
         storage_dir=Path(storage_dir).expanduser().resolve() if storage_dir else None, base_image=base_image,
-        rebuild=rebuild, cwd=Path.cwd(),
+        rebuild=rebuild, cwd=Path.cwd(), dev=dev,
     )
     submitted = submit(request, log=(lambda line: None) if quiet else None)
     if detach:
@@ -130,6 +135,36 @@ def build_cmd(uri: str, version: str | None, tag: str | None, push: bool, rebuil
     request = RunRequest(uri=uri, version=version, env_manager=env_manager, base_image=base_image, rebuild=rebuild)
     ref = build_project(request, tag=tag, push=push, quiet=quiet)
     click.echo(ref)
+
+
+@cli.command("shell")
+@click.argument("uri")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD ...]")
+@click.option("-v", "--version", "version", help="Git commit, branch or tag (Git URIs only).")
+@click.option("-e", "--entry-point", default="main", show_default=True,
+              help="Entry point whose path parameters are mounted; its command is in $DOCKRUN_COMMAND.")
+@click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=VALUE", help="A parameter (repeatable).")
+@click.option("-A", "--docker-args", "docker_args", multiple=True, metavar="KEY[=VALUE]",
+              help="A docker run option, as for run (repeatable).")
+@click.option("--env-manager", default="auto", show_default=True, type=click.Choice(ENV_MANAGERS),
+              help=ENV_MANAGER_HELP)
+@click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
+@click.option("--dev", is_flag=True, help=DEV_HELP)
+@click.option("-q", "--quiet", is_flag=True, help="No build output.")
+def shell_cmd(uri: str, command: tuple[str, ...], version: str | None, entry_point: str, params: tuple[str, ...],
+              docker_args: tuple[str, ...], env_manager: str, base_image: str | None, dev: bool, quiet: bool) -> None:
+    """A shell (bash if the image has it, else sh), or CMD, in the project's image, as a run of the
+    entry point would see it: same user, working directory, variables and mounts. Exits with CMD's
+    exit code; the container is removed."""
+    from pathlib import Path
+
+    from .request import RunRequest
+    from .shell import open_shell
+
+    request = RunRequest(uri=uri, entry_point=entry_point, version=version, parameters=_pairs(params, "-P"),
+                         docker_args=docker_args, env_manager=env_manager, base_image=base_image, cwd=Path.cwd(),
+                         dev=dev)
+    sys.exit(open_shell(request, command, quiet=quiet))
 
 
 @cli.group()

@@ -21,9 +21,10 @@ from .backends import Backend
 from .config import load_settings
 from .errors import ConfigError
 from .images.environment import env_spec
-from .images.plan import environment_key, plan_images
+from .images.plan import environment_key, local_code, plan_images
+from .project.archive import is_archive_uri
 from .project.params import render_command
-from .project.resolve import resolve_source
+from .project.resolve import is_git_uri, resolve_source, unquote_uri
 from .project.spec import load_project
 from .request import FLAGS, PreparedImage, PreparedRun, RunRequest
 from .tracking.target import tracking_target
@@ -46,8 +47,13 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
     """Validate the whole request for ``backend``; returns what its ``submit`` takes."""
     environ = os.environ if environ is None else environ
     check_options(request, backend)
+    if request.dev:
+        check_dev_source(request.uri)
     backend_config = backend.configure(request, environ)  # a bad cluster spec fails before any Git fetch
     image = prepare_image(request)
+    if request.dev and local_code(image.plan):
+        raise ConfigError("--dev: the environment installs the project's own code (-e .), which only an "
+                          "image build can do; run without --dev")
     ep = image.project.entry_point(request.entry_point)
     rendered = render_command(ep, request.parameters, cwd=request.cwd, placement=backend.placement)
     tracking = None
@@ -66,6 +72,14 @@ def check_options(request: RunRequest, backend: Backend) -> None:
     if unsupported:
         flags = ", ".join(FLAGS.get(name, name) for name in unsupported)
         raise ConfigError(f"{flags}: not supported by backend {backend.name}")
+
+
+def check_dev_source(uri: str) -> None:
+    """--dev runs the code of a folder the user edits; a Git URI or an archive has none to mount.
+    The URI is not quoted back: it may carry credentials."""
+    uri = unquote_uri(uri)
+    if is_archive_uri(uri) or is_git_uri(uri):
+        raise ConfigError("--dev: the project must be a local folder, not a Git URI or an archive")
 
 
 def fetch_inputs(prepared: PreparedRun, log: Callable[[str], None]) -> PreparedRun:

@@ -41,6 +41,9 @@ class RunRequest:
     base_image: str | None = None
     rebuild: bool = False
     cwd: Path | None = None  # relative path parameters are taken from here (default: the process's)
+    # Run in the environment image with the project folder mounted read-write at the project root:
+    # edits are live on the next run and no image is built for the code.
+    dev: bool = False
 
     def given(self) -> dict[str, str]:
         """The options the user set to something other than their default, by field name."""
@@ -55,7 +58,7 @@ FLAGS = {
     "backend_config": "--backend-config", "env_manager": "--env-manager", "synchronous": "--detach",
     "experiment_name": "--experiment-name", "experiment_id": "--experiment-id", "run_name": "--run-name",
     "tracking_uri": "--tracking-uri", "mlflow_run_id": "--run-id", "storage_dir": "--storage-dir",
-    "base_image": "--base-image", "rebuild": "--rebuild",
+    "base_image": "--base-image", "rebuild": "--rebuild", "dev": "--dev",
 }
 
 

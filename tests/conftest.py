@@ -111,14 +111,11 @@ class Registry:
                    or ("http.request.method=PUT" in line) or ("http.request.method=PATCH" in line))
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory, base_image: str):
-    """A real registry v2 (Debian's docker-registry) on 127.0.0.1 with a free port."""
+def start_registry(root: Path, port: int) -> subprocess.Popen:
+    """A real registry v2 (Debian's docker-registry) on 127.0.0.1:``port``, storing under ``root``."""
     binary = shutil.which("docker-registry")
     if not binary:
         unavailable("docker-registry is not installed (apt-get install docker-registry)")
-    root = tmp_path_factory.mktemp("registry")
-    port = free_port()
     config = root / "config.yml"
     config.write_text(textwrap.dedent(f"""
         version: 0.1
@@ -127,7 +124,7 @@ def registry(tmp_path_factory, base_image: str):
         http: {{addr: "127.0.0.1:{port}"}}
     """))
     log = root / "registry.log"
-    with open(log, "wb") as f:
+    with open(log, "ab") as f:
         proc = subprocess.Popen([binary, "serve", str(config)], stdout=f, stderr=subprocess.STDOUT)
     import time
     import urllib.request
@@ -135,13 +132,20 @@ def registry(tmp_path_factory, base_image: str):
     for _ in range(100):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-            break
+            return proc
         except OSError:
             time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail(f"registry did not start: {log.read_text()[-500:]}")
-    yield Registry(f"127.0.0.1:{port}", log)
+    proc.kill()
+    pytest.fail(f"registry did not start: {log.read_text()[-500:]}")
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory, base_image: str):
+    """A real registry v2 (Debian's docker-registry) on 127.0.0.1 with a free port."""
+    root = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    proc = start_registry(root, port)
+    yield Registry(f"127.0.0.1:{port}", root / "registry.log")
     proc.terminate()
     proc.wait(timeout=10)
 

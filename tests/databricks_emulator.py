@@ -16,6 +16,12 @@ in a scratch folder, with the emulator's environment plus the cluster's ``spark_
 ``DOCKRUN_DBFS_FUSE=<dbfs_root>``. Clusters mount DBFS at /dbfs; that variable is the emulator's
 stand-in for the mount, and dockrun's launcher maps ``dbfs:/x`` and ``/dbfs/x`` below it when set.
 Libraries are recorded (``submitted``), never installed.
+
+A wrong token is answered as Databricks answers it: 403 with ``{"error_code": 403, "message":
+"Invalid access token."}`` (a missing one: 401). Faults a real workspace shows can be injected per
+path: ``fail_next`` (429/5xx, optionally with Retry-After; not applied), ``drop_reply`` (applied,
+then the connection is closed unanswered), ``html_next`` (a 200 login page), ``rewrite`` (change
+successful answers, e.g. to report states a newer Databricks may send).
 """
 from __future__ import annotations
 
@@ -804,6 +810,9 @@ def kill(proc: subprocess.Popen[bytes], grace_s: float) -> None:
             continue
 
 
+LOGIN_PAGE = (b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>"
+              b"<form action=\"/login\">Sign in to continue</form></body></html>")
+
 # ---- HTTP -------------------------------------------------------------------------------------
 
 Route = Callable[[Any], dict[str, Any]]
@@ -838,6 +847,9 @@ class DatabricksEmulator:
         self.requests: list[tuple[str, str, int]] = []
         self.errors: list[str] = []
         self._server: ThreadingHTTPServer | None = None
+        self._faults_lock = threading.Lock()
+        self._faults: dict[str, list[tuple[Any, ...]]] = {}
+        self._rewrites: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
         self._routes: dict[tuple[str, str], tuple[Route, set[str] | None]] = {
             # (method, path) -> (handler, allowed query parameters, or None for a JSON body)
             ("POST", "/api/2.0/dbfs/put"): (self.dbfs.put, None),
@@ -888,20 +900,84 @@ class DatabricksEmulator:
             path = path[len("/dbfs"):]
         return self.dbfs.file(dbfs_path(path, "path", accept_dbfs_scheme=True))
 
+    # fault injection: each arms the next request(s) to one path ("/api/2.0/dbfs/add-block")
+    def fail_next(self, path: str, status: int, retry_after: float | None = None, times: int = 1) -> None:
+        """Refuse the next ``times`` requests to ``path`` with ``status`` (not applied), as a busy or
+        failing workspace does: 429 REQUEST_LIMIT_EXCEEDED, 503 TEMPORARILY_UNAVAILABLE, else
+        INTERNAL_ERROR; ``retry_after`` (seconds) is sent as the Retry-After header."""
+        self._arm(path, ("fail", status, retry_after), times)
+
+    def drop_reply(self, path: str, times: int = 1) -> None:
+        """Apply the next ``times`` requests to ``path``, then close the connection unanswered: the
+        client cannot tell whether its request took effect."""
+        self._arm(path, ("drop",), times)
+
+    def html_next(self, path: str, times: int = 1) -> None:
+        """Answer the next ``times`` requests to ``path`` with 200 and an HTML login page (what an
+        SSO proxy in front of a private-link workspace sends), without applying them."""
+        self._arm(path, ("html",), times)
+
+    def rewrite(self, path: str, change: Callable[[dict[str, Any]], dict[str, Any]] | None) -> None:
+        """Pass every successful JSON answer for ``path`` through ``change`` (None: stop), e.g. to
+        report states a newer Databricks may send."""
+        with self._faults_lock:
+            if change is None:
+                self._rewrites.pop(path, None)
+            else:
+                self._rewrites[path] = change
+
+    def _arm(self, path: str, fault: tuple[Any, ...], times: int) -> None:
+        with self._faults_lock:
+            self._faults.setdefault(path, []).extend([fault] * times)
+
+    def _fault(self, path: str) -> tuple[Any, ...] | None:
+        with self._faults_lock:
+            queue = self._faults.get(urlsplit(path).path)
+            return queue.pop(0) if queue else None
+
     # request handling
     def serve(self, req: BaseHTTPRequestHandler, method: str) -> None:
+        fault = self._fault(req.path)
+        headers: dict[str, str] = {}
+        if fault is not None and fault[0] == "html":
+            req.rfile.read(int(req.headers.get("Content-Length") or 0))
+            self.requests.append((method, req.path, 200))
+            self._send(req, 200, LOGIN_PAGE, "text/html; charset=utf-8")
+            return
         try:
+            if fault is not None and fault[0] == "fail":
+                req.rfile.read(int(req.headers.get("Content-Length") or 0))
+                _, status, retry_after = fault
+                if retry_after is not None:
+                    headers["Retry-After"] = str(retry_after)
+                code = {429: "REQUEST_LIMIT_EXCEEDED", 503: "TEMPORARILY_UNAVAILABLE"}.get(status, "INTERNAL_ERROR")
+                raise ApiError(status, code, f"injected {status} for {urlsplit(req.path).path}")
             status, answer = 200, self._answer(req, method)
+            change = self._rewrites.get(urlsplit(req.path).path)
+            if change is not None:
+                answer = change(answer)
         except ApiError as e:
             status, answer = e.status, {"error_code": e.code, "message": e.message}
+            if e.status == 403 and e.code == "403":  # the published body of a refused token: a number
+                answer["error_code"] = 403
         except Exception:  # an emulator bug: recorded for the tests, answered as Databricks would
             self.errors.append(traceback.format_exc())
             status, answer = 500, {"error_code": "INTERNAL_ERROR", "message": "emulator error (see .errors)"}
+        if fault is not None and fault[0] == "drop":
+            self.requests.append((method, req.path, 0))  # 0: applied, never answered
+            req.close_connection = True
+            return
         self.requests.append((method, req.path, status))
-        data = json.dumps(answer).encode()
+        self._send(req, status, json.dumps(answer).encode(), "application/json", headers)
+
+    @staticmethod
+    def _send(req: BaseHTTPRequestHandler, status: int, data: bytes, kind: str,
+              headers: Mapping[str, str] | None = None) -> None:
         req.send_response(status)
-        req.send_header("Content-Type", "application/json")
+        req.send_header("Content-Type", kind)
         req.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            req.send_header(name, value)
         req.end_headers()
         req.wfile.write(data)
 
@@ -920,8 +996,11 @@ class DatabricksEmulator:
 
     def _authenticate(self, header: str | None) -> None:
         scheme, _, given = (header or "").partition(" ")
-        if scheme != "Bearer" or not secrets.compare_digest(given.strip(), self.token):
+        if scheme != "Bearer" or not given.strip():
             raise ApiError(401, "UNAUTHENTICATED", "a valid bearer token is required (Authorization: Bearer <token>)")
+        if not secrets.compare_digest(given.strip(), self.token):
+            # What Databricks answers for a wrong or expired token: 403, and a number as error_code.
+            raise ApiError(403, "403", "Invalid access token.")
 
     def _no_route(self, method: str, path: str) -> ApiError:
         # Databricks routes on method and path together: a wrong method finds no API either.

@@ -153,6 +153,13 @@ class _GitHandler(BaseHTTPRequestHandler):
         self.server.log.append((self.command, self.path, authorized))
         if self.command == "POST" and self.server.held.is_set():
             self.server.released.wait(30)  # a stalled transfer, for interrupting a client mid-way
+        fault = self.server.faults[0] if self.server.faults else None
+        if fault == "500":
+            self.server.faults.pop(0)
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if not authorized:
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="git"')
@@ -169,9 +176,14 @@ class _GitHandler(BaseHTTPRequestHandler):
             if self.headers.get(header):
                 env[var] = self.headers[header]
         out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
+        is_pack = self.command == "POST" and b"PACK" in out  # the response carries the pack
+        if fault == "drop" and is_pack:
+            self.server.faults.pop(0)
+            self._relay_cgi(out, cut=True)
+            return
         self._relay_cgi(out)
 
-    def _relay_cgi(self, out: bytes) -> None:
+    def _relay_cgi(self, out: bytes, cut: bool = False) -> None:
         sep = b"\r\n\r\n" if b"\r\n\r\n" in out else b"\n\n"
         head, _, payload = out.partition(sep)
         headers = [line.split(":", 1) for line in head.decode().splitlines() if ":" in line]
@@ -182,6 +194,11 @@ class _GitHandler(BaseHTTPRequestHandler):
                 self.send_header(key, value.strip())
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
+        if cut:  # the connection drops half-way through the pack
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
         self.wfile.write(payload)
 
 
@@ -193,6 +210,7 @@ class _GitHTTPServer(ThreadingHTTPServer):
         self.root, self.username, self.password = root, username, password
         self.log: list[tuple[str, str, bool]] = []  # (method, path, authorized) of every request
         self.held, self.released = threading.Event(), threading.Event()
+        self.faults: list[str] = []  # "500": answer the next request so; "drop": cut the next transfer
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # a client that hung up (as the interrupted one does) is no server error
@@ -229,6 +247,11 @@ class GitHttpServer:
         """From now on, every POST (where the packs flow) hangs until stop()."""
         assert self._server is not None
         self._server.held.set()
+
+    def fail_next(self, fault: str) -> None:
+        """"500": the next request gets a server error; "drop": the next pack transfer is cut."""
+        assert self._server is not None
+        self._server.faults.append(fault)
 
     def url(self, name: str, userinfo: str = "") -> str:
         return f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}/{name}"

@@ -2,6 +2,7 @@
 upload, submit, follow, logs, failure, cancel, records, and refusals before any request."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -13,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import write_project
-from databricks_emulator import databricks  # noqa: F401 - the fixture
+from databricks_emulator import DatabricksEmulator, databricks  # noqa: F401 - the fixture
+from dockrun.databricks_api.client import DatabricksClient
+from dockrun.databricks_api.workspace import Workspace
+from dockrun.errors import RemoteError
 
 PROJECT = {
     "MLproject": """
@@ -42,7 +46,7 @@ CLUSTER = {"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "nu
 @pytest.fixture
 def remote_env(databricks, home: Path) -> dict[str, str]:  # noqa: F811 - the fixture, imported
     return {"DATABRICKS_HOST": databricks.url, "DATABRICKS_TOKEN": databricks.token,
-            "DOCKRUN_DATABRICKS_POLL_S": "0.2"}
+            "DOCKRUN_DATABRICKS_POLL_S": "0.2", "DOCKRUN_DATABRICKS_RETRY_S": "20"}
 
 
 def _cluster_file(tmp_path: Path) -> str:
@@ -131,4 +135,103 @@ def test_refusals_before_any_request(cli, databricks, remote_env, tmp_path: Path
     assert len(databricks.requests) == before
     bad = cli("run", str(project), "-b", "databricks", "-c", _cluster_file(tmp_path), "-P", "d=dbfs:/x",
               env={**remote_env, "DATABRICKS_TOKEN": "wrong"})
-    assert bad.code == 2 and "Databricks answered 401" in bad.err and "wrong" not in bad.err
+    assert bad.code == 2 and "Databricks answered 403: Invalid access token." in bad.err and "wrong" not in bad.err
+
+
+# ---- faults a real workspace shows ------------------------------------------------------------
+
+BIG = {"MLproject": "name: big\nentry_points:\n  main: \"python check.py\"\n",
+       "check.py": "import hashlib; print('blob', hashlib.sha256(open('blob.bin', 'rb').read()).hexdigest())\n"}
+
+
+def _big_project(tmp_path: Path) -> tuple[Path, str]:
+    """A project whose archive needs several add-block calls (random bytes do not compress)."""
+    root = write_project(tmp_path / "big", BIG)
+    blob = os.urandom((5 << 20) // 2)
+    (root / "blob.bin").write_bytes(blob)
+    return root, hashlib.sha256(blob).hexdigest()
+
+
+def _archive(databricks: DatabricksEmulator) -> tuple[str, bytes]:  # noqa: F811
+    name = databricks.submitted[-1]["tasks"][0]["spark_python_task"]["parameters"][0]
+    return name, databricks.dbfs_file(name) or b""
+
+
+def test_a_dropped_add_block_reply_still_gives_the_task_intact_code(cli, databricks, remote_env,  # noqa: F811
+                                                                   tmp_path: Path) -> None:
+    root, want = _big_project(tmp_path)
+    databricks.drop_reply("/api/2.0/dbfs/add-block")  # applied, reply lost: a blind resend appends twice
+    r = cli("run", str(root), "-b", "databricks", "-c", _cluster_file(tmp_path), env=remote_env)
+    assert r.code == 0, r.out + r.err
+    assert f"blob {want}" in r.out
+    name, data = _archive(databricks)
+    assert name == f"dbfs:/dockrun/projects/{hashlib.sha256(data).hexdigest()}.tar.gz"
+    assert not [p for p in (databricks.dbfs_root / "dockrun/projects").iterdir() if ".part-" in p.name]
+
+
+def test_a_corrupt_archive_under_its_name_is_replaced_or_refused(cli, databricks, remote_env,  # noqa: F811
+                                                                 tmp_path: Path, project: Path) -> None:
+    args = ("run", str(project), "-b", "databricks", "-c", _cluster_file(tmp_path), "-P", "alpha=1")
+    assert cli(*args, env=remote_env).code == 0
+    name, data = _archive(databricks)
+    stored = databricks.dbfs_root / name[len("dbfs:/"):]
+    stored.write_bytes(data + data[:100])  # what a twice-applied block leaves: too long
+    r = cli(*args, env=remote_env)
+    assert r.code == 0 and "uploading the project" in r.err and stored.read_bytes() == data
+    stored.write_bytes(data[::-1])  # the right size, the wrong bytes: the launcher's checksum
+    r = cli(*args, env=remote_env)
+    assert r.code == 1 and "is corrupt (SHA-256" in r.out and "alpha" not in r.out
+
+
+def test_429_with_retry_after_is_waited_out(cli, databricks, remote_env, tmp_path: Path,  # noqa: F811
+                                            project: Path) -> None:
+    databricks.fail_next("/api/2.0/dbfs/put", 429, retry_after=1)
+    # More refusals than a fixed number of attempts would outlast: the time budget decides.
+    databricks.fail_next("/api/2.1/jobs/runs/submit", 429, retry_after=1, times=4)
+    start = time.monotonic()
+    r = cli("run", str(project), "-b", "databricks", "-c", _cluster_file(tmp_path), "-P", "alpha=2",
+            env=remote_env)
+    assert r.code == 0, r.err
+    assert "alpha: 2.0" in r.out and time.monotonic() - start >= 5
+    statuses = [s for _, p, s in databricks.requests if p == "/api/2.1/jobs/runs/submit"]
+    assert statuses == [429, 429, 429, 429, 200] and len(databricks.submitted) == 1
+
+
+def test_a_login_page_instead_of_json_is_one_line(cli, databricks, remote_env, tmp_path: Path,  # noqa: F811
+                                                  project: Path) -> None:
+    databricks.html_next("/api/2.0/dbfs/get-status")
+    r = cli("run", str(project), "-b", "databricks", "-c", _cluster_file(tmp_path), "-P", "alpha=1",
+            env=remote_env)
+    assert r.code == 1 and "Traceback" not in r.err and databricks.token not in r.err
+    last = r.err.strip().splitlines()[-1]
+    assert last.startswith(f"dockrun: error: Databricks {databricks.url}: ") and "text/html" in last
+    assert not databricks.submitted
+
+
+def test_an_unknown_life_cycle_state_is_not_an_end(cli, databricks, remote_env, tmp_path: Path,  # noqa: F811
+                                                   project: Path) -> None:
+    def newer(answer: dict) -> dict:  # a state this dockrun has never heard of, while the run runs
+        for state in [answer.get("state", {})] + [t.get("state", {}) for t in answer.get("tasks", [])]:
+            if state.get("life_cycle_state") in ("PENDING", "RUNNING", "TERMINATING"):
+                state["life_cycle_state"] = "SOME_FUTURE_STATE"
+        return answer
+
+    databricks.rewrite("/api/2.1/jobs/runs/get", newer)
+    r = cli("run", str(project), "-b", "databricks", "-c", _cluster_file(tmp_path), "-P", "alpha=0.5",
+            env=remote_env)
+    assert r.code == 0, r.err
+    assert "alpha: 0.5" in r.out
+
+
+def test_a_long_wait_is_said_and_the_budget_is_kept(databricks, monkeypatch) -> None:  # noqa: F811
+    lines: list[str] = []
+    client = DatabricksClient(Workspace(databricks.url, databricks.token), lines.append)
+    databricks.fail_next("/api/2.0/dbfs/get-status", 503, retry_after=2)
+    assert client.size("/nothing") is None
+    assert len(lines) == 1 and "503 TEMPORARILY_UNAVAILABLE; waiting 2 s" in lines[0]
+    monkeypatch.setenv("DOCKRUN_DATABRICKS_RETRY_S", "1")
+    databricks.fail_next("/api/2.0/dbfs/get-status", 429, retry_after=30)
+    start = time.monotonic()
+    with pytest.raises(RemoteError, match="429 REQUEST_LIMIT_EXCEEDED"):
+        client.size("/nothing")
+    assert time.monotonic() - start < 5 and databricks.token not in " ".join(lines)

@@ -3,6 +3,7 @@ DBFS semantics and limits, runs/submit validation, and real execution of spark_p
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import textwrap
@@ -84,7 +85,9 @@ def error(answer: tuple[int, dict[str, Any]]) -> tuple[int, str]:
 def test_auth_is_required(databricks: DatabricksEmulator) -> None:  # noqa: F811 - the fixture
     path = "/api/2.0/dbfs/get-status?path=/"
     assert error(call(databricks, "GET", path, token=NO_AUTH)) == (401, "UNAUTHENTICATED")
-    assert error(call(databricks, "GET", path, token="dapi-wrong")) == (401, "UNAUTHENTICATED")
+    # A wrong token is 403 with the body Databricks sends (error_code is a number there).
+    assert call(databricks, "GET", path, token="dapi-wrong") == (403, {"error_code": 403,
+                                                                     "message": "Invalid access token."})
     assert error(call(databricks, "GET", "/api/2.0/nothing", token=NO_AUTH)) == (401, "UNAUTHENTICATED")
     assert call(databricks, "GET", path)[0] == 200
     assert databricks.requests[0] == ("GET", path, 401)
@@ -178,6 +181,44 @@ def test_streaming_upload_in_1mb_blocks(databricks: DatabricksEmulator) -> None:
     assert error(call(databricks, "POST", "/api/2.0/dbfs/close", {"handle": 12345})) == (404, "RESOURCE_DOES_NOT_EXIST")
     assert error(call(databricks, "POST", "/api/2.0/dbfs/create", {"path": "/up/big.bin"})) == \
         (400, "RESOURCE_ALREADY_EXISTS")
+
+
+# ---- injected faults --------------------------------------------------------------------------
+
+def test_fail_next_refuses_without_applying_and_sends_retry_after(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    databricks.fail_next("/api/2.0/dbfs/put", 429, retry_after=3)
+    databricks.fail_next("/api/2.0/dbfs/put", 503)
+    req = urllib.request.Request(databricks.url + "/api/2.0/dbfs/put", method="POST", data=json.dumps(
+        {"path": "/f", "contents": b64(b"1")}).encode(), headers={"Authorization": f"Bearer {databricks.token}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=10)
+    assert refused.value.code == 429 and refused.value.headers["Retry-After"] == "3"
+    assert json.loads(refused.value.read())["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    assert error(put(databricks, "/f", b"1")) == (503, "TEMPORARILY_UNAVAILABLE")
+    assert databricks.dbfs_file("/f") is None  # neither was applied
+    assert put(databricks, "/f", b"1") == (200, {})  # the faults are used up
+    assert databricks.dbfs_file("/f") == b"1"
+
+
+def test_drop_reply_applies_the_request_then_closes_the_connection(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    handle = call(databricks, "POST", "/api/2.0/dbfs/create", {"path": "/d.bin"})[1]["handle"]
+    databricks.drop_reply("/api/2.0/dbfs/add-block")
+    with pytest.raises((ConnectionError, urllib.error.URLError, http.client.HTTPException)):
+        call(databricks, "POST", "/api/2.0/dbfs/add-block", {"handle": handle, "data": b64(b"abc")})
+    assert call(databricks, "POST", "/api/2.0/dbfs/add-block", {"handle": handle, "data": b64(b"abc")})[0] == 200
+    assert call(databricks, "POST", "/api/2.0/dbfs/close", {"handle": handle})[0] == 200
+    assert databricks.dbfs_file("/d.bin") == b"abcabc"  # the dropped block was applied: appends are not idempotent
+    assert ("POST", "/api/2.0/dbfs/add-block", 0) in databricks.requests
+
+
+def test_html_next_answers_a_login_page(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    databricks.html_next("/api/2.0/dbfs/get-status")
+    req = urllib.request.Request(databricks.url + "/api/2.0/dbfs/get-status?path=/",
+                                 headers={"Authorization": f"Bearer {databricks.token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/html")
+        assert resp.read().startswith(b"<!DOCTYPE html>")
+    assert call(databricks, "GET", "/api/2.0/dbfs/get-status?path=/")[0] == 200
 
 
 # ---- runs/submit validation -------------------------------------------------------------------

@@ -2,15 +2,18 @@
 body, the project archive."""
 from __future__ import annotations
 
+import ast
 import gzip
 import io
+import os
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from conftest import write_project
-from dockrun.backends.databricks.backend import ON_CLUSTER
+from dockrun.backends.databricks import launcher
+from dockrun.backends.databricks.backend import LAUNCHER, ON_CLUSTER
 from dockrun.backends.databricks.config import Cluster, cluster_from_config
 from dockrun.backends.databricks.submit import LauncherTask, project_archive, submit_body
 from dockrun.databricks_api.workspace import workspace
@@ -63,13 +66,14 @@ def test_remote_rendering_maps_dbfs_and_refuses_host_paths() -> None:
 
 def test_submit_body() -> None:
     env = EnvSpec(kind="docker", base_image="org/img:1")
-    task = LauncherTask("r1", "proj", "dbfs:/l.py", "dbfs:/p.tar.gz", "python t.py", "dbfs:/dockrun/runs/r1/outputs")
+    task = LauncherTask("r1", "proj", "dbfs:/l.py", "dbfs:/p.tar.gz", "python t.py", "dbfs:/dockrun/runs/r1/outputs",
+                        "ab12")
     body = submit_body(task, Cluster(SPEC, None), env, [{"pypi": {"package": "a==1"}}])
     task = body["tasks"][0]
     assert body["idempotency_token"] == "r1" and task["task_key"] == "dockrun"
     assert task["new_cluster"]["docker_image"] == {"url": "org/img:1"}
     assert task["spark_python_task"] == {"python_file": "dbfs:/l.py", "parameters": [
-        "dbfs:/p.tar.gz", "python t.py", "r1", "dbfs:/dockrun/runs/r1/outputs"]}
+        "dbfs:/p.tar.gz", "python t.py", "r1", "dbfs:/dockrun/runs/r1/outputs", "ab12"]}
     assert task["libraries"] == [{"pypi": {"package": "a==1"}}]
     existing = submit_body(LauncherTask("r2", "p", "l", "a", "c", "o"), Cluster(None, "c-1"),
                            EnvSpec("system", "b"), [])
@@ -93,3 +97,61 @@ def test_a_named_profile_never_borrows_another_profiles_token(tmp_path: Path) ->
     for profile in ("team", "missing"):  # a host without a token, or no such profile: never DEFAULT's
         with pytest.raises(ConfigError, match="set DATABRICKS_HOST and DATABRICKS_TOKEN"):
             workspace({**env, "DATABRICKS_CONFIG_PROFILE": profile})
+
+
+# ---- the launcher's unpacking (it runs on the cluster: any Python from 3.8, standard library only) -----
+
+def _tar(path: Path, members: list[tuple[str, bytes | str, bytes]]) -> str:
+    """(kind, name, data or link target) -> a tar.gz at ``path``."""
+    with tarfile.open(path, "w:gz") as tar:
+        for kind, name, data in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                info.type = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE, "hard": tarfile.LNKTYPE,
+                             "fifo": tarfile.FIFOTYPE}[kind]
+                info.linkname = data.decode()
+                tar.addfile(info)
+    return str(path)
+
+
+def test_the_launcher_is_python_3_8_and_standard_library_only() -> None:
+    tree = ast.parse(LAUNCHER.read_text(), feature_version=(3, 8))
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported <= {"hashlib", "os", "subprocess", "sys", "tarfile", "tempfile"}
+
+
+def test_the_launcher_unpacks_a_project_with_inner_links(tmp_path: Path) -> None:
+    archive = _tar(tmp_path / "ok.tar.gz", [("dir", "src", b""), ("file", "src/a.py", b"print(1)"),
+                                            ("sym", "link.py", b"src/a.py"), ("sym", "src/up", b".."),
+                                            ("hard", "copy.py", b"src/a.py")])
+    work = tmp_path / "work"
+    work.mkdir()
+    launcher.unpack(archive, str(work))
+    assert (work / "link.py").read_bytes() == b"print(1)" == (work / "copy.py").read_bytes()
+    assert os.readlink(work / "src/up") == ".."
+
+
+@pytest.mark.parametrize("members", [
+    [("file", "/etc/evil", b"x")],
+    [("file", "../evil", b"x")],
+    [("file", "a/../../evil", b"x")],
+    [("sym", "out", b"/etc")],
+    [("sym", "out", b"../../..")],
+    [("sym", "here", b"."), ("sym", "here/out", b"../x")],  # written through a link, it would leave
+    [("dir", "d", b""), ("sym", "d/a", b"../b"), ("sym", "b", b"../outside")],
+    [("hard", "h", b"../../etc/passwd")],
+    [("fifo", "pipe", b"")],
+    [("file", "twice", b"1"), ("file", "twice", b"2")],
+], ids=["absolute", "dotdot", "inner dotdot", "absolute link", "link out", "link through link", "link chain",
+        "hard link out", "fifo", "duplicate"])
+def test_the_launcher_refuses_members_outside_the_project(tmp_path: Path, members) -> None:  # noqa: ANN001
+    archive = _tar(tmp_path / "bad.tar.gz", members)
+    work = tmp_path / "sandbox" / "work"
+    work.mkdir(parents=True)
+    with pytest.raises(launcher.Refused):
+        launcher.unpack(archive, str(work))
+    assert sorted(p.name for p in (tmp_path / "sandbox").iterdir()) == ["work"]  # nothing written beside it

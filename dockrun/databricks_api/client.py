@@ -1,45 +1,93 @@
-"""The Databricks REST adapter (DBFS API 2.0, Jobs API 2.1): urllib, tenacity retries for transport
-errors, 429 and 5xx; a 4xx is a one-line DatabricksError. Shared by the Databricks backend and by
-`dbfs:/` path inputs, so it sits below both."""
+"""The Databricks REST adapter (DBFS API 2.0, Jobs API 2.1): urllib, tenacity retries; a 4xx is a
+one-line DatabricksError. Shared by the Databricks backend and by `dbfs:/` path inputs, so it sits
+below both.
+
+Retries: a call that is safe to repeat (reads, `put` with overwrite, a submit with its idempotency
+token, ...) is retried on transport errors, 429 and 5xx. `add-block` appends, and `close` / `move`
+fail when repeated after they took effect, so those are retried only on 429 (refused before any
+effect); any other failure of theirs is ``Unsure`` and the upload is redone as a whole. 429 and 503
+honour ``Retry-After`` for up to DOCKRUN_DATABRICKS_RETRY_S seconds (default 300)."""
 from __future__ import annotations
 
 import base64
 import json
+import os
+import secrets
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import RemoteError
 from .workspace import Workspace
 
 BLOCK = 1 << 20  # DBFS put and add-block take at most 1 MB per call
+RETRY_S = 300.0
+ATTEMPTS = 4  # for transport errors and 5xx other than 503: a wrong host should fail soon
+LOUD_WAIT_S = 2.0  # a wait at least this long is said, so a busy workspace does not look like a hang
+UPLOAD_ATTEMPTS = 3
+# Not safe to repeat blindly: the first try may have taken effect with its reply lost.
+NOT_IDEMPOTENT = frozenset({"2.0/dbfs/add-block", "2.0/dbfs/close", "2.0/dbfs/move"})
 
 
 class _Retry(Exception):
-    pass
+    def __init__(self, message: str, throttled: bool = False, after: float | None = None):
+        super().__init__(message)
+        self.throttled, self.after = throttled, after
+
+
+class Unsure(RemoteError):
+    """A call that must not be repeated failed without saying whether it took effect."""
+
+
+def _say(line: str) -> None:
+    print(f"dockrun: {line}", file=sys.stderr, flush=True)
 
 
 class DatabricksClient:
-    def __init__(self, ws: Workspace):
+    def __init__(self, ws: Workspace, log: Callable[[str], None] | None = None):
         self.ws = ws
+        self.log = log or _say
 
     def call(self, method: str, path: str, body: Mapping[str, Any] | None = None,
              query: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+        from tenacity import RetryCallState, retry, retry_if_exception
 
-        # Only transport errors, 429 and 5xx are retried: a 4xx answer is final.
-        @retry(retry=retry_if_exception_type(_Retry), stop=stop_after_attempt(4),
-               wait=wait_exponential(multiplier=0.5, max=8), reraise=True)
-        def once() -> dict[str, Any]:
-            return self._once(method, path, body, query)
+        budget = _budget()
+        once_only = path in NOT_IDEMPOTENT
 
+        def retryable(e: BaseException) -> bool:
+            return isinstance(e, _Retry) and (e.throttled or not once_only)
+
+        def wait(state: RetryCallState) -> float:
+            e = state.outcome.exception() if state.outcome else None
+            after = getattr(e, "after", None)
+            return after if after is not None else min(0.5 * 2 ** (state.attempt_number - 1), 8.0)
+
+        def stop(state: RetryCallState) -> bool:
+            e = state.outcome.exception() if state.outcome else None
+            if not getattr(e, "throttled", False) and state.attempt_number >= ATTEMPTS:
+                return True
+            return state.seconds_since_start + wait(state) > budget
+
+        def before_sleep(state: RetryCallState) -> None:
+            seconds = wait(state)
+            if seconds >= LOUD_WAIT_S:
+                self.log(f"Databricks {self.ws.host}: {state.outcome.exception()}; "  # type: ignore[union-attr]
+                         f"waiting {seconds:.0f} s before trying again")
+
+        once = retry(retry=retry_if_exception(retryable), stop=stop, wait=wait, before_sleep=before_sleep,
+                     reraise=True)(self._once)
         try:
-            return once()
+            return once(method, path, body, query)
         except _Retry as e:
-            raise RemoteError(f"Databricks {self.ws.host}: {e}") from None
+            kind = Unsure if once_only and not e.throttled else RemoteError
+            raise kind(f"Databricks {self.ws.host}: {e}") from None
 
     def _once(self, method: str, path: str, body: Mapping[str, Any] | None,
               query: Mapping[str, Any] | None) -> dict[str, Any]:
+        import http.client
         import urllib.error
+        import urllib.parse
         import urllib.request
 
         url = f"{self.ws.host}/api/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
@@ -49,20 +97,46 @@ class DatabricksClient:
             "User-Agent": "dockrun"})
         try:
             with urllib.request.urlopen(req, timeout=60) as resp:
-                return json.loads(resp.read() or b"{}")
+                raw = resp.read()
+                kind = resp.headers.get("Content-Type", "")
         except urllib.error.HTTPError as e:
             text = e.read().decode(errors="replace")
             try:
                 detail = json.loads(text)
+                if not isinstance(detail, dict):
+                    raise ValueError
             except ValueError:
-                detail = {"message": text.strip()[:200]}
-            if e.code == 429 or e.code >= 500:
-                raise _Retry(f"{e.code} {detail.get('error_code', '')}".strip()) from None
-            raise DatabricksError(e.code, detail.get("error_code", ""), detail.get("message", "")) from None
-        except (urllib.error.URLError, OSError) as e:
-            raise _Retry(f"cannot reach the workspace ({getattr(e, 'reason', e)})") from None
+                detail = {"message": " ".join(text.split())[:200]}
+            code = str(detail.get("error_code", ""))
+            if e.code in (429, 503):
+                raise _Retry(f"{e.code} {code}".strip(), throttled=True,
+                             after=_retry_after(e.headers.get("Retry-After"))) from None
+            if e.code >= 500:
+                raise _Retry(f"{e.code} {code}".strip()) from None
+            raise DatabricksError(e.code, code, str(detail.get("message", ""))) from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            raise _Retry(f"cannot reach the workspace ({getattr(e, 'reason', None) or type(e).__name__})") from None
+        try:
+            answer = json.loads(raw or b"{}")
+            if not isinstance(answer, dict):
+                raise ValueError
+        except ValueError:
+            # An SSO or login page (private link, a proxy) answers 200 with HTML.
+            raise RemoteError(f"Databricks {self.ws.host}: /api/{path} answered with {kind or 'no content type'}, "
+                              "not the API's JSON (a login page? check DATABRICKS_HOST and the network path)") from None
+        return answer
 
     # DBFS: its endpoints take absolute paths (/x); dbfs:/x is the form tasks and users write.
+    def size(self, path: str) -> int | None:
+        """A file's size, or None when there is no file there."""
+        try:
+            status = self.call("GET", "2.0/dbfs/get-status", query={"path": _dbfs_path(path)})
+        except DatabricksError as e:
+            if e.error_code == "RESOURCE_DOES_NOT_EXIST" or e.status == 404:
+                return None
+            raise
+        return None if status.get("is_dir") else int(status.get("file_size", -1))
+
     def exists(self, path: str) -> bool:
         try:
             self.call("GET", "2.0/dbfs/get-status", query={"path": _dbfs_path(path)})
@@ -72,18 +146,59 @@ class DatabricksClient:
                 return False
             raise
 
+    def ensure(self, path: str, data: bytes) -> bool:
+        """Make ``path`` hold ``data`` unless a file of that size is already there (content-addressed
+        names: same name, same content). True when it uploaded."""
+        if self.size(path) == len(data):
+            return False
+        self.upload(path, data)
+        return True
+
     def upload(self, path: str, data: bytes) -> None:
-        """Put a file (streamed in 1 MB blocks when larger than one call may carry)."""
+        """Put a file whole, or not at all: a block that may have been applied is never resent into
+        the same stream; the upload starts over instead, and its size is checked at the end."""
         path = _dbfs_path(path)
-        if len(data) <= BLOCK:
+        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+            try:
+                self._upload_once(path, data)
+            except Unsure:
+                if attempt == UPLOAD_ATTEMPTS:
+                    raise
+                continue
+            got = self.size(path)
+            if got == len(data):
+                return
+            if attempt == UPLOAD_ATTEMPTS:
+                raise RemoteError(f"Databricks {self.ws.host}: {path} holds {got} bytes after the upload, "
+                                  f"not {len(data)}")
+
+    def _upload_once(self, path: str, data: bytes) -> None:
+        if len(data) <= BLOCK:  # one call, all or nothing, and safe to repeat (overwrite)
             self.call("POST", "2.0/dbfs/put", {"path": path, "contents": base64.b64encode(data).decode(),
                                                "overwrite": True})
             return
-        handle = self.call("POST", "2.0/dbfs/create", {"path": path, "overwrite": True})["handle"]
-        for i in range(0, len(data), BLOCK):
-            self.call("POST", "2.0/dbfs/add-block", {"handle": handle,
-                                                     "data": base64.b64encode(data[i:i + BLOCK]).decode()})
-        self.call("POST", "2.0/dbfs/close", {"handle": handle})
+        # Streamed to a name of its own, then moved into place: nobody sees a half-written file.
+        part = f"{path}.part-{secrets.token_hex(6)}"
+        try:
+            handle = self.call("POST", "2.0/dbfs/create", {"path": part, "overwrite": True})["handle"]
+            for i in range(0, len(data), BLOCK):
+                self.call("POST", "2.0/dbfs/add-block", {"handle": handle,
+                                                         "data": base64.b64encode(data[i:i + BLOCK]).decode()})
+            self.call("POST", "2.0/dbfs/close", {"handle": handle})
+            if self.size(part) != len(data):
+                raise Unsure(f"Databricks {self.ws.host}: {part} has the wrong size after the upload")
+            if self.size(path) is not None:  # a stale or corrupt copy under the final name
+                self.call("POST", "2.0/dbfs/delete", {"path": path})
+            try:
+                self.call("POST", "2.0/dbfs/move", {"source_path": part, "destination_path": path})
+            except DatabricksError as e:
+                if e.error_code != "RESOURCE_ALREADY_EXISTS":  # else: a concurrent upload of the same content
+                    raise
+        finally:
+            try:
+                self.call("POST", "2.0/dbfs/delete", {"path": part})
+            except RemoteError:
+                pass  # an orphaned part file wastes space, nothing else
 
     # Jobs
     def submit(self, body: Mapping[str, Any]) -> str:
@@ -99,13 +214,29 @@ class DatabricksClient:
         return self.call("GET", "2.1/jobs/runs/get-output", query={"run_id": task_run_id})
 
 
+def _budget() -> float:
+    try:
+        return max(0.0, float(os.environ.get("DOCKRUN_DATABRICKS_RETRY_S", RETRY_S)))
+    except ValueError:
+        return RETRY_S
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the form Databricks sends); an HTTP date is left to the backoff."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
 def _dbfs_path(path: str) -> str:
     return "/" + path[len("dbfs:"):].lstrip("/") if path.startswith("dbfs:") else path
 
 
 class DatabricksError(RemoteError):
     def __init__(self, status: int, error_code: str, message: str):
-        super().__init__(f"Databricks answered {status} {error_code}: {message}".strip())
+        code = "" if error_code == str(status) else f" {error_code}"  # a bad token's body says 403 again
+        super().__init__(f"Databricks answered {status}{code}: {message}".strip())
         self.status, self.error_code = status, error_code
         # A refused token or request is the user's to fix (exit 2, like a Git auth failure).
         self.exit_code = 2 if 400 <= status < 500 else 1

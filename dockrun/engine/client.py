@@ -177,15 +177,17 @@ class Docker:
             return self.client.containers.create(
                 image=spec.image, command=list(spec.command), name=spec.name, labels=dict(spec.labels),
                 environment=dict(spec.environment), mounts=mounts, working_dir=spec.working_dir,
-                user=spec.user, init=True, detach=True, **spec.options,
+                user=spec.user, init=True, **{"detach": True, **spec.options},  # a shell's is False
             )
         except docker.errors.APIError as e:
             raise ConfigError(f"cannot create the run's container: {_short(e)}") from None
 
     def stream_output(self, container: Any) -> Iterator[tuple[bytes | None, bytes | None]]:
         """(stdout, stderr) chunks as the container writes them; attach before start so nothing
-        is missed."""
-        return self.client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True,
+        is missed. No log replay (``logs=False``, as `docker run` attaches): the engine subscribes
+        the stream before it answers, and a replay racing with the start could deliver the first
+        lines twice."""
+        return self.client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=False,
                                       demux=True)
 
     def get_container(self, name_or_id: str) -> Any | None:

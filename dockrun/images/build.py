@@ -130,7 +130,6 @@ def ensure_images(
     log: Callable[[str], None] = lambda line: None,
 ) -> str:
     """Make sure the project image exists; build only what is missing. Returns its image ID."""
-    env_built = False  # a new environment image means the project image must be rebuilt on it
     if not rebuild:
         # Here, or in the team's registry: then there is nothing to build at all.
         found = _present(docker, plan.project_image, settings, log)
@@ -139,22 +138,35 @@ def ensure_images(
     # The code is packed now, checked against the key the image will carry, before a possibly
     # long environment build during which it could change.
     with project_context(plan, source_root, settings) as code:
-        if plan.env.needs_build:
-            with file_lock(settings.home, plan.env_image):  # one build per image, across processes
-                if rebuild or not _present(docker, plan.env_image, settings, log):
-                    log(f"building environment image {plan.env_image} ({plan.env.kind})")
-                    with env_context(plan, settings) as ctx:
-                        docker.build(ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log)
-                    env_built = True
-        else:
-            docker.ensure_pulled(plan.env_image, log)
+        _, env_built = ensure_env_image(plan, settings, docker, rebuild, log)
         with file_lock(settings.home, plan.project_image):
+            # A new environment image means the project image must be rebuilt on it.
             image_id = None if (rebuild or env_built) else docker.image_id(plan.project_image)
             if not image_id:
                 log(f"building project image {plan.project_image}")
                 build_args = dict(settings.build_args) if local_code(plan) else {}
                 image_id = docker.build(code, plan.project_image, build_args, plan.project_labels, log)
     return image_id
+
+
+def ensure_env_image(
+    plan: ImagePlan,
+    settings: Settings,
+    docker: DockerLike,
+    rebuild: bool = False,
+    log: Callable[[str], None] = lambda line: None,
+) -> tuple[str, bool]:
+    """Make sure the environment image exists (built, pulled or the given one); its image ID and
+    whether it was built now. A --dev run needs nothing more."""
+    if not plan.env.needs_build:
+        return docker.ensure_pulled(plan.env_image, log), False
+    with file_lock(settings.home, plan.env_image):  # one build per image, across processes
+        found = None if rebuild else _present(docker, plan.env_image, settings, log)
+        if found:
+            return found, False
+        log(f"building environment image {plan.env_image} ({plan.env.kind})")
+        with env_context(plan, settings) as ctx:
+            return docker.build(ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log), True
 
 
 def _present(docker: DockerLike, ref: str, settings: Settings, log: Callable[[str], None]) -> str | None:

@@ -35,7 +35,8 @@ def channel_urls(name: str) -> list[str]:
 def fail(message: str) -> None:
     # Only the last dockrun-check line is shown: keep it one line.
     print("dockrun-check: " + " ".join(message.split())[:600], flush=True)
-    sys.exit(1)
+    sys.stderr.flush()
+    os._exit(1)  # not sys.exit: see the end of this file
 
 
 async def install(specs: list[str], channels: list[str], prefix: str) -> None:
@@ -108,3 +109,8 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    # rattler's native runtime can abort the interpreter's own shutdown ("PyGILState_Release ...
+    # finalizing", exit 134) after everything was installed: the work is done, so leave now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -9,7 +9,7 @@ from .source import Source, clean_subdirectory
 from .treehash import tree_hash
 
 
-def resolve_folder(uri: str, version: str | None = None) -> Source:
+def resolve_folder(uri: str, version: str | None = None, home: Path | None = None) -> Source:
     path_part, _, subdirectory = uri.partition("#")
     if version:
         raise SourceError(f"{uri}: --version applies to Git URIs only, not to a local folder")
@@ -23,7 +23,9 @@ def resolve_folder(uri: str, version: str | None = None) -> Source:
     # content hash either way, because ignored and untracked files still enter the build context.
     info = local_git_info(root)
     commit, dirty = info if info else (None, False)
-    return Source(uri=str(root), root=root, key=tree_hash(root), commit=commit, dirty=dirty,
+    # Under a dockrun home, an unchanged tree is recognised by its stats instead of re-read.
+    key = tree_hash(root, home / "cache" / "treehash" if home else None)
+    return Source(uri=str(root), root=root, key=key, commit=commit, dirty=dirty,
                   subdirectory=subdirectory, key_is_tree_hash=True)
 
 

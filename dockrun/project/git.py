@@ -82,6 +82,9 @@ _DIAGNOSES: tuple[tuple[tuple[str, ...], str], ...] = (
       "empty reply from server"), "cannot reach the host"),
     (("repository not found", "does not appear to be a git repository", "returned error: 404",
       "' not found"), "repository not found"),
+    (("transfer closed with", "early eof", "unexpected disconnect", "rpc failed"),
+     "the connection dropped during the transfer (nothing was kept; try again)"),
+    (("returned error: 5",), "the server answered with an error (5xx); try again later"),
 )
 
 

@@ -39,4 +39,4 @@ def resolve_source(uri: str, version: str | None = None, home: Path | None = Non
         from .git import resolve_git  # lazy: the clone cache is only needed for Git URIs
 
         return resolve_git(uri, version, home)
-    return resolve_folder(uri, version)
+    return resolve_folder(uri, version, home)

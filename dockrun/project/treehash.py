@@ -6,10 +6,13 @@ that is not in the image can never change the key, and every file that is in the
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import stat
-from dataclasses import dataclass
+import tempfile
+import time
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +25,7 @@ class Entry:
     relpath: str  # POSIX path relative to the root
     mode: int  # st_mode (file type and permission bits)
     path: Path  # absolute path on the host
+    st: os.stat_result | None = field(default=None, repr=False, compare=False)  # the walk's lstat
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,7 @@ def walk(root: Path) -> list[Entry]:
             full = Path(dirpath) / name
             st = full.lstat()
             if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
-                entries.append(Entry(rel, st.st_mode, full))
+                entries.append(Entry(rel, st.st_mode, full, st))
     entries.sort(key=lambda e: e.relpath)
     return entries
 
@@ -164,16 +168,102 @@ class _Tee:
         return chunk
 
 
-def tree_hash(root: Path) -> str:
+def tree_hash(root: Path, cache_dir: Path | None = None) -> str:
     """SHA-256 over sorted (path, mode, content) entries: renames, mode changes and edits all
-    change it; file order on disk and timestamps do not."""
+    change it; file order on disk and timestamps do not.
+
+    With ``cache_dir``, an unchanged tree costs a walk of stats instead of a read of every byte:
+    the last result is kept with a fingerprint of every entry's stat (size, mtime, ctime, inode,
+    device, mode) and reused while they all match. The key itself is the same either way: it is
+    one SHA-256 over every file's bytes, so any changed stat means reading the whole tree again
+    (per-file digests would need a new key, and every image rebuilt once)."""
+    started_ns = time.time_ns()
+    entries = walk(root)
+    stats = _stat_fingerprint(entries)
+    cache = cache_dir / (hashlib.sha256(str(root).encode()).hexdigest()[:32] + ".json") if cache_dir else None
+    if cache is not None:
+        cached = _load_cache(cache, root)
+        if cached is not None and cached[0] == stats:
+            return cached[1]
     digest = TreeDigest()
-    for entry in walk(root):
+    for entry in entries:
         if stat.S_ISLNK(entry.mode):
             digest.link(entry.relpath, os.readlink(entry.path))
             continue
         digest.file(entry.relpath, entry.mode, entry.path.stat().st_size)
-        with open(entry.path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.data(chunk)
-    return digest.hexdigest()
+        _read_into(digest, entry.path)
+    result = digest.hexdigest()
+    if cache is not None and _settled(entries, started_ns):
+        _save_cache(cache, root, stats, result)
+    return result
+
+
+def _read_into(digest: TreeDigest, path: Path) -> None:
+    """Feed one file's bytes to ``digest`` (the only place ``tree_hash`` reads file contents)."""
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.data(chunk)
+
+
+# A stat this close to the start of the hash is not trusted: a write in the same timestamp tick as
+# our read would leave size and times unchanged (git's "racy clean" problem). Two seconds covers
+# the coarsest common timestamps (FAT) as well as ext4's clock-tick ones.
+_RACY_NS = 2_000_000_000
+_CACHE_VERSION = 1
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, ...]:
+    # ctime and the inode catch an edit whose size and mtime were put back (utime, cp -p, rename).
+    return (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def _stat_fingerprint(entries: list[Entry]) -> str:
+    h = hashlib.sha256(b"dockrun-treehash-stats-%d\0" % _CACHE_VERSION)
+    for entry in entries:
+        st = entry.st if entry.st is not None else entry.path.lstat()
+        h.update(entry.relpath.encode() + b"\0" + b" ".join(b"%d" % v for v in _stat_key(st)) + b"\0")
+        if stat.S_ISLNK(entry.mode):
+            h.update(os.readlink(entry.path).encode() + b"\0")
+    return h.hexdigest()
+
+
+def _settled(entries: list[Entry], started_ns: int) -> bool:
+    """True if no entry changed while it was read, nor shortly before: only then may its stats
+    vouch for its content next time."""
+    for entry in entries:
+        try:
+            now = entry.path.lstat()
+        except OSError:
+            return False
+        if entry.st is None or _stat_key(now) != _stat_key(entry.st):
+            return False
+        if max(now.st_mtime_ns, now.st_ctime_ns) > started_ns - _RACY_NS:
+            return False
+    return True
+
+
+def _load_cache(path: Path, root: Path) -> tuple[str, str] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("version") == _CACHE_VERSION and data.get("root") == str(root):
+            return str(data["stats"]), str(data["hash"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # absent or damaged: a miss
+        pass
+    return None
+
+
+def _save_cache(path: Path, root: Path, stats: str, result: str) -> None:
+    """Best effort, and atomic: a reader sees the old file or the new one, never half of one."""
+    text = json.dumps({"version": _CACHE_VERSION, "root": str(root), "stats": stats, "hash": result})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:  # a read-only or full home costs speed, never a run
+        pass

@@ -6,6 +6,7 @@ is set last, by whoever removed the container: a run with ``ended`` set is over 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -60,6 +61,7 @@ _ADDED_COLUMNS = (
     ("backend", "TEXT NOT NULL DEFAULT 'local'"),
     ("remote_run_id", "TEXT"),
     ("remote_url", "TEXT"),
+    ("dev", "INTEGER NOT NULL DEFAULT 0"),  # the code was mounted from the folder, not in the image
 )
 
 
@@ -95,6 +97,7 @@ class RunRecord:
     backend: str = "local"
     remote_run_id: str | None = None
     remote_url: str | None = None
+    dev: bool = False
 
     @property
     def over(self) -> bool:
@@ -119,13 +122,16 @@ class RunStore:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA busy_timeout = 30000")
             if not self._ready:  # once per store object: WAL mode and the schema persist in the file
-                # Switching to WAL needs the database to itself, and SQLite refuses at once ("database
-                # is locked") rather than wait: first opens by parallel runs take turns.
-                with file_lock(self.home, "runs.db"):
-                    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                        db.execute("PRAGMA journal_mode = WAL")
-                    db.executescript(_SCHEMA)
-                    _migrate(db)
+                # A store stamped with this schema's version is ready as it is: one PRAGMA, no lock.
+                if db.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
+                    # Switching to WAL needs the database to itself, and SQLite refuses at once ("database
+                    # is locked") rather than wait: first opens by parallel runs take turns.
+                    with file_lock(self.home, "runs.db"):
+                        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                            db.execute("PRAGMA journal_mode = WAL")
+                        db.executescript(_SCHEMA)
+                        _migrate(db)
+                        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")  # last: only once complete
                 self._ready = True
             yield db
 
@@ -188,6 +194,17 @@ class RunStore:
             db.execute("COMMIT")
 
 
+def _schema_version() -> int:
+    """The stamp of a store whose schema and added columns are this dockrun's. Derived from their
+    text, so a new column can never be forgotten by a hand-kept number; a store stamped by another
+    dockrun (older or newer) differs and runs the idempotent script and migration once more."""
+    text = _SCHEMA + repr(_ADDED_COLUMNS)
+    return int(hashlib.sha256(text.encode()).hexdigest()[:7], 16) or 1  # 0 is a new database
+
+
+_SCHEMA_VERSION = _schema_version()
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
     for name, decl in _ADDED_COLUMNS:
@@ -210,6 +227,7 @@ def _from_row(row: sqlite3.Row) -> RunRecord:
     data = {k: v for k, v in dict(row).items() if k in RunRecord.__dataclass_fields__}
     data["parameters"] = json.loads(data["parameters"])
     data["dirty"] = bool(data["dirty"])
+    data["dev"] = bool(data.get("dev"))
     return RunRecord(**data)
 
 

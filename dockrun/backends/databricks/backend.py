@@ -1,9 +1,10 @@
 """The Databricks backend's seam.
 
-The project tree (the same files an image would get) is uploaded once per source key to
-``dbfs:/dockrun/projects/``; a small standard-library launcher (launcher.py) is uploaded once per
-version; the run is a one-off ``spark_python_task`` on the cluster from ``-c``, with the
-environment's PyPI requirements as cluster libraries (``docker_env``: the cluster's docker_image).
+The project tree (the same files an image would get) is uploaded once per content to
+``dbfs:/dockrun/projects/`` (named by the archive's SHA-256, which the launcher checks); a small
+standard-library launcher (launcher.py) is uploaded once per version; the run is a one-off
+``spark_python_task`` on the cluster from ``-c``, with the environment's PyPI requirements as
+cluster libraries (``docker_env``: the cluster's docker_image).
 The run is recorded like a local one and followed by polling ``runs/get``.
 """
 from __future__ import annotations
@@ -52,21 +53,25 @@ class DatabricksBackend:
         from .run import DatabricksRun
         from .submit import LauncherTask, cluster_libraries, project_archive, submit_body
 
-        client = DatabricksClient(workspace(os.environ))
+        client = DatabricksClient(workspace(os.environ), log)
         source = prepared.source
-        archive = f"{DBFS_ROOT}/projects/{source.key[:32]}.tar.gz"
-        if not client.exists(archive):  # content-addressed: the same code is uploaded once
+        blob = project_archive(source.root, source.key if source.key_is_tree_hash else None)
+        # Named by the archive's own SHA-256 (a Git source's key names a commit, not these bytes),
+        # which the launcher checks before unpacking: a name always means one content.
+        digest = hashlib.sha256(blob).hexdigest()
+        archive = f"{DBFS_ROOT}/projects/{digest}.tar.gz"
+        if client.size(archive) != len(blob):  # uploaded once, and again if what is there is wrong
             log(f"uploading the project to {archive}")
-            client.upload(archive, project_archive(source.root, source.key if source.key_is_tree_hash else None))
+            client.upload(archive, blob)
         launcher_text = LAUNCHER.read_bytes()
         launcher = f"{DBFS_ROOT}/launcher/{hashlib.sha256(launcher_text).hexdigest()[:16]}.py"
-        if not client.exists(launcher):
-            client.upload(launcher, launcher_text)
+        client.ensure(launcher, launcher_text)
         run_id = new_run_id()
         outputs = f"{DBFS_ROOT}/runs/{run_id}/outputs"
         store = RunStore(prepared.settings.home)
         store.insert(new_record(prepared, run_id, outputs))
-        task = LauncherTask(run_id, prepared.project.name, launcher, archive, prepared.rendered.command, outputs)
+        task = LauncherTask(run_id, prepared.project.name, launcher, archive, prepared.rendered.command, outputs,
+                            digest)
         body = submit_body(task, prepared.backend_config, prepared.env,
                            cluster_libraries(prepared.env, prepared.project))
         try:

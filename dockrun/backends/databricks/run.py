@@ -19,6 +19,8 @@ POLL_S = float(os.environ.get("DOCKRUN_DATABRICKS_POLL_S", "5"))
 
 _STATES = {"PENDING": "SCHEDULED", "QUEUED": "SCHEDULED", "BLOCKED": "SCHEDULED", "WAITING_FOR_RETRY": "SCHEDULED",
            "RUNNING": "RUNNING", "TERMINATING": "RUNNING"}
+# The documented terminal life-cycle states; only these end a run.
+_TERMINAL = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
 _RESULTS = {"SUCCESS": "FINISHED", "CANCELED": "KILLED"}
 
 
@@ -43,9 +45,8 @@ class DatabricksRun(RunHandle):
             return rec
         state = self.client.get(rec.remote_run_id)
         life = state.get("state", {}).get("life_cycle_state", "PENDING")
-        if life in _STATES:
-            status = _STATES[life]
-            if status == "RUNNING":
+        if life not in _TERMINAL:  # a state added after this was written is not an ending
+            if _STATES.get(life) == "RUNNING":
                 self._store.transition(self.run_id, "RUNNING", ("SCHEDULED",), started=time.time())
             return self._store.get(self.run_id) or rec
         result = state.get("state", {}).get("result_state", "FAILED")

@@ -36,6 +36,7 @@ class LauncherTask:
     archive: str
     command: str
     outputs: str
+    archive_sha256: str = ""
 
 
 def submit_body(task_in: LauncherTask, cluster: Cluster, env: EnvSpec,
@@ -44,7 +45,8 @@ def submit_body(task_in: LauncherTask, cluster: Cluster, env: EnvSpec,
     task: dict[str, Any] = {
         "task_key": "dockrun",
         "spark_python_task": {"python_file": task_in.launcher,
-                              "parameters": [task_in.archive, task_in.command, run_id, task_in.outputs]},
+                              "parameters": [task_in.archive, task_in.command, run_id, task_in.outputs,
+                                             task_in.archive_sha256]},
     }
     if cluster.new_cluster is not None:
         new = dict(cluster.new_cluster)

@@ -28,6 +28,7 @@ class RunContext:
     extra_env: Mapping[str, str] | None = None
     extra_mounts: tuple[tuple[str, str, str], ...] = ()  # (host, container, ro|rw): a local MLflow store
     host_network: bool = False  # the MLflow server is on the host's loopback
+    dev_root: Path | None = None  # --dev: this folder is the project root, mounted read-write
 
 
 def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) -> ContainerSpec:
@@ -59,6 +60,9 @@ def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) ->
     mounts = [(m.path, m.path, "ro" if m.read_only else "rw") for m in ctx.rendered.mounts]
     mounts.append((str(ctx.outputs), str(ctx.outputs), "rw"))
     mounts.extend(ctx.extra_mounts)
+    if ctx.dev_root is not None:
+        mounts.append((str(ctx.dev_root), WORKDIR, "rw"))
+        env.setdefault("PYTHONUNBUFFERED", "1")  # as the project image sets it: output is seen live
     volumes = list(ctx.docker_env.volumes if ctx.docker_env else ()) + special.get("v", []) + special.get("volume", [])
     for vol in volumes:
         mounts.append(_volume(vol))

@@ -9,19 +9,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
 from ...engine.client import Docker
 from ...errors import Interrupted
-from ...images.build import ensure_images
+from ...images.build import ensure_env_image, ensure_images
 from ...store.liveness import alive, start_token
 from ...store.records import ACTIVE, RunRecord, RunStore, new_run_id
 from ..handle import RunHandle, new_record, shielded
 from ..outcome import record_end
 from .container import RunContext, container_spec
 from .launch import fork_server, fork_supervisor
+from .wake import Listener, listen
 
 if TYPE_CHECKING:
     from ...request import PreparedRun
@@ -34,9 +34,11 @@ class LocalRun(RunHandle):
 
     poll_s = POLL_S
 
-    def __init__(self, store: RunStore, run_id: str, docker: Docker | None = None):
+    def __init__(self, store: RunStore, run_id: str, docker: Docker | None = None, wake: Listener | None = None):
         super().__init__(store, run_id)
         self._docker = docker
+        # The submitting process hears the supervisor's wakes; any other just polls.
+        self._wake = wake or Listener(None, None)
 
     @property
     def docker(self) -> Docker:
@@ -45,7 +47,10 @@ class LocalRun(RunHandle):
         return self._docker
 
     def record(self) -> RunRecord:
-        return reconcile(self._store, self._stored(), lambda: self.docker)
+        rec = reconcile(self._store, self._stored(), lambda: self.docker)
+        if rec.over:
+            self._wake.close()  # nothing more to wake us for
+        return rec
 
     def cancel(self) -> None:
         """Stop the container (SIGTERM, grace, SIGKILL), remove it, record KILLED. Returns when
@@ -72,7 +77,7 @@ class LocalRun(RunHandle):
                 offsets[i] = _copy_new(path, offsets[i], sink)
             if rec.over or not follow:
                 return rec
-            time.sleep(POLL_S)
+            self._wake.wait(POLL_S)
 
 
 def _copy_new(path: Path, offset: int, sink: IO[bytes]) -> int:
@@ -137,7 +142,7 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
     runs. ``prepared`` has been validated and its inputs fetched."""
     settings, request = prepared.settings, prepared.request
     docker = Docker()
-    image_id = ensure_images(prepared.plan, prepared.source.root, settings, docker, request.rebuild, log)
+    image_ref, image_id = run_image(prepared, docker, log)
     store = RunStore(settings.home)
     run_id = new_run_id()
     run_dir = store.run_dir(run_id)
@@ -152,6 +157,7 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
         docker_env=prepared.project.docker_env,
         docker_args=request.docker_args,
         host_network=bool(tracking and tracking.host_network),
+        dev_root=prepared.source.root if request.dev else None,
     )
     spec = container_spec(ctx)  # validates -A and env passthrough before anything is recorded
     experiment_id = mlflow_run_id = None
@@ -159,17 +165,17 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
         from ...tracking.runs import start_tracked_run
         from ...tracking.tags import logged_params
 
-        started = start_tracked_run(tracking, os.environ, mlflow_tags(prepared, run_id, image_id),
+        started = start_tracked_run(tracking, os.environ, mlflow_tags(prepared, run_id, image_id, image_ref),
                                     logged_params(prepared.entry_point, request.parameters))
         experiment_id, mlflow_run_id = started.experiment_id, started.run_id
         ctx = dataclasses.replace(ctx, extra_env=started.env, extra_mounts=started.mounts)
         spec = container_spec(ctx)
     outputs.mkdir(parents=True, exist_ok=True)
     store.insert(dataclasses.replace(
-        new_record(prepared, run_id, str(outputs)), image=prepared.plan.project_image, driver_pid=os.getpid(),
+        new_record(prepared, run_id, str(outputs)), image=image_ref, dev=request.dev, driver_pid=os.getpid(),
         driver_start=start_token(os.getpid()), tracking_uri=tracking.uri if tracking else None,
         mlflow_run_id=mlflow_run_id, experiment_id=experiment_id))
-    run = LocalRun(store, run_id, docker)
+    run = LocalRun(store, run_id, docker, listen(run_dir))  # listening before the supervisor starts
     container = None
     try:
         with shielded():
@@ -182,10 +188,15 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
             if container is not None:
                 docker.stop_and_remove(container)
             record_end(store, run_id, "FAILED", None, f"could not start: {e}".splitlines()[0])
+            run._wake.close()
         raise
     try:
         while run.get_status() == "SCHEDULED":
-            time.sleep(POLL_S / 5)
+            run._wake.wait(POLL_S)  # woken when the supervisor records RUNNING (or ends)
+        if not request.synchronous:
+            # Nobody may follow a detached run from here: a driver holding many of them must not
+            # hold a descriptor for each.
+            run._wake.close()
     except KeyboardInterrupt:
         with shielded():
             run.cancel()
@@ -193,7 +204,17 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
     return run
 
 
-def mlflow_tags(prepared: PreparedRun, run_id: str, image_id: str) -> dict[str, str]:
+def run_image(prepared: PreparedRun, docker: Docker, log: Callable[[str], None]) -> tuple[str, str]:
+    """The image a run (or a shell) uses, made sure of: its reference and ID. The project image
+    (environment + code), built if missing; under --dev the environment image alone, since the code
+    is mounted, so an edit never builds anything."""
+    plan, settings, rebuild = prepared.plan, prepared.settings, prepared.request.rebuild
+    if prepared.request.dev:
+        return plan.env_image, ensure_env_image(plan, settings, docker, rebuild, log)[0]
+    return plan.project_image, ensure_images(plan, prepared.source.root, settings, docker, rebuild, log)
+
+
+def mlflow_tags(prepared: PreparedRun, run_id: str, image_id: str, image_ref: str) -> dict[str, str]:
     """The tags `mlflow run` sets on a project run, for this run's source, entry point and image."""
     import getpass
 
@@ -204,7 +225,7 @@ def mlflow_tags(prepared: PreparedRun, run_id: str, image_id: str) -> dict[str, 
     except (OSError, KeyError):  # no login name and a uid without a passwd entry: as MLflow's default
         user = "unknown"
     return project_tags(prepared.source, prepared.entry_point.name, prepared.env.kind,
-                        prepared.plan.project_image, image_id, user, run_id)
+                        image_ref, image_id, user, run_id)
 
 
 def _start_supervisor(home: Path, run_id: str, attached: bool, run_dir: Path) -> int:

@@ -14,16 +14,21 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from ...engine.client import Docker
 from ...store.liveness import alive
 from ...store.records import RunStore
 from ..outcome import record_end
+from .wake import notifier
 
 POLL_DRIVER_S = 0.5
 
 
-def supervise(store: RunStore, docker: Docker, run_id: str, watch_driver: bool) -> None:
+def supervise(store: RunStore, docker: Docker, run_id: str, watch_driver: bool,
+              wake: Callable[[], None] = lambda: None) -> None:
+    """Own the run's container until it is removed and the outcome recorded. ``wake`` tells a
+    listening driver the run has started (its exit tells it the run is over)."""
     rec = store.get(run_id)
     if rec is None or rec.over:
         return
@@ -57,6 +62,7 @@ def supervise(store: RunStore, docker: Docker, run_id: str, watch_driver: bool) 
             container.start()
             if not store.transition(run_id, "RUNNING", ("SCHEDULED",), started=time.time()):
                 stop("cancelled before it started")
+            wake()
             if watch_driver and rec.driver_pid:
                 threading.Thread(target=_watch_driver, args=(rec.driver_pid, rec.driver_start, stop, why),
                                  daemon=True).start()
@@ -95,7 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--home", required=True)
     ap.add_argument("--watch-driver", action="store_true")
     args = ap.parse_args(argv)
-    supervise(RunStore(Path(args.home)), Docker(), args.run_id, args.watch_driver)
+    store = RunStore(Path(args.home))
+    # Opened before anything is recorded, closed after everything is: the close (or this process's
+    # end, however it ends) is the driver's last wake.
+    wake = notifier(store.run_dir(args.run_id))
+    try:
+        supervise(store, Docker(), args.run_id, args.watch_driver, wake.poke)
+    finally:
+        wake.close()
 
 
 if __name__ == "__main__":
