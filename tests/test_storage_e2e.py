@@ -123,3 +123,58 @@ def test_missing_object_is_one_line_exit_2(cli, s3: str, tmp_path: Path) -> None
     r = cli("run", str(project), "-P", "p=s3://data/nope.csv", env={**CREDS, "AWS_ENDPOINT_URL": s3})
     assert r.code == 2 and "parameter 'p': s3://data/nope.csv: no such object or prefix" in r.err
     assert r.err.strip().splitlines()[-1].startswith("dockrun: error:")
+
+
+def test_s3_throttling_is_retried(s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """503 SlowDown (S3's "slow down, try again") answered to the first requests: the download
+    still completes, and the retries are what made it."""
+    import http.server
+    import threading
+    import urllib.error
+
+    throttled: list[str] = []
+
+    class Throttling(http.server.BaseHTTPRequestHandler):
+        def _any(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if len(throttled) < 5:  # all of boto3's default attempts
+                throttled.append(self.path)
+                payload = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+                           b"<Message>Please reduce your request rate.</Message></Error>")
+                self.send_response(503)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
+            request = urllib.request.Request(s3 + self.path, data=body or None, method=self.command,
+                                             headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as upstream:
+                    status, headers, payload = upstream.status, upstream.headers, upstream.read()
+            except urllib.error.HTTPError as e:
+                status, headers, payload = e.code, e.headers, e.read()
+            self.send_response(status)
+            for k, v in headers.items():
+                if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_PUT = do_POST = do_HEAD = _any
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Throttling)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        for k, v in {**CREDS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.server_address[1]}"}.items():
+            monkeypatch.setenv(k, v)
+        local = download_inputs({"rows": "s3://data/train/rows.csv"}, tmp_path / "storage")
+    finally:
+        proxy.shutdown()
+    assert Path(local["rows"]).read_bytes() == b"1\n2\n3\n"
+    assert len(throttled) == 5  # five refusals, and the download went on

@@ -50,8 +50,14 @@ def fetch(d: Download, save: Callable[[Mapping[str, Fingerprint]], None]) -> Fet
 def _client():  # noqa: ANN202 - boto3's client type
     import boto3
 
+    from botocore.config import Config
+
     endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
-    return boto3.client("s3", endpoint_url=endpoint)
+    # A bucket others hammer answers 503 SlowDown: back off and go on rather than fail the run
+    # (boto3's default gives up after 4 retries). A user's own AWS_MAX_ATTEMPTS / config still wins.
+    retries = None if os.environ.get("AWS_MAX_ATTEMPTS") or os.environ.get("AWS_RETRY_MODE") else \
+        {"mode": "standard", "max_attempts": 10}
+    return boto3.client("s3", endpoint_url=endpoint, config=Config(retries=retries) if retries else None)
 
 
 def _head(client, bucket: str, key: str) -> dict | None:  # noqa: ANN001
