@@ -49,7 +49,6 @@ def fetch(d: Download, save: Callable[[Mapping[str, Fingerprint]], None]) -> Fet
 
 def _client():  # noqa: ANN202 - boto3's client type
     import boto3
-
     from botocore.config import Config
 
     endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
