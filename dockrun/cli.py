@@ -137,6 +137,23 @@ def build_cmd(uri: str, version: str | None, tag: str | None, push: bool, rebuil
     click.echo(ref)
 
 
+@cli.command("lock")
+@click.argument("uri")
+@click.option("--env-manager", default="auto", show_default=True, type=click.Choice(ENV_MANAGERS),
+              help=ENV_MANAGER_HELP)
+@click.option("--base-image", help="Base image to resolve in, as builds install (also DOCKRUN_BASE_IMAGE).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def lock_cmd(uri: str, env_manager: str, base_image: str | None, quiet: bool) -> None:
+    """Write requirements.lock (pinned, with hashes) beside the project's python_env.yaml or
+    requirements.txt; builds then install exactly it. Local folders only."""
+    from .locking import lock_project
+    from .request import RunRequest
+
+    request = RunRequest(uri=uri, env_manager=env_manager, base_image=base_image)
+    path = lock_project(request, log=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)))
+    click.echo(path)
+
+
 @cli.command("shell")
 @click.argument("uri")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD ...]")

@@ -33,12 +33,13 @@ log = logging.getLogger("dockrun")
 TRACKING_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
 
 
-def prepare_image(request: RunRequest) -> PreparedImage:
-    """Resolve the source, read the project and decide its environment and images."""
+def prepare_image(request: RunRequest, read_lock: bool = True) -> PreparedImage:
+    """Resolve the source, read the project and decide its environment and images. Without
+    ``read_lock`` (`dockrun lock` only) a requirements.lock is left out of the environment."""
     settings = load_settings(base_image=request.base_image)
     source = resolve_source(request.uri, request.version, settings.home)
     project = load_project(source.root)
-    env = env_spec(project, settings, request.env_manager)
+    env = env_spec(project, settings, request.env_manager, read_lock)
     return PreparedImage(request, settings, source, project, env, environment_key(env),
                          plan_images(project, source, env, settings))
 

@@ -160,7 +160,7 @@ FLOORS = [  # a module may import from its own floor and the floors below it, ne
     ("images",),
     ("request",),
     ("backends",),
-    ("prepare", "building", "shell", "views", "api", "cli", "__init__"),
+    ("prepare", "building", "locking", "shell", "views", "api", "cli", "__init__"),
 ]
 
 

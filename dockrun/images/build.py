@@ -22,10 +22,12 @@ from .plan import CONDA_INSTALLER, ImagePlan, env_dockerfile, local_code, projec
 
 
 def env_context(plan: ImagePlan, settings: Settings) -> IO[bytes]:
-    """Build context of the environment image: the Dockerfile, the canonical environment file and
-    the host's CA bundle (used by the installing stage only)."""
+    """Build context of the environment image: the Dockerfile, the canonical environment file (or
+    the canonical lock, which replaces it) and the host's CA bundle (used by the installing stage only)."""
     files: dict[str, bytes] = {"Dockerfile": env_dockerfile(plan, settings).encode()}
-    if plan.env.kind == "uv":
+    if plan.env.kind == "uv" and plan.env.lock is not None:
+        files["requirements.lock"] = "".join(r + "\n" for r in plan.env.lock).encode()
+    elif plan.env.kind == "uv":
         files["requirements.txt"] = "".join(r + "\n" for r in plan.env.requirements).encode()
     if plan.env.kind == "micromamba":
         assert plan.env.conda is not None

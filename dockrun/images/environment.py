@@ -73,6 +73,9 @@ class EnvSpec:
     # The project's own code to install (`-e .`, `./libs/pkg`): in the project image, after the
     # code, so it is not part of the environment's key (the source key covers those files).
     local_code: tuple[str, ...] = ()
+    # uv with a requirements.lock: its canonical lines (``name==version --hash=...``), installed
+    # exactly, with hashes required and no resolution; None: no lock, resolve ``requirements``.
+    lock: tuple[str, ...] | None = None
 
     @property
     def needs_build(self) -> bool:
@@ -91,11 +94,15 @@ class EnvSpec:
         }
         if self.installer_image is not None:  # only where used: other kinds keep their keys
             canonical["installer_image"] = self.installer_image
+        if self.lock is not None:
+            canonical["lock"] = list(self.lock)
         return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
-def env_spec(project: ProjectSpec, settings: Settings, env_manager: str = "auto") -> EnvSpec:
-    """The environment ``project`` runs in, given the user's ``--env-manager`` choice."""
+def env_spec(project: ProjectSpec, settings: Settings, env_manager: str = "auto", read_lock: bool = True) -> EnvSpec:
+    """The environment ``project`` runs in, given the user's ``--env-manager`` choice. With
+    ``read_lock`` (always, except for `dockrun lock`, which must work past a stale or broken lock
+    to replace it) a requirements.lock beside a python environment file is what gets installed."""
     if env_manager not in ENV_MANAGERS:
         raise ConfigError(f"--env-manager: expected one of {', '.join(ENV_MANAGERS)}, got {env_manager!r}")
     kind = project.env_kind
@@ -129,6 +136,10 @@ def env_spec(project: ProjectSpec, settings: Settings, env_manager: str = "auto"
     # uv: python_env.yaml, requirements.txt, or a conda.yaml's PyPI-installable part.
     if kind == "python":
         python, reqs = _python_env(project.root, project.env_file or "python_env.yaml")
+    elif kind == "requirements" and _has_hashes(project.root / "requirements.txt"):
+        # pip-compile --generate-hashes output is a lock already: install exactly it.
+        lock = read_lock_file(project.root, "requirements.txt", "", "requirements.txt")
+        return EnvSpec(kind="uv", base_image=_python_base(settings, None), lock=lock)
     elif kind == "requirements":
         python, reqs = None, canonical_requirements(project.root, "requirements.txt")
     elif kind == "conda":
@@ -136,8 +147,83 @@ def env_spec(project: ProjectSpec, settings: Settings, env_manager: str = "auto"
     else:  # env_manager == "uv" with nothing declared
         python, reqs = None, ()
     reqs, local = _split_local(reqs)
+    lock = None
+    lock_rel = lock_file(project)
+    if read_lock and lock_rel and (project.root / lock_rel).is_file():
+        lock = read_lock_file(project.root, lock_rel, lock_input_digest(python, reqs), project.env_file or "")
     return EnvSpec(kind="uv", base_image=_python_base(settings, python), python=python, requirements=reqs,
-                   local_code=local)
+                   local_code=local, lock=lock)
+
+
+# ---- lock files ----------------------------------------------------------------------------
+
+LOCK_NAME = "requirements.lock"
+# `dockrun lock` records what it resolved, so a lock left behind by an edited environment file is
+# refused instead of silently installing the old set. A hand-written lock without it is trusted.
+_LOCK_INPUT = re.compile(r"^#\s*dockrun-lock-input:\s*([0-9a-f]{64})\s*$", re.M)
+
+
+def lock_file(project: ProjectSpec) -> str | None:
+    """Where a lock file belongs (relative to the root): beside python_env.yaml or
+    requirements.txt; None for projects whose environment is not a python one."""
+    if project.env_kind not in ("python", "requirements") or not project.env_file:
+        return None
+    return str(PurePosixPath(project.env_file).parent / LOCK_NAME)
+
+
+def lock_input_digest(python: str | None, requirements: tuple[str, ...]) -> str:
+    """What a lock was resolved from: the canonical requirements and the Python version."""
+    text = json.dumps({"python": python, "requirements": list(requirements)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def lock_header(env_file: str, digest: str) -> str:
+    return (f"# Written by `dockrun lock` from {env_file}; builds install exactly these, hashes required.\n"
+            f"# Run `dockrun lock` again after changing {env_file}.\n"
+            f"# dockrun-lock-input: {digest}\n")
+
+
+def read_lock_file(root: Path, rel: str, digest: str, env_file: str) -> tuple[str, ...]:
+    """The lock's canonical lines: one ``name==version --hash=... --hash=...`` per package (names
+    normalised, hashes sorted, lines sorted); comments, continuations and spacing do not count."""
+    try:
+        text = (root / rel).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ProjectError(f"{rel}: not a text file (expected pip's requirements format)") from None
+    recorded = _LOCK_INPUT.search(text)
+    if recorded and recorded.group(1) != digest:
+        raise ProjectError(f"{rel}: out of date: {env_file} changed since it was written; "
+                           "run `dockrun lock` again (or delete it)")
+    out: set[str] = set()
+    for line in text.replace("\\\n", " ").splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", line).strip()
+        if line:
+            out.add(_lock_line(re.sub(r"--hash\s+", "--hash=", line), rel))
+    return tuple(sorted(out))
+
+
+def _lock_line(line: str, rel: str) -> str:
+    tokens = line.split()
+    hashes = sorted(t for t in tokens if t.startswith("--hash="))
+    options = [t for t in tokens if t.startswith("-") and not t.startswith("--hash=")]
+    text = " ".join(t for t in tokens if not t.startswith("-"))
+    if options:
+        raise ProjectError(f"{rel}: option {options[0]!r} is not supported in a lock file "
+                           "(index settings go in PIP_INDEX_URL / UV_INDEX_URL)")
+    requirement = _canonical_requirement(text, rel)
+    specs = list(Requirement(text).specifier)
+    if len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
+        raise ProjectError(f"{rel}: {text!r} is not pinned to one version (name==version)")
+    if not hashes:
+        raise ProjectError(f"{rel}: {text!r} has no --hash; write the lock with `dockrun lock`")
+    return " ".join([requirement, *hashes])
+
+
+def _has_hashes(path: Path) -> bool:
+    try:
+        return "--hash" in path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False  # reading it properly reports the problem
 
 
 def _python_base(settings: Settings, python: str | None) -> str:

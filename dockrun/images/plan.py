@@ -96,6 +96,7 @@ def env_dockerfile(plan: ImagePlan, settings: Settings) -> str:
         micromamba_image=env.micromamba_image,
         installer_image=env.installer_image,
         python=env.python,
+        locked=env.lock is not None,
         ca_bundle=settings.ca_bundle is not None,
         build_args=_declared_build_args(settings),
         channel_alias=None,

@@ -1,0 +1,24 @@
+# dockrun environment image (uv) -- rendered from templates/env-uv.Dockerfile.j2
+FROM base:1 AS install
+
+ENV UV_NO_CACHE=1 \
+    UV_PYTHON_PREFERENCE=only-system \
+    UV_PYTHON_DOWNLOADS=never \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python3 -c "import platform, sys; have, want = platform.python_version(), '3.11'; \
+sys.exit(0 if have == want or have.startswith(want + '.') else \
+'dockrun-check: the base image base:1 has Python ' + have + ', the project pins Python ' + want + \
+'; use a base image with it (--base-image)')"
+RUN python3 -m venv /tmp/dockrun/tools \
+ && /tmp/dockrun/tools/bin/pip install --quiet uv==0.13.9
+COPY requirements.lock /tmp/dockrun/requirements.lock
+RUN /tmp/dockrun/tools/bin/uv venv --seed --python 3.11 /opt/dockrun/venv \
+ && VIRTUAL_ENV=/opt/dockrun/venv /tmp/dockrun/tools/bin/uv pip install --require-hashes --no-deps \
+    --requirement /tmp/dockrun/requirements.lock
+
+FROM base:1
+COPY --from=install /opt/dockrun/venv /opt/dockrun/venv
+ENV VIRTUAL_ENV=/opt/dockrun/venv \
+    PATH=/opt/dockrun/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONUNBUFFERED=1
