@@ -5,7 +5,6 @@ import dataclasses
 import json
 import time
 
-from .api import get_run
 from .backends.local.runs import reconcile
 from .config import load_settings
 from .engine.client import Docker
@@ -40,6 +39,8 @@ def list_table(limit: int) -> str:
 
 
 def show_json(run_id: str) -> str:
+    from .api import get_run  # not at the top: `runs list` must not pay for the build stack's imports
+
     rec = get_run(run_id).record()
     data = dataclasses.asdict(rec)
     run_dir = RunStore(load_settings().home).run_dir(rec.run_id)

@@ -15,10 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
 from ..config import DEFAULT_CONDA_BASE, DEFAULT_PYTHON, EXAMPLE_MICROMAMBA_IMAGE, Settings
 from ..errors import ConfigError, ProjectError
 from ..project.spec import ProjectSpec, yaml_problem
@@ -211,6 +207,8 @@ def _lock_line(line: str, rel: str) -> str:
         raise ProjectError(f"{rel}: option {options[0]!r} is not supported in a lock file "
                            "(index settings go in PIP_INDEX_URL / UV_INDEX_URL)")
     requirement = _canonical_requirement(text, rel)
+    from packaging.requirements import Requirement
+
     specs = list(Requirement(text).specifier)
     if len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
         raise ProjectError(f"{rel}: {text!r} is not pinned to one version (name==version)")
@@ -244,6 +242,8 @@ def _python_version(version: Any, where: str) -> str:
 
 
 def _read_yaml(root: Path, rel: str) -> Any:
+    import yaml  # here, not at the top: listing runs or images needs no environment parsing
+
     try:
         return yaml.safe_load((root / rel).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -332,6 +332,9 @@ def _split_local(reqs: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...
 
 
 def _canonical_requirement(line: str, where: str) -> str:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     try:
         req = Requirement(line)
     except InvalidRequirement as e:
@@ -410,6 +413,8 @@ def canonical_conda(root: Path, rel: str,
     index, local = _split_local(_canonical_lines(root, pip, rel, seen={rel}))
     if index:
         body["dependencies"].append({"pip": list(index)})
+    import yaml
+
     return yaml.safe_dump(body, sort_keys=True, default_flow_style=False), local
 
 

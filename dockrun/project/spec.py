@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
 from ..errors import ProjectError
 
 log = logging.getLogger("dockrun")
@@ -99,6 +97,8 @@ def load_project(root: Path) -> ProjectSpec:
     path = find_mlproject(root)
     if path is None:
         return _conventions(root)
+    import yaml  # here: `dockrun runs` and the supervisor import this module and parse nothing
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:

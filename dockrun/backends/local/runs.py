@@ -14,7 +14,6 @@ from typing import IO, TYPE_CHECKING, Any, Callable
 
 from ...engine.client import Docker
 from ...errors import Interrupted
-from ...images.build import ensure_env_image, ensure_images
 from ...store.liveness import alive, start_token
 from ...store.records import ACTIVE, RunRecord, RunStore, new_run_id
 from ..handle import RunHandle, new_record, shielded
@@ -208,6 +207,8 @@ def run_image(prepared: PreparedRun, docker: Docker, log: Callable[[str], None])
     """The image a run (or a shell) uses, made sure of: its reference and ID. The project image
     (environment + code), built if missing; under --dev the environment image alone, since the code
     is mounted, so an edit never builds anything."""
+    from ...images.build import ensure_env_image, ensure_images  # the build stack: only when running
+
     plan, settings, rebuild = prepared.plan, prepared.settings, prepared.request.rebuild
     if prepared.request.dev:
         return plan.env_image, ensure_env_image(plan, settings, docker, rebuild, log)[0]
