@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
-from .errors import DockrunError, ExecutionError, Interrupted
+from .errors import DockrunError, ExecutionError, Interrupted, printable
 
 # Kept here, not imported from images.environment: `dockrun --help` must stay fast.
 ENV_MANAGERS = ["auto", "local", "virtualenv", "conda", "uv", "micromamba", "none"]
@@ -25,15 +25,10 @@ DEV_HELP = ("Mount the project folder at the project root instead of baking it i
             "live on the next run, nothing is built for the code (local folders only).")
 
 
-def _safe(line: str) -> str:
-    # Messages quote what projects and remotes say: never let that drive the terminal.
-    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in line)
-
-
 class _OneLine(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         for line in record.getMessage().splitlines() or [""]:
-            sys.stderr.write(f"dockrun: {record.levelname.lower()}: {_safe(line)}\n")
+            sys.stderr.write(f"dockrun: {record.levelname.lower()}: {printable(line, tabs=True)}\n")
 
 
 def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
@@ -300,8 +295,8 @@ def main(argv: list[str] | None = None) -> None:
         lines = str(e).splitlines() or [type(e).__name__]
         # The first line is the error; a failed build adds its last lines of output before it.
         for extra in lines[1:]:
-            sys.stderr.write(_safe(extra) + "\n")
-        sys.stderr.write(f"dockrun: error: {_safe(lines[0])}\n")
+            sys.stderr.write(printable(extra, tabs=True) + "\n")
+        sys.stderr.write(f"dockrun: error: {printable(lines[0], tabs=True)}\n")
         sys.exit(e.exit_code if not isinstance(e, ExecutionError) else 1)
 
 

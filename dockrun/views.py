@@ -8,13 +8,8 @@ import time
 from .backends.local.runs import reconcile
 from .config import load_settings
 from .engine.client import Docker
+from .errors import printable
 from .store.records import RunStore
-
-
-def printable(text: str) -> str:
-    """A value from a project (its name, an entry point) as a table cell: control characters
-    (ANSI escapes, newlines) shown escaped, so a project cannot repaint or forge the table."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def list_table(limit: int) -> str:

@@ -15,7 +15,6 @@ from typing import IO, Callable, Protocol
 import yaml
 
 from ..config import Settings
-from ..errors import SourceError
 from ..locks import file_lock
 from ..project.treehash import TreeDigest, walk
 from .plan import CONDA_INSTALLER, ImagePlan, env_dockerfile, local_code, project_dockerfile
@@ -50,47 +49,39 @@ def project_context(plan: ImagePlan, root: Path, settings: Settings) -> IO[bytes
     """Build context of the project image: the Dockerfile and the code under ``project/``, as the
     tree walk (and so the source key) sees it; the host's CA bundle when local code is installed."""
     buf = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller closes it
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        _add_bytes(tar, "Dockerfile", project_dockerfile(plan, settings).encode(), 0o644)
-        if local_code(plan) and settings.ca_bundle is not None:
-            _add_bytes(tar, "dockrun-ca.pem", settings.ca_bundle.read_bytes(), 0o644)
-        _add_dir(tar, "project")
-        made: set[str] = {"project"}
-        digest = TreeDigest()
-        for entry in walk(root):
-            parts = entry.relpath.split("/")
-            for i in range(1, len(parts)):
-                d = "project/" + "/".join(parts[:i])
-                if d not in made:
-                    made.add(d)
-                    _add_dir(tar, d)
-            name = "project/" + entry.relpath
-            if stat.S_ISLNK(entry.mode):
-                info = _info(name, 0o777)
-                info.type = tarfile.SYMTYPE
-                info.linkname = os.readlink(entry.path)
-                tar.addfile(info)
-                digest.link(entry.relpath, info.linkname)
-            else:
-                info = _info(name, 0o777 if entry.mode & 0o111 else 0o666)
-                info.size = entry.path.stat().st_size
-                digest.file(entry.relpath, entry.mode, info.size)
-                try:
-                    with open(entry.path, "rb") as f:
-                        tar.addfile(info, digest.reader(f))
-                except OSError:  # it shrank (tarfile reads exactly the size it was told) or vanished
-                    buf.close()
-                    raise _changed(root) from None
-    if plan.source_key_is_tree_hash and digest.hexdigest() != plan.source_key:
+    try:
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            _add_bytes(tar, "Dockerfile", project_dockerfile(plan, settings).encode(), 0o644)
+            if local_code(plan) and settings.ca_bundle is not None:
+                _add_bytes(tar, "dockrun-ca.pem", settings.ca_bundle.read_bytes(), 0o644)
+            _add_dir(tar, "project")
+            made: set[str] = {"project"}
+            digest = TreeDigest()
+            for entry in walk(root):
+                parts = entry.relpath.split("/")
+                for i in range(1, len(parts)):
+                    d = "project/" + "/".join(parts[:i])
+                    if d not in made:
+                        made.add(d)
+                        _add_dir(tar, d)
+                name = "project/" + entry.relpath
+                if stat.S_ISLNK(entry.mode):
+                    info = _info(name, 0o777)
+                    info.type = tarfile.SYMTYPE
+                    info.linkname = os.readlink(entry.path)
+                    tar.addfile(info)
+                    digest.link(entry.relpath, info.linkname)
+                else:
+                    info = _info(name, 0o777 if entry.mode & 0o111 else 0o666)
+                    info.size = entry.path.stat().st_size
+                    digest.pack_file(tar, info, entry, root)
+        if plan.source_key_is_tree_hash:
+            digest.verify(root, plan.source_key)
+    except BaseException:
         buf.close()
-        raise _changed(root)
+        raise
     buf.seek(0)
     return buf
-
-
-def _changed(root: Path) -> SourceError:
-    # The image would be stored under a key that names other code: never build it.
-    return SourceError(f"{root}: the project's files changed while dockrun was reading them; run again")
 
 
 def _info(name: str, mode: int) -> tarfile.TarInfo:

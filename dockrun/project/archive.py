@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from ..config import CA_VARS, default_home
 from ..errors import SourceError
 from ..locks import file_lock
-from .git import redact
+from .inputs.web import redact
 from .source import Source, clean_subdirectory
 
 if TYPE_CHECKING:
@@ -94,8 +94,7 @@ def _display(base: str) -> str:
     userinfo or query, either of which may carry a token."""
     lower = base.lower()
     if lower.startswith(_HTTP):
-        parts = urlsplit(redact(base))
-        return urlunsplit(parts._replace(query="***" if parts.query else "", fragment=""))
+        return redact(base)
     if lower.startswith("file://"):
         return base
     return str(Path(base).expanduser().absolute())

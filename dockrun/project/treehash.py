@@ -15,7 +15,12 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+from ..errors import SourceError
+
+if TYPE_CHECKING:
+    import tarfile
 
 ALWAYS_IGNORED = (".git", ".dockrun")
 
@@ -156,6 +161,25 @@ class TreeDigest:
     def reader(self, f: BinaryIO) -> BinaryIO:
         """``f``, with everything read from it also fed to the digest."""
         return _Tee(f, self)
+
+    def pack_file(self, tar: tarfile.TarFile, info: tarfile.TarInfo, entry: Entry, root: Path) -> None:
+        """Add a regular file to ``tar`` and to the digest from the same bytes."""
+        self.file(entry.relpath, entry.mode, info.size)
+        try:
+            with open(entry.path, "rb") as f:
+                tar.addfile(info, self.reader(f))
+        except OSError:  # it shrank (tarfile reads exactly the size it was told) or vanished
+            raise tree_changed(root) from None
+
+    def verify(self, root: Path, expected_key: str) -> None:
+        """What was packed must be the tree the key names: an image or archive stored under a key
+        that names other code would be reused forever."""
+        if self.hexdigest() != expected_key:
+            raise tree_changed(root)
+
+
+def tree_changed(root: Path) -> SourceError:
+    return SourceError(f"{root}: the project's files changed while dockrun was reading them; run again")
 
 
 class _Tee:

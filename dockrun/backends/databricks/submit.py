@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...errors import SourceError
 from ...images.environment import EnvSpec, conda_to_pypi, is_local_code
 from ...project.spec import ProjectSpec
 from ...project.treehash import TreeDigest, walk
@@ -75,19 +74,10 @@ def project_archive(root: Path, expected_key: str | None = None) -> bytes:
             info = tar.gettarinfo(str(entry.path), arcname=entry.relpath)
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
             if info.isfile():
-                digest.file(entry.relpath, entry.mode, info.size)
-                try:
-                    with open(entry.path, "rb") as f:
-                        tar.addfile(info, digest.reader(f))
-                except OSError:
-                    raise _changed(root) from None
+                digest.pack_file(tar, info, entry, root)
             else:
                 digest.link(entry.relpath, info.linkname)
                 tar.addfile(info)
-    if expected_key is not None and digest.hexdigest() != expected_key:
-        raise _changed(root)
+    if expected_key is not None:
+        digest.verify(root, expected_key)
     return gzip.compress(raw.getvalue(), mtime=0)
-
-
-def _changed(root: Path) -> SourceError:
-    return SourceError(f"{root}: the project's files changed while dockrun was reading them; run again")

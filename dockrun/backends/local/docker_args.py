@@ -31,43 +31,6 @@ def _cpus(v: str) -> int:
     return int(float(v) * 1e9)
 
 
-# key -> (docker-py option, converter). Flags without a value get "".
-_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "gpus": ("device_requests", _gpus),
-    "network": ("network_mode", str),
-    "net": ("network_mode", str),
-    "shm-size": ("shm_size", _size),
-    "memory": ("mem_limit", _size),
-    "m": ("mem_limit", _size),
-    "memory-swap": ("memswap_limit", _size),
-    "cpus": ("nano_cpus", _cpus),
-    "cpu-shares": ("cpu_shares", int),
-    "cpuset-cpus": ("cpuset_cpus", str),
-    "ipc": ("ipc_mode", str),
-    "pid": ("pid_mode", str),
-    "privileged": ("privileged", lambda v: _flag(v)),
-    "t": ("tty", lambda v: _flag(v)),
-    "tty": ("tty", lambda v: _flag(v)),
-    "i": ("stdin_open", lambda v: _flag(v)),
-    "interactive": ("stdin_open", lambda v: _flag(v)),
-    "hostname": ("hostname", str),
-    "runtime": ("runtime", str),
-    "ulimit": ("ulimits", lambda v: _ulimit(v)),
-    "cap-add": ("cap_add", lambda v: [v]),
-    "cap-drop": ("cap_drop", lambda v: [v]),
-    "security-opt": ("security_opt", lambda v: [v]),
-    "add-host": ("extra_hosts", lambda v: _host(v)),
-    "dns": ("dns", lambda v: [v]),
-    "read-only": ("read_only", lambda v: _flag(v)),
-}
-# Handled by dockrun itself (container.py), not as create() options; every repeat applies.
-SPECIAL = {"e", "env", "v", "volume", "user", "u", "workdir", "w", "label", "l", "rm"}
-# What dockrun decides and a -A option may not change, with the reason given to the user.
-REFUSED = {"name": "dockrun names containers dockrun-<run id> (find them by the dockrun.run-id label)",
-           "d": "use dockrun run --detach", "detach": "use dockrun run --detach",
-           "entrypoint": "the entry point's command is the container's command"}
-
-
 def _flag(v: str) -> bool:
     """``-A privileged`` or ``privileged=true`` turns a flag on; ``=false`` (or False from the API)
     leaves it off, as docker's own ``--privileged=false`` does."""
@@ -84,6 +47,43 @@ def _host(v: str) -> dict[str, str]:
     if not sep or not name or not address:
         raise ValueError("expected HOST:ADDRESS")
     return {name: address}
+
+
+# key -> (docker-py option, converter). Flags without a value get "".
+_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "gpus": ("device_requests", _gpus),
+    "network": ("network_mode", str),
+    "net": ("network_mode", str),
+    "shm-size": ("shm_size", _size),
+    "memory": ("mem_limit", _size),
+    "m": ("mem_limit", _size),
+    "memory-swap": ("memswap_limit", _size),
+    "cpus": ("nano_cpus", _cpus),
+    "cpu-shares": ("cpu_shares", int),
+    "cpuset-cpus": ("cpuset_cpus", str),
+    "ipc": ("ipc_mode", str),
+    "pid": ("pid_mode", str),
+    "privileged": ("privileged", _flag),
+    "t": ("tty", _flag),
+    "tty": ("tty", _flag),
+    "i": ("stdin_open", _flag),
+    "interactive": ("stdin_open", _flag),
+    "hostname": ("hostname", str),
+    "runtime": ("runtime", str),
+    "ulimit": ("ulimits", lambda v: _ulimit(v)),
+    "cap-add": ("cap_add", lambda v: [v]),
+    "cap-drop": ("cap_drop", lambda v: [v]),
+    "security-opt": ("security_opt", lambda v: [v]),
+    "add-host": ("extra_hosts", _host),
+    "dns": ("dns", lambda v: [v]),
+    "read-only": ("read_only", _flag),
+}
+# Handled by dockrun itself (container.py), not as create() options; every repeat applies.
+SPECIAL = {"e", "env", "v", "volume", "user", "u", "workdir", "w", "label", "l", "rm"}
+# What dockrun decides and a -A option may not change, with the reason given to the user.
+REFUSED = {"name": "dockrun names containers dockrun-<run id> (find them by the dockrun.run-id label)",
+           "d": "use dockrun run --detach", "detach": "use dockrun run --detach",
+           "entrypoint": "the entry point's command is the container's command"}
 
 
 def _ulimit(v: str) -> list[Any]:
