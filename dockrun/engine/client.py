@@ -136,12 +136,16 @@ class Docker:
 
     def registry_has(self, ref: str) -> bool:
         """Ask the registry (not the local cache) whether it has ``ref``."""
+        return self.registry_digest(ref) is not None
+
+    def registry_digest(self, ref: str) -> str | None:
+        """The manifest digest (sha256:...) the registry serves for ``ref``, or None if it has none:
+        what a cluster node pulls, whatever the tag points to later."""
         docker = _docker()
         try:
-            self.client.api.inspect_distribution(ref)
-            return True
-        except docker.errors.APIError:
-            return False
+            return self.client.api.inspect_distribution(ref, auth_config=_registry_auth())["Descriptor"]["digest"]
+        except (docker.errors.APIError, KeyError):
+            return None
 
     def push_if_missing(self, ref: str, log: Callable[[str], None]) -> bool:
         """Push ``ref`` unless the registry already has that tag; True if it uploaded."""
