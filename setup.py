@@ -27,10 +27,14 @@ setup(
         # mlflow-skinny has MLflow's client and stores but not SQLAlchemy/Alembic, which sqlite:
         # stores need; the full `mlflow` would add numpy, pandas, scipy, Flask and more.
         "mlflow": ["mlflow-skinny>=2.9", "sqlalchemy>=1.4", "alembic>=1.7"],
+        # The field's own clients: kubeconfig/in-cluster auth as kubectl does it; Databricks unified auth.
+        "kubernetes": ["kubernetes>=28"],
+        "databricks": ["databricks-sdk>=0.30"],
         "test": ["pytest>=7", "hypothesis>=6", "moto[server]>=5", "ruff>=0.4",
                  "mlflow-skinny>=2.9", "sqlalchemy>=1.4", "alembic>=1.7",
                  # the conda path's tests: a real channel (rattler-build) and MatchSpec as the oracle
-                 "py-rattler>=0.28", "py-rattler-build>=0.73"],
+                 "py-rattler>=0.28", "py-rattler-build>=0.73",
+                 "kubernetes>=28", "databricks-sdk>=0.30"],
     },
     entry_points={"console_scripts": ["dockrun=dockrun.cli:main"]},
 )
