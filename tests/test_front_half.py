@@ -104,9 +104,9 @@ def test_an_option_the_backend_cannot_honour_names_option_and_backend(project: P
 
 
 def test_backends_by_name_from_one_registry() -> None:
-    assert set(REGISTRY) == {"local", "databricks"}
-    assert get_backend("local").name == "local" and get_backend("databricks").name == "databricks"
-    with pytest.raises(ConfigError, match="--backend 'k8s': expected one of local, databricks"):
+    assert set(REGISTRY) == {"local", "databricks", "kubernetes"}
+    assert all(get_backend(name).name == name for name in REGISTRY)
+    with pytest.raises(ConfigError, match="--backend 'k8s': expected one of local, databricks, kubernetes"):
         get_backend("k8s")
 
 
@@ -114,7 +114,7 @@ def test_cli_unknown_backend_is_exit_2_listing_the_known_ones(project: Path) -> 
     r = subprocess.run([sys.executable, "-m", "dockrun.cli", "run", str(project), "-b", "k8s"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
-    assert r.stderr == "dockrun: error: --backend 'k8s': expected one of local, databricks\n"
+    assert r.stderr == "dockrun: error: --backend 'k8s': expected one of local, databricks, kubernetes\n"
 
 
 def test_get_run_attaches_through_the_backend_that_ran_it(project: Path) -> None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 REGISTRY: Mapping[str, str] = {
     "local": "dockrun.backends.local.backend:LocalBackend",
     "databricks": "dockrun.backends.databricks.backend:DatabricksBackend",
+    "kubernetes": "dockrun.backends.kubernetes.backend:KubernetesBackend",
 }
 
 

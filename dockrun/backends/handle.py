@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..errors import DockrunError, ExecutionError
@@ -69,6 +70,20 @@ class RunHandle:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.run_id!r})"
+
+
+def copy_new(path: Path, offset: int, sink: IO[bytes]) -> int:
+    """Copy what was appended to a run's log file since ``offset`` to ``sink``; the new offset."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return offset
+    if data:
+        sink.write(data)
+        sink.flush()
+    return offset + len(data)
 
 
 def new_record(prepared: PreparedRun, run_id: str, outputs: str) -> RunRecord:

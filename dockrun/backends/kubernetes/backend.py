@@ -1,0 +1,163 @@
+"""The Kubernetes backend's seam: the project image (built with the same keys as a local run) is
+pushed to ``repository-uri`` when the registry lacks it, MLflow's Job template is filled in and the
+Job created; a watcher process follows it and keeps its output.
+
+Path parameters cannot be host files (the cluster cannot see them): remote URIs are passed as given.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Callable
+
+from ...errors import ConfigError
+from ...project.params import Placement
+from ...store.liveness import start_token
+from ...store.records import RunStore, new_run_id
+from ..handle import new_record, shielded
+from ..outcome import record_end
+from .config import KubeSettings, kube_settings
+from .job import SECRET_VARS, JobParts, job_manifest, kept_outputs, namespace, outputs_dir
+from .watch import start_watcher
+
+if TYPE_CHECKING:
+    from ...request import PreparedRun, RunRequest
+    from .run import KubernetesRun
+
+# The image holds the project at /project (as a local run); host paths do not exist on a node.
+ON_CLUSTER = Placement(project_dir="/project", host_paths=False, name="the cluster")
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+    options = frozenset({"entry_point", "version", "parameters", "backend_config", "env_manager", "synchronous",
+                         "experiment_name", "experiment_id", "run_name", "tracking_uri", "mlflow_run_id",
+                         "base_image", "rebuild"})
+    placement = ON_CLUSTER
+
+    def configure(self, request: RunRequest, environ: Mapping[str, str]) -> KubeSettings:
+        from .cluster import check_installed
+
+        settings = kube_settings(request.backend_config, request.cwd)
+        check_installed()
+        return settings
+
+    def submit(self, prepared: PreparedRun, log: Callable[[str], None]) -> KubernetesRun:
+        from .cluster import Cluster
+        from .run import KubernetesRun
+
+        settings: KubeSettings = prepared.backend_config
+        cluster = Cluster(settings.context)
+        ns = namespace(settings, cluster.default_namespace)
+        run_id = new_run_id()
+        parts = JobParts(run_id, prepared.project.name, f"{settings.repository}:check", prepared.rendered.command)
+        # The cluster checks the filled-in template (namespace, fields, permissions) before a long build.
+        cluster.create_job(ns, job_manifest(settings, parts), dry_run=True)
+        image = push_image(prepared, settings.repository, log)
+        tracked = tracking_env(prepared, run_id, image)
+        secrets = tracked.secrets
+        parts = dataclasses.replace(parts, image=image, env=tracked.env, secret_env=tuple(secrets))
+        manifest = job_manifest(settings, parts)
+        name = manifest["metadata"]["name"]
+        store = RunStore(prepared.settings.home)
+        kept = kept_outputs(manifest)
+        outputs = f"{outputs_dir(run_id)} in the Job's pod" + (f" (volume {kept})" if kept else " (not kept)")
+        store.insert(dataclasses.replace(
+            new_record(prepared, run_id, outputs), image=image, driver_pid=os.getpid(),
+            driver_start=start_token(os.getpid()), remote_run_id=f"{ns}/{name}",
+            tracking_uri=tracked.uri, mlflow_run_id=tracked.run_id, experiment_id=tracked.experiment_id))
+        run_dir = store.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with shielded():
+                if secrets:
+                    cluster.create_secret(ns, name, secrets)
+                job = cluster.create_job(ns, manifest)
+                if secrets:
+                    cluster.own_secret(ns, name, job)
+                (run_dir / "kubernetes.json").write_text(json.dumps(
+                    {"context": settings.context, "namespace": ns, "job": name}))
+                pid, token = start_watcher(store, run_id, prepared.request.synchronous)
+                store.update(run_id, supervisor_pid=pid, supervisor_start=token)
+        except BaseException as e:
+            with shielded():
+                cluster.delete_job(ns, name)
+                if secrets:
+                    cluster.delete_secret(ns, name)
+                record_end(store, run_id, "FAILED", None, f"could not start: {e}".splitlines()[0])
+            raise
+        log(f"created Job {ns}/{name}")
+        return KubernetesRun(store, run_id, cluster)
+
+    def attach(self, store: RunStore, run_id: str) -> KubernetesRun:
+        from .run import KubernetesRun
+
+        return KubernetesRun(store, run_id)
+
+
+def push_image(prepared: PreparedRun, repository: str, log: Callable[[str], None]) -> str:
+    """Build what is missing (the same keys as a local run), push the project image to
+    ``repository`` unless the registry has that tag; the reference pinned by the registry's digest."""
+    from ...engine.client import Docker
+    from ...images.build import ensure_images
+
+    plan = prepared.plan
+    docker = Docker()
+    ensure_images(plan, prepared.source.root, prepared.settings, docker, prepared.request.rebuild, log)
+    ref = f"{repository}:{plan.project_image.rpartition(':')[2]}"
+    docker.tag(plan.project_image, ref)
+    docker.push_if_missing(ref, log)
+    digest = docker.registry_digest(ref)
+    if digest is None:
+        raise ConfigError(f"--backend-config: repository-uri {repository!r}: the registry does not serve {ref} "
+                          "after the push")
+    return f"{ref}@{digest}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Tracked:
+    """A run's MLflow run, as the Job sees it."""
+
+    uri: str | None = None  # where dockrun reports the run's end
+    experiment_id: str | None = None
+    run_id: str | None = None
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)  # appended to the template's env
+    secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # in the run's Secret instead
+
+
+def tracking_env(prepared: PreparedRun, run_id: str, image: str) -> Tracked:
+    """Start the run's MLflow run (as `mlflow run -b kubernetes` does before creating the Job) and
+    give the variables MLflow appends to the template's env; credentials go to a Secret."""
+    target = prepared.tracking
+    if target is None:
+        return Tracked()
+    from ...tracking.target import STORE
+
+    if target.kind == STORE:
+        raise ConfigError(f"tracking: the local store {target.uri} cannot be reached from the cluster; give "
+                          "--tracking-uri http(s)://... (a tracking server) or databricks")
+    from ...tracking.runs import start_tracked_run
+    from ...tracking.tags import logged_params, project_tags
+
+    tags = project_tags(prepared.source, prepared.entry_point.name, prepared.env.kind, image, image.rpartition("@")[2],
+                        _user(), run_id)
+    tags["mlflow.project.backend"] = "kubernetes"
+    started = start_tracked_run(target, os.environ, tags, logged_params(prepared.entry_point,
+                                                                        prepared.request.parameters))
+    env = dict(started.env)
+    if os.environ.get("KUBE_MLFLOW_TRACKING_URI"):  # as MLflow: the URI the cluster reaches the server by
+        env["MLFLOW_TRACKING_URI"] = os.environ["KUBE_MLFLOW_TRACKING_URI"]
+    secrets = {k: v for k, v in env.items() if k in SECRET_VARS}
+    plain = {k: v for k, v in env.items() if k not in secrets}
+    return Tracked(target.uri, started.experiment_id, started.run_id, plain, secrets)
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"

@@ -1,0 +1,263 @@
+"""`-b kubernetes` end to end on a real single-node cluster (tests/kube_cluster.py): build, push to
+a loopback registry the node pulls from, run as a Job with MLflow's documented template, stream
+the output; failure, Ctrl-C, a rerun that pushes nothing, logs after the Job is gone, and the
+one-line errors for what cannot work (a pull error, an unschedulable pod, a missing namespace)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port, start_registry, write_project
+from dockrun.store.records import RunStore
+from kube_cluster import Kube, RefusingProxy, kube  # noqa: F401 - the fixture
+
+# MLflow's documented Job template (docs: "Execute a project on Kubernetes"), as users have it.
+MLFLOW_TEMPLATE = """
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: "{replaced with MLflow Project name}"
+  namespace: mlflow
+spec:
+  ttlSecondsAfterFinished: 100
+  backoffLimit: 0
+  template:
+    spec:
+      containers:
+      - name: "{replaced with MLflow Project name}"
+        image: "{replaced with URI of Docker image created during Project execution}"
+        command: ["{replaced with MLflow Project entry point command}"]
+        env: ["{appended with MLFLOW_TRACKING_URI, MLFLOW_RUN_ID and MLFLOW_EXPERIMENT_ID}"]
+        resources:
+          limits:
+            memory: 512Mi
+          requests:
+            memory: 256Mi
+      restartPolicy: Never
+"""
+
+PROJECT = {
+    "MLproject": """
+        name: k8s-e2e
+        python_env: python_env.yaml
+        entry_points:
+          main:
+            parameters: {alpha: float}
+            command: "python train.py --alpha {alpha}"
+          data:
+            parameters: {data: path}
+            command: "cat {data}"
+          fail: "python -c 'import sys; print(\\"failing now\\"); sys.exit(3)'"
+          sleep: "echo started; sleep 300"
+    """,
+    "python_env.yaml": """
+        python: "3.11"
+        dependencies: [tabulate==0.9.0]
+    """,
+    "train.py": """
+        import argparse, os
+        from tabulate import tabulate
+        p = argparse.ArgumentParser()
+        p.add_argument("--alpha", type=float)
+        a = p.parse_args()
+        print(tabulate([["alpha", a.alpha], ["run", os.environ["DOCKRUN_RUN_ID"]]]))
+        print("mlflow run", os.environ.get("MLFLOW_RUN_ID", "-"))
+    """,
+}
+
+
+@pytest.fixture(scope="module")
+def namespace(kube: Kube) -> str:  # noqa: F811 - the fixture
+    kube.kubectl("create", "namespace", "mlflow")
+    return "mlflow"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return write_project(tmp_path / "k8s-e2e", PROJECT)
+
+
+def _config(tmp_path: Path, repository: str, template: str = MLFLOW_TEMPLATE, **extra: str) -> str:
+    (tmp_path / "kubernetes_job_template.yaml").write_text(textwrap.dedent(template))
+    config = {"kube-context": "dockrun-k8s", "repository-uri": repository,
+              "kube-job-template-path": "kubernetes_job_template.yaml", **extra}
+    (tmp_path / "kubernetes_config.json").write_text(json.dumps(config))
+    return "kubernetes_config.json"
+
+
+def _env(kube: Kube, **more: str) -> dict[str, str]:  # noqa: F811
+    return {"KUBECONFIG": kube.kubeconfig, "DOCKRUN_K8S_POLL_S": "0.2", **more}
+
+
+def _last_run(home: Path):
+    return RunStore(home).list(1)[0]
+
+
+def test_run_as_a_job_then_rerun_pushes_nothing_and_logs_outlive_the_job(
+        kube: Kube, namespace: str, cli, project: Path, tmp_path: Path, home: Path) -> None:  # noqa: F811
+    config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e")
+    r = cli("run", str(project), "-b", "kubernetes", "-c", config, "-P", "alpha=0.25", cwd=tmp_path, env=_env(kube))
+    assert r.code == 0, r.err
+    rec = _last_run(home)
+    assert "alpha  0.25" in r.out and rec.run_id in r.out  # the pod's output, streamed
+    assert rec.status == "FINISHED" and rec.exit_code == 0 and rec.backend == "kubernetes"
+    assert rec.image.startswith(f"{kube.registry}/team/k8s-e2e:") and "@sha256:" in rec.image
+    assert rec.remote_run_id.startswith("mlflow/k8s-e2e-")
+    job = json.loads(kube.kubectl("-n", "mlflow", "get", "job", rec.remote_run_id.split("/")[1], "-o", "json").stdout)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == rec.image and container["name"] == "k8s-e2e"
+    assert container["resources"]["limits"]["memory"] == "512Mi"  # the template's own fields are kept
+    assert {e["name"] for e in container["env"]} >= {"DOCKRUN_RUN_ID", "DOCKRUN_OUTPUT_DIR"}
+
+    uploads = kube.uploads()
+    again = cli("run", str(project), "-b", "kubernetes", "-c", config, "-P", "alpha=0.5", cwd=tmp_path, env=_env(kube))
+    assert again.code == 0, again.err
+    assert kube.uploads() == uploads, "a rerun with nothing changed pushed to the registry"
+    assert "already in the registry" in again.err and "alpha  0.5" in again.out
+
+    # The Job and its pods gone (as ttlSecondsAfterFinished does it): the run and its log stay.
+    kube.kubectl("-n", "mlflow", "delete", "job", rec.remote_run_id.split("/")[1], "--wait=true")
+    shown = cli("runs", "show", rec.run_id)
+    assert shown.code == 0 and json.loads(shown.out)["status"] == "FINISHED"
+    logs = cli("runs", "logs", rec.run_id)
+    assert logs.code == 0 and "alpha  0.25" in logs.out
+
+
+def test_failing_entry_point_exits_1_with_its_output(
+        kube: Kube, namespace: str, cli, project: Path, tmp_path: Path, home: Path) -> None:  # noqa: F811
+    config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e")
+    r = cli("run", str(project), "-b", "kubernetes", "-c", config, "-e", "fail", cwd=tmp_path, env=_env(kube))
+    assert r.code == 1, r.err
+    assert "failing now" in r.out
+    assert "exited with status 3" in r.err and "Traceback" not in r.err
+    rec = _last_run(home)
+    assert rec.status == "FAILED" and rec.exit_code == 3
+
+
+def test_ctrl_c_deletes_the_job_and_its_pods(kube: Kube, namespace: str, project: Path, tmp_path: Path,  # noqa: F811
+                                             home: Path, base_image: str) -> None:
+    config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e")
+    env = {**os.environ, **_env(kube), "DOCKRUN_HOME": str(home), "DOCKRUN_BASE_IMAGE": base_image}
+    p = subprocess.Popen([sys.executable, "-m", "dockrun.cli", "run", str(project), "-b", "kubernetes", "-c", config,
+                          "-e", "sleep"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"started\n"  # the command runs in its pod
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert b"Traceback" not in err
+    rec = _last_run(home)
+    assert kube.left("mlflow", rec.run_id) == [], "a Job or pod outlived the cancelled run"
+    assert rec.status == "KILLED" and rec.over
+
+
+def test_detached_run_waits_and_cancels_from_another_process(
+        kube: Kube, namespace: str, cli, project: Path, tmp_path: Path, home: Path) -> None:  # noqa: F811
+    config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e")
+    r = cli("run", str(project), "-b", "kubernetes", "-c", config, "-e", "sleep", "--detach", cwd=tmp_path,
+            env=_env(kube))
+    assert r.code == 0, r.err
+    run_id = r.out.strip().splitlines()[-1]
+    deadline = time.monotonic() + 120
+    while "started" not in cli("runs", "logs", run_id, env=_env(kube)).out:
+        assert time.monotonic() < deadline, "the detached run never started"
+        time.sleep(0.5)
+    cancelled = cli("runs", "cancel", run_id, env=_env(kube))
+    assert cancelled.code == 0 and "KILLED" in cancelled.out, cancelled.err
+    assert kube.left("mlflow", run_id) == []
+
+
+def test_pull_error_is_one_line_and_leaves_no_job(
+        kube: Kube, namespace: str, cli, project: Path, tmp_path: Path, home: Path) -> None:  # noqa: F811
+    # A registry the engine may push to and the node may not pull from.
+    port = free_port()
+    other = start_registry(tmp_path, port)
+    proxy = RefusingProxy(port)
+    try:
+        config = _config(tmp_path, f"127.0.0.1:{proxy.port}/team/k8s-e2e")
+        r = cli("run", str(project), "-b", "kubernetes", "-c", config, "-P", "alpha=1", cwd=tmp_path, env=_env(kube))
+    finally:
+        proxy.close()
+        other.terminate()
+    assert r.code == 1, r.err
+    assert "cannot pull the image" in r.err and "Traceback" not in r.err
+    rec = _last_run(home)
+    assert kube.left("mlflow", rec.run_id) == []
+    assert "cannot pull the image" in (rec.reason or "")
+
+
+def test_unschedulable_pod_fails_with_the_schedulers_reason(
+        kube: Kube, namespace: str, cli, project: Path, tmp_path: Path, home: Path) -> None:  # noqa: F811
+    template = MLFLOW_TEMPLATE.replace("memory: 512Mi", "memory: 900Ti").replace("memory: 256Mi", "memory: 900Ti")
+    config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e", template)
+    r = cli("run", str(project), "-b", "kubernetes", "-c", config, "-P", "alpha=1", cwd=tmp_path,
+            env=_env(kube, DOCKRUN_K8S_PENDING_TIMEOUT_S="3"))
+    assert r.code == 1, r.err
+    assert "cannot be scheduled" in r.err and "Insufficient memory" in r.err
+    assert kube.left("mlflow", _last_run(home).run_id) == []
+
+
+def test_missing_namespace_is_one_line_before_anything_is_built(
+        kube: Kube, cli, project: Path, tmp_path: Path, home: Path) -> None:  # noqa: F811
+    config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e", MLFLOW_TEMPLATE.replace("namespace: mlflow",
+                                                                                        "namespace: nowhere"))
+    uploads = kube.uploads()
+    r = cli("run", str(project), "-b", "kubernetes", "-c", config, "-P", "alpha=1", cwd=tmp_path, env=_env(kube))
+    assert r.code == 2, r.err
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and "nowhere" in lines[0] and "namespace" in lines[0], r.err
+    assert kube.uploads() == uploads and RunStore(home).list(5) == []
+
+
+def test_local_path_parameter_is_refused_naming_it(kube: Kube, cli, project: Path, tmp_path: Path) -> None:  # noqa: F811
+    (tmp_path / "local.csv").write_text("1\n")
+    config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e")
+    r = cli("run", str(project), "-b", "kubernetes", "-c", config, "-e", "data", "-P", "data=local.csv",
+            cwd=tmp_path, env=_env(kube))
+    assert r.code == 2
+    assert "'data'" in r.err and "s3://" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_git_source_runs_on_the_cluster(kube: Kube, namespace: str, cli, project: Path, tmp_path: Path,  # noqa: F811
+                                        home: Path) -> None:
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one"]):
+        subprocess.run(["git", *args], cwd=project, check=True)
+    config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e")
+    r = cli("run", f"file://{project}", "-b", "kubernetes", "-c", config, "-P", "alpha=2", cwd=tmp_path,
+            env=_env(kube))
+    assert r.code == 0, r.err
+    assert "alpha  2" in r.out and _last_run(home).commit_sha
+
+
+def test_tracked_run_logs_into_the_server_with_credentials_in_a_secret(
+        kube: Kube, namespace: str, cli, project: Path, tmp_path: Path, home: Path, mlflow_server: str) -> None:  # noqa: F811
+    # The server listens on the host's loopback: the Job's pod shares the node's network to reach it.
+    template = MLFLOW_TEMPLATE.replace("    spec:\n      containers:", "    spec:\n      hostNetwork: true\n"
+                                       "      containers:")
+    config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e", template)
+    r = cli("run", str(project), "-b", "kubernetes", "-c", config, "-P", "alpha=3", "--tracking-uri", mlflow_server,
+            "--experiment-name", "k8s", cwd=tmp_path, env=_env(kube, MLFLOW_TRACKING_TOKEN="tok-SENTINEL-k8s"))
+    assert r.code == 0, r.err
+    rec = _last_run(home)
+    assert f"mlflow run {rec.mlflow_run_id}" in r.out
+    with urllib.request.urlopen(f"{mlflow_server}/api/2.0/mlflow/runs/get?run_id={rec.mlflow_run_id}") as resp:
+        run = json.loads(resp.read())["run"]
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    assert run["info"]["status"] == "FINISHED" and tags["mlflow.project.backend"] == "kubernetes"
+    job = kube.kubectl("-n", "mlflow", "get", "job", rec.remote_run_id.split("/")[1], "-o", "json").stdout
+    assert "tok-SENTINEL-k8s" not in job and "secretKeyRef" in job  # the token is in the run's Secret
+
+
+from test_tracking_e2e import mlflow_server  # noqa: E402,F401 - the module's MLflow server fixture
