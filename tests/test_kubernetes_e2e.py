@@ -162,6 +162,29 @@ def test_ctrl_c_deletes_the_job_and_its_pods(kube: Kube, namespace: str, project
     assert rec.status == "KILLED" and rec.over
 
 
+def test_a_killed_driver_takes_its_job_with_it(kube: Kube, namespace: str, project: Path, tmp_path: Path,  # noqa: F811
+                                              home: Path, base_image: str) -> None:
+    config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e")
+    env = {**os.environ, **_env(kube), "DOCKRUN_HOME": str(home), "DOCKRUN_BASE_IMAGE": base_image}
+    p = subprocess.Popen([sys.executable, "-m", "dockrun.cli", "run", str(project), "-b", "kubernetes", "-c", config,
+                          "-e", "sleep"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert p.stdout.readline() == b"started\n"
+        p.kill()  # kill -9: no chance to cancel; the run's watcher sees its driver gone
+        p.wait()
+        store = RunStore(home)
+        run_id = store.list(1)[0].run_id
+        deadline = time.monotonic() + 120
+        while not store.get(run_id).over:
+            assert time.monotonic() < deadline, "the run outlived its driver"
+            time.sleep(0.5)
+    finally:
+        p.kill()
+    rec = store.get(run_id)
+    assert rec.status == "FAILED" and "driver process vanished" in rec.reason
+    assert kube.left("mlflow", run_id) == []
+
+
 def test_detached_run_waits_and_cancels_from_another_process(
         kube: Kube, namespace: str, cli, project: Path, tmp_path: Path, home: Path) -> None:  # noqa: F811
     config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e")

@@ -145,3 +145,34 @@ def test_states_map_to_the_run() -> None:
 def test_repo_has_the_registry_line() -> None:
     text = (REPO / "dockrun" / "backends" / "__init__.py").read_text()
     assert '"kubernetes": "dockrun.backends.kubernetes.backend:KubernetesBackend"' in text
+
+
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {server: "https://127.0.0.1:1"}
+users:
+- name: u
+  user: {token: "t"}
+contexts:
+- name: dev
+  context: {cluster: c, user: u, namespace: team-a}
+- name: prod
+  context: {cluster: c, user: u}
+current-context: dev
+"""
+
+
+def test_contexts_and_namespaces_are_resolved_as_kubectl_does(tmp_path: Path) -> None:
+    from dockrun.backends.kubernetes.cluster import Cluster
+
+    (tmp_path / "config").write_text(KUBECONFIG)
+    env = {"KUBECONFIG": str(tmp_path / "config")}
+    assert Cluster(None, env).default_namespace == "team-a"  # the current context's namespace
+    assert Cluster("prod", env).default_namespace == "default"
+    with pytest.raises(ConfigError, match=r"kube-context 'staging': not in .*config \(it has: dev, prod\)"):
+        Cluster("staging", env)
+    with pytest.raises(ConfigError, match="no cluster credentials"):
+        Cluster(None, {"KUBECONFIG": str(tmp_path / "missing")})

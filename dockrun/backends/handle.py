@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Callable
 
 from ..errors import DockrunError, ExecutionError
 from ..store.records import RunRecord, RunStore
@@ -70,6 +70,21 @@ class RunHandle:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.run_id!r})"
+
+
+def follow_logs(handle: RunHandle, run_dir: Path, sinks: tuple[IO[bytes], IO[bytes]], follow: bool,
+                pause: Callable[[], None]) -> RunRecord:
+    """Copy a run's stdout.log and stderr.log to ``sinks`` as they grow, until the run is over
+    (or once, without ``follow``); ``pause`` waits between looks."""
+    files = [(run_dir / "stdout.log", sinks[0]), (run_dir / "stderr.log", sinks[1])]
+    offsets = [0, 0]
+    while True:
+        rec = handle.record()
+        for i, (path, sink) in enumerate(files):
+            offsets[i] = copy_new(path, offsets[i], sink)
+        if rec.over or not follow:
+            return rec
+        pause()
 
 
 def copy_new(path: Path, offset: int, sink: IO[bytes]) -> int:

@@ -47,6 +47,11 @@ class Cluster:
         config = k8s.client.Configuration()
         kubeconfig = environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
         files = [f for f in kubeconfig.split(os.pathsep) if f and os.path.isfile(f)]
+        if files and context:
+            known = _contexts(k8s, files[0])
+            if known is not None and context not in known:
+                raise ConfigError(f"--backend-config: kube-context {context!r}: not in {files[0]} (it has: "
+                                  f"{', '.join(sorted(known)) or 'no contexts'})")
         try:
             if files:
                 k8s.config.load_kube_config(config_file=files[0] if len(files) == 1 else None, context=context,
@@ -177,6 +182,13 @@ class Cluster:
             self.core.delete_namespaced_secret(name, ns)
         except k8s.client.ApiException:
             pass
+
+
+def _contexts(k8s: Any, path: str) -> set[str] | None:
+    try:
+        return {c.get("name") for c in k8s.config.list_kube_config_contexts(config_file=path)[0]}
+    except Exception:  # noqa: BLE001 - unreadable: load_kube_config says why
+        return None
 
 
 def _context_namespace(k8s: Any, context: str | None, files: list[str]) -> str | None:

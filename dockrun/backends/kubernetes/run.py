@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from ...store.liveness import alive
 from ...store.records import ACTIVE, RunRecord, RunStore
-from ..handle import RunHandle, copy_new, shielded
+from ..handle import RunHandle, follow_logs, shielded
 from ..outcome import record_end
 from .watch import job_info, start_watcher
 
@@ -57,14 +57,4 @@ class KubernetesRun(RunHandle):
 
     def follow(self, out: IO[bytes], err: IO[bytes], follow: bool = True) -> RunRecord:
         """Copy the run's output (the pod's, as the watcher saves it) until the run is over."""
-        run_dir = self._store.run_dir(self.run_id)
-        files = [(run_dir / "stdout.log", out), (run_dir / "stderr.log", err)]
-        offsets = [0, 0]
-        while True:
-            rec = self.record()
-            for i, (path, sink) in enumerate(files):
-                offsets[i] = copy_new(path, offsets[i], sink)
-            if rec.over or not follow:
-                return rec
-            time.sleep(POLL_S)
-
+        return follow_logs(self, self._store.run_dir(self.run_id), (out, err), follow, lambda: time.sleep(POLL_S))
