@@ -8,8 +8,19 @@ documentation is silent, picks the stricter reading (each such choice is marked 
   unknown fields, missing required fields and wrong JSON types are 400 INVALID_PARAMETER_VALUE;
 * only the documented method of each endpoint is routed; anything else is 404 ENDPOINT_NOT_FOUND;
 * DBFS limits: 1 MB per put/add-block, 1 MB per read; streams appear only when closed;
-* runs/submit validates tasks, clusters and libraries, and refuses task kinds it cannot execute
-  (marked "not supported by this emulator": a limitation of the emulator, not of Databricks).
+* runs/submit validates tasks, clusters, libraries and serverless ``environments`` (their spec's
+  fields taken from the SDK's dataclass), and refuses task kinds it cannot execute (marked "not
+  supported by this emulator": a limitation of the emulator, not of Databricks);
+* ``{{...}}`` dynamic value references in task parameters are replaced when the task starts, as
+  Databricks does (an unknown name in a known namespace is refused at submit);
+* Unity Catalog volumes through the Files API (``/api/2.0/fs/files{path}``, ``directories``);
+  ``dbfs_root_disabled=True`` is a workspace whose DBFS root is off (every DBFS call 403
+  PERMISSION_DENIED); clusters in standard (shared) access mode (a new_cluster's
+  ``data_security_mode``, or an existing one registered in ``clusters``) and serverless tasks
+  refuse a python_file in the DBFS root;
+* OAuth M2M as the SDKs call it: host metadata, OIDC discovery and a client-credentials token
+  endpoint (``client_id`` / ``client_secret``); ``GET /api/2.0/preview/scim/v2/Me`` says whose
+  token it is.
 
 A submitted ``spark_python_task`` really runs here, as ``sys.executable <file> <parameters...>``
 in a scratch folder, with the emulator's environment plus the cluster's ``spark_env_vars`` and
@@ -44,7 +55,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
@@ -66,9 +77,10 @@ TASK_KEY_RE = re.compile(r"^[\w\-]+$")
 class ApiError(Exception):
     """An error answer: HTTP status plus Databricks' {"error_code", "message"} body."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, body: dict[str, Any] | None = None):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.body = body  # an answer in another shape than Databricks' REST errors (OAuth's)
 
 
 def invalid(message: str) -> ApiError:
@@ -189,12 +201,18 @@ class Dbfs:
     def __init__(self, root: Path, staging: Path, accept_dbfs_scheme: bool, handle_idle_s: float):
         self.root, self.staging = root, staging
         self.accept_dbfs_scheme, self.handle_idle_s = accept_dbfs_scheme, handle_idle_s
+        # A workspace with the DBFS root (and mounts) disabled, the default for new workspaces: every
+        # DBFS API call is refused with Databricks' wording.
+        self.root_disabled = False
         self._lock = threading.Lock()
         self._streams: dict[int, _Stream] = {}
 
     # paths
     def path(self, value: Any, where: str = "path") -> str:
-        return dbfs_path(value, where, self.accept_dbfs_scheme)
+        path = dbfs_path(value, where, self.accept_dbfs_scheme)
+        if self.root_disabled:
+            raise ApiError(403, "PERMISSION_DENIED", f"Public DBFS root is disabled. Access is denied on path: {path}")
+        return path
 
     def local(self, path: str) -> Path:
         return self.root.joinpath(*path.strip("/").split("/")) if path != "/" else self.root
@@ -356,6 +374,103 @@ class Dbfs:
         return {}
 
 
+# ---- Files API 2.0: Unity Catalog volumes -----------------------------------------------------
+
+VOLUME_RE = re.compile(r"^/Volumes/([^/]+)/([^/]+)/([^/]+)(/.*)?$")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer that is not a JSON object: the Files API's raw bytes, 204s and HEAD headers."""
+
+    status: int
+    data: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    kind: str = "application/octet-stream"
+
+
+class Volumes:
+    """Volumes on a local folder (``root/Volumes/<catalog>/<schema>/<volume>/...``), reached through
+    ``/api/2.0/fs/files{path}`` (PUT raw bytes with ?overwrite, GET, HEAD, DELETE) and
+    ``/api/2.0/fs/directories{path}`` (PUT creates). Only volumes created with ``create`` exist."""
+
+    def __init__(self, root: Path, staging: Path):
+        self.root, self.staging = root, staging
+        self.known: set[str] = set()
+        self._lock = threading.Lock()
+
+    def create(self, volume: str) -> None:
+        match = VOLUME_RE.match(volume)
+        if not match or match.group(4):
+            raise ValueError(f"not a volume: {volume}")
+        self.known.add(volume)
+        self.local(volume).mkdir(parents=True, exist_ok=True)
+
+    def path(self, raw: str) -> str:
+        path = unquote(raw)
+        parts = path.split("/")
+        if not path.startswith("/") or any(p in (".", "..") for p in parts) or "//" in path or "\0" in path:
+            raise invalid(f"{path!r} is not an absolute path")
+        match = VOLUME_RE.match(path)
+        if not match:
+            # strict: the Files API also serves workspace files; this emulator has volumes only.
+            raise unsupported(f"{path}: a path outside /Volumes/<catalog>/<schema>/<volume>")
+        volume = "/".join(parts[:5])
+        if volume not in self.known:
+            raise ApiError(404, "NOT_FOUND", f"Volume '{'.'.join(match.groups()[:3])}' does not exist.")
+        return path.rstrip("/") or path
+
+    def local(self, path: str) -> Path:
+        return self.root.joinpath(*path.strip("/").split("/"))
+
+    def file(self, path: str) -> bytes | None:
+        target = self.local(path)
+        return target.read_bytes() if target.is_file() else None
+
+    def files(self, method: str, raw_path: str, query: Mapping[str, str], data: bytes) -> Reply:
+        path = self.path(raw_path)
+        target = self.local(path)
+        allowed = {"PUT": {"overwrite"}}.get(method, set())
+        if set(query) - allowed:
+            raise invalid(f"unknown query parameter(s): {', '.join(sorted(set(query) - allowed))}")
+        if method == "PUT":
+            overwrite = query.get("overwrite", "true")
+            if overwrite not in ("true", "false"):
+                raise invalid("overwrite: expected true or false")
+            with self._lock:
+                if target.is_dir():
+                    raise ApiError(409, "ALREADY_EXISTS", f"{path} is a directory")
+                if target.exists() and overwrite == "false":
+                    raise ApiError(409, "ALREADY_EXISTS", f"The file being created already exists: {path}")
+                target.parent.mkdir(parents=True, exist_ok=True)  # parents are created as needed
+                fd, tmp = tempfile.mkstemp(dir=self.staging)
+                with os.fdopen(fd, "wb") as f:  # the whole body or nothing: a reader never sees half
+                    f.write(data)
+                os.replace(tmp, target)
+            return Reply(204)
+        if not target.is_file():
+            raise ApiError(404, "NOT_FOUND", f"The file being accessed is not found: {path}")
+        if method == "DELETE":
+            target.unlink()
+            return Reply(204)
+        stat = target.stat()
+        headers = {"Last-Modified": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(stat.st_mtime))}
+        if method == "HEAD":
+            return Reply(200, b"", {**headers, "Content-Length": str(stat.st_size)})
+        if method == "GET":
+            return Reply(200, target.read_bytes(), headers)
+        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} /api/2.0/fs/files{path}'")
+
+    def directories(self, method: str, raw_path: str, query: Mapping[str, str], data: bytes) -> Reply:
+        path = self.path(raw_path)
+        if method != "PUT":
+            raise unsupported(f"{method} /api/2.0/fs/directories")
+        if self.local(path).is_file():
+            raise ApiError(409, "ALREADY_EXISTS", f"a file exists at {path}")
+        self.local(path).mkdir(parents=True, exist_ok=True)
+        return Reply(204)
+
+
 # ---- Jobs API 2.1: request validation (pure) --------------------------------------------------
 
 SUBMIT_FIELDS = {
@@ -399,6 +514,8 @@ DATA_SECURITY_MODES = {
     "DATA_SECURITY_MODE_DEDICATED",
 }
 RUNTIME_ENGINES = {"NULL", "STANDARD", "PHOTON"}
+# Standard (formerly "shared") access: many users' code on one cluster, so no code from the DBFS root.
+SHARED_ACCESS_MODES = {"USER_ISOLATION", "DATA_SECURITY_MODE_STANDARD"}
 LIBRARY_KINDS = {"jar": "string", "egg": "string", "whl": "string", "requirements": "string",
                  "pypi": "object", "maven": "object", "cran": "object"}
 
@@ -406,9 +523,9 @@ LIBRARY_KINDS = {"jar": "string", "egg": "string", "whl": "string", "requirement
 def check_submit(body: Any) -> None:
     fields(body, "runs/submit", SUBMIT_FIELDS, ["tasks"])
     # strict: the docs do not mark `tasks` required, but a one-time run without a task runs nothing.
-    for name in ("git_source", "environments"):
-        if name in body:
-            raise unsupported(f"runs/submit.{name}")
+    if "git_source" in body:
+        raise unsupported("runs/submit.git_source")
+    environments = check_environments(body.get("environments", []))
     if len(body.get("run_name", "").encode()) > RUN_NAME_MAX:
         raise invalid(f"runs/submit.run_name: longer than {RUN_NAME_MAX} bytes")
     if body.get("timeout_seconds", 0) < 0:
@@ -420,6 +537,64 @@ def check_submit(body: Any) -> None:
     keys = [check_task(task, f"tasks[{i}]") for i, task in enumerate(body["tasks"])]
     if len(set(keys)) != len(keys):
         raise invalid("runs/submit.tasks: task_key values must be unique within the run")
+    for i, task in enumerate(body["tasks"]):
+        if "environment_key" in task and task["environment_key"] not in environments:
+            raise invalid(f"tasks[{i}].environment_key: {task['environment_key']!r} is not in runs/submit.environments")
+        check_references(task["spark_python_task"].get("parameters", []), f"tasks[{i}].spark_python_task.parameters")
+
+
+def _environment_fields() -> dict[str, str]:
+    """The fields of an environment spec, from the SDK's own dataclass when it is installed (so the
+    emulator follows the published API), else the list as of SDK 0.162."""
+    try:
+        import dataclasses
+
+        from databricks.sdk.service.compute import Environment
+    except ImportError:
+        names = ["base_environment", "client", "dependencies", "environment_version", "java_dependencies",
+                 "project_environment"]
+    else:
+        names = [f.name for f in dataclasses.fields(Environment)]
+    kinds = {"dependencies": "array", "java_dependencies": "array"}
+    return {name: kinds.get(name, "string") for name in names}
+
+
+def check_environments(environments: Any) -> set[str]:
+    """runs/submit.environments (serverless compute): keys unique, a spec with a version or a base."""
+    expect(environments, "array", "runs/submit.environments")
+    keys = set()
+    for i, env in enumerate(environments):
+        where = f"runs/submit.environments[{i}]"
+        fields(env, where, {"environment_key": "string", "spec": "object"}, ["environment_key", "spec"])
+        spec = fields(env["spec"], f"{where}.spec", _environment_fields())
+        if not ({"environment_version", "client", "base_environment", "project_environment"} & spec.keys()):
+            raise invalid(f"{where}.spec: environment_version (or base_environment) is required")
+        string_list(spec.get("dependencies", []), f"{where}.spec.dependencies")
+        if env["environment_key"] in keys:
+            raise invalid(f"{where}.environment_key: {env['environment_key']!r} is used twice")
+        keys.add(env["environment_key"])
+    return keys
+
+
+# Dynamic value references Databricks replaces in task parameters ({{job.run_id}}, ...), and the
+# namespaces in which an unknown name is an error rather than literal text.
+REFERENCE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+REFERENCES = {"job.id", "job.name", "job.run_id", "job.repair_count", "job.start_time.iso_datetime",
+              "job.trigger.type", "task.name", "task.run_id", "task.execution_count", "run_id", "parent_run_id",
+              "job_id", "task_key", "start_date", "start_time", "workspace.id", "workspace.url"}
+REFERENCE_NAMESPACES = ("job.", "task.", "tasks.", "workspace.", "backfill.")
+
+
+def check_references(parameters: list[str], where: str) -> None:
+    for value in parameters:
+        for name in REFERENCE.findall(value):
+            if name not in REFERENCES and name.startswith(REFERENCE_NAMESPACES):
+                raise invalid(f"{where}: {{{{{name}}}}} is not a valid dynamic value reference")
+
+
+def resolve_references(value: str, values: Mapping[str, str]) -> str:
+    """What a task receives: each known reference replaced; anything else stays literal."""
+    return REFERENCE.sub(lambda m: values.get(m.group(1), m.group(0)), value)
 
 
 def check_task(task: Any, where: str) -> str:
@@ -458,11 +633,18 @@ def check_task_kind(task: Mapping[str, Any], where: str) -> None:
 
 
 def check_task_compute(task: Mapping[str, Any], where: str) -> None:
-    for name in ("job_cluster_key", "environment_key", "compute"):
+    for name in ("job_cluster_key", "compute"):
         if name in task:
             raise unsupported(f"{where}.{name}")
-    if ("new_cluster" in task) == ("existing_cluster_id" in task):
-        raise invalid(f"{where}: exactly one of new_cluster or existing_cluster_id is required")
+    computes = [k for k in ("new_cluster", "existing_cluster_id", "environment_key") if k in task]
+    if len(computes) != 1:
+        raise invalid(f"{where}: exactly one of new_cluster, existing_cluster_id or environment_key (serverless) "
+                      f"is required, got {computes or 'none'}")
+    if "environment_key" in task:
+        if "libraries" in task:  # serverless compute takes dependencies in the environment
+            raise invalid(f"{where}.libraries: libraries are not supported on serverless compute; "
+                          "list them as dependencies of the task's environment")
+        return
     if "new_cluster" in task:
         check_new_cluster(task["new_cluster"], f"{where}.new_cluster")
     elif not task["existing_cluster_id"]:
@@ -602,10 +784,14 @@ class Jobs:
         return {"run_id": run.run_id}
 
     def _check_python_file(self, python_file: str, where: str) -> None:
+        if python_file.startswith("/Volumes/"):
+            if self.emu.volumes.file(self.emu.volumes.path(python_file)) is None:
+                raise invalid(f"{where}.spark_python_task.python_file: {python_file} does not exist")
+            return
         if not python_file.startswith("dbfs:/"):
             # Databricks also takes workspace paths and cloud URIs (s3:/, ...); the emulator has only DBFS.
             raise unsupported(f"{where}.spark_python_task.python_file {python_file!r} (only dbfs:/ paths)")
-        path = self.emu.dbfs.path(python_file[len("dbfs:"):], f"{where}.spark_python_task.python_file")
+        path = dbfs_path(python_file[len("dbfs:"):], f"{where}.spark_python_task.python_file", False)
         # strict: Databricks would fail the run later; the emulator refuses the submit at once.
         if self.emu.dbfs.file(path) is None:
             raise invalid(f"{where}.spark_python_task.python_file: {python_file} does not exist in DBFS")
@@ -754,17 +940,34 @@ class Jobs:
 
     def _spawn(self, run: Run, task: TaskRun) -> subprocess.Popen[bytes]:
         spt = task.spec["spark_python_task"]
-        source = self.emu.dbfs.file(self.emu.dbfs.path(spt["python_file"][len("dbfs:"):]))
+        python_file = spt["python_file"]
+        if python_file.startswith("/Volumes/"):
+            source = self.emu.volumes.file(python_file)
+        else:
+            # Serverless compute runs in standard access mode too.
+            mode = "serverless" if "environment_key" in task.spec else \
+                task.spec.get("new_cluster", {}).get("data_security_mode") or \
+                self.emu.clusters.get(task.spec.get("existing_cluster_id", ""), "NONE")
+            if mode in SHARED_ACCESS_MODES or mode == "serverless":
+                raise OSError(f"{python_file}: DBFS root is not supported on clusters in {mode} (standard) "
+                              "access mode; use a Unity Catalog volume or workspace files")
+            if self.emu.dbfs.root_disabled:
+                raise OSError(f"{python_file}: Public DBFS root is disabled")
+            source = self.emu.dbfs.file(dbfs_path(python_file[len("dbfs:"):], "python_file", False))
         if source is None:
-            raise OSError(f"{spt['python_file']} no longer exists in DBFS")
+            raise OSError(f"{python_file} no longer exists")
         cwd = Path(tempfile.mkdtemp(prefix=f"task-{task.run_id}-", dir=self.emu.work))
         script = cwd / Path(spt["python_file"]).name
         script.write_bytes(source)
-        env = dict(os.environ, DOCKRUN_DBFS_FUSE=str(self.emu.dbfs_root))
+        env = dict(os.environ, DOCKRUN_DBFS_FUSE=str(self.emu.dbfs_root), DOCKRUN_VOLUMES_ROOT=str(self.emu.uc_root))
         env.update(task.spec.get("new_cluster", {}).get("spark_env_vars", {}))
+        values = {"job.run_id": str(run.run_id), "run_id": str(run.run_id), "task.run_id": str(task.run_id),
+                  "job.id": str(run.job_id), "job_id": str(run.job_id), "task.name": task.key, "task_key": task.key,
+                  "workspace.url": self.emu.url, "workspace.id": str(self.emu.workspace_id)}
+        parameters = [resolve_references(p, values) for p in spt.get("parameters", [])]
         with open(task.log, "wb") as log:
             # A session of its own, so a cancel reaches the task's children (the launcher runs bash).
-            proc = subprocess.Popen([sys.executable, str(script), *spt.get("parameters", [])], cwd=cwd, env=env,
+            proc = subprocess.Popen([sys.executable, str(script), *parameters], cwd=cwd, env=env,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         self._set(task, proc=proc)
@@ -810,6 +1013,74 @@ def kill(proc: subprocess.Popen[bytes], grace_s: float) -> None:
             continue
 
 
+# ---- OAuth (machine-to-machine): discovery and the token endpoint, as the SDKs and CLI call them --
+
+OAUTH_TOKEN_S = 3600
+
+
+def oauth_error(status: int, error: str, description: str) -> ApiError:
+    """RFC 6749's error shape ({"error", "error_description"}), which the token endpoint answers."""
+    return ApiError(status, error, description, {"error": error, "error_description": description})
+
+
+class OAuth:
+    """The workspace's OAuth endpoints. ``GET /.well-known/databricks-config`` (host metadata: where
+    OIDC lives), ``GET /oidc/.well-known/oauth-authorization-server`` (the endpoints) and
+    ``POST /oidc/v1/token``: client credentials (HTTP Basic ``client_id:client_secret``, form body
+    ``grant_type=client_credentials&scope=all-apis``) -> a bearer access token for the REST API."""
+
+    def __init__(self, emulator: DatabricksEmulator, client_id: str, client_secret: str):
+        self.emu, self.client_id, self.client_secret = emulator, client_id, client_secret
+        self._lock = threading.Lock()
+        self.tokens: dict[str, float] = {}  # access token -> expiry (monotonic)
+
+    def valid(self, token: str) -> bool:
+        with self._lock:
+            expiry = self.tokens.get(token)
+        return expiry is not None and time.monotonic() < expiry
+
+    def host_metadata(self, method: str, headers: Any, raw: bytes) -> dict[str, Any]:
+        self._method(method, "GET")
+        return {"oidc_endpoint": f"{self.emu.url}/oidc", "workspace_id": str(self.emu.workspace_id)}
+
+    def discovery(self, method: str, headers: Any, raw: bytes) -> dict[str, Any]:
+        self._method(method, "GET")
+        oidc = f"{self.emu.url}/oidc"
+        return {"issuer": oidc, "authorization_endpoint": f"{oidc}/v1/authorize", "token_endpoint": f"{oidc}/v1/token",
+                "jwks_uri": f"{oidc}/jwks.json", "grant_types_supported": ["client_credentials", "authorization_code",
+                                                                           "refresh_token"],
+                "response_types_supported": ["code"], "scopes_supported": ["all-apis", "offline_access"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"]}
+
+    def token(self, method: str, headers: Any, raw: bytes) -> dict[str, Any]:
+        self._method(method, "POST")
+        if not (headers.get("Content-Type") or "").startswith("application/x-www-form-urlencoded"):
+            raise oauth_error(400, "invalid_request", "the token request must be form-encoded")
+        form = {k: v[0] for k, v in parse_qs(raw.decode(errors="replace")).items()}
+        client_id, secret = form.get("client_id"), form.get("client_secret")  # client_secret_post
+        scheme, _, given = (headers.get("Authorization") or "").partition(" ")
+        if scheme == "Basic":  # client_secret_basic, what the SDKs send
+            try:
+                client_id, _, secret = base64.b64decode(given).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                raise oauth_error(400, "invalid_request", "malformed Basic authorization") from None
+        if form.get("grant_type") != "client_credentials":
+            raise oauth_error(400, "unsupported_grant_type", "only client_credentials is supported here")
+        if client_id != self.client_id or not secrets.compare_digest(secret or "", self.client_secret):
+            raise oauth_error(401, "invalid_client", "Client authentication failed")
+        if "all-apis" not in (form.get("scope") or "").split():
+            raise oauth_error(400, "invalid_scope", "scope must include all-apis")
+        access = "eyJ" + secrets.token_hex(24)
+        with self._lock:
+            self.tokens[access] = time.monotonic() + OAUTH_TOKEN_S
+        return {"access_token": access, "token_type": "Bearer", "expires_in": OAUTH_TOKEN_S, "scope": "all-apis"}
+
+    @staticmethod
+    def _method(method: str, expected: str) -> None:
+        if method != expected:
+            raise ApiError(405, "METHOD_NOT_ALLOWED", f"use {expected}")
+
+
 LOGIN_PAGE = (b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>"
               b"<form action=\"/login\">Sign in to continue</form></body></html>")
 
@@ -833,8 +1104,19 @@ class DatabricksEmulator:
 
     def __init__(self, token: str | None = None, pending_s: float = 0.2, terminating_s: float = 0.05,
                  kill_grace_s: float = 5.0, logs_limit: int = LOGS_LIMIT, accept_dbfs_scheme: bool = False,
-                 handle_idle_s: float = HANDLE_IDLE_S):
+                 handle_idle_s: float = HANDLE_IDLE_S, volumes: Iterable[str] = ("/Volumes/main/ml/dockrun",),
+                 dbfs_root_disabled: bool = False):
         self.token = token or "dapi" + secrets.token_hex(16)
+        self.user_name = "someone@example.com"  # whom the PAT belongs to (SCIM Me)
+        # Existing clusters with an access mode (cluster ID -> data_security_mode); any other ID is
+        # taken as a cluster without one.
+        self.clusters: dict[str, str] = {}
+        # A service principal of this workspace (OAuth M2M): its ID and secret, for the token endpoint.
+        self.client_id, self.client_secret = secrets.token_hex(8) + "-sp", "dose" + secrets.token_hex(16)
+        self.workspace_id = secrets.randbelow(1 << 50)
+        self.oauth = OAuth(self, self.client_id, self.client_secret)
+        # Every Authorization header received (tests check that no credential went to the wrong host).
+        self.authorizations: list[str] = []
         self.pending_s, self.terminating_s, self.kill_grace_s = pending_s, terminating_s, kill_grace_s
         self.logs_limit = logs_limit
         self.base = Path(tempfile.mkdtemp(prefix="databricks-emulator-"))
@@ -842,6 +1124,11 @@ class DatabricksEmulator:
         for folder in (self.dbfs_root, self.work, self.base / "staging"):
             folder.mkdir()
         self.dbfs = Dbfs(self.dbfs_root, self.base / "staging", accept_dbfs_scheme, handle_idle_s)
+        self.dbfs.root_disabled = dbfs_root_disabled
+        self.uc_root = self.base / "uc"
+        self.volumes = Volumes(self.uc_root, self.base / "staging")
+        for volume in volumes:
+            self.volumes.create(volume)
         self.jobs = Jobs(self)
         self.submitted: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, int]] = []
@@ -900,7 +1187,12 @@ class DatabricksEmulator:
             path = path[len("/dbfs"):]
         return self.dbfs.file(dbfs_path(path, "path", accept_dbfs_scheme=True))
 
-    # fault injection: each arms the next request(s) to one path ("/api/2.0/dbfs/add-block")
+    def volume_file(self, path: str) -> bytes | None:
+        """The bytes of a file in a volume ("/Volumes/..."), or None when there is none."""
+        return self.volumes.file(self.volumes.path(path))
+
+    # fault injection: each arms the next request(s) to one path ("/api/2.0/dbfs/add-block"), or to
+    # one method on it ("PUT /api/2.0/fs/files/Volumes/...": a HEAD to the same file is not touched)
     def fail_next(self, path: str, status: int, retry_after: float | None = None, times: int = 1) -> None:
         """Refuse the next ``times`` requests to ``path`` with ``status`` (not applied), as a busy or
         failing workspace does: 429 REQUEST_LIMIT_EXCEEDED, 503 TEMPORARILY_UNAVAILABLE, else
@@ -930,14 +1222,18 @@ class DatabricksEmulator:
         with self._faults_lock:
             self._faults.setdefault(path, []).extend([fault] * times)
 
-    def _fault(self, path: str) -> tuple[Any, ...] | None:
+    def _fault(self, path: str, method: str) -> tuple[Any, ...] | None:
+        """The next fault armed for ``METHOD path``, else for ``path`` (any method)."""
         with self._faults_lock:
-            queue = self._faults.get(urlsplit(path).path)
-            return queue.pop(0) if queue else None
+            for key in (f"{method} {urlsplit(path).path}", urlsplit(path).path):
+                queue = self._faults.get(key)
+                if queue:
+                    return queue.pop(0)
+            return None
 
     # request handling
     def serve(self, req: BaseHTTPRequestHandler, method: str) -> None:
-        fault = self._fault(req.path)
+        fault = self._fault(req.path, method)
         headers: dict[str, str] = {}
         if fault is not None and fault[0] == "html":
             req.rfile.read(int(req.headers.get("Content-Length") or 0))
@@ -954,10 +1250,10 @@ class DatabricksEmulator:
                 raise ApiError(status, code, f"injected {status} for {urlsplit(req.path).path}")
             status, answer = 200, self._answer(req, method)
             change = self._rewrites.get(urlsplit(req.path).path)
-            if change is not None:
+            if change is not None and not isinstance(answer, Reply):
                 answer = change(answer)
         except ApiError as e:
-            status, answer = e.status, {"error_code": e.code, "message": e.message}
+            status, answer = e.status, e.body or {"error_code": e.code, "message": e.message}
             if e.status == 403 and e.code == "403":  # the published body of a refused token: a number
                 answer["error_code"] = 403
         except Exception:  # an emulator bug: recorded for the tests, answered as Databricks would
@@ -967,24 +1263,46 @@ class DatabricksEmulator:
             self.requests.append((method, req.path, 0))  # 0: applied, never answered
             req.close_connection = True
             return
+        if isinstance(answer, Reply):
+            status = answer.status
+            self.requests.append((method, req.path, status))
+            self._send(req, status, answer.data, answer.kind, {**headers, **answer.headers}, head=method == "HEAD")
+            return
         self.requests.append((method, req.path, status))
-        self._send(req, status, json.dumps(answer).encode(), "application/json", headers)
+        self._send(req, status, json.dumps(answer).encode(), "application/json", headers, head=method == "HEAD")
 
     @staticmethod
     def _send(req: BaseHTTPRequestHandler, status: int, data: bytes, kind: str,
-              headers: Mapping[str, str] | None = None) -> None:
+              headers: Mapping[str, str] | None = None, head: bool = False) -> None:
+        """The answer; a HEAD gets the headers alone (its Content-Length may describe the file)."""
         req.send_response(status)
         req.send_header("Content-Type", kind)
-        req.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
+        headers = dict(headers or {})
+        req.send_header("Content-Length", headers.pop("Content-Length", str(len(data))))
+        for name, value in headers.items():
             req.send_header(name, value)
         req.end_headers()
-        req.wfile.write(data)
+        if not head and status != 204:
+            req.wfile.write(data)
 
-    def _answer(self, req: BaseHTTPRequestHandler, method: str) -> dict[str, Any]:
+    def _answer(self, req: BaseHTTPRequestHandler, method: str) -> dict[str, Any] | Reply:
         raw = req.rfile.read(int(req.headers.get("Content-Length") or 0))
-        self._authenticate(req.headers.get("Authorization"))
+        if req.headers.get("Authorization"):
+            self.authorizations.append(req.headers["Authorization"])
         parts = urlsplit(req.path)
+        public = {"/.well-known/databricks-config": self.oauth.host_metadata,
+                  "/oidc/.well-known/oauth-authorization-server": self.oauth.discovery,
+                  "/oidc/v1/token": self.oauth.token}.get(parts.path)
+        if public is not None:  # discovery and the token endpoint take no bearer token
+            return public(method, req.headers, raw)
+        principal = self._authenticate(req.headers.get("Authorization"))
+        for prefix, files in (("/api/2.0/fs/files/", self.volumes.files),
+                              ("/api/2.0/fs/directories/", self.volumes.directories)):
+            if parts.path.startswith(prefix):
+                return files(method, parts.path[len(prefix) - 1:], self._query(parts.query, {"overwrite"}), raw)
+        if (method, parts.path) == ("GET", "/api/2.0/preview/scim/v2/Me"):
+            return {"id": str(abs(hash(principal)) % 10**15), "userName": principal, "active": True,
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}
         route = self._routes.get((method, parts.path))
         if route is None:
             raise self._no_route(method, parts.path)
@@ -994,13 +1312,15 @@ class DatabricksEmulator:
             return handler(self._body(raw))
         return handler(query)
 
-    def _authenticate(self, header: str | None) -> None:
+    def _authenticate(self, header: str | None) -> str:
+        """Who the bearer token belongs to: the PAT's user, or the service principal (its application ID)."""
         scheme, _, given = (header or "").partition(" ")
         if scheme != "Bearer" or not given.strip():
             raise ApiError(401, "UNAUTHENTICATED", "a valid bearer token is required (Authorization: Bearer <token>)")
-        if not secrets.compare_digest(given.strip(), self.token):
+        if not (secrets.compare_digest(given.strip(), self.token) or self.oauth.valid(given.strip())):
             # What Databricks answers for a wrong or expired token: 403, and a number as error_code.
             raise ApiError(403, "403", "Invalid access token.")
+        return self.user_name if secrets.compare_digest(given.strip(), self.token) else self.client_id
 
     def _no_route(self, method: str, path: str) -> ApiError:
         # Databricks routes on method and path together: a wrong method finds no API either.
@@ -1048,6 +1368,9 @@ def _handler_class(emulator: DatabricksEmulator) -> type[BaseHTTPRequestHandler]
 
         def do_DELETE(self) -> None:  # noqa: N802
             emulator.serve(self, "DELETE")
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            emulator.serve(self, "HEAD")
 
         def log_message(self, *args: object) -> None:
             pass

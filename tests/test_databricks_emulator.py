@@ -227,14 +227,19 @@ def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if k != key}
 
 
+ONE_COMPUTE = "exactly one of new_cluster, existing_cluster_id or environment_key"
 INVALID_SUBMITS = {
     "missing spark_version": ([task(new_cluster=_without(CLUSTER, "spark_version"))], "spark_version"),
     "no node type": ([task(new_cluster=_without(CLUSTER, "node_type_id"))], "node_type_id"),
     "both workers and autoscale": ([task(new_cluster={**CLUSTER, "autoscale": {"min_workers": 1, "max_workers": 2}})],
                                    "num_workers or autoscale"),
     "unknown cluster field": ([task(new_cluster={**CLUSTER, "gpus": 2})], "gpus"),
-    "both clusters": ([task(existing_cluster_id="0101-abc")], "exactly one of new_cluster or existing_cluster_id"),
-    "no cluster": ([task(new_cluster=None)], "exactly one of new_cluster or existing_cluster_id"),
+    "both clusters": ([task(existing_cluster_id="0101-abc")], ONE_COMPUTE),
+    "no cluster": ([task(new_cluster=None)], ONE_COMPUTE),
+    "cluster and environment": ([task(environment_key="e")], ONE_COMPUTE),
+    "undeclared environment": ([task(new_cluster=None, environment_key="e")], "not in runs/submit.environments"),
+    "unknown reference": ([task(spark_python_task={"python_file": "dbfs:/jobs/main.py",
+                                                   "parameters": ["{{job.nmae}}"]})], "{{job.nmae}}"),
     "python_file missing": ([task("dbfs:/jobs/absent.py")], "does not exist"),
     "python_file not on dbfs": ([task("/Workspace/main.py")], "only dbfs:/"),
     "library with two kinds": ([task(libraries=[{"pypi": {"package": "x"}, "whl": "dbfs:/x.whl"}])], "exactly one"),
@@ -403,3 +408,108 @@ def test_stop_kills_running_tasks() -> None:
         emu.stop()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+# ---- Files API (Unity Catalog volumes), DBFS root disabled, access modes, OAuth, SCIM ---------
+
+def raw(emu: DatabricksEmulator, method: str, path: str, data: bytes | None = None,
+        headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+    """One request with a raw body, the emulator's token unless ``headers`` say otherwise."""
+    req = urllib.request.Request(emu.url + path, data=data, method=method,
+                                 headers=headers if headers is not None else {"Authorization": f"Bearer {emu.token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def test_files_api_on_a_volume(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    path = "/api/2.0/fs/files/Volumes/main/ml/dockrun/me%40x.com/a.bin"
+    assert raw(databricks, "HEAD", path)[0] == 404
+    status, body, _ = raw(databricks, "PUT", path + "?overwrite=false", b"\x00" * 10)
+    assert (status, body) == (204, b"")  # parent folders are created as needed
+    status, body, headers = raw(databricks, "HEAD", path)
+    assert (status, body, headers["Content-Length"]) == (200, b"", "10") and "Last-Modified" in headers
+    status, body, _ = raw(databricks, "PUT", path + "?overwrite=false", b"again")
+    assert status == 409 and json.loads(body)["error_code"] == "ALREADY_EXISTS"
+    assert raw(databricks, "PUT", path, b"new")[0] == 204  # overwrite is true when not given
+    assert raw(databricks, "GET", path)[:2] == (200, b"new")
+    assert databricks.volume_file("/Volumes/main/ml/dockrun/me@x.com/a.bin") == b"new"
+    assert raw(databricks, "DELETE", path)[0] == 204 and raw(databricks, "GET", path)[0] == 404
+    status, body, _ = raw(databricks, "PUT", "/api/2.0/fs/files/Volumes/main/ml/nope/a", b"x")
+    assert status == 404 and "main.ml.nope" in json.loads(body)["message"]
+    status, body, _ = raw(databricks, "PUT", "/api/2.0/fs/files/Volumes/main/ml/dockrun/../x", b"x")
+    assert status == 400
+    assert raw(databricks, "PUT", path, b"x", headers={"Authorization": "Bearer wrong"})[0] == 403
+
+
+def test_a_workspace_without_dbfs_root() -> None:
+    emu = DatabricksEmulator(dbfs_root_disabled=True).start()
+    try:
+        status, answer = put(emu, "/dockrun/x", b"x", overwrite=True)
+        assert (status, answer["error_code"]) == (403, "PERMISSION_DENIED")
+        assert answer["message"].startswith("Public DBFS root is disabled. Access is denied on path: /dockrun/x")
+    finally:
+        emu.stop()
+
+
+def test_standard_access_mode_refuses_code_from_the_dbfs_root(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    script(databricks, "print('should not run')\n")
+    shared = {**CLUSTER, "data_security_mode": "USER_ISOLATION"}
+    run = wait(databricks, submit(databricks, task(new_cluster=shared))[1]["run_id"])
+    task_run = run["tasks"][0]
+    assert task_run["state"]["result_state"] == "FAILED"
+    assert "USER_ISOLATION (standard) access mode" in task_run["state"]["state_message"]
+    job = b"print('from a volume')\n"
+    assert raw(databricks, "PUT", "/api/2.0/fs/files/Volumes/main/ml/dockrun/job.py", job)[0] == 204
+    spt = {"python_file": "/Volumes/main/ml/dockrun/job.py"}
+    run = wait(databricks, submit(databricks, task(new_cluster=shared, spark_python_task=spt))[1]["run_id"])
+    assert run["state"]["result_state"] == "SUCCESS"
+    output = call(databricks, "GET", f"/api/2.1/jobs/runs/get-output?run_id={run['tasks'][0]['run_id']}")[1]
+    assert "from a volume" in output["logs"]
+
+
+def test_oauth_machine_to_machine(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    status, body, _ = raw(databricks, "GET", "/.well-known/databricks-config", headers={})
+    assert status == 200 and json.loads(body)["oidc_endpoint"] == f"{databricks.url}/oidc"
+    status, body, _ = raw(databricks, "GET", "/oidc/.well-known/oauth-authorization-server", headers={})
+    assert json.loads(body)["token_endpoint"] == f"{databricks.url}/oidc/v1/token"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def token(secret: str) -> tuple[int, dict[str, Any]]:
+        basic = base64.b64encode(f"{databricks.client_id}:{secret}".encode()).decode()
+        status, body, _ = raw(databricks, "POST", "/oidc/v1/token", b"grant_type=client_credentials&scope=all-apis",
+                              {**form, "Authorization": f"Basic {basic}"})
+        return status, json.loads(body)
+
+    assert token("wrong") == (401, {"error": "invalid_client", "error_description": "Client authentication failed"})
+    status, answer = token(databricks.client_secret)
+    assert status == 200 and answer["token_type"] == "Bearer" and answer["expires_in"] > 0
+    status, me = call(databricks, "GET", "/api/2.0/preview/scim/v2/Me", token=answer["access_token"])
+    assert status == 200 and me["userName"] == databricks.client_id
+    assert call(databricks, "GET", "/api/2.0/preview/scim/v2/Me")[1]["userName"] == databricks.user_name
+
+
+def test_serverless_environments_and_references(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    assert raw(databricks, "PUT", "/api/2.0/fs/files/Volumes/main/ml/dockrun/args.py",
+               b"import sys; print('args', sys.argv[1:])\n")[0] == 204
+    spt = {"python_file": "/Volumes/main/ml/dockrun/args.py", "parameters": ["{{job.run_id}}", "{{ task.name }}",
+                                                                           "{{my.value}", "{{not.known}}"]}
+    env = {"environment_key": "default", "spec": {"environment_version": "2", "dependencies": ["pyyaml"]}}
+    serverless = task(new_cluster=None, environment_key="default", spark_python_task=spt)
+    status, answer = submit(databricks, {**serverless, "libraries": [{"pypi": {"package": "x"}}]}, environments=[env])
+    assert status == 400 and "not supported on serverless" in answer["message"]
+    for bad in ({"environment_key": "default", "spec": {"dependencies": ["x"]}},
+                {"environment_key": "default", "spec": {"environment_version": "2", "pip": ["x"]}}):
+        assert submit(databricks, serverless, environments=[bad])[0] == 400
+    status, answer = submit(databricks, serverless, environments=[env])
+    assert status == 200, answer
+    run = wait(databricks, answer["run_id"])
+    assert run["state"]["result_state"] == "SUCCESS", run
+    output = call(databricks, "GET", f"/api/2.1/jobs/runs/get-output?run_id={run['tasks'][0]['run_id']}")[1]
+    assert f"args ['{answer['run_id']}', 'main', '{{{{my.value}}', '{{{{not.known}}}}']" in output["logs"]
+    dbfs_task = task(new_cluster=None, environment_key="default")  # serverless: no code from the DBFS root
+    script(databricks, "print('hi')\n")
+    run = wait(databricks, submit(databricks, dbfs_task, environments=[env])[1]["run_id"])
+    assert run["state"]["result_state"] == "FAILED"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import gzip
 import io
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -80,6 +81,43 @@ def test_submit_body() -> None:
     assert existing["tasks"][0]["existing_cluster_id"] == "c-1" and "libraries" not in existing["tasks"][0]
 
 
+def test_serverless_config_and_body() -> None:
+    volume = "/Volumes/main/ml/dockrun"
+    cluster = cluster_from_config({"serverless": True, "volume": volume, "dependencies": ["rich>=13"]})
+    assert cluster.serverless == {"environment_version": "2", "dependencies": ("rich>=13",)}
+    task = LauncherTask("r1", "p", f"{volume}/l.py", f"{volume}/a.tar.gz", "python t.py", f"{volume}/o", "ab")
+    body = submit_body(task, cluster, EnvSpec("uv", "b"), [{"pypi": {"package": "pyyaml"}}])
+    assert body["environments"] == [{"environment_key": "dockrun", "spec": {
+        "environment_version": "2", "dependencies": ["pyyaml", "rich>=13"]}}]
+    assert body["tasks"][0]["environment_key"] == "dockrun"
+    assert not body["tasks"][0].keys() & {"new_cluster", "existing_cluster_id", "libraries"}
+    assert cluster_from_config({"serverless": True, "volume": volume, "environment_version": 3}).serverless == {
+        "environment_version": "3", "dependencies": ()}
+    for bad, msg in [({"serverless": True}, "serverless compute runs no code from the DBFS root"),
+                     ({"serverless": True, "volume": volume, "libraries": []}, "has no libraries"),
+                     ({"serverless": True, "volume": volume, "new_cluster": SPEC}, "has no new_cluster"),
+                     ({"serverless": "yes", "volume": volume}, "serverless: expected true"),
+                     ({"serverless": True, "volume": volume, "environment_version": "two"}, "environment_version"),
+                     ({"serverless": True, "volume": volume, "dependencies": "rich"}, "dependencies: expected a list"),
+                     ({**SPEC, "dependencies": ["x"]}, "add \"serverless\": true")]:
+        with pytest.raises(ConfigError, match=msg):
+            cluster_from_config(bad)
+
+
+def test_commands_with_double_braces_are_not_left_for_databricks_to_substitute() -> None:
+    for command in ("python t.py '{{job.run_id}}'", "echo }}", launcher.ENCODED + "x", "plain {one} brace"):
+        sent = launcher.encode_command(command)
+        assert "{{" not in sent and "}}" not in sent and launcher.decode_command(sent) == command
+    assert launcher.encode_command("python t.py 0.5") == "python t.py 0.5"  # readable in the run's page
+    task = LauncherTask("r1", "p", "dbfs:/l.py", "dbfs:/a", "echo {{run_id}}", "dbfs:/o", "ab")
+    assert "{{" not in json.dumps(submit_body(task, Cluster(SPEC, None), EnvSpec("system", "b"), []))
+
+
+def test_mlflow_form_keeps_dockrun_fields_out_of_the_cluster_spec() -> None:
+    cluster = cluster_from_config({**SPEC, "libraries": [{"pypi": {"package": "x"}}], "timeout_seconds": 60})
+    assert cluster.new_cluster == SPEC and cluster.timeout_seconds == 60 and len(cluster.libraries) == 1
+
+
 def test_project_archive_is_deterministic_and_honours_dockerignore(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p", {"MLproject": "name: p\n", "a.py": "1", ".dockerignore": "*.log\n",
                                           "x.log": "no", ".git/config": "secret"})
@@ -94,9 +132,32 @@ def test_a_named_profile_never_borrows_another_profiles_token(tmp_path: Path) ->
     cfg.write_text("[DEFAULT]\nhost = https://default.example\ntoken = dflt\n\n[team]\nhost = https://team.example\n")
     env = {"DATABRICKS_CONFIG_FILE": str(cfg)}
     assert workspace(env).token == "dflt"
-    for profile in ("team", "missing"):  # a host without a token, or no such profile: never DEFAULT's
-        with pytest.raises(ConfigError, match="set DATABRICKS_HOST and DATABRICKS_TOKEN"):
-            workspace({**env, "DATABRICKS_CONFIG_PROFILE": profile})
+    with pytest.raises(ConfigError, match=r"set host and token in the \[team\] profile"):
+        workspace({**env, "DATABRICKS_CONFIG_PROFILE": "team"})  # a host without a token: never DEFAULT's
+    with pytest.raises(ConfigError, match=r"profile 'missing' is not in .*cfg"):
+        workspace({**env, "DATABRICKS_CONFIG_PROFILE": "missing"})
+    # The environment's host with DEFAULT's token would send it to another workspace: the file is
+    # read only when the environment names neither host nor credentials (the SDK's rule).
+    with pytest.raises(ConfigError, match="set DATABRICKS_HOST and DATABRICKS_TOKEN"):
+        workspace({**env, "DATABRICKS_HOST": "https://other.example"})
+
+
+def test_the_default_profile_can_be_named_in_settings(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    cfg.write_text("[__settings__]\ndefault_profile = dev\n\n[dev]\nhost = https://dev.example\ntoken = d\n")
+    assert workspace({"DATABRICKS_CONFIG_FILE": str(cfg)}).host == "https://dev.example"
+
+
+def test_without_the_sdk_oauth_settings_ask_for_the_extra(tmp_path: Path) -> None:
+    env = {"DATABRICKS_HOST": "https://w.example", "DATABRICKS_CLIENT_ID": "sp", "DATABRICKS_CLIENT_SECRET": "s3"}
+    with pytest.raises(ConfigError, match=r"DATABRICKS_CLIENT_ID needs the Databricks SDK .*"
+                                          r"pip install 'dockrun\[databricks\]'") as e:
+        workspace(env)
+    assert "s3" not in str(e.value)
+    cfg = tmp_path / "cfg"
+    cfg.write_text("[ci]\nhost = https://w.example\nclient_id = sp\nclient_secret = s3\n")
+    with pytest.raises(ConfigError, match="client_id in the profile needs the Databricks SDK"):
+        workspace({"DATABRICKS_CONFIG_FILE": str(cfg), "DATABRICKS_CONFIG_PROFILE": "ci"})
 
 
 # ---- the launcher's unpacking (it runs on the cluster: any Python from 3.8, standard library only) -----
@@ -121,7 +182,7 @@ def test_the_launcher_is_python_3_8_and_standard_library_only() -> None:
     tree = ast.parse(LAUNCHER.read_text(), feature_version=(3, 8))
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert imported <= {"hashlib", "os", "subprocess", "sys", "tarfile", "tempfile"}
+    assert imported <= {"base64", "hashlib", "os", "subprocess", "sys", "tarfile", "tempfile"}
 
 
 def test_the_launcher_unpacks_a_project_with_inner_links(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The Databricks REST adapter (DBFS API 2.0, Jobs API 2.1): urllib, tenacity retries; a 4xx is a
+"""The Databricks REST adapter (DBFS API 2.0, the Files API for volumes, Jobs API 2.1): urllib,
+tenacity retries, headers from the workspace's credentials (the SDK's when installed); a 4xx is a
 one-line DatabricksError. Shared by the Databricks backend and by `dbfs:/` path inputs, so it sits
 below both.
 
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from ..errors import RemoteError
+from ..errors import ConfigError, RemoteError
 from .workspace import Workspace
 
 BLOCK = 1 << 20  # DBFS put and add-block take at most 1 MB per call
@@ -49,7 +50,9 @@ class DatabricksClient:
         self.log = log or _say
 
     def call(self, method: str, path: str, body: Mapping[str, Any] | None = None,
-             query: Mapping[str, Any] | None = None) -> dict[str, Any]:
+             query: Mapping[str, Any] | None = None, data: bytes | None = None) -> dict[str, Any]:
+        """One API call, retried as its kind allows. ``data``: a raw body (the Files API); a HEAD
+        answers with the reply's headers (lower-case names)."""
         from tenacity import RetryCallState, retry, retry_if_exception
 
         budget = _budget()
@@ -78,27 +81,31 @@ class DatabricksClient:
         once = retry(retry=retry_if_exception(retryable), stop=stop, wait=wait, before_sleep=before_sleep,
                      reraise=True)(self._once)
         try:
-            return once(method, path, body, query)
+            return once(method, path, body, query, data)
         except _Retry as e:
             kind = Unsure if once_only and not e.throttled else RemoteError
             raise kind(f"Databricks {self.ws.host}: {e}") from None
 
     def _once(self, method: str, path: str, body: Mapping[str, Any] | None,
-              query: Mapping[str, Any] | None) -> dict[str, Any]:
+              query: Mapping[str, Any] | None, raw_body: bytes | None) -> dict[str, Any]:
         import http.client
         import urllib.error
         import urllib.parse
         import urllib.request
 
         url = f"{self.ws.host}/api/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.ws.token}", "Content-Type": "application/json",
-            "User-Agent": "dockrun"})
+        data = json.dumps(body).encode() if body is not None else raw_body
+        kind_sent = "application/octet-stream" if raw_body is not None else "application/json"
+        headers = {**self._auth(), "Content-Type": kind_sent, "User-Agent": "dockrun"}
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=60) as resp:
                 raw = resp.read()
                 kind = resp.headers.get("Content-Type", "")
+                if method == "HEAD" and not kind.startswith("text/html"):
+                    return {k.lower(): v for k, v in resp.headers.items()}
+                if kind.startswith("text/html"):
+                    raw = b"<html>"  # a login page, also where no body was expected
         except urllib.error.HTTPError as e:
             text = e.read().decode(errors="replace")
             try:
@@ -126,9 +133,26 @@ class DatabricksClient:
                               "not the API's JSON (a login page? check DATABRICKS_HOST and the network path)") from None
         return answer
 
-    # DBFS: its endpoints take absolute paths (/x); dbfs:/x is the form tasks and users write.
+    def _auth(self) -> dict[str, str]:
+        """This workspace's headers, fresh from the SDK (an OAuth token is fetched or refreshed here)."""
+        try:
+            return self.ws.headers()
+        except OSError as e:  # the token endpoint did not answer (requests' errors are OSErrors)
+            raise _Retry(f"cannot get an OAuth token ({type(e).__name__})") from None
+        except ValueError as e:  # refused: a wrong client ID or secret, a disabled service principal
+            raise ConfigError(f"Databricks {self.ws.host}: credentials refused: {' '.join(str(e).split())}") from None
+
+    # Files: a path under /Volumes/ is a Unity Catalog volume (the Files API), anything else DBFS.
     def size(self, path: str) -> int | None:
         """A file's size, or None when there is no file there."""
+        if is_volume(path):
+            try:
+                got = self.call("HEAD", f"2.0/fs/files{_quoted(path)}")
+            except DatabricksError as e:
+                if e.status == 404:
+                    return None
+                raise
+            return int(got.get("content-length", -1))
         try:
             status = self.call("GET", "2.0/dbfs/get-status", query={"path": _dbfs_path(path)})
         except DatabricksError as e:
@@ -138,6 +162,8 @@ class DatabricksClient:
         return None if status.get("is_dir") else int(status.get("file_size", -1))
 
     def exists(self, path: str) -> bool:
+        if is_volume(path):
+            return self.size(path) is not None
         try:
             self.call("GET", "2.0/dbfs/get-status", query={"path": _dbfs_path(path)})
             return True
@@ -157,6 +183,9 @@ class DatabricksClient:
     def upload(self, path: str, data: bytes) -> None:
         """Put a file whole, or not at all: a block that may have been applied is never resent into
         the same stream; the upload starts over instead, and its size is checked at the end."""
+        if is_volume(path):
+            self._upload_to_volume(path, data)
+            return
         path = _dbfs_path(path)
         for attempt in range(1, UPLOAD_ATTEMPTS + 1):
             try:
@@ -171,6 +200,23 @@ class DatabricksClient:
             if attempt == UPLOAD_ATTEMPTS:
                 raise RemoteError(f"Databricks {self.ws.host}: {path} holds {got} bytes after the upload, "
                                   f"not {len(data)}")
+
+    def _upload_to_volume(self, path: str, data: bytes) -> None:
+        """One PUT (up to 5 GiB): the Files API writes exactly the bytes of one request, all or nothing,
+        and has no move; overwrite makes it safe to repeat, so it is retried like a read. The size is
+        checked afterwards, and the launcher checks the digest."""
+        for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+            self.call("PUT", f"2.0/fs/files{_quoted(path)}", query={"overwrite": "true"}, data=data)
+            got = self.size(path)
+            if got == len(data):
+                return
+            if attempt == UPLOAD_ATTEMPTS:
+                raise RemoteError(f"Databricks {self.ws.host}: {path} holds {got} bytes after the upload, "
+                                  f"not {len(data)}")
+
+    def user_name(self) -> str:
+        """Who the credentials are (a user's e-mail, a service principal's application ID)."""
+        return str(self.call("GET", "2.0/preview/scim/v2/Me").get("userName") or "")
 
     def _upload_once(self, path: str, data: bytes) -> None:
         if len(data) <= BLOCK:  # one call, all or nothing, and safe to repeat (overwrite)
@@ -227,6 +273,16 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+def is_volume(path: str) -> bool:
+    return path.startswith("/Volumes/")
+
+
+def _quoted(path: str) -> str:
+    import urllib.parse
+
+    return urllib.parse.quote(path, safe="/")
 
 
 def _dbfs_path(path: str) -> str:

@@ -3,6 +3,7 @@ The workspace and its credentials are `databricks_api.workspace`."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,20 +11,39 @@ from typing import Any
 
 from ...errors import ConfigError
 
+# /Volumes/<catalog>/<schema>/<volume>, optionally a folder inside it.
+VOLUME = re.compile(r"^/Volumes/[^/\s{}]+/[^/\s{}]+/[^/\s{}]+(/[^/\s{}]+)*/?$")  # no {{ }}: Databricks would substitute
+# Access modes in which a cluster runs many users' code side by side (standard, formerly "shared"):
+# they refuse code from the DBFS root, so the project must come from a volume.
+SHARED_MODES = frozenset({"USER_ISOLATION", "DATA_SECURITY_MODE_STANDARD"})
+NEEDS_VOLUME = ("name a Unity Catalog volume for the code: \"volume\": \"/Volumes/<catalog>/<schema>/<volume>\" "
+                "in --backend-config")
+
 
 @dataclass(frozen=True)
 class Cluster:
-    """Where the run goes: a new cluster spec, or an existing cluster, plus extra libraries."""
+    """Where the run goes: a new cluster spec, an existing cluster or serverless compute, plus extra
+    libraries, and where the code is put."""
 
     new_cluster: Mapping[str, Any] | None
     existing_cluster_id: str | None
     libraries: tuple[Mapping[str, Any], ...] = ()
     timeout_seconds: int | None = None
+    volume: str | None = None  # a Unity Catalog volume for the code (the Files API), else the DBFS root
+    # Serverless jobs compute: {"environment_version", "dependencies"} of the task's environment.
+    serverless: Mapping[str, Any] | None = None
+
+
+OWN = ("libraries", "timeout_seconds", "volume")  # dockrun's fields beside a cluster spec
+SERVERLESS = ("serverless", "environment_version", "dependencies")
+SERVERLESS_VERSION = "2"  # the environment version used when -c names none
 
 
 def cluster_from_config(config: Any) -> Cluster:
-    """``-c``: a new_cluster spec itself (as `mlflow run` takes it), or {"new_cluster": {...}} /
-    {"existing_cluster_id": "..."} with optional "libraries" and "timeout_seconds"."""
+    """``-c``: a new_cluster spec itself (as `mlflow run` takes it), {"new_cluster": {...}},
+    {"existing_cluster_id": "..."}, or {"serverless": true} (with optional "environment_version" and
+    "dependencies", pip requirement lines); each with optional "libraries" (classic clusters),
+    "timeout_seconds" and "volume"."""
     if isinstance(config, str):
         try:
             config = json.loads(Path(config).read_text() if Path(config).is_file() else config)
@@ -31,13 +51,21 @@ def cluster_from_config(config: Any) -> Cluster:
             raise ConfigError(f"--backend-config: not valid JSON ({e})") from None
     if not isinstance(config, dict) or not config:
         raise ConfigError("--backend-config: expected a JSON object with a cluster spec (spark_version, "
-                          "node_type_id, num_workers) or {\"existing_cluster_id\": ...}")
-    known = {"new_cluster", "existing_cluster_id", "libraries", "timeout_seconds"}
-    if not (config.keys() & {"new_cluster", "existing_cluster_id"}):
-        config = {"new_cluster": config}
-    unknown = set(config) - known
+                          "node_type_id, num_workers), {\"existing_cluster_id\": ...} or {\"serverless\": true}")
+    if not (config.keys() & {"new_cluster", "existing_cluster_id", "serverless"}):  # mlflow run's form
+        ours = (*OWN, *SERVERLESS)
+        config = {"new_cluster": {k: v for k, v in config.items() if k not in ours},
+                  **{k: v for k, v in config.items() if k in ours}}
+    unknown = set(config) - {"new_cluster", "existing_cluster_id", *OWN, *SERVERLESS}
     if unknown:
         raise ConfigError(f"--backend-config: unknown field(s) {', '.join(sorted(unknown))}")
+    volume = _volume(config.get("volume"))
+    timeout = config.get("timeout_seconds")
+    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0):
+        raise ConfigError(f"--backend-config: timeout_seconds: expected a whole number of seconds, got {timeout!r}")
+    serverless = _serverless(config, volume)
+    if serverless is not None:
+        return Cluster(None, None, (), timeout, volume, serverless)
     if ("new_cluster" in config) == ("existing_cluster_id" in config):
         raise ConfigError("--backend-config: give new_cluster or existing_cluster_id, not both")
     new = config.get("new_cluster")
@@ -48,7 +76,47 @@ def cluster_from_config(config: Any) -> Cluster:
             raise ConfigError("--backend-config: new_cluster needs node_type_id or instance_pool_id")
         if not (new.keys() & {"num_workers", "autoscale"}):
             raise ConfigError("--backend-config: new_cluster needs num_workers or autoscale")
+    if new is not None and new.get("data_security_mode") in SHARED_MODES and volume is None:
+        raise ConfigError(f"--backend-config: new_cluster.data_security_mode {new['data_security_mode']} (standard, "
+                          f"shared access) runs no code from the DBFS root: {NEEDS_VOLUME}")
     libraries = config.get("libraries") or []
     if not isinstance(libraries, list) or not all(isinstance(x, dict) for x in libraries):
         raise ConfigError("--backend-config: libraries: expected a list of library objects")
-    return Cluster(new, config.get("existing_cluster_id"), tuple(libraries), config.get("timeout_seconds"))
+    return Cluster(new, config.get("existing_cluster_id"), tuple(libraries), timeout, volume)
+
+
+def _serverless(config: Mapping[str, Any], volume: str | None) -> Mapping[str, Any] | None:
+    """Serverless jobs compute: the task's environment (version, pip dependencies) instead of a
+    cluster and its libraries. None when -c names a cluster."""
+    if "serverless" not in config:
+        stray = [k for k in SERVERLESS if k in config]
+        if stray:
+            raise ConfigError(f"--backend-config: {stray[0]} is for serverless compute: add \"serverless\": true")
+        return None
+    if config["serverless"] is not True:
+        raise ConfigError(f"--backend-config: serverless: expected true, got {config['serverless']!r}")
+    clash = [k for k in ("new_cluster", "existing_cluster_id", "libraries") if k in config]
+    if clash:
+        hint = " (serverless takes pip requirements as \"dependencies\")" if clash[0] == "libraries" else ""
+        raise ConfigError(f"--backend-config: serverless compute has no {clash[0]}{hint}")
+    if volume is None:  # serverless compute runs in standard access mode: no code from the DBFS root
+        raise ConfigError(f"--backend-config: serverless compute runs no code from the DBFS root: {NEEDS_VOLUME}")
+    version = config.get("environment_version", SERVERLESS_VERSION)
+    if isinstance(version, int) and not isinstance(version, bool):
+        version = str(version)
+    if not isinstance(version, str) or not version.isdigit():
+        raise ConfigError(f"--backend-config: environment_version: expected a version number such as \"2\", "
+                          f"got {version!r}")
+    dependencies = config.get("dependencies", [])
+    if not isinstance(dependencies, list) or not all(isinstance(d, str) and d.strip() for d in dependencies):
+        raise ConfigError("--backend-config: dependencies: expected a list of pip requirement lines")
+    return {"environment_version": version, "dependencies": tuple(dependencies)}
+
+
+def _volume(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not VOLUME.match(value) or "/../" in value + "/" or "/./" in value + "/":
+        raise ConfigError(f"--backend-config: volume: expected a Unity Catalog volume path such as "
+                          f"/Volumes/main/ml/dockrun, got {value!r}")
+    return value.rstrip("/")

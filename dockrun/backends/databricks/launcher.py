@@ -1,12 +1,14 @@
-"""Runs on the Databricks cluster (uploaded to DBFS by dockrun; a spark_python_task): check the
+"""Runs on Databricks compute (uploaded by dockrun to DBFS or a volume; a spark_python_task): check the
 project archive against its SHA-256, unpack it safely, run the rendered command with bash, exit with
 its status.
 
     python launcher.py dbfs:/dockrun/projects/SHA.tar.gz "COMMAND" RUN_ID dbfs:/dockrun/runs/ID/outputs SHA
+    python launcher.py /Volumes/main/ml/dockrun/USER/projects/SHA.tar.gz "COMMAND" RUN_ID /Volumes/.../outputs SHA
 
 Standard library only, and Python 3.8 or later: the cluster has whatever Python its runtime ships
 and nothing of dockrun's.
 """
+import base64
 import hashlib
 import os
 import subprocess
@@ -15,6 +17,22 @@ import tarfile
 import tempfile
 
 REFUSED = 2  # the archive is not one dockrun would have made: nothing is run
+# Databricks replaces {{...}} in task parameters (dynamic value references) and has no escape for
+# them, so a command holding "{{" travels base64-encoded behind this mark (so does one that starts
+# with the mark itself); any other command stays readable in the run's page.
+ENCODED = "dockrun-base64:"
+
+
+def encode_command(command):
+    if "{{" in command or "}}" in command or command.startswith(ENCODED):
+        return ENCODED + base64.b64encode(command.encode("utf-8")).decode("ascii")
+    return command
+
+
+def decode_command(parameter):
+    if parameter.startswith(ENCODED):
+        return base64.b64decode(parameter[len(ENCODED):]).decode("utf-8")
+    return parameter
 
 
 class Refused(Exception):
@@ -22,7 +40,10 @@ class Refused(Exception):
 
 
 def fuse(path):
-    """dbfs:/x -> /dbfs/x, where clusters mount DBFS (DOCKRUN_DBFS_FUSE overrides the mount point)."""
+    """dbfs:/x -> /dbfs/x, where clusters mount DBFS; a volume's /Volumes/... is a path already
+    (DOCKRUN_DBFS_FUSE and DOCKRUN_VOLUMES_ROOT move them, for an emulator)."""
+    if path.startswith("/Volumes/"):
+        return os.environ.get("DOCKRUN_VOLUMES_ROOT", "").rstrip("/") + path
     root = os.environ.get("DOCKRUN_DBFS_FUSE", "/dbfs")
     if path.startswith("dbfs:"):
         path = path[len("dbfs:"):]
@@ -91,6 +112,7 @@ def unpack(archive, work):
 
 def main():
     archive, command, run_id, outputs, expected = sys.argv[1:6]
+    command = decode_command(command)
     local = fuse(archive)
     got = sha256(local)
     if got != expected:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from ...databricks_api.client import DatabricksClient
-from ...databricks_api.workspace import workspace
+from ...databricks_api.workspace import connect
 from ...errors import DockrunError
 from ...store.records import ACTIVE, RunRecord, RunStore
 from ..handle import RunHandle
@@ -36,7 +36,7 @@ class DatabricksRun(RunHandle):
     @property
     def client(self) -> DatabricksClient:
         if self._client is None:
-            self._client = DatabricksClient(workspace(os.environ))
+            self._client = DatabricksClient(connect(os.environ))
         return self._client
 
     def record(self) -> RunRecord:

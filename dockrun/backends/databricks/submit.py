@@ -13,6 +13,7 @@ from ...images.environment import EnvSpec, conda_to_pypi, is_local_code
 from ...project.spec import ProjectSpec
 from ...project.treehash import TreeDigest, walk
 from .config import Cluster
+from .launcher import encode_command
 
 
 def cluster_libraries(env: EnvSpec, project: ProjectSpec) -> list[dict[str, Any]]:
@@ -44,10 +45,20 @@ def submit_body(task_in: LauncherTask, cluster: Cluster, env: EnvSpec,
     task: dict[str, Any] = {
         "task_key": "dockrun",
         "spark_python_task": {"python_file": task_in.launcher,
-                              "parameters": [task_in.archive, task_in.command, run_id, task_in.outputs,
+                              "parameters": [task_in.archive, encode_command(task_in.command), run_id, task_in.outputs,
                                              task_in.archive_sha256]},
     }
-    if cluster.new_cluster is not None:
+    body: dict[str, Any] = {"run_name": f"dockrun {task_in.project} {run_id}", "tasks": [task]}
+    if cluster.serverless is not None:
+        # Serverless compute installs a task's environment, not cluster libraries: the same PyPI
+        # requirements as pip lines, then the ones -c adds.
+        task["environment_key"] = "dockrun"
+        deps = [lib["pypi"]["package"] for lib in libraries if "pypi" in lib] + list(cluster.serverless["dependencies"])
+        spec: dict[str, Any] = {"environment_version": cluster.serverless["environment_version"]}
+        if deps:
+            spec["dependencies"] = deps
+        body["environments"] = [{"environment_key": "dockrun", "spec": spec}]
+    elif cluster.new_cluster is not None:
         new = dict(cluster.new_cluster)
         if env.kind == "docker":
             new.setdefault("docker_image", {"url": env.base_image})
@@ -55,12 +66,13 @@ def submit_body(task_in: LauncherTask, cluster: Cluster, env: EnvSpec,
     else:
         task["existing_cluster_id"] = cluster.existing_cluster_id
     libs = libraries + list(cluster.libraries)
-    if libs:
+    if libs and cluster.serverless is None:
         task["libraries"] = libs
     if cluster.timeout_seconds:
         task["timeout_seconds"] = cluster.timeout_seconds
     # The dockrun run ID as idempotency token: a retried submit never starts a second run.
-    return {"run_name": f"dockrun {task_in.project} {run_id}", "tasks": [task], "idempotency_token": run_id}
+    body["idempotency_token"] = run_id
+    return body
 
 
 def project_archive(root: Path, expected_key: str | None = None) -> bytes:

@@ -9,14 +9,14 @@ from collections.abc import Iterator, Mapping
 from typing import Callable
 
 from ...databricks_api.client import BLOCK, DatabricksClient, DatabricksError
-from ...databricks_api.workspace import workspace
+from ...databricks_api.workspace import connect
 from ...errors import ParameterError, RemoteError
 from .local import Download, Entry, Fetched, Fingerprint, sync
 
 
 def fetch(d: Download, save: Callable[[Mapping[str, Fingerprint]], None]) -> Fetched:
     path = "/" + d.uri[len("dbfs:"):].lstrip("/")
-    client = DatabricksClient(workspace(os.environ, who=d.where))
+    client = DatabricksClient(connect(os.environ, who=d.where))
     try:
         status = client.call("GET", "2.0/dbfs/get-status", query={"path": path})
         name = posixpath.basename(path.rstrip("/")) or "dbfs"

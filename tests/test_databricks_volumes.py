@@ -1,0 +1,187 @@
+"""Code in a Unity Catalog volume (the Files API), workspaces whose DBFS root is disabled, and
+access modes, end to end against the emulator (tests/databricks_emulator.py)."""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import write_project
+from databricks_emulator import DatabricksEmulator, databricks  # noqa: F401 - the fixture
+from dockrun.backends.databricks.config import cluster_from_config
+from dockrun.errors import ConfigError
+
+VOLUME = "/Volumes/main/ml/dockrun"
+PROJECT = {"MLproject": "name: vol\nentry_points:\n  main: \"python -c 'print(6 * 7)' && echo done > "
+                        "$DOCKRUN_OUTPUT_DIR/result.txt\"\n"}
+SPEC = {"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 1}
+SHARED = {**SPEC, "data_security_mode": "USER_ISOLATION"}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return write_project(tmp_path / "vol", PROJECT)
+
+
+@pytest.fixture
+def no_dbfs_root() -> Iterator[DatabricksEmulator]:
+    """A workspace created with the DBFS root disabled (the default for new workspaces)."""
+    emulator = DatabricksEmulator(dbfs_root_disabled=True).start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def _env(emu: DatabricksEmulator, tmp_path: Path, oauth: bool = False) -> dict[str, str]:
+    env = {name: "" for name in os.environ if name.startswith("DATABRICKS_")}
+    env.update(DATABRICKS_HOST=emu.url, DATABRICKS_CONFIG_FILE=str(tmp_path / "none"),
+               DOCKRUN_DATABRICKS_POLL_S="0.2", DOCKRUN_DATABRICKS_RETRY_S="10")
+    if oauth:
+        env.update(DATABRICKS_CLIENT_ID=emu.client_id, DATABRICKS_CLIENT_SECRET=emu.client_secret)
+    else:
+        env.update(DATABRICKS_TOKEN=emu.token)
+    return env
+
+
+def _run(cli, project: Path, config: dict, env: dict[str, str]):  # noqa: ANN001, ANN202
+    return cli("run", str(project), "-b", "databricks", "-c", json.dumps(config), env=env)
+
+
+def _dbfs_calls(emu: DatabricksEmulator) -> list[str]:
+    return [p for _, p, _ in emu.requests if p.startswith("/api/2.0/dbfs/")]
+
+
+def test_a_shared_access_cluster_runs_code_from_a_volume(cli, databricks, tmp_path: Path,  # noqa: F811
+                                                         project: Path) -> None:
+    r = _run(cli, project, {"new_cluster": SHARED, "volume": VOLUME}, _env(databricks, tmp_path))
+    assert r.code == 0, r.err
+    assert "42" in r.out
+    task = databricks.submitted[-1]["tasks"][0]
+    launcher, (archive, _, run_id, outputs, digest) = (task["spark_python_task"]["python_file"],
+                                                       task["spark_python_task"]["parameters"])
+    mine = f"{VOLUME}/{databricks.user_name}"  # each user's own folder in the volume
+    assert launcher.startswith(f"{mine}/launcher/") and archive == f"{mine}/projects/{digest}.tar.gz"
+    assert databricks.volume_file(archive) and task["new_cluster"] == SHARED
+    assert outputs == f"{mine}/runs/{run_id}/outputs"
+    assert databricks.volume_file(f"{outputs}/result.txt") == b"done\n"
+    assert json.loads(cli("runs", "show", run_id).out)["outputs"] == outputs
+    assert not _dbfs_calls(databricks) and not any(databricks.dbfs_root.iterdir())
+    # The same code again: found by size, not uploaded a second time.
+    puts = [p for m, p, _ in databricks.requests if m == "PUT"]
+    assert _run(cli, project, {"new_cluster": SHARED, "volume": VOLUME}, _env(databricks, tmp_path)).code == 0
+    assert [p for m, p, _ in databricks.requests if m == "PUT"] == puts
+
+
+def test_a_service_principal_gets_its_own_folder(cli, databricks, tmp_path: Path,  # noqa: F811
+                                                 project: Path) -> None:
+    r = _run(cli, project, {**SPEC, "volume": VOLUME + "/"}, _env(databricks, tmp_path, oauth=True))
+    assert r.code == 0, r.err
+    archive = databricks.submitted[-1]["tasks"][0]["spark_python_task"]["parameters"][0]
+    assert archive.startswith(f"{VOLUME}/{databricks.client_id}/projects/")
+
+
+def test_without_a_volume_a_shared_cluster_is_refused_before_any_request(cli, databricks,  # noqa: F811
+                                                                         tmp_path: Path, project: Path) -> None:
+    r = _run(cli, project, SHARED, _env(databricks, tmp_path))
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
+    assert "data_security_mode USER_ISOLATION" in r.err and '"volume": "/Volumes/' in r.err
+    assert not databricks.requests
+
+
+def test_a_workspace_without_dbfs_root_asks_for_a_volume(cli, no_dbfs_root, tmp_path: Path,
+                                                         project: Path) -> None:
+    env = _env(no_dbfs_root, tmp_path)
+    r = _run(cli, project, SPEC, env)
+    assert r.code == 2 and "Traceback" not in r.err, r.err
+    line = r.err.strip().splitlines()[-1]
+    assert "does not allow files in the DBFS root" in line and '"volume": "/Volumes/<catalog>' in line
+    assert not no_dbfs_root.submitted and "vol" not in cli("runs", "list", env=env).out  # nothing left behind
+    r = _run(cli, project, {**SPEC, "volume": VOLUME}, env)
+    assert r.code == 0, r.err
+    assert "42" in r.out
+
+
+def test_the_volume_field_is_checked() -> None:
+    assert cluster_from_config({**SPEC, "volume": VOLUME}).volume == VOLUME  # mlflow's form, plus the volume
+    assert cluster_from_config({"existing_cluster_id": "c", "volume": VOLUME + "/code"}).volume == VOLUME + "/code"
+    for bad in ("dbfs:/dockrun", "/Volumes/main/ml", "/Volumes/main/ml/../x", 3, "/Volumes/a/b/c d"):
+        with pytest.raises(ConfigError, match="volume: expected a Unity Catalog volume path"):
+            cluster_from_config({**SPEC, "volume": bad})
+    with pytest.raises(ConfigError, match="DATA_SECURITY_MODE_STANDARD .* name a Unity Catalog volume"):
+        cluster_from_config({**SPEC, "data_security_mode": "DATA_SECURITY_MODE_STANDARD"})
+    assert cluster_from_config({**SPEC, "data_security_mode": "SINGLE_USER"}).volume is None  # DBFS is fine there
+
+
+# ---- serverless jobs compute, and commands Databricks must not rewrite -------------------------
+
+SERVERLESS = {"serverless": True, "volume": VOLUME}
+
+
+def test_serverless_compute_gets_the_environment_as_dependencies(cli, databricks, tmp_path: Path) -> None:  # noqa: F811
+    project = write_project(tmp_path / "sl", {
+        "MLproject": "name: sl\npython_env: python_env.yaml\nentry_points:\n  main: \"python -c 'import yaml; "
+                     "print(yaml.safe_dump({{1: 2}}))'\"\n",
+        "python_env.yaml": "python: '3.11'\ndependencies: [PyYAML]\n"})
+    r = _run(cli, project, {**SERVERLESS, "dependencies": ["rich>=13"]}, _env(databricks, tmp_path))
+    assert r.code == 0, r.err
+    assert "1: 2" in r.out
+    body = databricks.submitted[-1]
+    assert body["environments"] == [{"environment_key": "dockrun", "spec": {
+        "environment_version": "2", "dependencies": ["pyyaml", "rich>=13"]}}]
+    task = body["tasks"][0]
+    assert task["environment_key"] == "dockrun" and not task.keys() & {"new_cluster", "libraries"}
+    assert task["spark_python_task"]["python_file"].startswith(f"{VOLUME}/{databricks.user_name}/")
+
+
+def test_serverless_refuses_a_docker_env_before_any_request(cli, databricks, tmp_path: Path) -> None:  # noqa: F811
+    project = write_project(tmp_path / "dk", {"MLproject": "name: dk\ndocker_env:\n  image: python:3.11\n"
+                                                           "entry_points:\n  main: \"echo hi\"\n"})
+    r = _run(cli, project, SERVERLESS, _env(databricks, tmp_path))
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
+    assert "serverless compute runs no container image" in r.err
+    assert not databricks.requests and "dk" not in cli("runs", "list").out
+
+
+def test_double_braces_reach_the_command_as_typed(cli, databricks, tmp_path: Path) -> None:  # noqa: F811
+    project = write_project(tmp_path / "br", {
+        "MLproject": "name: br\nentry_points:\n  main:\n    parameters: {text: string}\n"
+                     "    command: \"python -c 'import sys; print(\\\"got\\\", sys.argv[1])' {text}\"\n"})
+    r = cli("run", str(project), "-b", "databricks", "-c", json.dumps(SPEC), "-P", "text=id {{job.run_id}} }}",
+            env=_env(databricks, tmp_path))
+    assert r.code == 0, r.err
+    assert "got id {{job.run_id}} }}" in r.out
+    assert "{{" not in json.dumps(databricks.submitted[-1]["tasks"][0]["spark_python_task"]["parameters"])
+
+
+def test_a_lost_or_refused_volume_upload_is_redone_whole(cli, databricks, tmp_path: Path,  # noqa: F811
+                                                         project: Path) -> None:
+    import hashlib
+    from urllib.parse import quote
+
+    from dockrun.backends.databricks.submit import project_archive
+
+    blob = project_archive(project)
+    name = f"{VOLUME}/{databricks.user_name}/projects/{hashlib.sha256(blob).hexdigest()}.tar.gz"
+    path = "/api/2.0/fs/files" + quote(name, safe="/")
+    databricks.drop_reply(f"PUT {path}")  # written, but the reply is lost
+    databricks.fail_next(f"PUT {path}", 503, retry_after=1)  # then refused once
+    r = _run(cli, project, {**SPEC, "volume": VOLUME}, _env(databricks, tmp_path))
+    assert r.code == 0, r.err
+    assert "42" in r.out
+    assert [s for m, p, s in databricks.requests if m == "PUT" and p.startswith(path)] == [0, 503, 204]
+    assert databricks.volume_file(name) == blob
+
+
+def test_an_existing_shared_cluster(cli, databricks, tmp_path: Path, project: Path) -> None:  # noqa: F811
+    databricks.clusters["0101-shared"] = "USER_ISOLATION"
+    env = _env(databricks, tmp_path)
+    r = _run(cli, project, {"existing_cluster_id": "0101-shared", "volume": VOLUME}, env)
+    assert r.code == 0, r.err
+    assert "42" in r.out
+    # Without a volume dockrun cannot know the cluster's mode: the run fails, saying why.
+    r = _run(cli, project, {"existing_cluster_id": "0101-shared"}, env)
+    assert r.code == 1 and "access mode" in r.out + r.err and "Traceback" not in r.err
