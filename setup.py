@@ -30,11 +30,14 @@ setup(
         # The field's own clients: kubeconfig/in-cluster auth as kubectl does it; Databricks unified auth.
         "kubernetes": ["kubernetes>=28"],
         "databricks": ["databricks-sdk>=0.30"],
+        "ssh": ["paramiko>=2.4"],  # DOCKER_HOST=ssh://... (docker-py needs it to accept the URL)
         "test": ["pytest>=7", "hypothesis>=6", "moto[server]>=5", "ruff>=0.4",
                  "mlflow-skinny>=2.9", "sqlalchemy>=1.4", "alembic>=1.7",
                  # the conda path's tests: a real channel (rattler-build) and MatchSpec as the oracle
                  "py-rattler>=0.28", "py-rattler-build>=0.73",
-                 "kubernetes>=28", "databricks-sdk>=0.30"],
+                 "kubernetes>=28", "databricks-sdk>=0.30",
+                 # docker-py imports paramiko for ssh:// engines (it connects through the ssh command)
+                 "paramiko>=2.4"],
     },
     entry_points={"console_scripts": ["dockrun=dockrun.cli:main"]},
 )

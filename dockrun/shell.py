@@ -18,6 +18,7 @@ from .backends import get_backend
 from .backends.handle import shielded
 from .backends.local.container import RunContext, container_spec
 from .backends.local.runs import run_image
+from .backends.local.transfer import Sent, copy_back, copy_in
 from .engine.client import ContainerSpec, Docker
 from .errors import ConfigError
 from .images.feedback import build_feedback
@@ -30,7 +31,7 @@ SHELL = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; else e
 
 
 def shell_spec(prepared: PreparedRun, image: str, shell_id: str, outputs: Path, command: Sequence[str],
-               tty: bool) -> ContainerSpec:
+               tty: bool, remote: bool = False) -> ContainerSpec:
     """The run's container, with ``command`` (or a shell) in place of the entry point's, stdin
     open, and the entry point's command in $DOCKRUN_COMMAND so it can be tried by hand."""
     request = prepared.request
@@ -38,7 +39,7 @@ def shell_spec(prepared: PreparedRun, image: str, shell_id: str, outputs: Path, 
         run_id=shell_id, project=prepared.project.name, image=image, outputs=outputs,
         rendered=prepared.rendered, docker_env=prepared.project.docker_env, docker_args=request.docker_args,
         extra_env={"DOCKRUN_COMMAND": prepared.rendered.command},
-        dev_root=prepared.source.root if request.dev else None,
+        dev_root=prepared.source.root if request.dev else None, remote=remote,
     )
     spec = container_spec(ctx)
     return dataclasses.replace(spec, command=tuple(command) or SHELL, name=f"dockrun-shell-{shell_id}",
@@ -62,12 +63,19 @@ def open_shell(request: RunRequest, command: Sequence[str] = (), quiet: bool = F
     outputs = prepared.settings.home / "shells" / shell_id / "outputs"
     # A terminal only when both ends are one: piped output stays a clean stdout/stderr pair.
     tty = sys.stdin.isatty() and sys.stdout.isatty()
-    spec = shell_spec(prepared, image_id, shell_id, outputs, command, tty)
+    spec = shell_spec(prepared, image_id, shell_id, outputs, command, tty, docker.remote)
     outputs.mkdir(parents=True)
     container = None
     try:
         container = docker.create(spec)
-        return _attach(cli, docker, container)
+        if not spec.copies:
+            return _attach(cli, docker, container)
+        # A remote engine: the files a run would mount go in first and the writable ones come back
+        # (docker's CLI attaches to the same engine: it reads the same DOCKER_HOST or context).
+        with build_feedback(quiet) as log:
+            sent = copy_in(docker, container, spec.copies, log)
+        code = _attach(cli, docker, container)
+        return _copy_back(docker, container, code, sent)
     finally:
         with shielded():
             if container is not None:
@@ -94,6 +102,18 @@ def _attach(cli: str, docker: Docker, container: Any) -> int:
     state = (found.attrs if found is not None else {}).get("State", {})
     if state.get("Status") == "exited":  # the command ran: its code, not the attaching CLI's
         return int(state.get("ExitCode", code))
+    return code
+
+
+def _copy_back(docker: Docker, container: Any, code: int, sent: Sent) -> int:
+    def say(line: str) -> None:
+        sys.stderr.write(f"dockrun: {line}\n")
+
+    try:
+        copy_back(docker, container, say, sent)
+    except Exception as e:  # noqa: BLE001 - lost outputs are reported, never hidden
+        say(f"the shell's outputs could not be copied back from the engine: {e}".splitlines()[0])
+        return code or 1
     return code
 
 

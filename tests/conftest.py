@@ -83,12 +83,23 @@ def dockrun_containers(run_id: str | None = None) -> list[str]:
 
 
 @pytest.fixture
-def no_leaks(base_image: str):
-    """Fails the test if it leaves a dockrun container behind."""
+def no_leaks(base_image: str, home: Path):
+    """Fails the test if it leaves a dockrun container behind. In CI (nothing else on the engine)
+    every new dockrun container counts; on a shared machine, only those of runs in this test's
+    DOCKRUN_HOME, so that another session's running containers are not taken for this test's."""
     before = set(dockrun_containers())
     yield
     left = set(dockrun_containers()) - before
+    if left and os.environ.get("CI", "").lower() not in ("true", "1"):
+        ours = {p.name for p in (home / "runs").iterdir()} if (home / "runs").is_dir() else set()
+        left = {c for c in left if _run_label(c) in ours}
     assert not left, f"containers left behind: {left}"
+
+
+def _run_label(container: str) -> str:
+    r = subprocess.run(["docker", "inspect", "-f", '{{index .Config.Labels "dockrun.run-id"}}', container],
+                       capture_output=True, text=True)
+    return r.stdout.strip()
 
 
 def free_port() -> int:

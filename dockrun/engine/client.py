@@ -5,13 +5,14 @@ failures into dockrun errors.
 """
 from __future__ import annotations
 
+import os
 import re
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable
 
-from ..errors import BuildError, ConfigError
+from ..errors import BuildError, ConfigError, ExecutionError
 
 _STEP = re.compile(r"^Step \d+/\d+ : ")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -37,13 +38,77 @@ class ContainerSpec:
     working_dir: str
     user: str | None
     options: Mapping[str, Any] = field(default_factory=dict)  # docker-py create() kwargs from -A
+    # (host, container, "rw"|"ro"): for an engine that cannot see this machine's files, copied into
+    # the container before it starts (and "rw" ones back after it ends) instead of bind-mounted
+    copies: tuple[tuple[str, str, str], ...] = ()
+
+
+REMOTE_ENV = "DOCKRUN_REMOTE_ENGINE"
+
+
+def engine_address(environ: Mapping[str, str]) -> str | None:
+    """Where the engine is, as docker's CLI decides it: DOCKER_HOST, else the endpoint of the
+    context named by DOCKER_CONTEXT or docker's config.json (``currentContext``); None for docker's
+    default (the local unix socket). Reads files, never asks the engine."""
+    if environ.get("DOCKER_HOST"):
+        return environ["DOCKER_HOST"]
+    context = _context(environ)
+    return context.Host if context is not None else None
+
+
+def engine_is_remote(environ: Mapping[str, str]) -> bool:
+    """Whether the engine may not see this machine's files, so a run's files are copied to it
+    instead of bind-mounted: ``DOCKRUN_REMOTE_ENGINE=1|0`` decides if set; else any engine not
+    reached through a local socket (``tcp://``, ``ssh://``, a context pointing at one) counts as
+    remote. Copying works on every engine; a bind mount only where the files are, so an engine on
+    TCP that is in fact this machine costs a copy, never a failed run. No engine call: the local
+    socket's warm path stays as fast as it was."""
+    override = environ.get(REMOTE_ENV, "").strip()
+    if override:
+        if override not in ("0", "1"):
+            raise ConfigError(f"{REMOTE_ENV}={override!r}: expected 1 (copy the run's files to the engine) "
+                              "or 0 (bind-mount them)")
+        return override == "1"
+    address = engine_address(environ)
+    return bool(address) and not address.startswith(("unix://", "npipe://"))
+
+
+def _context(environ: Mapping[str, str]) -> Any | None:
+    """The docker context in use, if it is not the default (docker-py's from_env ignores contexts)."""
+    name = environ.get("DOCKER_CONTEXT")
+    if not name:
+        from docker.context.config import get_current_context_name
+
+        name = get_current_context_name()
+    if not name or name == "default":
+        return None
+    from docker.context import ContextAPI
+
+    try:
+        context = ContextAPI.get_context(name)
+    except _docker().errors.DockerException as e:
+        raise ConfigError(f"docker context {name!r}: {_short(e)}") from None
+    if context is None:
+        raise ConfigError(f"docker context {name!r} does not exist (DOCKER_CONTEXT or docker's config.json)")
+    return context
+
+
+def _client(environ: Mapping[str, str]) -> Any:
+    docker = _docker()
+    # ssh:// hosts go through the ssh command, as docker's CLI does (~/.ssh/config, agents).
+    context = None if environ.get("DOCKER_HOST") else _context(environ)
+    if context is None:
+        return docker.from_env(timeout=120, use_ssh_client=True, environment=dict(environ))
+    return docker.DockerClient(base_url=context.Host, tls=context.TLSConfig, timeout=120, use_ssh_client=True)
 
 
 class Docker:
-    def __init__(self, client: Any = None):
+    def __init__(self, client: Any = None, environ: Mapping[str, str] | None = None):
         docker = _docker()
+        environ = os.environ if environ is None else environ
+        self.remote = engine_is_remote(environ)  # decides, before any call, how a run's files get there
         try:
-            self.client = client or docker.from_env(timeout=120)
+            self.client = client or _client(environ)
             self.client.ping()
         except docker.errors.DockerException as e:
             raise ConfigError(f"cannot reach the Docker engine (DOCKER_HOST): {_short(e)}") from None
@@ -172,6 +237,30 @@ class Docker:
                 pass
         return removed
 
+    def read_image_file(self, image: str, path: str, limit: int = 16 << 20) -> bytes | None:
+        """The file at ``path`` in ``image`` (None if it has none), from a container that is
+        created, never started, and removed at once."""
+        import io
+        import tarfile
+
+        docker = _docker()
+        try:
+            created = self.client.api.create_container(image, command=["/dockrun-reads-a-file"],
+                                                       labels={"dockrun.reader": "1"})
+        except docker.errors.APIError as e:
+            raise ConfigError(f"cannot read {path} in {image}: {_short(e)}") from None
+        try:
+            stream, _ = self.client.api.get_archive(created["Id"], path)
+            data = b"".join(stream)
+        except docker.errors.NotFound:
+            return None
+        finally:
+            self.client.api.remove_container(created["Id"], force=True)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile() and m.size <= limit), None)
+            f = tar.extractfile(member) if member else None
+            return f.read() if f else None
+
     # ---- containers -----------------------------------------------------------------------
     def create(self, spec: ContainerSpec) -> Any:
         docker = _docker()
@@ -221,6 +310,41 @@ class Docker:
         container that is already gone."""
         self.stop(container, timeout)
         self.remove(container)
+
+    def put_archive(self, container: Any, chunks: Iterable[bytes]) -> None:
+        """Unpack a tar stream at the container's root (before it starts); streamed, never held
+        in memory."""
+        docker = _docker()
+        try:
+            self.client.api.put_archive(container.id, "/", chunks)
+        except docker.errors.APIError as e:
+            raise ExecutionError(f"copying the run's files to the engine failed: {_short(e)}") from None
+
+    def get_archive(self, container: Any, path: str) -> Iterator[bytes]:
+        """``path`` in the (exited) container as a tar stream, in chunks."""
+        docker = _docker()
+        try:
+            stream, _ = self.client.api.get_archive(container.id, path, chunk_size=1 << 20)
+        except docker.errors.APIError as e:
+            raise ExecutionError(f"reading {path} from the engine failed: {_short(e)}") from None
+        return stream
+
+    def image_digest(self, ref: str) -> str | None:
+        """What ``ref`` names now, by content (for environment keys): the digest it is given by
+        (``name@sha256:...``, no lookup); else, for an image here, the registry digest it was pulled
+        by or, for one built or imported here, its image ID (one inspect); else the digest the
+        registry serves for it; None if nothing answers (the build then says why)."""
+        docker = _docker()
+        if "@sha256:" in ref:
+            return ref.rsplit("@", 1)[1]
+        try:
+            info = self.client.api.inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            return self.registry_digest(ref)
+        except docker.errors.APIError:
+            return None
+        pulled = sorted(d.rsplit("@", 1)[1] for d in info.get("RepoDigests") or () if "@" in d)
+        return pulled[0] if pulled else info["Id"]
 
 
 def _split(ref: str) -> tuple[str, str]:

@@ -6,12 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...engine.client import ContainerSpec
+from ...engine.client import REMOTE_ENV, ContainerSpec
 from ...errors import ConfigError
 from ...images.plan import WORKDIR
 from ...project.params import RenderedCommand
 from ...project.spec import DockerEnv
 from .docker_args import parse_pairs, to_create_options
+from .transfer import copy_back_label
 
 LABEL_RUN = "dockrun.run-id"
 
@@ -29,6 +30,9 @@ class RunContext:
     extra_mounts: tuple[tuple[str, str, str], ...] = ()  # (host, container, ro|rw): a local MLflow store
     host_network: bool = False  # the MLflow server is on the host's loopback
     dev_root: Path | None = None  # --dev: this folder is the project root, mounted read-write
+    # The engine cannot see this machine's files (engine.client.engine_is_remote): what would be
+    # bind-mounted from here is copied in instead, and the writable part copied back.
+    remote: bool = False
 
 
 def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) -> ContainerSpec:
@@ -57,12 +61,19 @@ def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) ->
             value = host_env[name]
         env[name] = value
     env.update(ctx.extra_env or {})
-    mounts = [(m.path, m.path, "ro" if m.read_only else "rw") for m in ctx.rendered.mounts]
-    mounts.append((str(ctx.outputs), str(ctx.outputs), "rw"))
-    mounts.extend(ctx.extra_mounts)
+    own = [(m.path, m.path, "ro" if m.read_only else "rw") for m in ctx.rendered.mounts]
+    own.append((str(ctx.outputs), str(ctx.outputs), "rw"))
     if ctx.dev_root is not None:
-        mounts.append((str(ctx.dev_root), WORKDIR, "rw"))
+        own.append((str(ctx.dev_root), WORKDIR, "rw"))
         env.setdefault("PYTHONUNBUFFERED", "1")  # as the project image sets it: output is seen live
+    if ctx.remote and ctx.extra_mounts:
+        raise ConfigError("a local MLflow store cannot be reached from a remote Docker engine; track to a "
+                          f"server (MLFLOW_TRACKING_URI=http://...) or set {REMOTE_ENV}=0 if the engine "
+                          "sees this machine's files")
+    # Volumes (docker_env, -A v=) stay bind mounts on any engine: they name the engine's paths,
+    # as `docker run -v` does.
+    copies = tuple(own) if ctx.remote else ()
+    mounts = ([] if ctx.remote else own) + list(ctx.extra_mounts)
     volumes = list(ctx.docker_env.volumes if ctx.docker_env else ()) + special.get("v", []) + special.get("volume", [])
     for vol in volumes:
         mounts.append(_volume(vol))
@@ -80,6 +91,7 @@ def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) ->
         labels[name] = value
     # `-A rm` asks for what dockrun always does: the container is removed when the run is over.
     labels.update({LABEL_RUN: ctx.run_id, "dockrun.project": ctx.project})  # dockrun's own win
+    labels.update(copy_back_label(copies))
     return ContainerSpec(
         image=ctx.image,
         command=("sh", "-c", ctx.rendered.command),
@@ -90,6 +102,7 @@ def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) ->
         working_dir=workdir,
         user=user,
         options=options,
+        copies=copies,
     )
 
 

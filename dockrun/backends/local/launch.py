@@ -8,6 +8,7 @@ request and exits when its driver closes the pipe (the same idea as multiprocess
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -62,6 +63,10 @@ def _be_supervisor(args: list[str], run_dir: Path, report_fd: int) -> int:
     # Nothing of the driver's stays open here: its sockets, files, and the fork server's pipes
     # (which must see EOF when the driver exits).
     os.closerange(3, _max_fd())
+    # The driver's objects that owned those descriptors (an ssh engine's pipes, sockets) must never
+    # be collected here: their finalizers would close descriptor numbers that now belong to this
+    # process's own files (the run's logs).
+    gc.freeze()
     try:
         from .supervisor import main
 

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
 from ...engine.client import Docker
-from ...errors import Interrupted
+from ...errors import ConfigError, Interrupted
 from ...store.liveness import alive, start_token
 from ...store.records import ACTIVE, RunRecord, RunStore, new_run_id
-from ..handle import RunHandle, new_record, shielded
+from ..handle import RunHandle, follow_logs, new_record, shielded
 from ..outcome import record_end
 from .container import RunContext, container_spec
 from .launch import fork_server, fork_supervisor
+from .transfer import bring_back, copy_in, save_sent
 from .wake import Listener, listen
 
 if TYPE_CHECKING:
@@ -67,29 +68,8 @@ class LocalRun(RunHandle):
 
     def follow(self, out: IO[bytes], err: IO[bytes], follow: bool = True) -> RunRecord:
         """Copy the run's output to ``out``/``err`` as it is written, until the run is over."""
-        run_dir = self._store.run_dir(self.run_id)
-        files = [(run_dir / "stdout.log", out), (run_dir / "stderr.log", err)]
-        offsets = [0, 0]
-        while True:
-            rec = self.record()
-            for i, (path, sink) in enumerate(files):
-                offsets[i] = _copy_new(path, offsets[i], sink)
-            if rec.over or not follow:
-                return rec
-            self._wake.wait(POLL_S)
-
-
-def _copy_new(path: Path, offset: int, sink: IO[bytes]) -> int:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return offset
-    if data:
-        sink.write(data)
-        sink.flush()
-    return offset + len(data)
+        return follow_logs(self, self._store.run_dir(self.run_id), (out, err), follow,
+                           lambda: self._wake.wait(POLL_S))
 
 
 def reconcile(store: RunStore, rec: RunRecord, docker: Callable[[], Docker]) -> RunRecord:
@@ -115,11 +95,13 @@ def reconcile(store: RunStore, rec: RunRecord, docker: Callable[[], Docker]) -> 
             d.stop_and_remove(container)
             record_end(store, rec.run_id, "FAILED", None, f"the {owner} vanished; the container was stopped")
         else:
-            _save_logs(store.run_dir(rec.run_id), container)
+            run_dir = store.run_dir(rec.run_id)
+            _save_logs(run_dir, container)
             code = state.get("ExitCode") if state.get("Status") == "exited" else None
+            lost = bring_back(d, container, run_dir)
             d.stop_and_remove(container)
-            status = "FINISHED" if code == 0 else "FAILED"
-            reason = None if code == 0 else f"the {owner} vanished; exit code {code}"
+            status = "FINISHED" if code == 0 and not lost else "FAILED"
+            reason = None if status == "FINISHED" else lost or f"the {owner} vanished; exit code {code}"
             record_end(store, rec.run_id, status, code, reason)
     return store.get(rec.run_id) or rec
 
@@ -157,9 +139,14 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
         docker_args=request.docker_args,
         host_network=bool(tracking and tracking.host_network),
         dev_root=prepared.source.root if request.dev else None,
+        remote=docker.remote,
     )
     spec = container_spec(ctx)  # validates -A and env passthrough before anything is recorded
     experiment_id = mlflow_run_id = None
+    if docker.remote and tracking and tracking.store_dir:  # before an MLflow run is started for nothing
+        raise ConfigError(f"the local MLflow store {tracking.uri} cannot be reached from a remote Docker engine; "
+                          "track to a server (MLFLOW_TRACKING_URI=http://...), or set DOCKRUN_REMOTE_ENGINE=0 "
+                          "if the engine sees this machine's files")
     if tracking:
         from ...tracking.runs import start_tracked_run
         from ...tracking.tags import logged_params
@@ -180,14 +167,21 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
         with shielded():
             container = docker.create(spec)
             store.update(run_id, container_id=container.id)
+        if spec.copies:  # a remote engine: the run's files go in before it starts (Ctrl-C may stop it)
+            save_sent(run_dir, copy_in(docker, container, spec.copies, log))
+        with shielded():
             pid = _start_supervisor(settings.home, run_id, request.synchronous, run_dir)
             store.update(run_id, supervisor_pid=pid, supervisor_start=start_token(pid))
     except BaseException as e:
         with shielded():
             if container is not None:
                 docker.stop_and_remove(container)
-            record_end(store, run_id, "FAILED", None, f"could not start: {e}".splitlines()[0])
+            interrupted = isinstance(e, KeyboardInterrupt)
+            record_end(store, run_id, "KILLED" if interrupted else "FAILED", None,
+                       "interrupted before it started" if interrupted else f"could not start: {e}".splitlines()[0])
             run._wake.close()
+        if isinstance(e, KeyboardInterrupt):
+            raise Interrupted(f"interrupted; run {run_id} was not started and its container was removed") from None
         raise
     try:
         while run.get_status() == "SCHEDULED":

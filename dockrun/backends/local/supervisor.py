@@ -20,6 +20,7 @@ from ...engine.client import Docker
 from ...store.liveness import alive
 from ...store.records import RunStore
 from ..outcome import record_end
+from .transfer import bring_back
 from .wake import notifier
 
 POLL_DRIVER_S = 0.5
@@ -78,13 +79,19 @@ def supervise(store: RunStore, docker: Docker, run_id: str, watch_driver: bool,
         docker.stop_and_remove(container)
         record_end(store, run_id, "FAILED", exit_code, f"supervisor error: {e}".splitlines()[0])
         raise
+    # A remote engine's run: its outputs come back before the container goes (whatever the outcome,
+    # as a bind mount would have kept them); a copy that failed fails the run, saying why.
+    lost = bring_back(docker, container, store.run_dir(run_id))
     docker.remove(container)  # it has exited: no stop needed
     if why and why[0] == "driver vanished":
         record_end(store, run_id, "FAILED", exit_code, "the driver process vanished; the container was stopped")
-    elif exit_code == 0:
+    elif exit_code == 0 and not lost:
         record_end(store, run_id, "FINISHED", 0, None)
+    elif exit_code == 0:
+        record_end(store, run_id, "FAILED", 0, f"the command succeeded, but {lost}")
     else:
-        record_end(store, run_id, "FAILED", exit_code, f"command exited with status {exit_code}")
+        record_end(store, run_id, "FAILED", exit_code,
+                   f"command exited with status {exit_code}" + (f"; {lost}" if lost else ""))
 
 
 def _watch_driver(pid: int, token: str | None, stop, why: list[str]) -> None:  # noqa: ANN001
