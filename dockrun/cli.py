@@ -70,8 +70,9 @@ def cli() -> None:
 @click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=VALUE", help="A parameter (repeatable).")
 @click.option("-A", "--docker-args", "docker_args", multiple=True, metavar="KEY[=VALUE]",
               help="A docker run option, e.g. gpus=all, network=host, shm-size=1g (repeatable).")
-@click.option("-b", "--backend", default="local", show_default=True, help="local or databricks.")
-@click.option("-c", "--backend-config", help="Cluster spec for databricks: a JSON file or JSON string.")
+@click.option("-b", "--backend", default="local", show_default=True, help="local, databricks or kubernetes.")
+@click.option("-c", "--backend-config", help="databricks: a cluster spec; kubernetes: MLflow's kubernetes_config.json "
+              "(a JSON file or string).")
 @click.option("--env-manager", default="auto", show_default=True, type=click.Choice(ENV_MANAGERS),
               help=ENV_MANAGER_HELP)
 @click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
@@ -196,7 +197,8 @@ def runs_list(limit: int) -> None:
 @runs.command("show")
 @click.argument("run_id")
 def runs_show(run_id: str) -> None:
-    """The run's full record (JSON)."""
+    """The run's full record (JSON), with what its image installed ("environment": Python and every
+    package with its version; for conda also the explicit list)."""
     from .views import show_json
 
     click.echo(show_json(run_id))
@@ -246,11 +248,13 @@ def images() -> None:
 
 
 @images.command("list")
-def images_list() -> None:
+@click.option("--packages", is_flag=True, help="Under each environment image, what it installed: Python and "
+              "every package with its version.")
+def images_list(packages: bool) -> None:
     """Project and environment images, most recently used first."""
     from .images.housekeeping import list_table
 
-    click.echo(list_table())
+    click.echo(list_table(packages))
 
 
 @images.command("prune")

@@ -1,8 +1,11 @@
-"""``dockrun lock``: resolve a python environment once, with hashes, into a requirements.lock
-beside its environment file; builds then install exactly that (images/environment.py reads it).
+"""``dockrun lock``: resolve an environment once into a lock file beside its environment file;
+builds then install exactly that (images/environment.py reads it).
 
-The resolution runs where the environment will be installed, in a container of the base image, so
-platform-specific wheels and markers are those of the build, not of the host.
+A python environment gets ``requirements.lock`` (pinned, with hashes: ``uv pip compile
+--generate-hashes``); a conda.yaml gets ``conda-lock.txt`` (conda's explicit list, ``URL#MD5``,
+solved by the py-rattler installer the build uses, images/conda_install.py). The resolution runs
+where the environment will be installed, in a container of the image that installs it, so
+platform-specific wheels, markers and conda subdirs are those of the build, not of the host.
 """
 from __future__ import annotations
 
@@ -10,16 +13,19 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable
 
-from .engine.client import Docker
+from .config import Settings
+from .engine.client import CHECK_PREFIX, Docker
 from .errors import BuildError, ConfigError
-from .images.environment import lock_file, lock_header, lock_input_digest
+from .images.conda_lock import conda_lock_digest, conda_lock_file, conda_lock_header
+from .images.environment import canonical_conda, lock_file, lock_header, lock_input_digest
+from .images.plan import CONDA_INSTALLER
 from .prepare import prepare_image
 from .project.archive import is_archive_uri
 from .project.resolve import is_git_uri, unquote_uri
+from .project.spec import ProjectSpec
 from .request import RunRequest
 
 # The same pin as templates/env-uv.Dockerfile.j2: the lock is resolved by the uv that installs it.
@@ -34,6 +40,17 @@ python3 -m venv /tmp/dockrun/tools
 cd /tmp/dockrun
 exec /tmp/dockrun/tools/bin/uv pip compile --quiet --generate-hashes --no-header "$@" requirements.in
 """
+# The same pin as templates/env-conda.Dockerfile.j2: the lock is solved by the installer that installs it.
+RATTLER_PIN = "py-rattler==0.28.0"
+# The installer's text is the first argument, the environment (as the build's environment.json) stdin.
+CONDA_SCRIPT = f"""set -e
+mkdir -p /tmp/dockrun
+printf '%s' "$1" > /tmp/dockrun/conda_install.py
+cat > /tmp/dockrun/environment.json
+python3 -m venv /tmp/dockrun/tools
+/tmp/dockrun/tools/bin/pip install --quiet --disable-pip-version-check --no-cache-dir {RATTLER_PIN} >&2
+exec /tmp/dockrun/tools/bin/python /tmp/dockrun/conda_install.py --lock /tmp/dockrun/environment.json
+"""
 
 
 def lock_project(request: RunRequest, log: Callable[[str], None] = lambda line: None) -> Path:
@@ -44,38 +61,62 @@ def lock_project(request: RunRequest, log: Callable[[str], None] = lambda line: 
     # The current lock is left out: a stale or broken one must not stop its own replacement.
     prepared = prepare_image(request, read_lock=False)
     settings, project, env = prepared.settings, prepared.project, prepared.env
+    if env.kind == "micromamba":
+        raise ConfigError("dockrun lock: conda projects are locked (and their locks installed) with the py-rattler "
+                          "installer; unset DOCKRUN_MICROMAMBA_IMAGE")
+    if env.kind == "conda":
+        return _lock_conda(prepared.project, env.conda or "", env.installer_image or env.base_image, settings, log)
     rel = lock_file(project)
     if env.kind != "uv" or rel is None:
-        raise ConfigError("dockrun lock: lock files are for python environments (python_env.yaml or "
-                          "requirements.txt) for now; this project's environment is not one")
+        raise ConfigError("dockrun lock: lock files are for python and conda environments (python_env.yaml, "
+                          "requirements.txt, conda.yaml); this project's environment is none of them")
     assert project.env_file is not None
     Docker().ensure_pulled(env.base_image, log)  # no engine or no image: one line, before any work
     log(f"resolving {project.env_file} in {env.base_image}")
-    body = _compile(env.base_image, env.requirements, env.python, settings.ca_bundle, settings.build_args)
+    args = ["--python", "python3", *(["--python-version", env.python] if env.python else [])]
+    body = _run(env.base_image, SCRIPT, args, "".join(r + "\n" for r in env.requirements), settings)
     path = project.root / rel
     _write(path, lock_header(project.env_file, lock_input_digest(env.python, env.requirements)) + body)
     return path
 
 
-def _compile(image: str, requirements: tuple[str, ...], python: str | None, ca_bundle: Path | None,
-             build_args: Mapping[str, str]) -> str:
+def _lock_conda(project: ProjectSpec, conda: str, image: str, settings: Settings, log: Callable[[str], None]) -> Path:
+    """Solve the conda file (channels renamed as for a build) into conda's explicit list."""
+    import json
+
+    import yaml
+
+    rel = project.env_file or "conda.yaml"
+    Docker().ensure_pulled(image, log)
+    log(f"solving {rel} in {image}")
+    body = _run(image, CONDA_SCRIPT, [CONDA_INSTALLER.read_text(encoding="utf-8")],
+                json.dumps(yaml.safe_load(conda), sort_keys=True), settings)
+    path = project.root / conda_lock_file(rel)
+    _write(path, conda_lock_header(rel, conda_lock_digest(canonical_conda(project.root, rel)[0])) + body)
+    return path
+
+
+def _run(image: str, script: str, args: list[str], stdin: str, settings: Settings) -> str:
+    """``script`` in a throwaway container of ``image`` with the host's CA and index settings, as a
+    build's install stage gets them; its stdout."""
     cli = shutil.which("docker")
     if cli is None:
         raise ConfigError("dockrun lock: the docker command is not on PATH")
-    args = [cli, "run", "--rm", "-i", "-e", "UV_NO_CACHE=1", "-e", "UV_PYTHON_DOWNLOADS=never",
-            "-e", "UV_PYTHON_PREFERENCE=only-system"]
-    if ca_bundle is not None:
-        args += ["-v", f"{ca_bundle.resolve()}:{CA_IN_CONTAINER}:ro",
-                 "-e", f"SSL_CERT_FILE={CA_IN_CONTAINER}", "-e", f"PIP_CERT={CA_IN_CONTAINER}"]
-    for name, value in build_args.items():  # index and proxy settings, as a build gets them
-        args += ["-e", f"{name}={value}"]
-    args += [image, "sh", "-c", SCRIPT, "dockrun-lock", "--python", "python3"]
-    if python:
-        args += ["--python-version", python]
-    proc = subprocess.run(args, input="".join(r + "\n" for r in requirements), capture_output=True, text=True)
+    command = [cli, "run", "--rm", "-i", "-e", "UV_NO_CACHE=1", "-e", "UV_PYTHON_DOWNLOADS=never",
+               "-e", "UV_PYTHON_PREFERENCE=only-system"]
+    if settings.ca_bundle is not None:
+        command += ["-v", f"{settings.ca_bundle.resolve()}:{CA_IN_CONTAINER}:ro",
+                    "-e", f"SSL_CERT_FILE={CA_IN_CONTAINER}", "-e", f"PIP_CERT={CA_IN_CONTAINER}"]
+    for name, value in settings.build_args.items():  # index and proxy settings, as a build gets them
+        command += ["-e", f"{name}={value}"]
+    command += [image, "sh", "-c", script, "dockrun-lock", *args]
+    proc = subprocess.run(command, input=stdin, capture_output=True, text=True)
     if proc.returncode != 0:
+        said = [line[len(CHECK_PREFIX):] for line in proc.stdout.splitlines() if line.startswith(CHECK_PREFIX)]
+        if said:  # the conda installer explains itself in one line
+            raise BuildError(f"dockrun lock: {said[-1]}")
         tail = [line for line in proc.stderr.splitlines() if line.strip()][-15:]
-        # The first line is the error the CLI prints last; uv's own explanation comes before it.
+        # The first line is the error the CLI prints last; the resolver's own explanation comes before it.
         raise BuildError("\n".join([f"dockrun lock: resolving the requirements in {image} failed "
                                     f"(exit {proc.returncode})", *tail]))
     return proc.stdout
@@ -83,7 +124,7 @@ def _compile(image: str, requirements: tuple[str, ...], python: str | None, ca_b
 
 def _write(path: Path, text: str) -> None:
     # A lock is read by every build: never leave half of one.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".requirements.lock.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

@@ -4,12 +4,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from typing import Any
 
 from .backends.local.runs import reconcile
 from .config import load_settings
 from .engine.client import Docker
 from .errors import printable
-from .store.records import RunStore
+from .store.records import RunRecord, RunStore
 
 
 def list_table(limit: int) -> str:
@@ -40,4 +41,14 @@ def show_json(run_id: str) -> str:
     data = dataclasses.asdict(rec)
     run_dir = RunStore(load_settings().home).run_dir(rec.run_id)
     data["logs"] = {"stdout": str(run_dir / "stdout.log"), "stderr": str(run_dir / "stderr.log")}
+    data["environment"] = _environment(rec)
     return json.dumps(data, indent=2, sort_keys=True)
+
+
+def _environment(rec: RunRecord) -> dict[str, Any]:
+    """What the run's image installed (read from the image once, then from the cache)."""
+    if rec.backend == "databricks":
+        return {"recorded": False, "why": "not recorded: the run used the cluster's environment, not an image"}
+    from .images.installed import run_installed, summary  # the image stack only for `show`
+
+    return summary(run_installed(load_settings().home, rec.run_id, rec.image, Docker))

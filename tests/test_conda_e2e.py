@@ -206,3 +206,62 @@ def conda_specs(draw) -> str:
 def test_generated_specs_keep_their_meaning(spec: str) -> None:
     pytest.importorskip("rattler", reason="py-rattler is in the test extra: pip install -e '.[test]'")
     assert _parsed(_canonical(spec)) == _parsed(spec), spec
+
+
+# ---- conda lock: `dockrun lock` writes conda's explicit list; a build installs exactly it --------
+
+@pytest.mark.usefixtures("no_leaks")
+def test_lock_pins_the_older_version_and_the_build_installs_it(cli, conda_channel: Channel, tmp_path: Path) -> None:
+    env = {**conda_channel.env, **RATTLER}
+    root = _project(tmp_path, ["dockrun-demo>=1.1"])
+    r = cli("run", "-q", str(root), env=env, timeout=900)
+    assert (r.code, r.out.strip()) == (0, "dockrun-demo 1.3.0"), r.err[-2000:]  # unlocked: the newest
+
+    # The lock of an environment that asks for 1.1, handed over without its header (a lock
+    # without one is trusted as is): the project, which allows 1.3, installs 1.1.
+    older = _project(tmp_path / "older", ["dockrun-demo=1.1"])
+    r = cli("lock", "-q", str(older), env=env, timeout=900)
+    assert r.code == 0, r.err[-2000:]
+    lock = Path(r.out.strip())
+    assert lock == older / "conda-lock.txt"
+    text = lock.read_text()
+    body = [line for line in text.splitlines() if not line.startswith("# ")]
+    assert body[0] == "@EXPLICIT" and len(body) == 2
+    assert re.fullmatch(re.escape(conda_channel.url) + r"noarch/dockrun-demo-1\.1\.0-\S+\.conda#[0-9a-f]{32}", body[1])
+    assert "# platform: linux-64" in text.splitlines() and "dockrun-lock-input:" in text
+    (root / "conda-lock.txt").write_text("".join(line + "\n" for line in text.splitlines()
+                                                 if "dockrun-lock-input" not in line))
+    r = cli("run", "-q", str(root), env=env, timeout=900)
+    assert (r.code, r.out.strip()) == (0, "dockrun-demo 1.1.0"), r.err[-2000:]
+
+    # An MD5 that is not the channel's fails the build, naming the lock.
+    md5 = body[1].rsplit("#", 1)[1]
+    (root / "conda-lock.txt").write_text(text.replace(md5, "0" * 32).replace(
+        re.search(r"dockrun-lock-input: \S+\n", text).group(0), ""))
+    r = cli("run", "-q", str(root), env=env, timeout=900)
+    assert r.code == 1
+    line = r.err.strip().splitlines()[-1]
+    assert line.startswith("dockrun: error: building dockrun-env:") and "conda-lock.txt: dockrun-demo-1.1.0" in line
+    assert f"MD5 {'0' * 32} in the lock, {md5} in the channel" in line
+
+    # A lock written for another conda.yaml is refused before anything is built.
+    (older / "conda.yaml").write_text((older / "conda.yaml").read_text().replace("=1.1", "=1.2"))
+    r = cli("run", "-q", str(older), env=env)
+    assert r.code == 2
+    assert r.err.splitlines() == ["dockrun: error: conda-lock.txt: out of date: conda.yaml changed since it was "
+                                  "written; run `dockrun lock` again (or delete it)"]
+    r = cli("lock", "-q", str(older), env=env, timeout=900)  # locking again replaces it
+    assert r.code == 0 and "dockrun-demo-1.2.0-" in (older / "conda-lock.txt").read_text()
+
+
+@pytest.mark.usefixtures("no_leaks")
+def test_an_unsolvable_lock_is_one_line_and_leaves_the_lock_alone(cli, conda_channel: Channel,
+                                                                 tmp_path: Path) -> None:
+    root = _project(tmp_path, ["dockrun-demo 9.*"])
+    (root / "conda-lock.txt").write_text("@EXPLICIT\n")
+    r = cli("lock", "-q", str(root), env={**conda_channel.env, **RATTLER}, timeout=900)
+    assert r.code == 1
+    assert r.err.splitlines()[-1].startswith("dockrun: error: dockrun lock: conda environment: cannot install "
+                                             "dockrun-demo 9.*")
+    assert (root / "conda-lock.txt").read_text() == "@EXPLICIT\n"
+    assert sorted(p.name for p in root.iterdir()) == ["MLproject", "conda-lock.txt", "conda.yaml", "marker.txt"]

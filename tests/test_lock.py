@@ -126,19 +126,25 @@ def test_lock_needs_a_local_folder(uri: str) -> None:
         lock_project(RunRequest(uri=uri))
 
 
-@pytest.mark.parametrize("files", [{"conda.yaml": "dependencies: [numpy]\n"},
-                                   {"MLproject": "docker_env: {image: img:1}\n"}], ids=["conda", "docker"])
-def test_lock_is_for_python_environments_only(tmp_path: Path, files: dict[str, str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("files", [{"MLproject": "docker_env: {image: img:1}\n"}, {"train.py": ""}],
+                         ids=["docker", "none"])
+def test_lock_is_for_python_and_conda_environments_only(tmp_path: Path, files: dict[str, str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKRUN_HOME", str(tmp_path / "home"))
     root = write_project(tmp_path / "p", files)
     p = subprocess.run([sys.executable, "-m", "dockrun.cli", "lock", str(root)], cwd=REPO,
                        capture_output=True, text=True)
     assert p.returncode == 2
-    assert p.stderr.splitlines() == ["dockrun: error: dockrun lock: lock files are for python environments "
-                                     "(python_env.yaml or requirements.txt) for now; this project's "
-                                     "environment is not one"]
-    assert not (root / "requirements.lock").exists()
+    assert p.stderr.splitlines() == ["dockrun: error: dockrun lock: lock files are for python and conda "
+                                     "environments (python_env.yaml, requirements.txt, conda.yaml); this "
+                                     "project's environment is none of them"]
+    assert sorted(f.name for f in root.iterdir()) == sorted(files)  # nothing written
+
+
+def test_a_conda_lock_with_micromamba_is_one_line(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", {"conda.yaml": "dependencies: [numpy]\n", "conda-lock.txt": "@EXPLICIT\n"})
+    with pytest.raises(ConfigError, match=r"^conda-lock.txt: installing a conda lock needs the py-rattler"):
+        env_spec(load_project(root), load_settings({"DOCKRUN_MICROMAMBA_IMAGE": "m:1"}))
 
 
 # ---- end to end: PyPI through the host's CA, as FACTS.md says --------------------------------
@@ -212,3 +218,78 @@ def test_a_requirements_file_with_hashes_is_installed_as_a_lock(tmp_path: Path) 
     assert spec.requirements == () and spec.lock == (
         "tabulate==0.9.0 --hash=sha256:0095b12bf5966de529c0feb1fa08671671b3368eec77d7ef7ab114be2c068b3c "
         "--hash=sha256:024ca478df22e9340661486f85298cff5f6dcdba14f3813e8830015b9ed1948f",)
+
+
+# ---- conda locks (conda's explicit list, conda-lock.txt) ------------------------------------
+
+CONDA_ENV = "channels: [conda-forge]\ndependencies: ['dockrun-demo>=1.1']\n"
+URL = "https://conda.example/conda-forge/noarch/dockrun-demo-1.1.0-h0_0.conda"
+URL2 = "https://conda.example/conda-forge/linux-64/libx-2.0-h1_0.tar.bz2"
+CONDA_LOCK = f"# platform: linux-64\n@EXPLICIT\n{URL}#{'1' * 32}\n{URL2}#{'2' * 32}\n"
+
+
+def test_a_conda_lock_is_installed_and_keyed_however_it_is_written(tmp_path: Path) -> None:
+    plain = spec_of(tmp_path / "a", {"conda.yaml": CONDA_ENV})
+    locked = spec_of(tmp_path / "b", {"conda.yaml": CONDA_ENV, "conda-lock.txt": CONDA_LOCK})
+    assert plain.lock is None and plain.kind == locked.kind == "conda"
+    assert locked.lock == ("# platform: linux-64", "@EXPLICIT", f"{URL2}#{'2' * 32}", f"{URL}#{'1' * 32}")  # sorted
+    assert environment_key(locked) != environment_key(plain)
+    reordered = f"# mine\n@EXPLICIT\n\n{URL2}#{'2' * 32}\n# platform: linux-64\n{URL}#{'1' * 32}\n"
+    assert environment_key(spec_of(tmp_path / "c", {"conda.yaml": CONDA_ENV, "conda-lock.txt": reordered})) \
+        == environment_key(locked)
+    other_md5 = CONDA_LOCK.replace("1" * 32, "3" * 32)
+    assert environment_key(spec_of(tmp_path / "d", {"conda.yaml": CONDA_ENV, "conda-lock.txt": other_md5})) \
+        != environment_key(locked)
+    # beside the conda file it belongs to, not elsewhere
+    nested = {"MLproject": "conda_env: env/conda.yaml\n", "env/conda.yaml": CONDA_ENV}
+    assert spec_of(tmp_path / "e", {**nested, "conda-lock.txt": CONDA_LOCK}).lock is None
+    assert spec_of(tmp_path / "f", {**nested, "env/conda-lock.txt": CONDA_LOCK}).lock
+
+
+def test_the_conda_build_context_carries_the_lock(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", {"conda.yaml": CONDA_ENV, "conda-lock.txt": CONDA_LOCK})
+    project = load_project(root)
+    env = env_spec(project, SETTINGS)
+    plan = plan_images(project, resolve_folder(str(root)), env, SETTINGS)
+    with env_context(plan, SETTINGS) as ctx, tarfile.open(fileobj=ctx) as tar:
+        assert "conda-lock.txt" in tar.getnames()
+        assert tar.extractfile("conda-lock.txt").read().decode() == "".join(line + "\n" for line in env.lock)
+    text = env_dockerfile(plan, SETTINGS)
+    assert "COPY conda-lock.txt /tmp/dockrun/conda-lock.txt" in text
+    assert "/opt/dockrun/installed.json /tmp/dockrun/conda-lock.txt\n" in text
+
+
+def test_a_stale_conda_lock_is_refused(tmp_path: Path) -> None:
+    from dockrun.images.conda_lock import conda_lock_digest, conda_lock_header
+    from dockrun.images.environment import canonical_conda
+
+    root = write_project(tmp_path / "a", {"conda.yaml": CONDA_ENV})
+    header = conda_lock_header("conda.yaml", conda_lock_digest(canonical_conda(root, "conda.yaml")[0]))
+    (root / "conda-lock.txt").write_text(header + CONDA_LOCK)
+    assert env_spec(load_project(root), SETTINGS).lock
+    # A channel map (a mirror) is not an edit of the file: the lock stays valid.
+    assert env_spec(load_project(root), load_settings({"DOCKRUN_CONDA_CHANNEL_MAP": "conda-forge=https://m/cf"})).lock
+    (root / "conda.yaml").write_text(CONDA_ENV.replace(">=1.1", ">=1.2"))
+    with pytest.raises(ProjectError, match=r"^conda-lock.txt: out of date: conda.yaml changed since it was written"):
+        env_spec(load_project(root), SETTINGS)
+
+
+@pytest.mark.parametrize(("lock", "expected"), [
+    (f"{URL}#{'1' * 32}\n", "conda-lock.txt: no @EXPLICIT line"),
+    (f"@EXPLICIT\n{URL}\n", "conda-lock.txt: line 2: expected a package as URL#MD5"),
+    (f"@EXPLICIT\n{URL}#abc\n", "conda-lock.txt: line 2: expected a package as URL#MD5"),
+    ("@EXPLICIT\ndockrun-demo=1.1\n", "conda-lock.txt: line 2: expected a package as URL#MD5"),
+    ("\udcff\n", "conda-lock.txt: not a text file"),
+])
+def test_bad_conda_locks_are_one_line_errors(tmp_path: Path, lock: str, expected: str) -> None:
+    root = write_project(tmp_path, {"conda.yaml": CONDA_ENV})
+    (root / "conda-lock.txt").write_bytes(lock.encode("utf-8", "surrogateescape"))
+    with pytest.raises(ProjectError, match=re.escape(expected)) as e:
+        env_spec(load_project(root), SETTINGS)
+    assert "\n" not in str(e.value)
+
+
+def test_conda_lock_solves_with_the_installer_the_template_installs() -> None:
+    from dockrun.locking import RATTLER_PIN
+
+    assert f"pip install --quiet {RATTLER_PIN}\n" in templates.template_source("env-conda.Dockerfile.j2")

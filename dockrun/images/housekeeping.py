@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..config import load_settings
 from ..engine.client import Docker
 from ..store.records import RunStore
+from .installed import image_installed, package_lines
 from .plan import LABEL_ENV, LABEL_PROJECT
 
 DAY = 86400.0
@@ -43,15 +45,40 @@ def dockrun_images(docker: Docker, store: RunStore) -> list[ImageInfo]:
     return sorted(infos, key=lambda i: i.last_used, reverse=True)
 
 
-def list_table() -> str:
+def list_table(packages: bool = False) -> str:
+    """The images, most recently used first; with ``packages``, under each environment image what
+    it installed (a project image shows its own only when its environment image is not listed)."""
     settings = load_settings()
-    infos = dockrun_images(Docker(), RunStore(settings.home))
+    docker = Docker()
+    infos = dockrun_images(docker, RunStore(settings.home))
     rows = [("IMAGE", "PROJECT", "ENV KEY", "SIZE", "LAST USED")]
     for i in infos:
-        rows.append((", ".join(i.refs) or i.id[7:19], i.project or "(environment)", i.env_key[:12],
+        rows.append((_name(i), i.project or "(environment)", i.env_key[:12],
                      f"{i.size / 1e6:.0f} MB", _ago(i.last_used)))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    if not packages:
+        return "\n".join(lines)
+    env_images = {i.env_key: i for i in infos if not i.project}
+    out = lines[:1]
+    for i, line in zip(infos, lines[1:]):
+        out.append(line)
+        if i.project and i.env_key in env_images:
+            out.append(f"    packages: as its environment image {_name(env_images[i.env_key])}")
+        else:
+            out += ["    " + text for text in _packages(docker, i.id, settings.home)]
+    return "\n".join(out)
+
+
+def _name(i: ImageInfo) -> str:
+    return ", ".join(i.refs) or i.id[7:19]
+
+
+def _packages(docker: Docker, image_id: str, home: Path) -> list[str]:
+    data = image_installed(docker, image_id, home)
+    if not data.get("recorded"):
+        return [data.get("why", "not recorded")]
+    return [f"python {data.get('python') or '(none)'}", *package_lines(data)]
 
 
 def prune(older_than_days: float, project: str | None = None) -> list[str]:

@@ -19,11 +19,13 @@ which installs the conda environment; use a base image with python3 >= 3.10 and 
 RUN python3 -m venv /tmp/dockrun/tools \
  && /tmp/dockrun/tools/bin/pip install --quiet py-rattler==0.28.0
 COPY conda_install.py environment.json /tmp/dockrun/
-RUN /tmp/dockrun/tools/bin/python /tmp/dockrun/conda_install.py /tmp/dockrun/environment.json /opt/dockrun/conda
+RUN /tmp/dockrun/tools/bin/python /tmp/dockrun/conda_install.py /tmp/dockrun/environment.json /opt/dockrun/conda \
+    /opt/dockrun/installed.json
 
 FROM debian:bookworm-slim
 USER root
 COPY --from=install /opt/dockrun/conda /opt/dockrun/conda
+COPY --from=install /opt/dockrun/installed.json /opt/dockrun/installed.json
 ENV CONDA_PREFIX=/opt/dockrun/conda \
     PATH=/opt/dockrun/conda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONUNBUFFERED=1
