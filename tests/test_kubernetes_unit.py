@@ -4,6 +4,7 @@ the API returns them)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +177,15 @@ def test_contexts_and_namespaces_are_resolved_as_kubectl_does(tmp_path: Path) ->
         Cluster("staging", env)
     with pytest.raises(ConfigError, match="no cluster credentials"):
         Cluster(None, {"KUBECONFIG": str(tmp_path / "missing")})
+
+
+def test_a_local_tracking_store_is_refused_before_the_cluster_is_contacted(tmp_path: Path, home: Path) -> None:
+    project = write_project(tmp_path / "p", {"MLproject": "name: p\nentry_points:\n  main: {command: 'true'}\n"})
+    (tmp_path / "job.yaml").write_text(MLFLOW_TEMPLATE)
+    (tmp_path / "config").write_text(KUBECONFIG)  # a server on port 1: contacting it would fail differently
+    config = json.dumps({"repository-uri": "r.example.com/a/b", "kube-job-template-path": "job.yaml"})
+    r = subprocess.run([sys.executable, "-m", "dockrun.cli", "run", str(project), "-b", "kubernetes", "-c", config,
+                        "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"], capture_output=True, text=True,
+                       cwd=tmp_path, env={**os.environ, "KUBECONFIG": str(tmp_path / "config")})
+    assert r.returncode == 2 and "cannot be reached from the cluster" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and not (tmp_path / "mlflow.db").exists()

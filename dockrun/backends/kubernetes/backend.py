@@ -49,6 +49,7 @@ class KubernetesBackend:
         from .run import KubernetesRun
 
         settings: KubeSettings = prepared.backend_config
+        check_tracking(prepared)
         cluster = Cluster(settings.context)
         ns = namespace(settings, cluster.default_namespace)
         run_id = new_run_id()
@@ -127,17 +128,22 @@ class Tracked:
     secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # in the run's Secret instead
 
 
+def check_tracking(prepared: PreparedRun) -> None:
+    """A local store (a file or sqlite database here) cannot be reached from a pod."""
+    from ...tracking.target import STORE
+
+    target = prepared.tracking
+    if target is not None and target.kind == STORE:
+        raise ConfigError(f"tracking: the local store {target.uri} cannot be reached from the cluster; give "
+                          "--tracking-uri http(s)://... (a tracking server) or databricks")
+
+
 def tracking_env(prepared: PreparedRun, run_id: str, image: str) -> Tracked:
     """Start the run's MLflow run (as `mlflow run -b kubernetes` does before creating the Job) and
     give the variables MLflow appends to the template's env; credentials go to a Secret."""
     target = prepared.tracking
     if target is None:
         return Tracked()
-    from ...tracking.target import STORE
-
-    if target.kind == STORE:
-        raise ConfigError(f"tracking: the local store {target.uri} cannot be reached from the cluster; give "
-                          "--tracking-uri http(s)://... (a tracking server) or databricks")
     from ...tracking.runs import start_tracked_run
     from ...tracking.tags import logged_params, project_tags
 
