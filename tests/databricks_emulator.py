@@ -1,5 +1,8 @@
 """A strict local emulator of the documented Databricks REST API parts dockrun uses, for tests
-(Databricks itself cannot be reached from here): DBFS API 2.0 and Jobs API 2.1 one-time runs.
+(Databricks itself cannot be reached from here): DBFS API 2.0, Jobs API 2.1 and 2.2 one-time runs
+(2.2's runs/get pages its arrays: ``page_size``), the Files API, and the workspace's MLflow REST API
+(experiments get-by-name/get/create, runs create/get/update/set-tag/log-batch: experiment names are
+absolute workspace paths, there is no experiment 0, params cannot change).
 
 Strict means the emulator refuses what the documentation does not allow, and, where the
 documentation is silent, picks the stricter reading (each such choice is marked "strict:"):
@@ -22,11 +25,24 @@ documentation is silent, picks the stricter reading (each such choice is marked 
   endpoint (``client_id`` / ``client_secret``); ``GET /api/2.0/preview/scim/v2/Me`` says whose
   token it is.
 
-A submitted ``spark_python_task`` really runs here, as ``sys.executable <file> <parameters...>``
-in a scratch folder, with the emulator's environment plus the cluster's ``spark_env_vars`` and
-``DOCKRUN_DBFS_FUSE=<dbfs_root>``. Clusters mount DBFS at /dbfs; that variable is the emulator's
-stand-in for the mount, and dockrun's launcher maps ``dbfs:/x`` and ``/dbfs/x`` below it when set.
-Libraries are recorded (``submitted``), never installed.
+A submitted ``spark_python_task`` really runs here, in a scratch folder, with the emulator's
+environment plus the cluster's ``spark_env_vars`` and ``DOCKRUN_DBFS_FUSE=<dbfs_root>``. Clusters
+mount DBFS at /dbfs; that variable is the emulator's stand-in for the mount, and dockrun's launcher
+maps ``dbfs:/x`` and ``/dbfs/x`` below it when set.
+
+Its Python is an isolated environment (``python -m venv``, none of the test runner's packages) with
+the task's PyPI libraries (a cluster's ``libraries[].pypi``, a serverless ``environments[].spec.
+dependencies``) installed by pip from the package index: one venv per distinct set, made once per
+test session and shared by every emulator (``ENVIRONMENTS``). A set pip cannot install fails the run
+as Databricks does: life cycle INTERNAL_ERROR, result FAILED, the library and pip's error in
+``state_message``, ``status.termination_details.code`` LIBRARY_INSTALLATION_ERROR. JVM and R
+libraries (jar, maven, cran) are recorded only: a Python task never sees them.
+
+The file runs as the runtime runs it: in a Python process whose ``sys.stdout`` and ``sys.stderr``
+the driver captures (that capture is runs/get-output's ``logs``: the last 5 MB, ``logs_truncated``
+beyond); what a child process writes to the inherited descriptors goes to the driver's own log, not
+to ``logs``. An uncaught exception's traceback is get-output's ``error_trace`` and its last line
+``error``.
 
 A wrong token is answered as Databricks answers it: 403 with ``{"error_code": 403, "message":
 "Invalid access token."}`` (a missing one: 401). Faults a real workspace shows can be injected per
@@ -36,6 +52,7 @@ successful answers, e.g. to report states a newer Databricks may send).
 """
 from __future__ import annotations
 
+import atexit
 import base64
 import binascii
 import json
@@ -526,6 +543,8 @@ def check_submit(body: Any) -> None:
     if "git_source" in body:
         raise unsupported("runs/submit.git_source")
     environments = check_environments(body.get("environments", []))
+    if "queue" in body:
+        fields(body["queue"], "runs/submit.queue", {"enabled": "boolean"}, ["enabled"])
     if len(body.get("run_name", "").encode()) > RUN_NAME_MAX:
         raise invalid(f"runs/submit.run_name: longer than {RUN_NAME_MAX} bytes")
     if body.get("timeout_seconds", 0) < 0:
@@ -688,6 +707,8 @@ def check_library(lib: Any, where: str) -> None:
     kind, value = next(iter(lib.items()))
     if kind == "pypi":
         fields(value, f"{where}.pypi", {"package": "string", "repo": "string"}, ["package"])
+        if "repo" in value:
+            raise unsupported(f"{where}.pypi.repo (installs come from the machine's package index)")
     elif kind == "cran":
         fields(value, f"{where}.cran", {"package": "string", "repo": "string"}, ["package"])
     elif kind == "maven":
@@ -696,6 +717,122 @@ def check_library(lib: Any, where: str) -> None:
         string_list(maven.get("exclusions", []), f"{where}.maven.exclusions")
     elif not value:
         raise invalid(f"{where}.{kind}: must not be empty")
+    elif kind in ("whl", "egg", "requirements"):  # Python files the emulator would have to fetch and install
+        raise unsupported(f"{where}.{kind} (only pypi libraries are installed here)")
+
+
+# ---- task environments: the libraries really installed --------------------------------------
+
+
+class LibraryError(Exception):
+    """pip could not install a task's libraries: the message is the run's state_message."""
+
+
+def pip_requirements(task: Mapping[str, Any], environments: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
+    """What pip installs for a task (requirement strings), and how Databricks names them in an error
+    ("pypi" for cluster libraries, "environment" for a serverless task's dependencies)."""
+    if "environment_key" in task:
+        return tuple(environments[task["environment_key"]].get("dependencies", [])), "environment"
+    return tuple(lib["pypi"]["package"] for lib in task.get("libraries", []) if "pypi" in lib), "pypi"
+
+
+class Environments:
+    """One venv per distinct set of requirements, made with ``python -m venv`` and filled by pip (the
+    test runner's pip, pointed at the venv with ``--python``: its index and certificate settings are
+    the machine's), kept for the test session; failures are kept too. Concurrent tasks needing the
+    same set wait for the one making it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._root: Path | None = None
+        self._made: dict[tuple[str, ...], tuple[str | None, str]] = {}  # key -> (python, pip's errors)
+        self._making: dict[tuple[str, ...], threading.Lock] = {}
+        self.installs = 0  # how many sets pip was asked for (tests check the cache)
+
+    def python(self, requirements: Iterable[str], kind: str = "pypi") -> str:
+        key = tuple(sorted({r.strip() for r in requirements}))
+        with self._lock:
+            making = self._making.setdefault(key, threading.Lock())
+        with making:
+            if key not in self._made:
+                self._made[key] = self._make(key)
+        python, errors = self._made[key]
+        if python is None:
+            raise LibraryError(library_error(key, kind, errors))
+        return python
+
+    def _make(self, key: tuple[str, ...]) -> tuple[str | None, str]:
+        with self._lock:
+            if self._root is None:
+                self._root = Path(tempfile.mkdtemp(prefix="databricks-emulator-envs-"))
+                atexit.register(shutil.rmtree, self._root, True)
+            folder = self._root / f"env-{len(self._making)}-{secrets.token_hex(4)}"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True,
+                       capture_output=True, timeout=120)
+        python = str(folder / "bin" / "python")
+        if key:
+            self.installs += 1
+            bad = [r for r in key if r.startswith("-") or not r]
+            if bad:  # options (-r, -e, --index-url) would need files or settings the emulator has not
+                return None, f"ERROR: {bad[0]!r}: not supported by this emulator"
+            r = subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-input",
+                                "--disable-pip-version-check", "-q", *key],
+                               capture_output=True, text=True, timeout=600)
+            if r.returncode != 0:
+                shutil.rmtree(folder, ignore_errors=True)
+                errors = [line for line in (r.stderr + r.stdout).splitlines() if line.startswith("ERROR")]
+                return None, " ".join(errors) or f"pip exited with code {r.returncode}"
+        return python, ""
+
+
+def library_error(key: tuple[str, ...], kind: str, errors: str) -> str:
+    """Databricks' state_message for a library that did not install (as users report it; the docs
+    name only the termination code): which library, then pip's own error."""
+    match = re.search(r"No matching distribution found for (\S+)", errors)
+    failed = next((r for r in key if match and r.split(";")[0].strip() == match.group(1)), key[0] if key else "")
+    if kind == "environment":
+        return (f"Library installation failed for library due to user error for environment dependency "
+                f"{failed!r}. Error Message: {errors}")
+    return (f"Library installation failed for library due to user error for pypi {{ package: \"{failed}\" }}. "
+            f"Error messages: Library installation attempted on the driver node of cluster and failed. "
+            f"Please refer to the following error message to fix the library or contact Databricks support. "
+            f"Error Code: DRIVER_LIBRARY_INSTALLATION_FAILURE. Error Message: "
+            f"org.apache.spark.SparkException: Process List(/bin/pip, install, {failed}, "
+            f"--disable-pip-version-check) exited with code 1. {errors}")
+
+
+ENVIRONMENTS = Environments()
+
+# How the runtime runs a python_file: its Python process's sys.stdout and sys.stderr are captured by
+# the driver (get-output's logs); an uncaught exception's traceback is kept as error_trace.
+# argv: LOG TRACE FILE PARAMETERS...
+CAPTURE = """
+import os, runpy, sys, traceback
+log, trace, script = sys.argv[1:4]
+sys.argv = [script] + sys.argv[4:]
+sys.path[0] = os.path.dirname(script)
+stream = open(log, "a", encoding="utf-8", errors="replace", buffering=1)
+sys.stdout = sys.stderr = stream
+code = 0
+try:
+    runpy.run_path(script, run_name="__main__")
+except SystemExit as e:
+    code = e.code
+    if code is not None and not isinstance(code, int):
+        print(code)
+        code = 1
+except BaseException:
+    kind, value, tb = sys.exc_info()
+    while tb is not None and tb.tb_frame.f_code.co_filename != script:  # the file's frames, not ours
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(kind, value, tb))
+    stream.write(text)
+    with open(trace, "w") as f:
+        f.write(text)
+    code = 1
+stream.flush()
+sys.exit(code)
+"""
 
 
 # ---- Jobs API 2.1: runs -----------------------------------------------------------------------
@@ -715,10 +852,15 @@ class TaskRun:
     end: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     proc: subprocess.Popen[bytes] | None = None
+    code: str = ""  # status.termination_details.code, once terminated
 
     @property
     def key(self) -> str:
         return str(self.spec["task_key"])
+
+    @property
+    def trace(self) -> Path:  # an uncaught exception's traceback (get-output's error_trace)
+        return self.log.with_suffix(".trace")
 
 
 @dataclass
@@ -734,6 +876,28 @@ class Run:
     end: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    code: str = ""
+
+
+# Jobs API 2.1's life cycle states as the newer ``status.state`` (RunLifecycleStateV2State) says them.
+STATE_V2 = {"PENDING": "PENDING", "QUEUED": "QUEUED", "BLOCKED": "BLOCKED", "WAITING_FOR_RETRY": "WAITING",
+            "RUNNING": "RUNNING", "TERMINATING": "TERMINATING", "TERMINATED": "TERMINATED",
+            "SKIPPED": "TERMINATED", "INTERNAL_ERROR": "TERMINATED"}
+# status.termination_details.code -> its type (TerminationTypeType), for the codes the emulator sends.
+TERMINATION_TYPES = {"SUCCESS": "SUCCESS", "USER_CANCELED": "SUCCESS", "CANCELED": "CLIENT_ERROR",
+                     "RUN_EXECUTION_ERROR": "CLIENT_ERROR", "LIBRARY_INSTALLATION_ERROR": "CLIENT_ERROR",
+                     "INVALID_RUN_CONFIGURATION": "CLIENT_ERROR", "RESOURCE_NOT_FOUND": "CLIENT_ERROR"}
+RESULT_CODES = {"SUCCESS": "SUCCESS", "CANCELED": "USER_CANCELED", "TIMEDOUT": "CANCELED",
+                "FAILED": "RUN_EXECUTION_ERROR"}
+
+
+def status(life: str, result: str | None, code: str, message: str) -> dict[str, Any]:
+    """The run's ``status`` (the newer form of ``state``): the state and, once over, why."""
+    out: dict[str, Any] = {"state": STATE_V2[life]}
+    if result:
+        code = code or RESULT_CODES.get(result, "RUN_EXECUTION_ERROR")
+        out["termination_details"] = {"code": code, "type": TERMINATION_TYPES[code], "message": message}
+    return out
 
 
 def state(life: str, result: str | None, message: str) -> dict[str, Any]:
@@ -824,6 +988,25 @@ class Jobs:
             run, task = self._find(query_int(query, "run_id"))
             return self._task_view(run, task) if task else self._run_view(run)
 
+    def get_2_2(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """Jobs API 2.2's runs/get: array properties (tasks, job_clusters, job_parameters,
+        repair_history) come 100 elements at a time; ``next_page_token`` while more remain, passed
+        back as ``page_token``; arrays without more are empty on later pages."""
+        token = query.get("page_token")
+        start = 0
+        if token:
+            try:
+                start = int(base64.urlsafe_b64decode(token.encode()).decode().removeprefix("tasks:"))
+            except (binascii.Error, ValueError):
+                raise invalid(f"page_token: {token!r} is not a token this API gave") from None
+        view = self.get({k: v for k, v in query.items() if k != "page_token"})
+        tasks = view.get("tasks", [])
+        size = self.emu.page_size
+        view["tasks"] = tasks[start:start + size]
+        if start + size < len(tasks):
+            view["next_page_token"] = base64.urlsafe_b64encode(f"tasks:{start + size}".encode()).decode()
+        return view
+
     def cancel(self, body: Any) -> dict[str, Any]:
         fields(body, "runs/cancel", {"run_id": "integer"}, ["run_id"])
         with self._lock:
@@ -848,6 +1031,10 @@ class Jobs:
             out: dict[str, Any] = {"metadata": self._task_view(run, task)}
             if task.result in ("FAILED", "TIMEDOUT"):
                 out["error"] = task.message
+                trace = task.trace.read_text(errors="replace") if task.trace.exists() else ""
+                if trace.strip():
+                    out["error_trace"] = trace
+                    out["error"] = trace.strip().splitlines()[-1]
         logs, truncated = self._tail(task.log)
         out.update(logs=logs, logs_truncated=truncated)
         return out
@@ -870,7 +1057,8 @@ class Jobs:
             "job_id": run.job_id, "run_id": run.run_id, "number_in_job": run.run_id,
             "original_attempt_run_id": run.run_id, "attempt_number": 0,
             "run_name": run.body.get("run_name", "Untitled"), "run_type": "SUBMIT_RUN", "format": "MULTI_TASK",
-            "state": state(run.life, run.result, run.message), "start_time": run.start, "end_time": run.end,
+            "state": state(run.life, run.result, run.message),
+            "status": status(run.life, run.result, run.code, run.message), "start_time": run.start, "end_time": run.end,
             # The per-phase durations are documented as 0 for multi-task runs; run_duration carries the total.
             "setup_duration": 0, "execution_duration": 0, "cleanup_duration": 0,
             "run_duration": (run.end or now_ms()) - run.start, "run_page_url": self._url(run, run.run_id),
@@ -880,6 +1068,7 @@ class Jobs:
     def _task_summary(self, run: Run, task: TaskRun) -> dict[str, Any]:
         view = dict(task.spec)
         view.update(run_id=task.run_id, state=state(task.life, task.result, task.message),
+                    status=status(task.life, task.result, task.code, task.message),
                     start_time=task.start, end_time=task.end, attempt_number=0,
                     run_page_url=self._url(run, task.run_id))
         return view
@@ -916,7 +1105,12 @@ class Jobs:
         result = overall_result(run)
         message = "" if result == "SUCCESS" else {"CANCELED": "Run cancelled", "TIMEDOUT": "Run timed out"}.get(
             result, "Workload failed, see run output for details")
-        self._set(run, life=TERMINAL, result=result, message=message, end=now_ms())
+        broken = [t for t in run.tasks if t.code == "LIBRARY_INSTALLATION_ERROR"]
+        if broken and result == "FAILED":  # the run did not get to run its code: Databricks says why
+            self._set(run, life="INTERNAL_ERROR", result=result, message=broken[0].message, code=broken[0].code,
+                      end=now_ms())
+            return
+        self._set(run, life=TERMINAL, result=result, message=message, code=RESULT_CODES[result], end=now_ms())
 
     @staticmethod
     def _deadline(timeout_s: int) -> float:
@@ -927,18 +1121,33 @@ class Jobs:
             self._set(task, life=TERMINAL, result="CANCELED", message="Run cancelled", end=now_ms())
             return
         deadline = min(run_deadline, self._deadline(task.spec.get("timeout_seconds", 0)))
+        self._set(task, message="Installing libraries")
+        try:
+            python = ENVIRONMENTS.python(*pip_requirements(task.spec, self._environments(run)))
+        except LibraryError as e:  # the cluster could not give the task its libraries: nothing runs
+            self._set(task, life="INTERNAL_ERROR", result="FAILED", message=str(e), code="LIBRARY_INSTALLATION_ERROR",
+                      end=now_ms())
+            return
+        if task.cancel.is_set():  # cancelled while its libraries were installed
+            self._set(task, life=TERMINAL, result="CANCELED", message="Run cancelled", code="USER_CANCELED",
+                      end=now_ms())
+            return
         self._set(task, life="RUNNING", message="In run", start=now_ms())
         try:
-            proc = self._spawn(run, task)
+            proc = self._spawn(run, task, python)
         except OSError as e:
             result, message = "FAILED", f"Could not start the task: {e}"
         else:
             result, message = self._watch(task, proc, deadline)
         self._set(task, life="TERMINATING", message="Cleaning up")
         time.sleep(self.emu.terminating_s)
-        self._set(task, life=TERMINAL, result=result, message=message, end=now_ms())
+        self._set(task, life=TERMINAL, result=result, message=message, code=RESULT_CODES[result], end=now_ms())
 
-    def _spawn(self, run: Run, task: TaskRun) -> subprocess.Popen[bytes]:
+    @staticmethod
+    def _environments(run: Run) -> dict[str, Any]:
+        return {env["environment_key"]: env["spec"] for env in run.body.get("environments", [])}
+
+    def _spawn(self, run: Run, task: TaskRun, python: str) -> subprocess.Popen[bytes]:
         spt = task.spec["spark_python_task"]
         python_file = spt["python_file"]
         if python_file.startswith("/Volumes/"):
@@ -959,17 +1168,20 @@ class Jobs:
         cwd = Path(tempfile.mkdtemp(prefix=f"task-{task.run_id}-", dir=self.emu.work))
         script = cwd / Path(spt["python_file"]).name
         script.write_bytes(source)
-        env = dict(os.environ, DOCKRUN_DBFS_FUSE=str(self.emu.dbfs_root), DOCKRUN_VOLUMES_ROOT=str(self.emu.uc_root))
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        env.update(DOCKRUN_DBFS_FUSE=str(self.emu.dbfs_root), DOCKRUN_VOLUMES_ROOT=str(self.emu.uc_root))
         env.update(task.spec.get("new_cluster", {}).get("spark_env_vars", {}))
         values = {"job.run_id": str(run.run_id), "run_id": str(run.run_id), "task.run_id": str(task.run_id),
                   "job.id": str(run.job_id), "job_id": str(run.job_id), "task.name": task.key, "task_key": task.key,
                   "workspace.url": self.emu.url, "workspace.id": str(self.emu.workspace_id)}
         parameters = [resolve_references(p, values) for p in spt.get("parameters", [])]
-        with open(task.log, "wb") as log:
-            # A session of its own, so a cancel reaches the task's children (the launcher runs bash).
-            proc = subprocess.Popen([sys.executable, str(script), *parameters], cwd=cwd, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+        task.log.touch()
+        with open(task.log.with_suffix(".driver"), "wb") as driver:
+            # The file's own sys.stdout/sys.stderr are the task's logs (CAPTURE); the descriptors go
+            # to the driver's log. A session of its own, so a cancel reaches the task's children.
+            proc = subprocess.Popen([python, "-c", CAPTURE, str(task.log), str(task.trace), str(script), *parameters],
+                                    cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=driver,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         self._set(task, proc=proc)
         return proc
 
@@ -1011,6 +1223,141 @@ def kill(proc: subprocess.Popen[bytes], grace_s: float) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+# ---- MLflow (the workspace's tracking server, REST API 2.0) --------------------------------------
+
+RUN_STATUSES = {"RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"}
+KEY_VALUE = {"key": "string", "value": "string"}
+
+
+class Mlflow:
+    """The MLflow REST endpoints a client uses to create, tag and end runs, under /api/2.0/mlflow/, as
+    a workspace serves them: experiment names are absolute workspace paths (there is no default
+    experiment 0), params cannot change once logged, errors are MLflow's {"error_code", "message"}."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.experiments: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self._caller = threading.local()  # who the current request (this server thread's) is from
+        self._ids = iter(range(1_000_000_000_000_001, 1 << 62))
+
+    @property
+    def principal(self) -> str:
+        return getattr(self._caller, "name", "")
+
+    @principal.setter
+    def principal(self, name: str) -> None:
+        self._caller.name = name
+
+    def _experiment(self, experiment_id: Any) -> dict[str, Any]:
+        experiment = self.experiments.get(str(experiment_id))
+        if experiment is None:
+            raise missing(f"No Experiment with id={experiment_id} exists")
+        return experiment
+
+    def _run(self, run_id: Any) -> dict[str, Any]:
+        run = self.runs.get(str(run_id))
+        if run is None:
+            raise missing(f"Run '{run_id}' not found")
+        return run
+
+    def get_by_name(self, query: Mapping[str, str]) -> dict[str, Any]:
+        name = query.get("experiment_name") or ""
+        with self._lock:
+            for experiment in self.experiments.values():
+                if experiment["name"] == name:
+                    return {"experiment": experiment}
+        raise missing(f"Experiment '{name}' does not exist.")
+
+    def get_experiment(self, query: Mapping[str, str]) -> dict[str, Any]:
+        with self._lock:
+            return {"experiment": self._experiment(query.get("experiment_id"))}
+
+    def create_experiment(self, body: Any) -> dict[str, Any]:
+        fields(body, "experiments/create", {"name": "string", "artifact_location": "string", "tags": "array"},
+               ["name"])
+        name = body["name"]
+        if not name.startswith("/"):
+            raise invalid(f"Got an invalid experiment name '{name}'. An experiment name must be an absolute path "
+                          "within the Databricks workspace, e.g. '/Users/<some-username>/my-experiment'.")
+        with self._lock:
+            if any(e["name"] == name for e in self.experiments.values()):
+                raise exists(f"Node named '{name.rsplit('/', 1)[1]}' already exists")
+            experiment_id = str(next(self._ids))
+            self.experiments[experiment_id] = {
+                "experiment_id": experiment_id, "name": name, "lifecycle_stage": "active",
+                "artifact_location": body.get("artifact_location", f"dbfs:/databricks/mlflow-tracking/{experiment_id}"),
+                "creation_time": now_ms(), "last_update_time": now_ms(), "tags": body.get("tags", [])}
+        return {"experiment_id": experiment_id}
+
+    def create_run(self, body: Any) -> dict[str, Any]:
+        fields(body, "runs/create", {"experiment_id": "string", "user_id": "string", "run_name": "string",
+                                     "start_time": "integer", "tags": "array"})
+        tags = {}
+        for i, tag in enumerate(body.get("tags", [])):
+            fields(tag, f"runs/create.tags[{i}]", KEY_VALUE, ["key"])
+            tags[tag["key"]] = tag.get("value", "")
+        with self._lock:
+            experiment = self._experiment(body.get("experiment_id", "0"))
+            run_id = secrets.token_hex(16)
+            if body.get("run_name"):
+                tags["mlflow.runName"] = body["run_name"]
+            self.runs[run_id] = {
+                "info": {"run_id": run_id, "run_uuid": run_id, "experiment_id": experiment["experiment_id"],
+                         "run_name": body.get("run_name", ""), "user_id": self.principal, "status": "RUNNING",
+                         "start_time": body.get("start_time", now_ms()), "lifecycle_stage": "active",
+                         "artifact_uri": f"{experiment['artifact_location']}/{run_id}/artifacts"},
+                "data": {"params": {}, "tags": tags, "metrics": []}}
+            return {"run": self._view(run_id)}
+
+    def _view(self, run_id: str) -> dict[str, Any]:
+        run = self.runs[run_id]
+        data = {"params": [{"key": k, "value": v} for k, v in run["data"]["params"].items()],
+                "tags": [{"key": k, "value": v} for k, v in run["data"]["tags"].items()],
+                "metrics": list(run["data"]["metrics"])}
+        return {"info": dict(run["info"]), "data": data}
+
+    def get_run(self, query: Mapping[str, str]) -> dict[str, Any]:
+        with self._lock:
+            self._run(query.get("run_id"))
+            return {"run": self._view(str(query.get("run_id")))}
+
+    def update_run(self, body: Any) -> dict[str, Any]:
+        fields(body, "runs/update", {"run_id": "string", "run_uuid": "string", "status": "string",
+                                     "end_time": "integer", "run_name": "string"})
+        if body.get("status", "RUNNING") not in RUN_STATUSES:
+            raise invalid(f"runs/update.status: expected one of {sorted(RUN_STATUSES)}")
+        with self._lock:
+            info = self._run(body.get("run_id") or body.get("run_uuid"))["info"]
+            for name in ("status", "end_time", "run_name"):
+                if name in body:
+                    info[name] = body[name]
+            return {"run_info": dict(info)}
+
+    def set_tag(self, body: Any) -> dict[str, Any]:
+        fields(body, "runs/set-tag", {"run_id": "string", "run_uuid": "string", **KEY_VALUE}, ["key", "value"])
+        with self._lock:
+            self._run(body.get("run_id") or body.get("run_uuid"))["data"]["tags"][body["key"]] = body["value"]
+        return {}
+
+    def log_batch(self, body: Any) -> dict[str, Any]:
+        fields(body, "runs/log-batch", {"run_id": "string", "metrics": "array", "params": "array", "tags": "array"},
+               ["run_id"])
+        with self._lock:
+            data = self._run(body["run_id"])["data"]
+            for kind in ("params", "tags"):
+                for i, item in enumerate(body.get(kind, [])):
+                    fields(item, f"runs/log-batch.{kind}[{i}]", KEY_VALUE, ["key", "value"])
+                    old = data["params"].get(item["key"]) if kind == "params" else None
+                    if old is not None and old != item["value"]:
+                        raise invalid(f"Changing param values is not allowed. Param with key='{item['key']}' was "
+                                      f"already logged with value='{old}' for run ID='{body['run_id']}'. Attempted "
+                                      f"logging new value '{item['value']}'.")
+                    data[kind][item["key"]] = item["value"]
+            data["metrics"].extend(body.get("metrics", []))
+        return {}
 
 
 # ---- OAuth (machine-to-machine): discovery and the token endpoint, as the SDKs and CLI call them --
@@ -1119,6 +1466,7 @@ class DatabricksEmulator:
         self.authorizations: list[str] = []
         self.pending_s, self.terminating_s, self.kill_grace_s = pending_s, terminating_s, kill_grace_s
         self.logs_limit = logs_limit
+        self.page_size = 100  # Jobs API 2.2: elements of an array property per runs/get page
         self.base = Path(tempfile.mkdtemp(prefix="databricks-emulator-"))
         self.dbfs_root, self.work = self.base / "dbfs", self.base / "work"
         for folder in (self.dbfs_root, self.work, self.base / "staging"):
@@ -1130,6 +1478,7 @@ class DatabricksEmulator:
         for volume in volumes:
             self.volumes.create(volume)
         self.jobs = Jobs(self)
+        self.mlflow = Mlflow()
         self.submitted: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, int]] = []
         self.errors: list[str] = []
@@ -1150,10 +1499,24 @@ class DatabricksEmulator:
             ("GET", "/api/2.0/dbfs/list"): (self.dbfs.list, {"path"}),
             ("GET", "/api/2.0/dbfs/read"): (self.dbfs.read, {"path", "offset", "length"}),
             ("POST", "/api/2.1/jobs/runs/submit"): (self.jobs.submit, None),
+            # Jobs API 2.2: the same one-time runs; runs/get pages its arrays.
+            ("POST", "/api/2.2/jobs/runs/submit"): (self.jobs.submit, None),
+            ("POST", "/api/2.2/jobs/runs/cancel"): (self.jobs.cancel, None),
+            ("GET", "/api/2.2/jobs/runs/get"): (
+                self.jobs.get_2_2, {"run_id", "include_history", "include_resolved_values", "page_token"}),
+            ("GET", "/api/2.2/jobs/runs/get-output"): (self.jobs.get_output, {"run_id"}),
             ("POST", "/api/2.1/jobs/runs/cancel"): (self.jobs.cancel, None),
             ("GET", "/api/2.1/jobs/runs/get"): (
                 self.jobs.get, {"run_id", "include_history", "include_resolved_values", "page_token"}),
             ("GET", "/api/2.1/jobs/runs/get-output"): (self.jobs.get_output, {"run_id"}),
+            ("GET", "/api/2.0/mlflow/experiments/get-by-name"): (self.mlflow.get_by_name, {"experiment_name"}),
+            ("GET", "/api/2.0/mlflow/experiments/get"): (self.mlflow.get_experiment, {"experiment_id"}),
+            ("POST", "/api/2.0/mlflow/experiments/create"): (self.mlflow.create_experiment, None),
+            ("POST", "/api/2.0/mlflow/runs/create"): (self.mlflow.create_run, None),
+            ("GET", "/api/2.0/mlflow/runs/get"): (self.mlflow.get_run, {"run_id", "run_uuid"}),
+            ("POST", "/api/2.0/mlflow/runs/update"): (self.mlflow.update_run, None),
+            ("POST", "/api/2.0/mlflow/runs/set-tag"): (self.mlflow.set_tag, None),
+            ("POST", "/api/2.0/mlflow/runs/log-batch"): (self.mlflow.log_batch, None),
         }
 
     @property
@@ -1303,6 +1666,7 @@ class DatabricksEmulator:
         if (method, parts.path) == ("GET", "/api/2.0/preview/scim/v2/Me"):
             return {"id": str(abs(hash(principal)) % 10**15), "userName": principal, "active": True,
                     "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}
+        self.mlflow.principal = principal
         route = self._routes.get((method, parts.path))
         if route is None:
             raise self._no_route(method, parts.path)

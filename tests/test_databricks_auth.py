@@ -74,7 +74,7 @@ def test_oauth_m2m_service_principal(cli, databricks, tmp_path: Path, project: P
     bearer = [a for a in databricks.authorizations if a.startswith("Bearer ")]
     assert bearer and all(a.startswith("Bearer eyJ") for a in bearer)
     paths = [p for _, p, _ in databricks.requests]
-    assert "/oidc/v1/token" in paths and "/api/2.1/jobs/runs/submit" in paths
+    assert "/oidc/v1/token" in paths and "/api/2.2/jobs/runs/submit" in paths
     run_id = databricks.submitted[-1]["tasks"][0]["spark_python_task"]["parameters"][2]
     shown = cli("runs", "show", run_id, env=env)
     for text in (r.out, r.err, shown.out, json.dumps(databricks.submitted)):

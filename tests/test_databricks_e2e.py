@@ -30,12 +30,12 @@ PROJECT = {
           fail: "python -c 'print(\\"about to fail\\"); raise SystemExit(3)'"
           sleep: "sleep 120"
     """,
-    # The emulator records libraries and does not install them: a dependency the test runner has.
-    "python_env.yaml": "python: '3.11'\ndependencies: [PyYAML]\n",
+    # Installed for the task by the emulator as a cluster library (the test runner does not have it).
+    "python_env.yaml": "python: '3.11'\ndependencies: [tabulate]\n",
     "train.py": """
-        import os, sys, yaml
+        import os, sys, tabulate
         alpha = float(sys.argv[1])
-        print(yaml.safe_dump({"alpha": alpha}).strip())
+        print(f"alpha: {alpha}", tabulate.__name__)
         with open(os.path.join(os.environ["DOCKRUN_OUTPUT_DIR"], "metrics.csv"), "w") as f:
             f.write(f"alpha,w,loss\\n{alpha},1,0\\n")
     """,
@@ -68,7 +68,7 @@ def test_run_on_databricks(cli, databricks, remote_env, tmp_path: Path, project:
     body = databricks.submitted[-1]
     task = body["tasks"][0]
     assert task["new_cluster"] == CLUSTER
-    assert task["libraries"] == [{"pypi": {"package": "pyyaml"}}]
+    assert task["libraries"] == [{"pypi": {"package": "tabulate"}}]
     archive = task["spark_python_task"]["parameters"][0]
     assert archive.startswith("dbfs:/dockrun/projects/") and databricks.dbfs_file(archive[len("dbfs:"):])
     run_id = task["spark_python_task"]["parameters"][2]
@@ -117,7 +117,7 @@ def test_ctrl_c_cancels_the_remote_run(databricks, remote_env, home: Path, tmp_p
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert any(p.startswith("/api/2.1/jobs/runs/cancel") for _, p, _ in databricks.requests)
+    assert any(p.startswith("/api/2.2/jobs/runs/cancel") for _, p, _ in databricks.requests)
 
 
 def test_refusals_before_any_request(cli, databricks, remote_env, tmp_path: Path) -> None:  # noqa: F811
@@ -187,13 +187,13 @@ def test_429_with_retry_after_is_waited_out(cli, databricks, remote_env, tmp_pat
                                             project: Path) -> None:
     databricks.fail_next("/api/2.0/dbfs/put", 429, retry_after=1)
     # More refusals than a fixed number of attempts would outlast: the time budget decides.
-    databricks.fail_next("/api/2.1/jobs/runs/submit", 429, retry_after=1, times=4)
+    databricks.fail_next("/api/2.2/jobs/runs/submit", 429, retry_after=1, times=4)
     start = time.monotonic()
     r = cli("run", str(project), "-b", "databricks", "-c", _cluster_file(tmp_path), "-P", "alpha=2",
             env=remote_env)
     assert r.code == 0, r.err
     assert "alpha: 2.0" in r.out and time.monotonic() - start >= 5
-    statuses = [s for _, p, s in databricks.requests if p == "/api/2.1/jobs/runs/submit"]
+    statuses = [s for _, p, s in databricks.requests if p == "/api/2.2/jobs/runs/submit"]
     assert statuses == [429, 429, 429, 429, 200] and len(databricks.submitted) == 1
 
 
@@ -216,7 +216,7 @@ def test_an_unknown_life_cycle_state_is_not_an_end(cli, databricks, remote_env, 
                 state["life_cycle_state"] = "SOME_FUTURE_STATE"
         return answer
 
-    databricks.rewrite("/api/2.1/jobs/runs/get", newer)
+    databricks.rewrite("/api/2.2/jobs/runs/get", newer)
     r = cli("run", str(project), "-b", "databricks", "-c", _cluster_file(tmp_path), "-P", "alpha=0.5",
             env=remote_env)
     assert r.code == 0, r.err

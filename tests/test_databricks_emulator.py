@@ -6,6 +6,7 @@ import base64
 import http.client
 import json
 import os
+import sys
 import textwrap
 import time
 import urllib.error
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from databricks_emulator import DatabricksEmulator, databricks  # noqa: F401 - the fixture
+from databricks_emulator import ENVIRONMENTS, DatabricksEmulator, databricks  # noqa: F401 - the fixture
 
 MB = 1 << 20
 CLUSTER = {"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 1}
@@ -284,12 +285,16 @@ CHECK_SCRIPT = """
     os.makedirs(os.path.join(fuse, "out"), exist_ok=True)
     open(os.path.join(fuse, "out/result.txt"), "w").write("done")
     print("to stderr", file=sys.stderr)
+    import tabulate  # a cluster library, installed for the task (the test runner has none)
+    print("python", sys.executable, tabulate.__name__)
+    import subprocess
+    subprocess.run(["echo", "from a child"])  # to the driver's descriptors, not to the task's output
 """
 
 
 def test_successful_run_executes_the_python_file(databricks: DatabricksEmulator) -> None:  # noqa: F811
     put(databricks, "/data/in.txt", b"from dbfs")
-    libraries = [{"pypi": {"package": "numpy==1.26.4"}}, {"whl": "dbfs:/wheels/x-1-py3-none-any.whl"}]
+    libraries = [{"pypi": {"package": "tabulate"}}, {"jar": "dbfs:/jars/x.jar"}]
     cluster = {**CLUSTER, "spark_env_vars": {"FLAVOUR": "vanilla"}, "docker_image": {"url": "python:3.11"}}
     spt = {"python_file": script(databricks, CHECK_SCRIPT), "parameters": ["a b", "--x=1"]}
     status, answer = submit(databricks, task(new_cluster=cluster, spark_python_task=spt, libraries=libraries))
@@ -305,13 +310,17 @@ def test_successful_run_executes_the_python_file(databricks: DatabricksEmulator)
     [task_run] = run["tasks"]
     assert task_run["task_key"] == "main" and task_run["state"]["result_state"] == "SUCCESS"
     assert task_run["run_id"] != run_id
-    assert databricks.submitted[0]["tasks"][0]["libraries"] == libraries  # recorded, not installed
+    assert databricks.submitted[0]["tasks"][0]["libraries"] == libraries
     assert databricks.dbfs_file("/out/result.txt") == b"done"
 
     status, output = call(databricks, "GET", f"/api/2.1/jobs/runs/get-output?run_id={task_run['run_id']}")
     assert status == 200 and output["logs_truncated"] is False and "error" not in output
     for line in ("args ['a b', '--x=1']", "input from dbfs", "flavour vanilla", "to stderr"):
         assert line in output["logs"]
+    python = output["logs"].split("python ", 1)[1].split()[0]
+    assert python != sys.executable and "tabulate" in output["logs"] and "from a child" not in output["logs"]
+    assert run["status"] == {"state": "TERMINATED", "termination_details": {
+        "code": "SUCCESS", "type": "SUCCESS", "message": ""}}
     assert output["metadata"]["run_id"] == task_run["run_id"]
     parent = call(databricks, "GET", f"/api/2.1/jobs/runs/get-output?run_id={run_id}")
     assert error(parent) == (400, "INVALID_PARAMETER_VALUE")
@@ -493,10 +502,10 @@ def test_oauth_machine_to_machine(databricks: DatabricksEmulator) -> None:  # no
 
 def test_serverless_environments_and_references(databricks: DatabricksEmulator) -> None:  # noqa: F811
     assert raw(databricks, "PUT", "/api/2.0/fs/files/Volumes/main/ml/dockrun/args.py",
-               b"import sys; print('args', sys.argv[1:])\n")[0] == 204
+               b"import sys, tabulate; print('args', sys.argv[1:])\n")[0] == 204
     spt = {"python_file": "/Volumes/main/ml/dockrun/args.py", "parameters": ["{{job.run_id}}", "{{ task.name }}",
                                                                            "{{my.value}", "{{not.known}}"]}
-    env = {"environment_key": "default", "spec": {"environment_version": "2", "dependencies": ["pyyaml"]}}
+    env = {"environment_key": "default", "spec": {"environment_version": "2", "dependencies": ["tabulate"]}}
     serverless = task(new_cluster=None, environment_key="default", spark_python_task=spt)
     status, answer = submit(databricks, {**serverless, "libraries": [{"pypi": {"package": "x"}}]}, environments=[env])
     assert status == 400 and "not supported on serverless" in answer["message"]
@@ -513,3 +522,72 @@ def test_serverless_environments_and_references(databricks: DatabricksEmulator) 
     script(databricks, "print('hi')\n")
     run = wait(databricks, submit(databricks, dbfs_task, environments=[env])[1]["run_id"])
     assert run["state"]["result_state"] == "FAILED"
+
+
+# ---- libraries really installed -------------------------------------------------------------
+
+
+def test_a_library_that_does_not_install_fails_the_run_as_databricks_says(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    script(databricks, "open('ran', 'w')\n")
+    missing = "dockrun-no-such-package-4711"
+    run = wait(databricks, submit(databricks, task(libraries=[{"pypi": {"package": missing}}]))[1]["run_id"],
+               life="INTERNAL_ERROR", timeout=120)
+    assert run["state"]["result_state"] == "FAILED"
+    message = run["state"]["state_message"]
+    assert message.startswith("Library installation failed for library due to user error for pypi "
+                              f'{{ package: "{missing}" }}')
+    assert f"No matching distribution found for {missing}" in message
+    details = run["status"]["termination_details"]
+    assert details == {"code": "LIBRARY_INSTALLATION_ERROR", "type": "CLIENT_ERROR", "message": message}
+    [task_run] = run["tasks"]
+    assert task_run["state"]["life_cycle_state"] == "INTERNAL_ERROR" and task_run["start_time"] == 0
+    output = call(databricks, "GET", f"/api/2.1/jobs/runs/get-output?run_id={task_run['run_id']}")[1]
+    assert output["error"] == message and output["logs"] == ""
+    assert not list(databricks.work.glob("task-*/ran"))  # the file never ran
+    # serverless: the environment's dependencies, the same way
+    assert raw(databricks, "PUT", "/api/2.0/fs/files/Volumes/main/ml/dockrun/x.py", b"print(1)\n")[0] == 204
+    env = {"environment_key": "e", "spec": {"environment_version": "2", "dependencies": [missing]}}
+    serverless = task("/Volumes/main/ml/dockrun/x.py", new_cluster=None, environment_key="e")
+    run = wait(databricks, submit(databricks, serverless, environments=[env])[1]["run_id"], life="INTERNAL_ERROR")
+    assert run["status"]["termination_details"]["code"] == "LIBRARY_INSTALLATION_ERROR"
+    assert f"environment dependency '{missing}'" in run["state"]["state_message"]
+
+
+def test_each_set_of_libraries_is_installed_once_per_session(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    script(databricks, "import sys, tabulate; print(sys.executable)\n")
+    pythons = []
+    for libraries in ([{"pypi": {"package": "tabulate"}}], [{"pypi": {"package": " tabulate"}}]):
+        run = wait(databricks, submit(databricks, task(libraries=libraries))[1]["run_id"], timeout=120)
+        assert run["state"]["result_state"] == "SUCCESS", run
+        if len(pythons) == 0:
+            installs = ENVIRONMENTS.installs
+        pythons.append(call(databricks, "GET", f"/api/2.1/jobs/runs/get-output?run_id={run['tasks'][0]['run_id']}")[1]
+                       ["logs"].strip())
+    assert pythons[0] == pythons[1] != sys.executable and ENVIRONMENTS.installs == installs
+    # no libraries: an environment of its own, without the test runner's packages
+    script(databricks, "import pytest\n")
+    run = wait(databricks, submit(databricks, task())[1]["run_id"])
+    output = call(databricks, "GET", f"/api/2.1/jobs/runs/get-output?run_id={run['tasks'][0]['run_id']}")[1]
+    assert run["state"]["result_state"] == "FAILED"
+    assert output["error"] == "ModuleNotFoundError: No module named 'pytest'"
+    assert output["error_trace"].startswith("Traceback (most recent call last):")
+    assert "runpy" not in output["error_trace"]
+
+
+def test_jobs_api_2_2_pages_the_tasks_of_runs_get(databricks: DatabricksEmulator) -> None:  # noqa: F811
+    script(databricks, "print('hi')\n")
+    databricks.page_size = 2  # 100 in Databricks; the same rule, fewer tasks
+    tasks = [task(task_key=f"t{i}") for i in range(3)]
+    status, answer = call(databricks, "POST", "/api/2.2/jobs/runs/submit",
+                          {"run_name": "paged", "tasks": tasks, "queue": {"enabled": True}})
+    assert status == 200, answer
+    run_id = answer["run_id"]
+    first = call(databricks, "GET", f"/api/2.2/jobs/runs/get?run_id={run_id}")[1]
+    assert [t["task_key"] for t in first["tasks"]] == ["t0", "t1"] and first["next_page_token"]
+    second = call(databricks, "GET", f"/api/2.2/jobs/runs/get?run_id={run_id}&page_token={first['next_page_token']}")[1]
+    assert [t["task_key"] for t in second["tasks"]] == ["t2"] and "next_page_token" not in second
+    assert len(get(databricks, run_id)["tasks"]) == 3  # 2.1 gives them all
+    assert error(call(databricks, "GET", f"/api/2.2/jobs/runs/get?run_id={run_id}&page_token=%25%25")) == \
+        (400, "INVALID_PARAMETER_VALUE")
+    assert error(submit(databricks, task(), queue={"enabled": "yes"})) == (400, "INVALID_PARAMETER_VALUE")
+    wait(databricks, run_id)

@@ -15,7 +15,7 @@ import pytest
 from conftest import write_project
 from dockrun.backends.databricks import launcher
 from dockrun.backends.databricks.backend import LAUNCHER, ON_CLUSTER
-from dockrun.backends.databricks.config import Cluster, cluster_from_config
+from dockrun.backends.databricks.config import Cluster, check_docker_env, cluster_from_config
 from dockrun.backends.databricks.submit import LauncherTask, project_archive, submit_body
 from dockrun.databricks_api.workspace import workspace
 from dockrun.errors import ConfigError, ParameterError
@@ -72,6 +72,7 @@ def test_submit_body() -> None:
     body = submit_body(task, Cluster(SPEC, None), env, [{"pypi": {"package": "a==1"}}])
     task = body["tasks"][0]
     assert body["idempotency_token"] == "r1" and task["task_key"] == "dockrun"
+    assert body["queue"] == {"enabled": True}  # queued, not skipped, when the workspace is busy
     assert task["new_cluster"]["docker_image"] == {"url": "org/img:1"}
     assert task["spark_python_task"] == {"python_file": "dbfs:/l.py", "parameters": [
         "dbfs:/p.tar.gz", "python t.py", "r1", "dbfs:/dockrun/runs/r1/outputs", "ab12"]}
@@ -182,7 +183,8 @@ def test_the_launcher_is_python_3_8_and_standard_library_only() -> None:
     tree = ast.parse(LAUNCHER.read_text(), feature_version=(3, 8))
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert imported <= {"base64", "hashlib", "os", "subprocess", "sys", "tarfile", "tempfile"}
+    assert imported <= {"base64", "codecs", "hashlib", "os", "shutil", "signal", "subprocess", "sys", "tarfile",
+                        "tempfile"}
 
 
 def test_the_launcher_unpacks_a_project_with_inner_links(tmp_path: Path) -> None:
@@ -216,3 +218,32 @@ def test_the_launcher_refuses_members_outside_the_project(tmp_path: Path, member
     with pytest.raises(launcher.Refused):
         launcher.unpack(archive, str(work))
     assert sorted(p.name for p in (tmp_path / "sandbox").iterdir()) == ["work"]  # nothing written beside it
+
+
+def test_docker_env_runs_only_with_container_services_named() -> None:
+    plain = cluster_from_config(SPEC)
+    with pytest.raises(ConfigError, match="docker_env runs on Databricks only with Databricks Container Services"):
+        check_docker_env(plain, "docker")
+    check_docker_env(plain, "uv")
+    opted = cluster_from_config({**SPEC, "container_services": True})  # mlflow's form: kept out of the spec
+    assert opted.container_services and "container_services" not in opted.new_cluster
+    check_docker_env(opted, "docker")
+    with pytest.raises(ConfigError, match="needs a new_cluster: an existing cluster runs the image it was started"):
+        check_docker_env(cluster_from_config({"existing_cluster_id": "c-1", "container_services": True}), "docker")
+    with pytest.raises(ConfigError, match="container_services: expected true or false, got 'yes'"):
+        cluster_from_config({**SPEC, "container_services": "yes"})
+
+
+def test_the_launcher_puts_the_tasks_python_first_and_relays_one_stream(tmp_path: Path) -> None:
+    env = launcher.child_env("r1", "/out", ["MLFLOW_RUN_ID=abc", "EMPTY="],
+                             environ={"PATH": "/usr/bin:/opt/py/bin:/bin"}, executable="/opt/py/bin/python")
+    assert env["PATH"] == "/opt/py/bin:/usr/bin:/bin"  # first, and only once
+    assert (env["MLFLOW_RUN_ID"], env["EMPTY"], env["DOCKRUN_RUN_ID"], env["DOCKRUN_OUTPUT_DIR"]) == \
+        ("abc", "", "r1", "/out")
+    with pytest.raises(launcher.Refused, match="is not NAME=VALUE"):
+        launcher.child_env("r1", "/out", ["no-equals"], environ={})
+    out = io.StringIO()
+    code = launcher.run_command("echo one; echo two >&2; printf 'caf\\xc3'; exit 5", str(tmp_path),
+                                {"PATH": os.environ["PATH"]}, out)
+    assert code == 5 and out.getvalue() == "one\ntwo\ncaf\ufffd"  # in order, bad bytes replaced
+    assert launcher.run_command("kill -TERM $$", str(tmp_path), {"PATH": os.environ["PATH"]}, io.StringIO()) == 143

@@ -126,12 +126,12 @@ def test_serverless_compute_gets_the_environment_as_dependencies(cli, databricks
         "MLproject": "name: sl\npython_env: python_env.yaml\nentry_points:\n  main: \"python -c 'import yaml; "
                      "print(yaml.safe_dump({{1: 2}}))'\"\n",
         "python_env.yaml": "python: '3.11'\ndependencies: [PyYAML]\n"})
-    r = _run(cli, project, {**SERVERLESS, "dependencies": ["rich>=13"]}, _env(databricks, tmp_path))
+    r = _run(cli, project, {**SERVERLESS, "dependencies": ["six>=1.16"]}, _env(databricks, tmp_path))
     assert r.code == 0, r.err
     assert "1: 2" in r.out
     body = databricks.submitted[-1]
     assert body["environments"] == [{"environment_key": "dockrun", "spec": {
-        "environment_version": "2", "dependencies": ["pyyaml", "rich>=13"]}}]
+        "environment_version": "2", "dependencies": ["pyyaml", "six>=1.16"]}}]
     task = body["tasks"][0]
     assert task["environment_key"] == "dockrun" and not task.keys() & {"new_cluster", "libraries"}
     assert task["spark_python_task"]["python_file"].startswith(f"{VOLUME}/{databricks.user_name}/")
@@ -144,6 +144,18 @@ def test_serverless_refuses_a_docker_env_before_any_request(cli, databricks, tmp
     assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
     assert "serverless compute runs no container image" in r.err
     assert not databricks.requests and "dk" not in cli("runs", "list").out
+
+
+def test_a_docker_env_needs_container_services_named(cli, databricks, tmp_path: Path) -> None:  # noqa: F811
+    project = write_project(tmp_path / "dk", {"MLproject": "name: dk\ndocker_env:\n  image: org/dbr:1\n"
+                                                           "entry_points:\n  main: \"echo in the image\"\n"})
+    r = _run(cli, project, SPEC, _env(databricks, tmp_path))
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
+    assert "docker_env runs on Databricks only with Databricks Container Services" in r.err
+    assert not databricks.requests
+    r = _run(cli, project, {**SPEC, "container_services": True}, _env(databricks, tmp_path))
+    assert r.code == 0, r.err
+    assert databricks.submitted[-1]["tasks"][0]["new_cluster"] == {**SPEC, "docker_image": {"url": "org/dbr:1"}}
 
 
 def test_double_braces_reach_the_command_as_typed(cli, databricks, tmp_path: Path) -> None:  # noqa: F811

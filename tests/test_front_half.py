@@ -95,9 +95,9 @@ def test_an_option_the_backend_cannot_honour_names_option_and_backend(project: P
                           (RunRequest(uri=str(project), storage_dir=project), "--storage-dir")]:
         with pytest.raises(ConfigError, match=f"^{flag}: not supported by backend echo$"):
             prepare(request, EchoBackend())
-    request = RunRequest(uri=str(project), parameters={"n": "1"}, tracking_uri="http://127.0.0.1:1",
+    request = RunRequest(uri=str(project), parameters={"n": "1"}, docker_args=("gpus=all",),
                          backend="databricks", backend_config=CLUSTER)
-    with pytest.raises(ConfigError, match="--tracking-uri: not supported by backend databricks"):
+    with pytest.raises(ConfigError, match="-A/--docker-args: not supported by backend databricks"):
         prepare(request, DatabricksBackend(), DATABRICKS_ENV)
     with pytest.raises(ConfigError, match="--backend-config: not supported by backend local"):
         prepare(RunRequest(uri=str(project), backend_config=CLUSTER), LocalBackend())
@@ -213,8 +213,8 @@ def test_the_mlproject_is_read_and_parameters_validated_in_one_place_each() -> N
 
 def test_tracking_from_the_environment_is_named_when_a_backend_cannot_report_to_it(
         project: Path, caplog: pytest.LogCaptureFixture) -> None:
-    request = RunRequest(uri=str(project), parameters={"n": "1"}, backend="databricks", backend_config=CLUSTER)
+    request = RunRequest(uri=str(project), parameters={"n": "1"})
     with caplog.at_level("WARNING", logger="dockrun"):
-        prepared = prepare(request, DatabricksBackend(), {**DATABRICKS_ENV, "MLFLOW_TRACKING_URI": "sqlite:///x.db"})
+        prepared = prepare(request, EchoBackend(), {"MLFLOW_TRACKING_URI": "sqlite:///x.db"})
     assert prepared.tracking is None
-    assert "MLFLOW_TRACKING_URI is set, but backend databricks does not report runs to it" in caplog.text
+    assert "MLFLOW_TRACKING_URI is set, but backend echo does not report runs to it" in caplog.text

@@ -1,4 +1,4 @@
-"""The Databricks REST adapter (DBFS API 2.0, the Files API for volumes, Jobs API 2.1): urllib,
+"""The Databricks REST adapter (DBFS API 2.0, the Files API for volumes, Jobs API 2.2): urllib,
 tenacity retries, headers from the workspace's credentials (the SDK's when installed); a 4xx is a
 one-line DatabricksError. Shared by the Databricks backend and by `dbfs:/` path inputs, so it sits
 below both.
@@ -246,18 +246,19 @@ class DatabricksClient:
             except RemoteError:
                 pass  # an orphaned part file wastes space, nothing else
 
-    # Jobs
+    # Jobs API 2.2 (what 2.1 was for one-time runs, but runs/get gives array properties such as
+    # `tasks` 100 at a time: a dockrun run has one task, always on the first page)
     def submit(self, body: Mapping[str, Any]) -> str:
-        return str(self.call("POST", "2.1/jobs/runs/submit", body)["run_id"])
+        return str(self.call("POST", "2.2/jobs/runs/submit", body)["run_id"])
 
     def get(self, run_id: str) -> dict[str, Any]:
-        return self.call("GET", "2.1/jobs/runs/get", query={"run_id": run_id})
+        return self.call("GET", "2.2/jobs/runs/get", query={"run_id": run_id})
 
     def cancel(self, run_id: str) -> None:
-        self.call("POST", "2.1/jobs/runs/cancel", {"run_id": int(run_id)})
+        self.call("POST", "2.2/jobs/runs/cancel", {"run_id": int(run_id)})
 
     def output(self, task_run_id: str) -> dict[str, Any]:
-        return self.call("GET", "2.1/jobs/runs/get-output", query={"run_id": task_run_id})
+        return self.call("GET", "2.2/jobs/runs/get-output", query={"run_id": task_run_id})
 
 
 def _budget() -> float:

@@ -154,6 +154,19 @@ def connect(environ: Mapping[str, str], who: str = "--backend databricks",
     return Workspace(str(cfg.host).rstrip("/"), "", cfg.authenticate, str(cfg.auth_type or "default"))
 
 
+def other_auth(environ: Mapping[str, str], config_file: Path | None = None) -> str:
+    """The first setting of the credentials in use that means something other than a PAT (OAuth,
+    Azure, GCP, ...: only the SDK can use it); '' when there is none."""
+    cfg = _config_path(environ, config_file)
+    named = environ.get("DATABRICKS_CONFIG_PROFILE") or None
+    section: Mapping[str, str] = {}
+    if named is not None:
+        section = _sections(cfg).get(named, {})
+    elif not (environ.get("DATABRICKS_HOST") or environ.get("DATABRICKS_TOKEN") or _other_auth(environ, {})):
+        section = _sections(cfg).get(_default_profile(cfg), {})
+    return _other_auth(environ, section)
+
+
 def is_profile_name(name: str) -> bool:
     return bool(_PROFILE.match(name))
 

@@ -10,7 +10,9 @@ The run is recorded like a local one and followed by polling ``runs/get``.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,11 +24,12 @@ from ...project.params import Placement
 from ...store.records import RunStore, new_run_id
 from ..handle import new_record
 from ..outcome import record_end
-from .config import NEEDS_VOLUME, Cluster, cluster_from_config
+from .config import NEEDS_VOLUME, Cluster, check_docker_env, cluster_from_config, remote_tracking
 
 if TYPE_CHECKING:
     from ...databricks_api.client import DatabricksClient
     from ...request import PreparedRun, RunRequest
+    from ...tracking.target import TrackingTarget
     from .run import DatabricksRun
 
 DBFS_ROOT = "dbfs:/dockrun"
@@ -38,37 +41,47 @@ ON_CLUSTER = Placement(project_dir=".", host_paths=False, name="Databricks", fus
 
 class DatabricksBackend:
     name = "databricks"
-    options = frozenset({"entry_point", "version", "parameters", "backend_config", "env_manager", "synchronous"})
+    # Tracking is the workspace's own MLflow (config.remote_tracking); -A, --storage-dir, --base-image,
+    # --rebuild and --dev mean nothing on a cluster and are refused by prepare.check_options.
+    options = frozenset({"entry_point", "version", "parameters", "backend_config", "env_manager", "synchronous",
+                         "experiment_name", "experiment_id", "run_name", "tracking_uri", "mlflow_run_id"})
     placement = ON_CLUSTER
+    # Where a tracked run goes when no tracking URI is given: the workspace's MLflow, not MLflow's local
+    # default store. config.remote_tracking decides and submit ignores prepared.tracking; prepare.py
+    # does not read this yet (it still computes the local default store, which needs the mlflow extra).
+    default_tracking_uri = "databricks"
 
     def configure(self, request: RunRequest, environ: Mapping[str, str]) -> Cluster:
         if request.backend_config is None:
             raise ConfigError("--backend databricks needs --backend-config: a cluster spec (JSON file or string)")
         cluster = cluster_from_config(request.backend_config)
+        remote_tracking(request, environ)  # where it is tracked: refusals before any request
         check(environ)  # credentials are checked before any work (no host contacted), used when submitting
         return cluster
 
     def submit(self, prepared: PreparedRun, log: Callable[[str], None]) -> DatabricksRun:
-        """Upload what the workspace lacks, submit, record; return the run."""
-        import os
-
+        """Upload what the workspace lacks, start the MLflow run if tracked, record, submit; return the run."""
         from ...databricks_api.client import DatabricksClient
         from .run import DatabricksRun
         from .submit import LauncherTask, cluster_libraries, project_archive, submit_body
 
-        if prepared.backend_config.serverless is not None and prepared.env.kind == "docker":
-            raise ConfigError("--backend-config: serverless compute runs no container image: the project's "
-                              "docker_env needs a cluster (new_cluster with Databricks Container Services)")
+        check_docker_env(prepared.backend_config, prepared.env.kind)  # before any request
         client = DatabricksClient(connect(os.environ), log)
+        target, note = remote_tracking(prepared.request, os.environ)
+        if note:
+            log(note)
+        if target is not None:
+            check_tracking_host(target, client.ws.host)
         source = prepared.source
         blob = project_archive(source.root, source.key if source.key_is_tree_hash else None)
         root, archive, launcher = upload_code(client, prepared.backend_config, blob, log)
         run_id = new_run_id()
         outputs = f"{root}/runs/{run_id}/outputs"
+        tracked = start_tracking(prepared, target, run_id)  # before the record: no run if it fails
         store = RunStore(prepared.settings.home)
-        store.insert(new_record(prepared, run_id, outputs))
+        store.insert(dataclasses.replace(new_record(prepared, run_id, outputs), **tracked.record))
         task = LauncherTask(run_id, prepared.project.name, launcher, archive, prepared.rendered.command, outputs,
-                            hashlib.sha256(blob).hexdigest())
+                            hashlib.sha256(blob).hexdigest(), tracked.env)
         body = submit_body(task, prepared.backend_config, prepared.env,
                            cluster_libraries(prepared.env, prepared.project))
         try:
@@ -79,6 +92,8 @@ class DatabricksBackend:
         url = client.get(remote_id).get("run_page_url")
         store.update(run_id, remote_run_id=remote_id, remote_url=url)
         log(f"submitted Databricks run {remote_id}: {url}")
+        if target is not None:
+            tracked.tag_submitted(client.ws.host, remote_id, url, log)
         return DatabricksRun(store, run_id, client)
 
     def attach(self, store: RunStore, run_id: str) -> DatabricksRun:
@@ -114,3 +129,77 @@ def upload_code(client: DatabricksClient, cluster: Cluster, blob: bytes,
     launcher = f"{root}/launcher/{hashlib.sha256(text).hexdigest()[:16]}.py"
     client.ensure(launcher, text)
     return root, archive, launcher
+
+
+@dataclasses.dataclass(frozen=True)
+class Tracked:
+    """A run's MLflow run in the workspace, as the record and the task see it."""
+
+    uri: str | None = None
+    experiment_id: str | None = None
+    run_id: str | None = None
+
+    @property
+    def record(self) -> dict[str, str | None]:
+        return {"tracking_uri": self.uri, "mlflow_run_id": self.run_id, "experiment_id": self.experiment_id}
+
+    @property
+    def env(self) -> tuple[str, ...]:
+        """What the task's MLflow needs: the runtime knows its workspace and credentials, so no host and
+        no token travel (task parameters show on the run's page)."""
+        if self.run_id is None:
+            return ()
+        return ("MLFLOW_TRACKING_URI=databricks", f"MLFLOW_RUN_ID={self.run_id}",
+                f"MLFLOW_EXPERIMENT_ID={self.experiment_id}")
+
+    def tag_submitted(self, host: str, remote_id: str, url: str | None, log: Callable[[str], None]) -> None:
+        """The tags `mlflow run -b databricks` sets once the run is submitted (a failure is a line, not
+        a lost run: the run is already going)."""
+        from ...errors import DockrunError
+        from ...tracking.databricks import workspace_credentials
+        from ...tracking.rest import MlflowRest
+
+        tags = {"mlflow.databricks.runURL": url or "", "mlflow.databricks.shellJobRunID": remote_id,
+                "mlflow.databricks.webappURL": host}
+        try:
+            creds = workspace_credentials(self.uri or "databricks", os.environ)
+            MlflowRest(creds.host, os.environ, token=creds.token).set_tags(self.run_id or "", tags)
+        except DockrunError as e:
+            log(f"could not tag MLflow run {self.run_id}: {e}")
+
+
+def check_tracking_host(target: TrackingTarget, host: str) -> None:
+    """The tracking URI must name the workspace the run goes to: the task logs with the runtime's own
+    credentials, and no token is handed to a workspace it was not issued for."""
+    from ...tracking.databricks import workspace_credentials
+
+    tracking_host = workspace_credentials(target.uri, os.environ).host
+    if tracking_host.rstrip("/") != host.rstrip("/"):
+        raise ConfigError(f"--tracking-uri {target.uri} is workspace {tracking_host}, but the run goes to {host}: "
+                          "a run on Databricks is tracked in the workspace it runs in")
+
+
+def start_tracking(prepared: PreparedRun, target: TrackingTarget | None, run_id: str) -> Tracked:
+    """Create the run's MLflow run in the workspace (or resume --run-id), with the tags and params a
+    local run gets (backend "databricks")."""
+    if target is None:
+        return Tracked()
+    from ...tracking.runs import start_tracked_run
+    from ...tracking.tags import logged_params, project_tags
+
+    image = prepared.env.base_image if prepared.env.kind == "docker" else ""
+    tags = project_tags(prepared.source, prepared.entry_point.name, prepared.env.kind, image, "", _user(), run_id)
+    tags["mlflow.project.backend"] = "databricks"
+    tags = {k: v for k, v in tags.items() if v or not k.startswith("mlflow.docker.")}  # no image, no image tags
+    started = start_tracked_run(target, os.environ, tags, logged_params(prepared.entry_point,
+                                                                        prepared.request.parameters))
+    return Tracked(target.uri, started.experiment_id, started.run_id)
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"

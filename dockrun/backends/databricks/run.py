@@ -13,6 +13,7 @@ from ...errors import DockrunError
 from ...store.records import ACTIVE, RunRecord, RunStore
 from ..handle import RunHandle
 from ..outcome import record_end
+from .launcher import EXITED
 
 POLL_S = float(os.environ.get("DOCKRUN_DATABRICKS_POLL_S", "5"))
 
@@ -22,6 +23,32 @@ _STATES = {"PENDING": "SCHEDULED", "QUEUED": "SCHEDULED", "BLOCKED": "SCHEDULED"
 # The documented terminal life-cycle states; only these end a run.
 _TERMINAL = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
 _RESULTS = {"SUCCESS": "FINISHED", "CANCELED": "KILLED"}
+LOGS_KEPT = "5 MB"  # runs/get-output: "Databricks restricts this API to return the last 5 MB of these logs"
+# Termination codes that say only "the code failed": the exit code or the error says more.
+_PLAIN_FAILURES = frozenset({"RUN_EXECUTION_ERROR", "SUCCESS"})
+
+
+def exit_code(logs: str) -> int | None:
+    """The failed command's exit code, from the launcher's last line (launcher.EXITED)."""
+    found = None
+    for line in logs.splitlines()[-20:]:
+        if line.startswith(EXITED) and line[len(EXITED):].strip().isdigit():
+            found = int(line[len(EXITED):].strip())
+    return found
+
+
+def ended_reason(state: Mapping[str, Any], code: int | None, error: str = "") -> str:
+    """One line saying why a run did not finish: the command's exit status, else Databricks' reason
+    (a termination code such as LIBRARY_INSTALLATION_ERROR with its message), else the task's error."""
+    details = (state.get("status") or {}).get("termination_details") or {}
+    message = " ".join(str(state.get("state", {}).get("state_message") or details.get("message") or "").split())
+    kind = str(details.get("code") or "")
+    if code is not None:
+        return f"command exited with status {code}"
+    if kind and kind not in _PLAIN_FAILURES:
+        return f"{kind}: {message}"[:2000] if message else kind
+    last = error.strip().splitlines()[-1] if error.strip() else ""
+    return last or message or str(state.get("state", {}).get("result_state") or "FAILED")
 
 
 class DatabricksRun(RunHandle):
@@ -50,24 +77,39 @@ class DatabricksRun(RunHandle):
                 self._store.transition(self.run_id, "RUNNING", ("SCHEDULED",), started=time.time())
             return self._store.get(self.run_id) or rec
         result = state.get("state", {}).get("result_state", "FAILED")
-        self._save_logs(state)
         status = _RESULTS.get(result, "FAILED")
-        reason = None if status == "FINISHED" else (state.get("state", {}).get("state_message") or result)
-        record_end(self._store, self.run_id, status, 0 if status == "FINISHED" else None, reason)
+        code, error = self._save_logs(state)
+        reason = None if status == "FINISHED" else ended_reason(state, code, error)
+        record_end(self._store, self.run_id, status, 0 if status == "FINISHED" else code, reason)
         return self._store.get(self.run_id) or rec
 
-    def _save_logs(self, state: Mapping[str, Any]) -> None:
+    def _save_logs(self, state: Mapping[str, Any]) -> tuple[int | None, str]:
+        """The task's output as the run's logs (Databricks keeps its last 5 MB; a line on stderr says
+        when the start is gone), its error and stack trace on stderr; the command's exit code, read
+        from the launcher's last line, when it failed, and get-output's error."""
         tasks = state.get("tasks") or []
         if not tasks:
-            return
+            return None, ""
         try:
             out = self.client.output(str(tasks[0]["run_id"]))
         except DockrunError:
-            return
+            return None, ""
+        logs = str(out.get("logs") or "")
+        err = []
+        if out.get("logs_truncated"):
+            err.append(f"dockrun: Databricks keeps only the last {LOGS_KEPT} of a task's output: the start of this "
+                       "run's output is not shown (write what you need to keep to $DOCKRUN_OUTPUT_DIR)")
+        trace = str(out.get("error_trace") or "").rstrip()
+        error = str(out.get("error") or "").rstrip()
+        if trace:
+            err.append(trace if error in trace else f"{error}\n{trace}")
+        elif error:
+            err.append(error)
         run_dir = self._store.run_dir(self.run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "stdout.log").write_text(out.get("logs", ""))
-        (run_dir / "stderr.log").write_text((out.get("error") or "") + ("\n" if out.get("error") else ""))
+        (run_dir / "stdout.log").write_text(logs)
+        (run_dir / "stderr.log").write_text("".join(line + "\n" for line in err))
+        return exit_code(logs), error
 
     def cancel(self) -> None:
         rec = self.record()

@@ -37,6 +37,7 @@ class LauncherTask:
     command: str
     outputs: str
     archive_sha256: str = ""
+    env: tuple[str, ...] = ()  # NAME=VALUE for the command (MLflow's run; never a secret: the run's page shows them)
 
 
 def submit_body(task_in: LauncherTask, cluster: Cluster, env: EnvSpec,
@@ -46,7 +47,7 @@ def submit_body(task_in: LauncherTask, cluster: Cluster, env: EnvSpec,
         "task_key": "dockrun",
         "spark_python_task": {"python_file": task_in.launcher,
                               "parameters": [task_in.archive, encode_command(task_in.command), run_id, task_in.outputs,
-                                             task_in.archive_sha256]},
+                                             task_in.archive_sha256, *task_in.env]},
     }
     body: dict[str, Any] = {"run_name": f"dockrun {task_in.project} {run_id}", "tasks": [task]}
     if cluster.serverless is not None:
@@ -72,6 +73,9 @@ def submit_body(task_in: LauncherTask, cluster: Cluster, env: EnvSpec,
         task["timeout_seconds"] = cluster.timeout_seconds
     # The dockrun run ID as idempotency token: a retried submit never starts a second run.
     body["idempotency_token"] = run_id
+    # Queued, not skipped, when the workspace is at its concurrency limits (2.2 queues jobs by
+    # default; said explicitly so one-time runs behave the same whatever the default).
+    body["queue"] = {"enabled": True}
     return body
 
 
