@@ -15,7 +15,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved  # noqa: E402 - bench/ is not a package
+from common import Arm, interleaved  # noqa: E402 - bench/ is not a package
 
 
 def fill(home: Path, n: int) -> None:
@@ -33,20 +33,26 @@ def fill(home: Path, n: int) -> None:
                        tuple(row.values()))
 
 
+def measure(runs: int = 10_000, repeat: int = 9, warmup: int = 0) -> dict[str, list[float]]:
+    """Times of `dockrun runs list` over a store of ``runs`` finished runs and of `python -c pass`
+    (the baseline, "python -c pass"), interleaved; prints the report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        fill(home, runs)
+        env = dict(os.environ, DOCKRUN_HOME=str(home))
+        arms: dict[str, Arm] = {
+            "python -c pass": ([sys.executable, "-c", "pass"], env, None),
+            f"runs list ({runs})": ([sys.executable, "-m", "dockrun.cli", "runs", "list"], env, str(REPO)),
+        }
+        return interleaved(arms, repeat, "python -c pass", warmup=warmup)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=9)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp) / "home"
-        fill(home, args.runs)
-        env = dict(os.environ, DOCKRUN_HOME=str(home))
-        arms = {
-            "python -c pass": ([sys.executable, "-c", "pass"], env, None),
-            f"runs list ({args.runs})": ([sys.executable, "-m", "dockrun.cli", "runs", "list"], env, str(REPO)),
-        }
-        interleaved(arms, args.repeat, "python -c pass")
+    measure(args.runs, args.repeat)
 
 
 if __name__ == "__main__":

@@ -1,59 +1,115 @@
 """Warm rerun of `dockrun run` against a bare `docker run` of the same image and command.
 
-    python bench/warm_rerun.py [--repeat 7] [--project examples/hello] [--before DIR]
+    python bench/warm_rerun.py [--repeat 7] [--project examples/hello | --docker-env] [--before DIR] [--no-pyc]
 
 Both are measured in the same process, interleaved, so machine noise hits them alike; the report
-is the ratio of medians. Needs a running engine and (here) DOCKRUN_BASE_IMAGE.
+is the ratio of medians (and the paired ratios). Needs a running engine and (here)
+DOCKRUN_BASE_IMAGE. ``arms()`` gives the two arms to other drivers (bench/suite.py).
 
 ``--before DIR`` adds a third arm, interleaved with the other two: the ``dockrun`` package found in
 DIR (a copy of an older checkout's ``dockrun/`` and ``templates/``), so a change is measured
 against what it replaced under the same noise, not against a number from another day.
+
+The Python arms get a bytecode cache in a temporary folder (``PYTHONPYCACHEPREFIX``), as an
+installed dockrun has its .pyc files; ``--no-pyc`` keeps a PYTHONDONTWRITEBYTECODE environment's
+compile-every-module cost. ``--docker-env`` measures a tiny ``docker_env`` project on
+DOCKRUN_BASE_IMAGE (nothing to install: the wrapper's own cost) instead of ``--project``.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved  # noqa: E402 - bench/ is not a package
+from common import Arm, interleaved  # noqa: E402 - bench/ is not a package
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--project", default=str(REPO / "examples" / "hello"))
-    ap.add_argument("--param", action="append", default=["alpha=0.3"])
-    ap.add_argument("--before", help="folder holding an older dockrun/ package to compare with")
-    args = ap.parse_args()
-    env = dict(os.environ)
-    sys.path.insert(0, str(REPO))
+def dockrun_command(project: str, params: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "dockrun.cli", "run", "-q", project]
+    for p in params:
+        cmd += ["-P", p]
+    return cmd
+
+
+def bare_command(project: str, params: list[str]) -> list[str]:
+    """`docker run --rm` of the image dockrun runs for these parameters, with its command, done
+    in process (prepare only: nothing is built or run here)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
     from dockrun.backends import get_backend
     from dockrun.prepare import prepare
     from dockrun.request import RunRequest
 
-    params = dict(p.split("=", 1) for p in args.param)
-    dockrun_cmd = [sys.executable, "-m", "dockrun.cli", "run", "-q", args.project]
-    for p in args.param:
-        dockrun_cmd += ["-P", p]
+    prepared = prepare(RunRequest(uri=project, parameters=dict(p.split("=", 1) for p in params)),
+                       get_backend("local"))
+    return ["docker", "run", "--rm", "--init", "-w", "/project", "-e", "DOCKRUN_OUTPUT_DIR=/tmp",
+            prepared.plan.project_image, "sh", "-c", prepared.rendered.command]
+
+
+def arms(project: str, params: list[str], env: dict[str, str]) -> dict[str, Arm]:
+    """The warm `dockrun run` arm and its bare `docker run` twin; runs dockrun once first, so the
+    image exists and the caches are warm."""
+    dockrun_cmd = dockrun_command(project, params)
     subprocess.run(dockrun_cmd, env=env, check=True, stdout=subprocess.DEVNULL)  # warm the cache
-    prepared = prepare(RunRequest(uri=args.project, parameters=params), get_backend("local"))
-    bare_cmd = ["docker", "run", "--rm", "--init", "-w", "/project", "-e", "DOCKRUN_OUTPUT_DIR=/tmp",
-                prepared.plan.project_image, "sh", "-c", prepared.rendered.command]
-    arms: dict[str, tuple[list[str], dict[str, str], str | None]] = {
+    return {
         "warm dockrun run": (dockrun_cmd, env, None),
-        "bare docker run": (bare_cmd, env, None),
+        "bare docker run": (bare_command(project, params), env, None),
     }
+
+
+def docker_env_project(folder: Path, image: str) -> str:
+    """A tiny ``docker_env`` project on ``image`` (the issue's case: no environment to build)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "MLproject").write_text(
+        f"name: bench-warm\ndocker_env:\n  image: {image}\nentry_points:\n  main:\n"
+        "    parameters:\n      alpha: {type: float, default: 0.5}\n"
+        "    command: \"python3 train.py --alpha {alpha}\"\n")
+    (folder / "train.py").write_text("import sys\nprint('alpha', sys.argv[-1])\n")
+    return str(folder)
+
+
+def with_bytecode_cache(env: dict[str, str], folder: str) -> dict[str, str]:
+    """An installed dockrun has its .pyc files; a checkout run with PYTHONDONTWRITEBYTECODE
+    compiles every module on every run. Give the Python arms a bytecode cache outside the tree."""
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return dict(env, PYTHONPYCACHEPREFIX=folder)
+
+
+def main() -> None:
+    import tempfile
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--project", default=str(REPO / "examples" / "hello"))
+    ap.add_argument("--docker-env", action="store_true",
+                    help="measure a tiny docker_env project on DOCKRUN_BASE_IMAGE instead of --project")
+    ap.add_argument("--param", action="append", default=["alpha=0.3"])
+    ap.add_argument("--before", help="folder holding an older dockrun/ package to compare with")
+    ap.add_argument("--no-pyc", action="store_true",
+                    help="keep the environment's PYTHONDONTWRITEBYTECODE (every module compiled per run)")
+    args = ap.parse_args()
+    scratch = tempfile.mkdtemp(prefix="dockrun-bench-warm-")
+    env = dict(os.environ) if args.no_pyc else with_bytecode_cache(dict(os.environ), os.path.join(scratch, "pyc"))
+    if args.docker_env:
+        args.project = docker_env_project(Path(scratch) / "project",
+                                          env.get("DOCKRUN_BASE_IMAGE", "dockrun-base:bookworm"))
+    measured = arms(args.project, args.param, env)
     if args.before:
         # Run from the snapshot's folder with it first on the path, so the checkout is not imported.
         before = os.path.abspath(args.before)
         before_env = dict(env, PYTHONPATH=before)
+        dockrun_cmd = dockrun_command(args.project, args.param)
         subprocess.run(dockrun_cmd, env=before_env, cwd=before, check=True, stdout=subprocess.DEVNULL)
-        arms["before (--before)"] = (dockrun_cmd, before_env, before)
-    interleaved(arms, args.repeat, "bare docker run")
+        measured["before (--before)"] = (dockrun_cmd, before_env, before)
+    try:
+        interleaved(measured, args.repeat, "bare docker run")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
