@@ -1,6 +1,7 @@
 """Environment selection and canonical keys (no Docker)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,135 @@ def test_conda_spec_forms_survive_canonicalisation(tmp_path: Path) -> None:
     assert set(reqs) == {"numpy==1.26.*", "pandas==2.1.*", "scipy<1.12,>=1.10", "xgboost==2.0", "tabulate==0.9.0"}
     with pytest.raises(ProjectError, match="is not a conda package spec"):
         canonical_conda(write_project(tmp_path / "q", {"conda.yaml": "dependencies: ['numpy 1 2 3']\n"}), "conda.yaml")
+
+
+# ---- conda match specs: dockrun's parser against py-rattler's MatchSpec (the oracle) ------------
+# py-rattler is a test dependency only: dockrun parses conda specs itself (environment._conda_dep).
+
+def _meaning(spec: str) -> str:
+    """What the conda ecosystem reads in ``spec``: py-rattler's own canonical form of it."""
+    from rattler import MatchSpec
+
+    return str(MatchSpec(spec))
+
+
+def _canonical_line(spec: str, tmp: Path) -> str:
+    import yaml
+
+    from dockrun.images.environment import canonical_conda
+
+    root = write_project(tmp, {"conda.yaml": "dependencies:\n  - " + json.dumps(spec) + "\n"})  # JSON is YAML
+    text, _ = canonical_conda(root, "conda.yaml")
+    (line,) = yaml.safe_load(text)["dependencies"]
+    return line
+
+
+_c_name = st.from_regex(r"[a-z_][a-z0-9]{0,5}([-_.][a-z0-9]{1,3})?", fullmatch=True)
+_c_ver = st.lists(st.integers(0, 30).map(str), min_size=1, max_size=3).map(".".join)
+_c_op = st.sampled_from(["=", "==", ">=", "<=", ">", "<", "!=", "~="])
+_c_sp = st.sampled_from(["", " "])
+_c_build = st.from_regex(r"(py[0-9]{2,3}_[0-9]|[a-z]{1,4}_[0-9]{1,2}|h[0-9a-f]{6}_[0-9]|py\*|\*_[0-9])", fullmatch=True)
+
+
+@st.composite
+def _c_version(draw) -> str:  # noqa: ANN001
+    form = draw(st.sampled_from(["op", "glob", "exact", "range", "or", "star"]))
+    v = draw(_c_ver)
+    if form == "op":
+        return draw(_c_op) + v
+    if form == "glob":
+        return draw(st.sampled_from(["", "="])) + v + ".*"
+    if form == "exact":
+        return v
+    if form == "range":
+        return ">=" + v + "," + draw(_c_sp) + "<" + draw(_c_ver)
+    if form == "or":
+        return v + "|" + draw(_c_ver)
+    return "*"
+
+
+@st.composite
+def match_specs(draw) -> str:  # noqa: ANN001
+    channel = draw(st.sampled_from(["", "conda-forge::", "bioconda::", "my.chan::", "conda-forge/noarch::",
+                                    "http://172.17.0.1:8000/demo::"]))
+    name = draw(st.sampled_from(["", "", "", "N"])).replace("N", "") + draw(_c_name)
+    name = name.upper() if draw(st.booleans()) and draw(st.booleans()) else name
+    form = draw(st.sampled_from(["bare", "space", "space-build", "op", "op-build", "bracket", "mixed"]))
+    version = draw(_c_version())
+    rest = ""
+    if form == "space" and version[0] not in "=<>!~":
+        rest = " " + version
+    elif form == "space":
+        rest = draw(_c_sp) + version
+    elif form == "space-build" and "|" not in version and "," not in version:
+        rest = (" " if version[0] not in "=<>!~" else draw(_c_sp)) + version + " " + draw(_c_build)
+    elif form == "op":
+        rest = draw(_c_sp) + draw(_c_op) + draw(_c_ver)
+    elif form == "op-build":
+        rest = draw(_c_op) + draw(_c_ver) + "=" + draw(_c_build)
+    bracket = {}
+    if form == "mixed":
+        rest = draw(st.sampled_from(["", " 1.2", "=1.2", ">=1.1,<2"]))
+    if form in ("bracket", "mixed"):
+        if not rest:
+            bracket["version"] = version
+        if draw(st.booleans()):
+            bracket["build"] = draw(_c_build)
+        if draw(st.booleans()):
+            bracket["build_number"] = draw(st.sampled_from(["3", ">=2", "0"]))
+        if draw(st.booleans()) and not channel:
+            bracket["channel"] = "conda-forge"
+    text = channel + name + rest
+    if bracket:
+        quote = draw(st.sampled_from(["'", '"', ""]))
+        items = [f"{k}{draw(_c_sp)}={draw(_c_sp)}{quote if quote or ',' not in v and '|' not in v else chr(39)}{v}"
+                 f"{quote if quote or ',' not in v and '|' not in v else chr(39)}" for k, v in bracket.items()]
+        text += draw(_c_sp) + "[" + ("," + draw(_c_sp)).join(items) + "]"
+    return text
+
+
+FORMS = ["pkg 1.2.*", "pkg=1.2", "pkg>=1.1,<1.3", "pkg >=1.1, <1.3", "channel::pkg", "conda-forge::pkg=1.2",
+         "pkg[version='>=1']", "pkg[version='>=1,<2', build='py*']", "pkg =1.2 py_0", "pkg=1.2=py_0",
+         "pkg==1.2.3=py311_0", "pkg 1.2 py311_0", "pkg>=1.2=py_0", "pkg=1.2[build=py_0]", "pkg[build_number=3]",
+         "pkg[channel=conda-forge]", "Pkg * py_0", "pkg >= 1.2", "conda-forge/noarch::pkg 1.*", "pkg 1.2|1.3",
+         "pkg=1.2|1.3", "pkg[version=\"1.2|1.3\"]", "http://172.17.0.1:8000/demo::pkg>=1", "python 3.11",
+         "pkg[md5=d41d8cd98f00b204e9800998ecf8427e]", "pkg 1.2 [build=py_0]"]
+
+
+@pytest.mark.parametrize("spec", FORMS)
+def test_every_conda_spec_form_keeps_its_meaning(spec: str, tmp_path: Path) -> None:
+    pytest.importorskip("rattler", reason="py-rattler is in the test extra: pip install -e '.[test]'")
+    line = _canonical_line(spec, tmp_path / "a")
+    assert _meaning(line) == _meaning(spec), (spec, line)
+    assert _canonical_line(line, tmp_path / "b") == line  # canonical is a fixed point
+
+
+@settings(max_examples=400, deadline=None)
+@given(match_specs())
+def test_generated_conda_specs_keep_their_meaning(spec: str) -> None:
+    pytest.importorskip("rattler", reason="py-rattler is in the test extra: pip install -e '.[test]'")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        line = _canonical_line(spec, Path(d) / "p")
+    assert _meaning(line) == _meaning(spec), (spec, line)
+
+
+@pytest.mark.parametrize("spec, why", [
+    ("pkg[foo=1]", "unknown key 'foo'"), ("pkg[version='>=1'][build=x]", "one [key=value, ...] at the end"),
+    ("pkg 1 2 3", "at most"), ("conda-forge::pkg[channel=bioconda]", "channel is given twice"),
+    ("pkg>=1[version='2']", "version is given twice"), ("pkg[version='>=1',]", "trailing comma"),
+    ("::pkg", "expected channel::name"), ("-pkg", "package name first"), ("pkg >=1 =py_0", "not a build string")])
+def test_malformed_conda_specs_are_one_line_errors(spec: str, why: str, tmp_path: Path) -> None:
+    with pytest.raises(ProjectError) as e:
+        _canonical_line(spec, tmp_path / "p")
+    assert str(e.value).startswith(f"conda.yaml: dependencies: {spec!r} is not a conda package spec (")
+    assert why in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bracket_specs_translate_to_pypi_for_uv(tmp_path: Path) -> None:
+    s = spec_of(tmp_path, {"conda.yaml": "dependencies:\n  - python[version='>=3.11']\n  - numpy[version='>=1.26']\n"
+                                         "  - pandas=2.1=py311_0\n  - scipy * py311_0\n  - tabulate 0.9.0\n"},
+                manager="uv")
+    assert s.python == "3.11"
+    assert s.requirements == ("numpy>=1.26", "pandas==2.1", "scipy", "tabulate==0.9.0")

@@ -34,7 +34,7 @@ def mlflow_server(base_image: str, tmp_path_factory):
                    check=True, capture_output=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
+        for _ in range(900):  # MLflow 3 takes a minute and more to start on a busy 2-core machine
             try:
                 urllib.request.urlopen(url + "/health", timeout=1)
                 break

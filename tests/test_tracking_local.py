@@ -139,6 +139,48 @@ def test_the_container_gets_credentials_only_for_its_own_kind_of_target(tmp_path
                       "DATABRICKS_HOST": "https://w.example", "DATABRICKS_TOKEN": "dtok"}
 
 
+def test_a_servers_userinfo_is_used_never_kept_in_the_uri(tmp_path: Path) -> None:
+    """`http://user:pw@host` works as with MLflow (the URI's pair wins over the variables, a
+    password pair over a token), and the recorded, shown URI has no password."""
+    seen: list[str | None] = []
+
+    class Server(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append(self.headers.get("Authorization"))
+            data = json.dumps({"experiment": {"experiment_id": "7"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    import base64
+
+    from dockrun.tracking.rest import MlflowRest
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    clean = f"http://127.0.0.1:{server.server_port}"
+    env = {"MLFLOW_TRACKING_TOKEN": "tok", "MLFLOW_TRACKING_USERNAME": "env", "MLFLOW_TRACKING_PASSWORD": "envpw"}
+    try:
+        t = target(f"http://al%40ice:p%3Aw@127.0.0.1:{server.server_port}/", tmp_path, "x")
+        assert (t.uri, t.userinfo) == (clean, ("al@ice", "p:w")) and "p:w" not in repr(t)
+        for environ, userinfo in ((env, t.userinfo), (env, None), ({"MLFLOW_TRACKING_TOKEN": "tok"}, None)):
+            assert MlflowRest(t.uri, environ, userinfo=userinfo).experiment_id("x") == "7"
+    finally:
+        server.shutdown()
+    basic = [base64.b64encode(pair).decode() for pair in (b"al@ice:p:w", b"env:envpw")]
+    assert seen == [f"Basic {basic[0]}", f"Basic {basic[1]}", "Bearer tok"]
+    inside = container_env(t, "1", "r", env)
+    assert inside["MLFLOW_TRACKING_URI"] == clean
+    assert (inside["MLFLOW_TRACKING_USERNAME"], inside["MLFLOW_TRACKING_PASSWORD"]) == ("al@ice", "p:w")
+    with pytest.raises(ConfigError) as e:  # unreachable: the message names the URI, not the password
+        MlflowRest(f"http://127.0.0.1:{free_port()}", {}, userinfo=("u", "hunter2")).experiment_id("x")
+    assert "hunter2" not in str(e.value)
+
+
 class FakeDatabricksMlflow(BaseHTTPRequestHandler):
     """The few MLflow REST calls dockrun makes, answering only with the workspace's token."""
 

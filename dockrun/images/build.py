@@ -8,15 +8,17 @@ import os
 import stat
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Callable, Protocol
 
 import yaml
 
 from ..config import Settings
+from ..errors import BuildError
 from ..locks import file_lock
-from ..project.treehash import TreeDigest, walk
+from ..project.treehash import DISK_ERRNOS, TreeDigest, walk
 from .plan import CONDA_INSTALLER, ImagePlan, env_dockerfile, local_code, project_dockerfile
 
 
@@ -28,6 +30,8 @@ def env_context(plan: ImagePlan, settings: Settings) -> IO[bytes]:
         files["requirements.lock"] = "".join(r + "\n" for r in plan.env.lock).encode()
     elif plan.env.kind == "uv":
         files["requirements.txt"] = "".join(r + "\n" for r in plan.env.requirements).encode()
+    if plan.env.kind == "conda" and plan.env.lock is not None:  # conda's explicit list, as conda_install reads it
+        files["conda-lock.txt"] = "".join(r + "\n" for r in plan.env.lock).encode()
     if plan.env.kind == "micromamba":
         assert plan.env.conda is not None
         files["environment.yml"] = plan.env.conda.encode()
@@ -38,11 +42,37 @@ def env_context(plan: ImagePlan, settings: Settings) -> IO[bytes]:
     if settings.ca_bundle is not None:
         files["dockrun-ca.pem"] = settings.ca_bundle.read_bytes()
     buf = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller closes it
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in sorted(files.items()):
-            _add_bytes(tar, name, data, 0o644)
+    try:
+        with _disk_errors(plan.env_image, buf), tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, data in sorted(files.items()):
+                _add_bytes(tar, name, data, 0o644)
+    except BaseException:
+        _discard(buf)
+        raise
     buf.seek(0)
     return buf
+
+
+def _discard(context: IO[bytes]) -> None:
+    """Close a context that failed; its buffered bytes may not fit on the disk either (the file
+    is closed, and so its space freed, all the same)."""
+    with suppress(OSError):
+        context.close()
+
+
+@contextmanager
+def _disk_errors(image: str, context: IO[bytes]) -> Iterator[None]:
+    """A full (or read-only) temp disk while a build context is written (or its last buffered
+    bytes flushed): one line naming what and where. The context is an unlinked temp file, so
+    closing it gives the space back."""
+    try:
+        yield
+        context.flush()
+    except OSError as e:
+        if e.errno not in DISK_ERRNOS:
+            raise
+        raise BuildError(f"writing the build context of {image} in {tempfile.gettempdir()}: "
+                         f"{e.strerror} (TMPDIR chooses the folder)") from None
 
 
 def project_context(plan: ImagePlan, root: Path, settings: Settings) -> IO[bytes]:
@@ -50,7 +80,7 @@ def project_context(plan: ImagePlan, root: Path, settings: Settings) -> IO[bytes
     tree walk (and so the source key) sees it; the host's CA bundle when local code is installed."""
     buf = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller closes it
     try:
-        with tarfile.open(fileobj=buf, mode="w") as tar:
+        with _disk_errors(plan.project_image, buf), tarfile.open(fileobj=buf, mode="w") as tar:
             _add_bytes(tar, "Dockerfile", project_dockerfile(plan, settings).encode(), 0o644)
             if local_code(plan) and settings.ca_bundle is not None:
                 _add_bytes(tar, "dockrun-ca.pem", settings.ca_bundle.read_bytes(), 0o644)
@@ -78,7 +108,7 @@ def project_context(plan: ImagePlan, root: Path, settings: Settings) -> IO[bytes
         if plan.source_key_is_tree_hash:
             digest.verify(root, plan.source_key)
     except BaseException:
-        buf.close()
+        _discard(buf)
         raise
     buf.seek(0)
     return buf

@@ -10,7 +10,7 @@ import hashlib
 import json
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from ..config import DEFAULT_CONDA_BASE, DEFAULT_PYTHON, EXAMPLE_MICROMAMBA_IMAGE, Settings
 from ..errors import ConfigError, ProjectError
 from ..project.spec import ProjectSpec, yaml_problem
+from .conda_lock import conda_lock_file, read_conda_lock
 
 KEY_SCHEMA = 1  # bump when the meaning of a key changes
 ENV_MANAGERS = ("auto", "local", "virtualenv", "conda", "uv", "micromamba", "none")
@@ -71,13 +72,16 @@ class EnvSpec:
     local_code: tuple[str, ...] = ()
     # uv with a requirements.lock: its canonical lines (``name==version --hash=...``), installed
     # exactly, with hashes required and no resolution; None: no lock, resolve ``requirements``.
+    # conda with a conda-lock.txt: its canonical explicit lines (images/conda_lock.py).
     lock: tuple[str, ...] | None = None
 
     @property
     def needs_build(self) -> bool:
         return self.kind in ("uv", "conda", "micromamba")
 
-    def key(self, template_text: str = "") -> str:
+    def key(self, template_text: str = "", base_id: str | None = None) -> str:
+        """``base_id``: the base image's content identity (registry digest or image ID) where
+        images are built, so a base image tag that moves makes a new key."""
         canonical = {
             "schema": KEY_SCHEMA,
             "kind": self.kind,
@@ -92,6 +96,8 @@ class EnvSpec:
             canonical["installer_image"] = self.installer_image
         if self.lock is not None:
             canonical["lock"] = list(self.lock)
+        if base_id is not None:
+            canonical["base_id"] = base_id
         return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
@@ -120,15 +126,21 @@ def env_spec(project: ProjectSpec, settings: Settings, env_manager: str = "auto"
             raise ConfigError(f"--env-manager micromamba: DOCKRUN_MICROMAMBA_IMAGE is not set; set it to an "
                               f"image with /bin/micromamba (e.g. {EXAMPLE_MICROMAMBA_IMAGE}), or use "
                               "--env-manager conda (installs with py-rattler from PyPI)")
-        conda, local = canonical_conda(project.root, project.env_file or "conda.yaml", settings.conda_channel_map)
+        rel = project.env_file or "conda.yaml"
+        conda, local = canonical_conda(project.root, rel, settings.conda_channel_map)
         base = settings.base_image or DEFAULT_CONDA_BASE
+        # conda-lock.txt beside it (conda's explicit list, `dockrun lock`): installed exactly, keyed.
+        lock = read_conda_lock(project.root, rel, lambda: canonical_conda(project.root, rel)[0]) if read_lock else None
         if settings.micromamba_image:
+            if lock is not None:
+                raise ConfigError(f"{conda_lock_file(rel)}: installing a conda lock needs the py-rattler installer; "
+                                  "unset DOCKRUN_MICROMAMBA_IMAGE (or delete the lock)")
             return EnvSpec(kind="micromamba", base_image=base, conda=conda,
                            micromamba_image=settings.micromamba_image, local_code=local)
         # The installer needs a python3: the base image's when one is given (it must have it),
         # else the default Python image; the prefix it makes does not depend on that Python.
         return EnvSpec(kind="conda", base_image=base, conda=conda, local_code=local,
-                       installer_image=settings.base_image or _python_base(settings, None))
+                       installer_image=settings.base_image or _python_base(settings, None), lock=lock)
     # uv: python_env.yaml, requirements.txt, or a conda.yaml's PyPI-installable part.
     if kind == "python":
         python, reqs = _python_env(project.root, project.env_file or "python_env.yaml")
@@ -349,18 +361,50 @@ def _canonical_requirement(line: str, where: str) -> str:
 
 # ---- conda ---------------------------------------------------------------------------------
 
-# [channel::]name[ version][=build]: "conda-forge::numpy=1.26", "numpy >=1.2,<2", "numpy 1.26.*"
-# [channel::]name, then either an operator form ("=1.26", ">=1.2,<2", "==1.2.3=py_0") or the
-# space form ("1.26.*", "1.26 py311_0": version, then an optional build string).
-_CONDA_SPEC = re.compile(r"^(?:(?P<channel>[\w./-]+)::)?(?P<name>[A-Za-z0-9_.-]+)(?P<rest>.*)$")
+# A conda match spec, as conda, micromamba and rattler read it:
+#     [channel[/subdir]::]name[ version[ build]][key=value, ...]
+# the version either in operator form ("=1.26", ">=1.2,<2", "==1.2.3=py_0": `=build` after it) or
+# in the space form ("1.26.*", "1.26 py311_0"); the bracket ("[version='>=1', build='py*']") may
+# say any part instead. Each part stays in the form it was given (they differ: "=1.2" is 1.2.*,
+# but "=1.2=py_0" is exactly 1.2), only spaces, quotes, case and order are made canonical.
+_CONDA_NAME = re.compile(r"(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*)(?P<rest>.*)", re.S)
+_OPERATOR = r"(?:==|>=|<=|!=|~=|=|>|<)"
+_BUILD = r"[A-Za-z0-9_.*+-]+"
+_VERSION = re.compile(rf"(?:{_OPERATOR}?[0-9A-Za-z*.+!_-]+)(?:[,|]{_OPERATOR}?[0-9A-Za-z*.+!_-]+)*")
+_VERSION_BUILD = re.compile(rf"(?P<version>{_OPERATOR}?[^=<>!~,|\s]+)=(?P<build>{_BUILD})")
+_BRACKET_KEYS = ("build", "build_number", "channel", "fn", "license", "license_family", "md5", "namespace",
+                 "sha256", "subdir", "track_features", "url", "version")
+_BRACKET_PAIR = re.compile(r"""\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:'([^']*)'|"([^"]*)"|([^,'"\s]*))\s*(?:,|$)""")
 
 
 @dataclass(frozen=True)
 class CondaDep:
-    channel: str | None
-    name: str
-    version: str  # the match spec after the name: '=1.26', '>=1.2,<2', ' 1.26.*', ' 1.26 py311_0', or ''
+    channel: str | None  # from `channel::` or the bracket's channel=
+    name: str  # lower case
+    version: str = ""  # as given after the name, spaces dropped: '=1.26', '>=1.2,<2', '1.26.*', or ''
+    build: str | None = None  # `name version build` or `name=version=build`
+    bracket: tuple[tuple[str, str], ...] = ()  # the bracket's other keys (version, build too), sorted
 
+    def line(self, channel_map: Mapping[str, str]) -> str:
+        channel = channel_map.get(self.channel, self.channel) if self.channel else None
+        text = (f"{channel}::" if channel else "") + self.name
+        if self.build is not None:  # `name=1.2=py_0` (exactly 1.2) or `name 1.2.* py_0`
+            one_operator = self.version[:1] in ("=", "<", ">", "!", "~") and not re.search("[,|]", self.version)
+            text += f"{self.version}={self.build}" if one_operator else f" {self.version} {self.build}"
+        elif self.version:
+            text += self.version if self.version[0] in "=<>!~" else " " + self.version
+        if self.bracket:
+            text += "[" + ",".join(f"{k}={_quoted(v)}" for k, v in self.bracket) + "]"
+        return text
+
+    @property
+    def any_version(self) -> str:
+        """The version spec, from wherever it was given."""
+        return self.version or dict(self.bracket).get("version", "")
+
+
+def _quoted(value: str) -> str:
+    return f'"{value}"' if "'" in value else f"'{value}'"
 
 
 def _conda_file(root: Path, rel: str) -> tuple[list[str], list[CondaDep], list[str]]:
@@ -383,20 +427,74 @@ def _conda_file(root: Path, rel: str) -> tuple[list[str], list[CondaDep], list[s
 
 
 def _conda_dep(text: str, rel: str) -> CondaDep:
-    m = _CONDA_SPEC.match(text.strip())
+    """Parse one conda match spec; a ProjectError naming it if it is not one."""
+    def bad(why: str) -> ProjectError:
+        return ProjectError(f"{rel}: dependencies: {text!r} is not a conda package spec ({why})")
+
+    spec, bracket = text.strip(), {}
+    if spec.endswith("]"):
+        spec, _, inside = spec[:-1].partition("[")
+        if not _ or "[" in inside or "]" in inside:
+            raise bad("one [key=value, ...] at the end")
+        bracket = _bracket(inside, bad)
+    channel = None
+    if "::" in spec:
+        channel, _, spec = spec.rpartition("::")
+        if not channel.strip() or any(c.isspace() for c in channel):
+            raise bad("expected channel::name")
+        channel = channel.strip()
+    m = _CONDA_NAME.fullmatch(spec.strip())
     if not m:
-        raise ProjectError(f"{rel}: dependencies: {text!r} is not a conda package spec")
-    rest = m.group("rest").strip()
-    if not rest:
-        version = ""
-    elif rest[0] in "=<>!~":  # operator form: spaces inside carry no meaning (">=1.2, <2")
-        version = rest.replace(" ", "")
-    else:  # space form: the separating space is part of the spec ("numpy 1.26.*" != "numpy1.26.*")
-        parts = rest.split()
-        if len(parts) > 2 or not re.fullmatch(r"[0-9A-Za-z*.+!_,|<>=-]+", parts[0]):
-            raise ProjectError(f"{rel}: dependencies: {text!r} is not a conda package spec")
-        version = " " + " ".join(parts)
-    return CondaDep(m.group("channel"), m.group("name").lower(), version)
+        raise bad("expected a package name first")
+    version, build = _version_and_build(m.group("rest"), bad)
+    if "channel" in bracket:
+        if channel:
+            raise bad("the channel is given twice")
+        channel = bracket.pop("channel")
+    for key, given in (("version", version), ("build", build)):
+        if given and key in bracket:
+            raise bad(f"the {key} is given twice")
+    return CondaDep(channel, m.group("name").lower(), version, build, tuple(sorted(bracket.items())))
+
+
+def _version_and_build(rest: str, bad: Callable[[str], ProjectError]) -> tuple[str, str | None]:
+    """The part after the name: ("", None), (version, None) or (version, build)."""
+    rest = re.sub(r"\s*([,|])\s*", r"\1", rest.strip())  # ">=1.2, <2" is ">=1.2,<2"
+    rest = re.sub(rf"^({_OPERATOR})\s+", r"\1", rest)  # ">= 1.2" is ">=1.2"
+    tokens = rest.split()
+    if len(tokens) > 2:
+        raise bad("expected name, version and build string at most")
+    version, build = (tokens + ["", ""])[:2] if tokens else ("", "")
+    joined = _VERSION_BUILD.fullmatch(version)
+    if joined and not build:
+        version, build = joined.group("version"), joined.group("build")
+    if version and not _VERSION.fullmatch(version):
+        raise bad(f"{version!r} is not a version spec")
+    if build and not re.fullmatch(_BUILD, build):
+        raise bad(f"{build!r} is not a build string")
+    return version, build or None
+
+
+def _bracket(inside: str, bad: Callable[[str], ProjectError]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    pos = 0
+    inside = inside.strip()
+    while pos < len(inside):
+        m = _BRACKET_PAIR.match(inside, pos)
+        if not m or m.end() == pos:
+            raise bad("expected [key=value, ...]")
+        key, value = m.group(1), next(v for v in m.group(2, 3, 4) if v is not None).strip()
+        if key not in _BRACKET_KEYS:
+            raise bad(f"unknown key {key!r} in [...]; expected one of {', '.join(_BRACKET_KEYS)}")
+        if key in pairs or not value:
+            raise bad(f"{key} is given twice" if key in pairs else f"{key} is empty")
+        if "'" in value and '"' in value:
+            raise bad(f"{key} has both kinds of quote")
+        pairs[key] = value
+        pos = m.end()
+        if inside[pos - 1:pos] == "," and pos >= len(inside):
+            raise bad("a trailing comma in [...]")
+    return pairs
 
 
 def canonical_conda(root: Path, rel: str,
@@ -407,8 +505,7 @@ def canonical_conda(root: Path, rel: str,
     channels, deps, pip = _conda_file(root, rel)
     cmap = channel_map or {}
     channels = [cmap.get(c, c) for c in channels]
-    dep_lines = sorted({(f"{cmap.get(d.channel, d.channel)}::" if d.channel else "") + d.name + d.version
-                        for d in deps})
+    dep_lines = sorted({d.line(cmap) for d in deps})
     body: dict[str, Any] = {"channels": list(dict.fromkeys(channels)), "dependencies": dep_lines}
     index, local = _split_local(_canonical_lines(root, pip, rel, seen={rel}))
     if index:
@@ -426,14 +523,14 @@ def conda_to_pypi(root: Path, rel: str) -> tuple[str | None, tuple[str, ...]]:
     unavailable = []
     for d in deps:
         if d.name == "python":
-            python = _python_version(d.version.lstrip("="), f"{rel}: python") if d.version else None
+            python = _python_version(d.any_version.lstrip("="), f"{rel}: python") if d.any_version else None
             continue
         if d.name in CONDA_SKIP:
             continue
         if d.name in CONDA_ONLY or d.name.startswith(("cuda-", "lib", "r-")):
             unavailable.append(d.name)
             continue
-        reqs.append(CONDA_TO_PYPI.get(d.name, d.name) + _pypi_version(d.version))
+        reqs.append(CONDA_TO_PYPI.get(d.name, d.name) + _pypi_version(d.any_version, d.build is not None))
     if unavailable:
         raise ProjectError(
             f"{rel}: no PyPI equivalent for {', '.join(sorted(set(unavailable)))}; "
@@ -442,15 +539,15 @@ def conda_to_pypi(root: Path, rel: str) -> tuple[str | None, tuple[str, ...]]:
     return python, _canonical_lines(root, reqs + pip, rel, seen={rel})
 
 
-def _pypi_version(v: str) -> str:
-    """conda match spec version -> PEP 440: '=1.2' -> '==1.2.*', '==1.2.3=py_0' -> '==1.2.3'."""
-    v = v.strip().split(" ")[0]  # a build string means nothing to PyPI
-    if not v:
+def _pypi_version(v: str, exact: bool = False) -> str:
+    """conda version spec -> PEP 440: '=1.2' -> '==1.2.*' (but '=1.2' with a build string, exactly
+    1.2, as conda reads it), '1.2' -> '==1.2', '*' -> any."""
+    if not v or v == "*":
         return ""
     if v.startswith("=="):
-        return "==" + v[2:].split("=", 1)[0]
+        return v
     if v.startswith("="):  # conda's single '=' means "this version prefix"
-        return "==" + v[1:].split("=", 1)[0].rstrip("*").rstrip(".") + ".*"
+        return "==" + v[1:] if exact else "==" + v[1:].rstrip("*").rstrip(".") + ".*"
     if v[0] in "<>!~":
         return v
-    return "==" + v.split("=", 1)[0]
+    return "==" + v

@@ -39,6 +39,7 @@ class ImagePlan:
     source_key_is_tree_hash: bool
     env_labels: Mapping[str, str] = field(default_factory=dict)
     project_labels: Mapping[str, str] = field(default_factory=dict)
+    base_id: str | None = None  # the base image's content identity, in the names' key (None: not resolved)
 
 
 _MAX_NAME = 64
@@ -56,35 +57,39 @@ def repo_name(name: str) -> str:
     return cleaned or "project"
 
 
-def environment_key(env: EnvSpec) -> str:
+def environment_key(env: EnvSpec, base_id: str | None = None) -> str:
     """The environment's key: its canonical form plus the text of the templates that install it,
-    so a template change makes a new key for every backend alike."""
+    so a template change makes a new key for every backend alike. With ``base_id`` (the base
+    image's content identity, where images are built on it) it is the *image key* that names and
+    labels the images: a base image tag moved to other content then builds anew."""
     template = ENV_TEMPLATES.get(env.kind)
     text = templates.template_source(template) if template else ""
     if env.kind == "conda":
         text += CONDA_INSTALLER.read_text(encoding="utf-8")
-    return env.key(text + templates.template_source(PROJECT_TEMPLATE))
+    return env.key(text + templates.template_source(PROJECT_TEMPLATE), base_id)
 
 
-def plan_images(project: ProjectSpec, source: Source, env: EnvSpec, settings: Settings) -> ImagePlan:
-    env_key = environment_key(env)
+def plan_images(project: ProjectSpec, source: Source, env: EnvSpec, settings: Settings,
+                base_id: str | None = None) -> ImagePlan:
+    env_key, image_key = environment_key(env), environment_key(env, base_id)
     prefix = f"{settings.registry}/" if settings.registry else ""
-    env_image = f"{prefix}dockrun-env:{env_key[:32]}" if env.needs_build else env.base_image
+    env_image = f"{prefix}dockrun-env:{image_key[:32]}" if env.needs_build else env.base_image
     name = repo_name(project.name)
     return ImagePlan(
         project=project.name,
         env=env,
         env_key=env_key,
         env_image=env_image,
-        project_image=f"{prefix}dockrun-{name}:{source.key[:20]}-{env_key[:12]}",
+        project_image=f"{prefix}dockrun-{name}:{source.key[:20]}-{image_key[:12]}",
         source_key=source.key,
         source_key_is_tree_hash=source.key_is_tree_hash,
-        env_labels={LABEL_ENV: env_key},
+        env_labels={LABEL_ENV: image_key},
         project_labels={
             LABEL_PROJECT: project.name,
-            LABEL_ENV: env_key,
+            LABEL_ENV: image_key,
             LABEL_SOURCE: source.commit or source.key,
         },
+        base_id=base_id,
     )
 
 

@@ -218,7 +218,7 @@ def _download(url: str, shown: str, dest: Path, limit: int = MAX_UNPACKED_BYTES)
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(request, timeout=_TIMEOUT, context=_tls_context()) as resp, \
-                open(dest, "xb") as out:
+                _Saving(dest, shown) as out:
             size = 0
             while chunk := resp.read(_CHUNK):
                 size += len(chunk)
@@ -233,6 +233,33 @@ def _download(url: str, shown: str, dest: Path, limit: int = MAX_UNPACKED_BYTES)
     except (OSError, http.client.HTTPException) as e:
         raise SourceError(f"{shown}: download failed: {_reason(e, password)}") from None
     return digest.hexdigest()
+
+
+class _Saving:
+    """The download's file, written unbuffered: an error writing it (a full disk) is one line
+    naming where, never taken for a network error."""
+
+    def __init__(self, dest: Path, shown: str):
+        self.dest, self.shown = dest, shown
+
+    def __enter__(self) -> _Saving:
+        self.fd = self._do(os.open, self.dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return self
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._do(os.write, self.fd, view):]
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def _do(self, call: Callable[..., int], *args: object) -> int:
+        try:
+            return call(*args)
+        except OSError as e:
+            raise SourceError(f"{self.shown}: cannot save the download in {self.dest.parent}: "
+                              f"{e.strerror or e}") from None
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -288,6 +315,7 @@ def unpack(archive: Path, dest: Path, kind: str, shown: str, limit: int = MAX_UN
     target = _Target(dest, shown, limit)
     links: list[tuple[_Member, Path]] = []
     total = 0
+    member = None
     try:
         for member in (_zip_members if kind == "zip" else _tar_members)(archive):
             total += _place(target, member, limit - total, links)
@@ -296,7 +324,8 @@ def unpack(archive: Path, dest: Path, kind: str, shown: str, limit: int = MAX_UN
         detail = " ".join(str(e).split()) or type(e).__name__
         raise SourceError(f"{shown}: not a valid {kind} archive ({detail})") from None
     except OSError as e:  # the disk, not the archive: full, or the home not writable
-        raise SourceError(f"{shown}: cannot unpack into {dest.parent.parent}: {e.strerror or e}") from None
+        what = f" member {member.name!r}" if member else ""
+        raise SourceError(f"{shown}: cannot unpack{what} into {dest.parent.parent}: {e.strerror or e}") from None
     # Each link was checked alone; a chain of them (x -> ., y -> x/../..) is checked here, on the
     # finished tree, where the filesystem resolves it as every later reader will.
     inside = dest.resolve()

@@ -5,6 +5,7 @@ that is not in the image can never change the key, and every file that is in the
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     import tarfile
 
 ALWAYS_IGNORED = (".git", ".dockrun")
+# Errors of the disk being written to, not of the tree being read: full, over quota, too big, read-only.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,9 @@ class TreeDigest:
         try:
             with open(entry.path, "rb") as f:
                 tar.addfile(info, self.reader(f))
-        except OSError:  # it shrank (tarfile reads exactly the size it was told) or vanished
+        except OSError as e:  # it shrank (tarfile reads exactly the size it was told) or vanished
+            if e.errno in DISK_ERRNOS:  # or the disk the tar is written to is full: the caller says so
+                raise
             raise tree_changed(root) from None
 
     def verify(self, root: Path, expected_key: str) -> None:

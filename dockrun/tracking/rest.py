@@ -12,16 +12,21 @@ from ..errors import ConfigError
 
 
 class MlflowRest:
-    def __init__(self, uri: str, environ: Mapping[str, str], token: str | None = None):
+    """``uri`` has no userinfo (``userinfo`` carries it): the URI may be shown in errors."""
+
+    def __init__(self, uri: str, environ: Mapping[str, str], token: str | None = None,
+                 userinfo: tuple[str, str] | None = None):
         self.uri = uri.rstrip("/")
         self.headers = {"Content-Type": "application/json"}
+        # MLflow's own order: the URI's user and password, then MLFLOW_TRACKING_USERNAME and
+        # _PASSWORD (both set), then MLFLOW_TRACKING_TOKEN; the container's MLflow picks the same.
+        pair = userinfo or (environ.get("MLFLOW_TRACKING_USERNAME"), environ.get("MLFLOW_TRACKING_PASSWORD"))
         if token:  # a Databricks workspace's
             self.headers["Authorization"] = f"Bearer {token}"
+        elif pair[0] and pair[1]:
+            self.headers["Authorization"] = "Basic " + base64.b64encode(f"{pair[0]}:{pair[1]}".encode()).decode()
         elif environ.get("MLFLOW_TRACKING_TOKEN"):
             self.headers["Authorization"] = f"Bearer {environ['MLFLOW_TRACKING_TOKEN']}"
-        elif environ.get("MLFLOW_TRACKING_USERNAME"):
-            pair = f"{environ['MLFLOW_TRACKING_USERNAME']}:{environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
-            self.headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
               query: dict[str, str] | None = None) -> dict[str, Any]:

@@ -34,7 +34,7 @@ def start_tracked_run(target: TrackingTarget, environ: Mapping[str, str], tags: 
         creds = workspace_credentials(target.uri, environ)
         rest, workspace = MlflowRest(creds.host, environ, token=creds.token), creds.as_env()
     else:
-        rest = MlflowRest(target.uri, environ)
+        rest = MlflowRest(target.uri, environ, userinfo=target.userinfo)
     if target.mlflow_run_id:
         run_id = target.mlflow_run_id
         experiment_id = rest.get_run(run_id)["info"]["experiment_id"]

@@ -20,7 +20,7 @@ import importlib.util
 import os
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -43,6 +43,9 @@ class TrackingTarget:
     host_network: bool  # the server is on the host's loopback
     mlflow_run_id: str | None = None  # log into this existing MLflow run (`--run-id`)
     store_dir: str | None = None  # a local store's folder, mounted read-write at the same path
+    # A server URI's user and password (``http://user:pw@host``), taken out of ``uri``: used to
+    # reach the server (here and in the container), never recorded, shown or logged.
+    userinfo: tuple[str, str] | None = field(default=None, repr=False)
 
     @property
     def kind(self) -> str:
@@ -83,9 +86,9 @@ def tracking_target(
         uri = default_store(cwd)
         where = "MLflow's default store (no --tracking-uri or MLFLOW_TRACKING_URI given)"
     kind = uri_kind(uri)
-    store_dir = None
+    store_dir = userinfo = None
     if kind == SERVER:
-        uri = uri.rstrip("/")
+        uri, userinfo = split_userinfo(uri.rstrip("/"))
     elif kind == DATABRICKS:
         from .databricks import workspace_credentials
 
@@ -94,7 +97,16 @@ def tracking_target(
         uri, store_dir = local_store(uri, cwd, where)
     host = urllib.parse.urlparse(uri).hostname if kind == SERVER else None
     return TrackingTarget(uri, experiment_id, experiment_name, run_name, (host or "") in LOCAL_HOSTS,
-                          mlflow_run_id, store_dir)
+                          mlflow_run_id, store_dir, userinfo)
+
+
+def split_userinfo(uri: str) -> tuple[str, tuple[str, str] | None]:
+    """A server URI without its ``user:password@`` (what may be recorded and shown), and the pair."""
+    parts = urllib.parse.urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri, None
+    pair = (urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password or ""))
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl(), pair
 
 
 def default_store(cwd: Path) -> str:
@@ -166,6 +178,8 @@ def container_env(target: TrackingTarget, experiment_id: str, mlflow_run_id: str
     if target.kind == SERVER:
         env["MLFLOW_TRACKING_URI"] = target.uri
         env.update({k: environ[k] for k in AUTH_VARS if environ.get(k)})
+        if target.userinfo and all(target.userinfo):  # as in MLflow, the URI's own pair wins
+            env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = target.userinfo
     elif target.kind == DATABRICKS:
         # The container has no ~/.databrickscfg: the profile's host and token travel as variables.
         env["MLFLOW_TRACKING_URI"] = "databricks"

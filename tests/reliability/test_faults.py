@@ -1,6 +1,6 @@
 """Faults from the outside world: a Git server that errors or drops the connection mid-fetch, a disk
-that fills while downloading. Each ends in one line naming what failed, a cache left intact, and a
-next attempt that works."""
+that fills while downloading, unpacking or writing a build context. Each ends in one line naming
+what failed, a cache left intact, and a next attempt that works."""
 from __future__ import annotations
 
 import http.server
@@ -70,6 +70,69 @@ def test_a_full_disk_while_downloading_is_one_line_and_releases_the_space(cli, s
     used = sum(f.stat().st_size for f in small_disk.rglob("*") if f.is_file())
     assert used < 4096  # the partial download is gone (a lock file may stay)
     assert not (small_disk / "runs").exists()  # nothing recorded: the run never started
+
+
+def _used(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def test_a_full_disk_while_writing_a_build_context_is_one_line_and_releases_the_space(
+        cli, small_disk: Path, tmp_path: Path) -> None:
+    import re
+    import uuid
+
+    from conftest import image_id
+
+    project = write_project(tmp_path / "bigctx", {
+        "MLproject": "name: bigctx\nentry_points:\n  main:\n    command: \"wc -c data.bin\"\n",
+        "marker.txt": uuid.uuid4().hex})
+    (project / "data.bin").write_bytes(os.urandom(2_000_000))
+    home, tmp = small_disk / "home", small_disk / "tmp"
+    tmp.mkdir()
+    r = cli("run", str(project), env={"DOCKRUN_HOME": str(home), "TMPDIR": str(tmp)})
+    assert r.code == 1 and "Traceback" not in r.err, r.err
+    (line,) = r.err.strip().splitlines()
+    m = re.fullmatch(rf"dockrun: error: writing the build context of (dockrun-bigctx:\S+) in {tmp}: "
+                     r"No space left on device \(TMPDIR chooses the folder\)", line)
+    assert m, line
+    assert _used(small_disk) < 4096  # the context's temp file is gone (a lock or a tree hash may stay)
+    assert not (home / "runs").exists()  # nothing recorded: the run never started
+    assert image_id(m.group(1)) is None  # nothing built under the key
+    ok = cli("run", str(project), env={"DOCKRUN_HOME": str(home)})  # with room for the context
+    try:
+        assert ok.code == 0 and "2000000 data.bin" in ok.out, ok.err
+    finally:
+        subprocess.run(["docker", "rmi", m.group(1)], capture_output=True)
+
+
+def test_a_full_disk_while_unpacking_or_downloading_an_archive_is_one_line(
+        cli, small_disk: Path, tmp_path: Path) -> None:
+    import tarfile
+
+    folder = write_project(tmp_path / "packed", {"MLproject": PROJECT["MLproject"]})
+    (folder / "big.bin").write_bytes(os.urandom(2_000_000))
+    served = tmp_path / "served"
+    served.mkdir()
+    archive = served / "packed.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="packed")
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(served))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/packed.tar.gz"
+    store = small_disk / "archives"
+    try:
+        for uri, expected in (
+                (str(archive), f"{archive}: cannot unpack member 'packed/big.bin' into {store}: "),
+                (url, f"{url}: cannot save the download in {store}: ")):
+            r = cli("run", uri, env={"DOCKRUN_HOME": str(small_disk)})
+            assert r.code == 2 and "Traceback" not in r.err, r.err
+            assert r.err == f"dockrun: error: {expected}No space left on device\n", r.err
+            assert _used(small_disk) < 4096, uri  # no half-unpacked tree, no partial download
+            assert [p.name for p in store.iterdir()] == [], uri  # no cache entry, no temp folder
+            assert not (small_disk / "runs").exists()
+    finally:
+        server.shutdown()
 
 
 def test_registry_down_during_a_push_then_back(cli, tmp_path: Path, base_image: str) -> None:
