@@ -21,7 +21,7 @@ from .backends import Backend
 from .config import load_settings
 from .errors import ConfigError
 from .images.environment import env_spec
-from .images.plan import environment_key, local_code, plan_images
+from .images.plan import local_code, plan_images
 from .project.archive import is_archive_uri
 from .project.params import render_command
 from .project.resolve import is_git_uri, resolve_source, unquote_uri
@@ -33,15 +33,32 @@ log = logging.getLogger("dockrun")
 TRACKING_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
 
 
-def prepare_image(request: RunRequest, read_lock: bool = True) -> PreparedImage:
+def engine_base_id(ref: str) -> str | None:
+    """The base image's content identity, from the engine (one inspect; none for a reference given
+    by digest). On a local socket the client is the lean one: a connection costs a millisecond."""
+    if "@sha256:" in ref:
+        return ref.rsplit("@", 1)[1]
+    from .engine.lean import connect  # docker-py itself only if the engine is not a local socket
+
+    try:
+        engine = connect()
+    except ConfigError:  # no engine: the build says so, after any mistake in the request itself
+        return None
+    return engine.image_digest(ref)
+
+
+def prepare_image(request: RunRequest, read_lock: bool = True,
+                  base_id: Callable[[str], str | None] | None = engine_base_id) -> PreparedImage:
     """Resolve the source, read the project and decide its environment and images. Without
-    ``read_lock`` (`dockrun lock` only) a requirements.lock is left out of the environment."""
+    ``read_lock`` (`dockrun lock` only) a requirements.lock is left out of the environment.
+    ``base_id`` finds the base image's content identity, which the image names' key includes;
+    None where no image is built on it (a backend without --base-image)."""
     settings = load_settings(base_image=request.base_image)
     source = resolve_source(request.uri, request.version, settings.home)
-    project = load_project(source.root)
+    project = load_project(source.root, settings.home / "cache" / "mlproject")
     env = env_spec(project, settings, request.env_manager, read_lock)
-    return PreparedImage(request, settings, source, project, env, environment_key(env),
-                         plan_images(project, source, env, settings))
+    plan = plan_images(project, source, env, settings, base_id(env.base_image) if base_id else None)
+    return PreparedImage(request, settings, source, project, env, plan.env_key, plan)
 
 
 def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | None = None) -> PreparedRun:
@@ -51,7 +68,7 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
     if request.dev:
         check_dev_source(request.uri)
     backend_config = backend.configure(request, environ)  # a bad cluster spec fails before any Git fetch
-    image = prepare_image(request)
+    image = prepare_image(request, base_id=engine_base_id if "base_image" in backend.options else None)
     if request.dev and local_code(image.plan):
         raise ConfigError("--dev: the environment installs the project's own code (-e .), which only an "
                           "image build can do; run without --dev")
@@ -59,7 +76,10 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
     rendered = render_command(ep, request.parameters, cwd=request.cwd, placement=backend.placement)
     tracking = None
     if "tracking_uri" in backend.options:
-        tracking = tracking_target(request.tracking_uri, request.experiment_name, request.experiment_id,
+        # A backend with a tracking home of its own (Databricks: the workspace's MLflow) is never
+        # sent to MLflow's local default store when only an experiment is named.
+        uri = request.tracking_uri or getattr(backend, "default_tracking_uri", None)
+        tracking = tracking_target(uri, request.experiment_name, request.experiment_id,
                                    request.run_name, environ, request.mlflow_run_id, request.cwd)
     elif any(environ.get(name) for name in TRACKING_VARS):  # options were refused by check_options
         log.warning("%s is set, but backend %s does not report runs to it",

@@ -149,6 +149,15 @@ def test_environment_key_is_the_same_for_every_backend_and_follows_the_templates
     assert after[0] == after[1] and after[0] != before[0]
 
 
+def test_databricks_tracking_never_falls_to_the_local_default_store(project: Path, tmp_path: Path) -> None:
+    # An experiment named for a Databricks run is the workspace's: MLflow's local default store (which
+    # needs the mlflow extra) is not where it goes.
+    request = RunRequest(uri=str(project), parameters={"n": "1"}, backend="databricks", backend_config=CLUSTER,
+                         experiment_name="/Users/me/exp", cwd=tmp_path)
+    prepared = prepare(request, DatabricksBackend(), DATABRICKS_ENV)
+    assert prepared.tracking is not None and prepared.tracking.uri == "databricks"
+
+
 # ---- the layout: imports flow one way ---------------------------------------------------------
 
 FLOORS = [  # a module may import from its own floor and the floors below it, never above

@@ -258,3 +258,29 @@ def test_a_detached_run_leaves_its_driver_no_wake_line(tmp_path: Path, home: Pat
     run = dockrun.execute(str(root), synchronous=False)
     assert not (home / "runs" / run.run_id / "wake").exists()
     assert run.wait(timeout=120) and run.get_status() == "FINISHED"
+
+
+def test_the_driver_waits_for_running_on_its_wake_line(
+        tmp_path: Path, home: Path, base_image: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the supervisor starts the container, the submitting driver waits on the wake line
+    with a long fallback timeout (it does not poll the record), and the supervisor's wake at
+    RUNNING is what ends that wait."""
+    import dockrun
+    from dockrun.backends.local import runs, wake
+
+    waits: list[tuple[float, bool]] = []
+    real = wake.Listener.wait
+
+    def recording(self: wake.Listener, timeout: float) -> bool:
+        waits.append((timeout, real(self, timeout)))
+        return waits[-1][1]
+
+    monkeypatch.setattr(wake.Listener, "wait", recording)
+    root = write_project(tmp_path / "p", {"MLproject": f"name: startwake\ndocker_env:\n  image: {base_image}\n"
+                                          "entry_points:\n  main:\n    command: sleep 1\n"})
+    run = dockrun.execute(str(root), synchronous=False)
+    assert run.get_status() in ("RUNNING", "FINISHED")
+    long_waits = [woken for timeout, woken in waits if timeout == runs.WOKEN_POLL_S]
+    assert long_waits and long_waits[-1] is True, waits
+    assert all(timeout in (runs.WOKEN_POLL_S, runs.POLL_S) for timeout, _ in waits)
+    assert run.wait(timeout=120) and run.get_status() == "FINISHED"

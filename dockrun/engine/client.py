@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Callable
 
 from ..errors import BuildError, ConfigError, ExecutionError
+from .address import REMOTE_ENV, local_socket
 
 _STEP = re.compile(r"^Step \d+/\d+ : ")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -20,6 +21,16 @@ CHECK_PREFIX = "dockrun-check: "  # a template's check prints this before failin
 
 
 def _docker():  # lazy: importing docker-py costs ~0.3 s, which `dockrun --help` must not pay
+    import sys
+
+    if "docker" not in sys.modules and "paramiko" not in sys.modules and local_socket(os.environ):
+        # docker-py imports paramiko (~0.13 s) whenever it is installed, for ssh:// engines only;
+        # on a local socket it is never used, so it is kept out while docker-py is imported.
+        sys.modules["paramiko"] = None  # type: ignore[assignment]
+        try:
+            import docker  # noqa: F401
+        finally:
+            del sys.modules["paramiko"]
     import docker
 
     return docker
@@ -43,7 +54,6 @@ class ContainerSpec:
     copies: tuple[tuple[str, str, str], ...] = ()
 
 
-REMOTE_ENV = "DOCKRUN_REMOTE_ENGINE"
 
 
 def engine_address(environ: Mapping[str, str]) -> str | None:
@@ -334,17 +344,26 @@ class Docker:
         (``name@sha256:...``, no lookup); else, for an image here, the registry digest it was pulled
         by or, for one built or imported here, its image ID (one inspect); else the digest the
         registry serves for it; None if nothing answers (the build then says why)."""
-        docker = _docker()
         if "@sha256:" in ref:
             return ref.rsplit("@", 1)[1]
-        try:
-            info = self.client.api.inspect_image(ref)
-        except docker.errors.ImageNotFound:
+        info = self._image_info(ref)
+        if info is None:
             return self.registry_digest(ref)
-        except docker.errors.APIError:
+        if not info:
             return None
         pulled = sorted(d.rsplit("@", 1)[1] for d in info.get("RepoDigests") or () if "@" in d)
         return pulled[0] if pulled else info["Id"]
+
+    def _image_info(self, ref: str) -> dict[str, Any] | None:
+        """The engine's inspect of ``ref``: None if it is not here, {} if the engine failed to
+        answer (``engine.lean`` asks over the socket itself)."""
+        docker = _docker()
+        try:
+            return self.client.api.inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError:
+            return {}
 
 
 def _split(ref: str) -> tuple[str, str]:

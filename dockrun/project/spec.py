@@ -92,22 +92,71 @@ def find_mlproject(root: Path) -> Path | None:
     return None
 
 
-def load_project(root: Path) -> ProjectSpec:
-    """Read ``root``'s MLproject file, or apply MLflow's conventions when there is none."""
+def load_project(root: Path, cache: Path | None = None) -> ProjectSpec:
+    """Read ``root``'s MLproject file, or apply MLflow's conventions when there is none. With a
+    ``cache`` folder, what YAML made of a text is kept there (named by the text's SHA-256), so a
+    rerun of an unchanged file needs no YAML parser; validation always runs on the data."""
     path = find_mlproject(root)
     if path is None:
         return _conventions(root)
-    import yaml  # here: `dockrun runs` and the supervisor import this module and parse nothing
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ProjectError(f"{path.name}: not valid YAML{where}: {yaml_problem(e)}") from None
+    text = path.read_text(encoding="utf-8")
+    data = _parsed(text, path.name, cache)
     if not isinstance(data, dict):
         raise ProjectError(f"{path.name}: expected a mapping with name, an environment and entry_points")
     return _from_mlproject(root, path.name, data)
+
+
+_CACHE_FORMAT = b"mlproject-yaml-1\0"
+
+
+def _parsed(text: str, fname: str, cache: Path | None) -> Any:
+    """``yaml.safe_load(text) or {}``, through the cache when one is given. Only data that JSON
+    gives back exactly is kept (no dates, no non-string keys), and only a text that parsed: an
+    invalid file is reported on every run, by YAML itself."""
+    import hashlib
+    import json
+
+    entry = None
+    if cache is not None:
+        entry = cache / (hashlib.sha256(_CACHE_FORMAT + text.encode("utf-8")).hexdigest() + ".json")
+        try:
+            return json.loads(entry.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass  # not cached yet (or unreadable): parse
+    import yaml  # here: `dockrun runs` and the supervisor import this module and parse nothing
+
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ProjectError(f"{fname}: not valid YAML{where}: {yaml_problem(e)}") from None
+    if entry is not None:
+        _keep(entry, data)
+    return data
+
+
+def _keep(entry: Path, data: Any) -> None:
+    """Write ``data`` to the cache if JSON round-trips it exactly (atomically; best effort)."""
+    import json
+    import os
+    import tempfile
+
+    try:
+        encoded = json.dumps(data, allow_nan=False)
+        if json.loads(encoded) != data:
+            return
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(encoded)
+            os.replace(tmp, entry)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except (TypeError, ValueError, OSError):
+        pass  # not JSON data, or nowhere to write: parse again next time
 
 
 def _conventions(root: Path) -> ProjectSpec:

@@ -127,10 +127,12 @@ def fork_server() -> ForkServer:
 def main() -> None:
     """The fork server: read requests, fork supervisors, answer with their pids; stop at EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    from ...engine.address import local_socket
     from ...engine.client import _docker
     from . import supervisor  # noqa: F401 - imported once here, so every fork starts warm
 
-    _docker()
+    if not local_socket(os.environ):  # the lean client needs no docker-py; any other engine does
+        _docker()
     for line in sys.stdin:
         try:
             req = json.loads(line)

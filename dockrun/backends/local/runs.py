@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from ...request import PreparedRun
 
 POLL_S = 0.025
+# Waiting for RUNNING with a wake line: the supervisor writes at RUNNING and its exit closes the
+# line, so the timeout is only the fallback (a wake never sent); the driver leaves the CPU to the
+# engine and the supervisor meanwhile.
+WOKEN_POLL_S = 0.5
 
 
 class LocalRun(RunHandle):
@@ -43,7 +47,9 @@ class LocalRun(RunHandle):
     @property
     def docker(self) -> Docker:
         if self._docker is None:
-            self._docker = Docker()
+            from ...engine.lean import connect  # here: `runs list` needs no engine client
+
+            self._docker = connect()
         return self._docker
 
     def record(self) -> RunRecord:
@@ -122,7 +128,9 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
     """Build what is missing, create the container and hand it to a supervisor; return once it
     runs. ``prepared`` has been validated and its inputs fetched."""
     settings, request = prepared.settings, prepared.request
-    docker = Docker()
+    from ...engine.lean import connect
+
+    docker = connect()
     image_ref, image_id = run_image(prepared, docker, log)
     store = RunStore(settings.home)
     run_id = new_run_id()
@@ -185,7 +193,7 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
         raise
     try:
         while run.get_status() == "SCHEDULED":
-            run._wake.wait(POLL_S)  # woken when the supervisor records RUNNING (or ends)
+            run._wake.wait(WOKEN_POLL_S if run._wake.listening else POLL_S)  # woken at RUNNING (or the end)
         if not request.synchronous:
             # Nobody may follow a detached run from here: a driver holding many of them must not
             # hold a descriptor for each.
@@ -201,9 +209,14 @@ def run_image(prepared: PreparedRun, docker: Docker, log: Callable[[str], None])
     """The image a run (or a shell) uses, made sure of: its reference and ID. The project image
     (environment + code), built if missing; under --dev the environment image alone, since the code
     is mounted, so an edit never builds anything."""
-    from ...images.build import ensure_env_image, ensure_images  # the build stack: only when running
-
     plan, settings, rebuild = prepared.plan, prepared.settings, prepared.request.rebuild
+    if not rebuild and not prepared.request.dev:
+        # A warm run: the image is here (one inspect), and the build stack is not even imported.
+        found = docker.image_id(plan.project_image)
+        if found:
+            return plan.project_image, found
+    from ...images.build import ensure_env_image, ensure_images  # the build stack: only when building
+
     if prepared.request.dev:
         return plan.env_image, ensure_env_image(plan, settings, docker, rebuild, log)[0]
     return plan.project_image, ensure_images(plan, prepared.source.root, settings, docker, rebuild, log)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...engine.client import Docker
+from ...engine.lean import connect
 from ...store.liveness import alive
 from ...store.records import RunStore
 from ..outcome import record_end
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     # end, however it ends) is the driver's last wake.
     wake = notifier(store.run_dir(args.run_id))
     try:
-        supervise(store, Docker(), args.run_id, args.watch_driver, wake.poke)
+        supervise(store, connect(ping=False), args.run_id, args.watch_driver, wake.poke)
     finally:
         wake.close()
 

@@ -27,6 +27,11 @@ class Listener:
         self._fd = fd
         self._finalizer = weakref.finalize(self, _close, fd, path, os.getpid()) if fd is not None else None
 
+    @property
+    def listening(self) -> bool:
+        """Whether wakes can arrive (a FIFO is open); otherwise ``wait`` just sleeps."""
+        return self._fd is not None
+
     def wait(self, timeout: float) -> bool:
         if self._fd is None:
             time.sleep(timeout)
