@@ -490,7 +490,7 @@ class Volumes:
 
 # ---- Jobs API 2.1: request validation (pure) --------------------------------------------------
 
-SUBMIT_FIELDS = {
+_SUBMIT_FIELDS = {
     "run_name": "string", "tasks": "array", "timeout_seconds": "integer", "idempotency_token": "string",
     "access_control_list": "array", "email_notifications": "object", "webhook_notifications": "object",
     "notification_settings": "object", "health": "object", "queue": "object", "run_as": "object",
@@ -502,7 +502,7 @@ OTHER_TASK_KINDS = (
     "sql_task", "run_job_task", "condition_task", "for_each_task", "clean_rooms_notebook_task",
     "dashboard_task", "power_bi_task", "gen_ai_compute_task", "dbt_cloud_task", "alert_task",
 )
-TASK_FIELDS = {
+_TASK_FIELDS = {
     "task_key": "string", "description": "string", "depends_on": "array", "run_if": "string",
     "existing_cluster_id": "string", "new_cluster": "object", "job_cluster_key": "string",
     "environment_key": "string", "compute": "object", "spark_python_task": "object", "libraries": "array",
@@ -511,7 +511,7 @@ TASK_FIELDS = {
     "webhook_notifications": "object", "health": "object", "disabled": "boolean",
     "disable_auto_optimization": "boolean", **{kind: "object" for kind in OTHER_TASK_KINDS},
 }
-NEW_CLUSTER_FIELDS = {
+_NEW_CLUSTER_FIELDS = {
     "spark_version": "string", "node_type_id": "string", "driver_node_type_id": "string",
     "instance_pool_id": "string", "driver_instance_pool_id": "string", "num_workers": "integer",
     "autoscale": "object", "spark_conf": "object", "spark_env_vars": "object", "custom_tags": "object",
@@ -525,6 +525,43 @@ NEW_CLUSTER_FIELDS = {
     "total_initial_remote_disk_size": "integer", "driver_node_type_flexibility": "object",
     "worker_node_type_flexibility": "object",
 }
+
+
+def _json_kind(annotation: str, modules: tuple[Any, ...]) -> str:
+    """The JSON type of an SDK dataclass field, from its annotation ('Optional[List[X]]' -> array)."""
+    name = annotation.removeprefix("Optional[").removesuffix("]") if annotation.startswith("Optional[") else annotation
+    if name.startswith("List["):
+        return "array"
+    if name.startswith("Dict[") or name == "Any":
+        return "object"
+    scalar = {"str": "string", "int": "integer", "bool": "boolean", "float": "number"}.get(name)
+    if scalar:
+        return scalar
+    import enum
+
+    found = next((getattr(m, name) for m in modules if hasattr(m, name)), None)
+    return "string" if isinstance(found, type) and issubclass(found, enum.Enum) else "object"
+
+
+def _sdk_fields() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """runs/submit's, a task's and a new_cluster's fields from the SDK's own definitions (the
+    published API as the SDK is generated from it), else the lists above (as of SDK 0.162)."""
+    try:
+        import dataclasses
+        import inspect
+
+        from databricks.sdk.service import compute, jobs
+    except ImportError:
+        return _SUBMIT_FIELDS, _TASK_FIELDS, _NEW_CLUSTER_FIELDS
+    modules = (jobs, compute)
+    submit = {name: _json_kind(str(p.annotation), modules)
+              for name, p in inspect.signature(jobs.JobsAPI.submit).parameters.items() if name != "self"}
+    task = {f.name: _json_kind(str(f.type), modules) for f in dataclasses.fields(jobs.SubmitTask)}
+    cluster = {f.name: _json_kind(str(f.type), modules) for f in dataclasses.fields(compute.ClusterSpec)}
+    return submit, task, cluster
+
+
+SUBMIT_FIELDS, TASK_FIELDS, NEW_CLUSTER_FIELDS = _sdk_fields()
 DATA_SECURITY_MODES = {
     "NONE", "SINGLE_USER", "USER_ISOLATION", "LEGACY_TABLE_ACL", "LEGACY_PASSTHROUGH", "LEGACY_SINGLE_USER",
     "LEGACY_SINGLE_USER_STANDARD", "DATA_SECURITY_MODE_AUTO", "DATA_SECURITY_MODE_STANDARD",

@@ -83,6 +83,21 @@ def test_run_on_databricks(cli, databricks, remote_env, tmp_path: Path, project:
     assert sum(1 for m, p, _ in databricks.requests if p.startswith("/api/2.0/dbfs/put")) == uploads
 
 
+def test_a_git_uri_runs_on_databricks(cli, databricks, remote_env, tmp_path: Path, project: Path) -> None:  # noqa: F811
+    import subprocess
+
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one"]):
+        subprocess.run(["git", *args], cwd=project, check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    r = cli("run", f"file://{project}", "-v", "main", "-b", "databricks", "-c", _cluster_file(tmp_path), "-P",
+            "alpha=0.7", env=remote_env)
+    assert r.code == 0, r.err
+    assert "alpha: 0.7" in r.out
+    run_id = databricks.submitted[-1]["tasks"][0]["spark_python_task"]["parameters"][2]
+    assert json.loads(cli("runs", "show", run_id, env=remote_env).out)["commit_sha"] == commit
+
+
 def test_failing_remote_run(cli, databricks, remote_env, tmp_path: Path, project: Path) -> None:  # noqa: F811
     r = cli("run", str(project), "-e", "fail", "-b", "databricks", "-c",
             _cluster_file(tmp_path), env=remote_env)
