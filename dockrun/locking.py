@@ -23,9 +23,9 @@ from .images.conda_lock import conda_lock_digest, conda_lock_file, conda_lock_he
 from .images.environment import canonical_conda, lock_file, lock_header, lock_input_digest
 from .images.plan import CONDA_INSTALLER
 from .prepare import prepare_image
-from .project.archive import is_archive_uri
 from .project.resolve import is_git_uri, unquote_uri
 from .project.spec import ProjectSpec
+from .project.uri import is_archive_uri
 from .request import RunRequest
 
 # The same pin as templates/env-uv.Dockerfile.j2: the lock is resolved by the uv that installs it.

@@ -22,10 +22,10 @@ from .config import load_settings
 from .errors import ConfigError
 from .images.environment import env_spec
 from .images.plan import local_code, plan_images
-from .project.archive import is_archive_uri
 from .project.params import render_command
 from .project.resolve import is_git_uri, resolve_source, unquote_uri
 from .project.spec import load_project
+from .project.uri import is_archive_uri
 from .request import FLAGS, PreparedImage, PreparedRun, RunRequest
 from .tracking.target import tracking_target
 

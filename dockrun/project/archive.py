@@ -38,32 +38,16 @@ from ..errors import SourceError
 from ..locks import file_lock
 from .inputs.web import redact
 from .source import Source, clean_subdirectory
+from .uri import ARCHIVE_SUFFIXES, HTTP, is_archive_uri  # noqa: F401 - is_archive_uri: this module's API too
 
 if TYPE_CHECKING:
     import ssl
 
-ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
 # Larger than any project worth baking into an image; small enough that a bomb cannot fill a disk.
 MAX_UNPACKED_BYTES = 2 * 1024**3
 _CHUNK = 1 << 20
 _TIMEOUT = 60  # seconds without a byte from the server before a download counts as failed
 _STALE_DOWNLOAD = 24 * 3600  # a .dl- file older than this belongs to a process that died
-_HTTP = ("http://", "https://")
-
-
-def is_archive_uri(uri: str) -> bool:
-    """Does ``uri`` (``#subdirectory`` allowed) name a project archive rather than a folder or Git?"""
-    base = uri.partition("#")[0]
-    lower = base.lower()
-    if lower.startswith(_HTTP):
-        path = urlsplit(base).path  # a query (a signed URL's token) is not part of the name
-    elif lower.startswith("file://"):
-        path = base
-    elif "://" in base or lower.startswith("git+") or os.path.isdir(os.path.expanduser(base)):
-        return False  # a folder may be called x.zip; other schemes are Git's
-    else:
-        path = base
-    return path.lower().endswith(ARCHIVE_SUFFIXES)
 
 
 def resolve_archive(uri: str, version: str | None = None, home: Path | None = None) -> Source:
@@ -93,7 +77,7 @@ def _display(base: str) -> str:
     """The archive as it may be shown and recorded: a local path made absolute; a URL without its
     userinfo or query, either of which may carry a token."""
     lower = base.lower()
-    if lower.startswith(_HTTP):
+    if lower.startswith(HTTP):
         return redact(base)
     if lower.startswith("file://"):
         return base
@@ -102,7 +86,7 @@ def _display(base: str) -> str:
 
 def _name(base: str) -> str:
     """The folder the archive unpacks into; a project without MLproject takes its name from it."""
-    last = urlsplit(base).path if base.lower().startswith(_HTTP) else base
+    last = urlsplit(base).path if base.lower().startswith(HTTP) else base
     last = posixpath.basename(unquote(last) if "://" in base else last)
     for suffix in ARCHIVE_SUFFIXES:
         if last.lower().endswith(suffix):
@@ -112,7 +96,7 @@ def _name(base: str) -> str:
 
 
 def _kind(base: str) -> str:
-    path = urlsplit(base).path if base.lower().startswith(_HTTP) else base
+    path = urlsplit(base).path if base.lower().startswith(HTTP) else base
     return "zip" if path.lower().endswith(".zip") else "tar"
 
 
@@ -170,7 +154,7 @@ def _project_root(tree: Path, sub: str, shown: str) -> Path:
 def _local_file(base: str, shown: str, store: Path) -> Iterator[tuple[Path, str]]:
     """(a readable file holding the archive, the SHA-256 of its bytes); a download lives only as
     long as the context."""
-    if base.lower().startswith(_HTTP):
+    if base.lower().startswith(HTTP):
         tmp = store / f".dl-{secrets.token_hex(8)}"
         try:
             sha = _download(base, shown, tmp)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .archive import is_archive_uri
 from .folder import resolve_folder
 from .source import Source
+from .uri import is_archive_uri
 
 
 def unquote_uri(uri: str) -> str:
