@@ -117,11 +117,8 @@ def test_the_base_is_looked_up_once_only_where_images_are_built(
     assert remote.image.env_key == local.image.env_key
     # A reference given by digest is its own identity: no engine is even reached; with no engine
     # at all, no identity (the build then says the engine is missing).
-    from dockrun import prepare as prepare_module
-
     digest = "sha256:" + "ab" * 32
     with monkeypatch.context() as m:
-        m.setattr(prepare_module, "_engine", [])
         m.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
         assert engine_base_id(f"team/base@{digest}") == digest
         assert engine_base_id("team/base:1") is None and calls == [base_image]
