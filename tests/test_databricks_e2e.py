@@ -200,14 +200,15 @@ def test_a_corrupt_archive_under_its_name_is_replaced_or_refused(cli, databricks
 
 def test_429_with_retry_after_is_waited_out(cli, databricks, remote_env, tmp_path: Path,  # noqa: F811
                                             project: Path) -> None:
-    databricks.fail_next("/api/2.0/dbfs/put", 429, retry_after=1)
+    databricks.fail_next("/api/2.0/dbfs/put", 429, retry_after=3)  # the upload waits as asked, then goes on
     # More refusals than a fixed number of attempts would outlast: the time budget decides.
     databricks.fail_next("/api/2.2/jobs/runs/submit", 429, retry_after=1, times=4)
     start = time.monotonic()
     r = cli("run", str(project), "-b", "databricks", "-c", _cluster_file(tmp_path), "-P", "alpha=2",
             env=remote_env)
     assert r.code == 0, r.err
-    assert "alpha: 2.0" in r.out and time.monotonic() - start >= 5
+    assert "alpha: 2.0" in r.out and time.monotonic() - start >= 7
+    assert [s for _, p, s in databricks.requests if p == "/api/2.0/dbfs/put"][:2] == [429, 200]
     statuses = [s for _, p, s in databricks.requests if p == "/api/2.2/jobs/runs/submit"]
     assert statuses == [429, 429, 429, 429, 200] and len(databricks.submitted) == 1
 
