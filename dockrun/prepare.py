@@ -75,11 +75,10 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
     ep = image.project.entry_point(request.entry_point)
     rendered = render_command(ep, request.parameters, cwd=request.cwd, placement=backend.placement)
     tracking = None
-    if "tracking_uri" in backend.options:
-        # A backend with a tracking home of its own (Databricks: the workspace's MLflow) is never
-        # sent to MLflow's local default store when only an experiment is named.
-        uri = request.tracking_uri or getattr(backend, "default_tracking_uri", None)
-        tracking = tracking_target(uri, request.experiment_name, request.experiment_id,
+    if getattr(backend, "default_tracking_uri", None):
+        pass  # a backend with a tracking home of its own (Databricks' workspace) decided in configure
+    elif "tracking_uri" in backend.options:
+        tracking = tracking_target(request.tracking_uri, request.experiment_name, request.experiment_id,
                                    request.run_name, environ, request.mlflow_run_id, request.cwd)
     elif any(environ.get(name) for name in TRACKING_VARS):  # options were refused by check_options
         log.warning("%s is set, but backend %s does not report runs to it",

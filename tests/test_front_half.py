@@ -150,12 +150,12 @@ def test_environment_key_is_the_same_for_every_backend_and_follows_the_templates
 
 
 def test_databricks_tracking_never_falls_to_the_local_default_store(project: Path, tmp_path: Path) -> None:
-    # An experiment named for a Databricks run is the workspace's: MLflow's local default store (which
-    # needs the mlflow extra) is not where it goes.
+    # An experiment named for a Databricks run is the workspace's (the backend decides, in configure):
+    # prepare does not send it to MLflow's local default store, which needs the mlflow extra.
     request = RunRequest(uri=str(project), parameters={"n": "1"}, backend="databricks", backend_config=CLUSTER,
                          experiment_name="/Users/me/exp", cwd=tmp_path)
     prepared = prepare(request, DatabricksBackend(), DATABRICKS_ENV)
-    assert prepared.tracking is not None and prepared.tracking.uri == "databricks"
+    assert prepared.tracking is None
 
 
 # ---- the layout: imports flow one way ---------------------------------------------------------
