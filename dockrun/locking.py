@@ -9,10 +9,8 @@ platform-specific wheels, markers and conda subdirs are those of the build, not 
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +20,7 @@ from .errors import BuildError, ConfigError
 from .images.conda_lock import conda_lock_digest, conda_lock_file, conda_lock_header
 from .images.environment import canonical_conda, lock_file, lock_header, lock_input_digest
 from .images.plan import CONDA_INSTALLER
+from .locks import write_atomic
 from .prepare import prepare_image
 from .project.resolve import is_git_uri, unquote_uri
 from .project.spec import ProjectSpec
@@ -123,13 +122,4 @@ def _run(image: str, script: str, args: list[str], stdin: str, settings: Setting
 
 
 def _write(path: Path, text: str) -> None:
-    # A lock is read by every build: never leave half of one.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text, mode=0o644)  # a lock is read by every build: never leave half of one

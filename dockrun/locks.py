@@ -1,6 +1,6 @@
 """Exclusive file locks under DOCKRUN_HOME/locks, across processes and threads (flock locks an open
-file description, so two threads opening the file separately exclude each other too), and the
-private DOCKRUN_HOME they live in."""
+file description, so two threads opening the file separately exclude each other too), the private
+DOCKRUN_HOME they live in, and whole-file writes that other processes read concurrently."""
 from __future__ import annotations
 
 import fcntl
@@ -31,3 +31,21 @@ def make_private_dir(path: Path) -> None:
     if not path.is_dir():
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(path, 0o700)  # mkdir's mode passes through the umask
+
+
+def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Write ``text`` to ``path`` so that a reader sees the old file or the new one, never half of
+    one (a temporary file beside it, then a rename). ``mode``: else mkstemp's 0600."""
+    import tempfile  # here: the locks themselves are on every command's path, writes are not
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

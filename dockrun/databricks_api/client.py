@@ -194,12 +194,16 @@ class DatabricksClient:
                 if attempt == UPLOAD_ATTEMPTS:
                     raise
                 continue
-            got = self.size(path)
-            if got == len(data):
+            if self._uploaded(path, data, last=attempt == UPLOAD_ATTEMPTS):
                 return
-            if attempt == UPLOAD_ATTEMPTS:
-                raise RemoteError(f"Databricks {self.ws.host}: {path} holds {got} bytes after the upload, "
-                                  f"not {len(data)}")
+
+    def _uploaded(self, path: str, data: bytes, last: bool) -> bool:
+        """Whether ``path`` now holds as many bytes as were sent; after the last attempt, an error."""
+        got = self.size(path)
+        if got != len(data) and last:
+            raise RemoteError(f"Databricks {self.ws.host}: {path} holds {got} bytes after the upload, "
+                              f"not {len(data)}")
+        return got == len(data)
 
     def _upload_to_volume(self, path: str, data: bytes) -> None:
         """One PUT (up to 5 GiB): the Files API writes exactly the bytes of one request, all or nothing,
@@ -207,12 +211,8 @@ class DatabricksClient:
         checked afterwards, and the launcher checks the digest."""
         for attempt in range(1, UPLOAD_ATTEMPTS + 1):
             self.call("PUT", f"2.0/fs/files{_quoted(path)}", query={"overwrite": "true"}, data=data)
-            got = self.size(path)
-            if got == len(data):
+            if self._uploaded(path, data, last=attempt == UPLOAD_ATTEMPTS):
                 return
-            if attempt == UPLOAD_ATTEMPTS:
-                raise RemoteError(f"Databricks {self.ws.host}: {path} holds {got} bytes after the upload, "
-                                  f"not {len(data)}")
 
     def user_name(self) -> str:
         """Who the credentials are (a user's e-mail, a service principal's application ID)."""

@@ -12,13 +12,12 @@ runs never do.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from ..engine.client import Docker
 from ..errors import DockrunError
+from ..locks import write_atomic
 
 INSTALLED_PATH = "/opt/dockrun/installed.json"
 NOT_RECORDED = ("not recorded: dockrun records what its environment templates install (uv and py-rattler); "
@@ -31,15 +30,7 @@ def _cache(home: Path) -> Path:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _load(path: Path) -> dict[str, Any] | None:

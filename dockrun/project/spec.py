@@ -139,22 +139,14 @@ def _parsed(text: str, fname: str, cache: Path | None) -> Any:
 def _keep(entry: Path, data: Any) -> None:
     """Write ``data`` to the cache if JSON round-trips it exactly (atomically; best effort)."""
     import json
-    import os
-    import tempfile
+
+    from ..locks import write_atomic
 
     try:
         encoded = json.dumps(data, allow_nan=False)
         if json.loads(encoded) != data:
             return
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(encoded)
-            os.replace(tmp, entry)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomic(entry, encoded)
     except (TypeError, ValueError, OSError):
         pass  # not JSON data, or nowhere to write: parse again next time
 

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import SourceError
+from ..locks import write_atomic
 
 if TYPE_CHECKING:
     import tarfile
@@ -285,14 +285,6 @@ def _save_cache(path: Path, root: Path, stats: str, result: str) -> None:
     """Best effort, and atomic: a reader sees the old file or the new one, never half of one."""
     text = json.dumps({"version": _CACHE_VERSION, "root": str(root), "stats": stats, "hash": result})
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomic(path, text)
     except OSError:  # a read-only or full home costs speed, never a run
         pass

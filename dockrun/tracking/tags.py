@@ -35,6 +35,17 @@ def project_tags(source: Source, entry_point: str, env_kind: str, image: str, im
     return tags
 
 
+def login_name() -> str:
+    """The user MLflow records (mlflow.user): the login name, or MLflow's default when there is none
+    (no login name and a uid without a passwd entry, as in many containers)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
 def source_name(source: Source) -> str:
     """As MLflow names a project's source: a remote URI as given (here: redacted); a local folder
     in a Git work tree as ``file://<work tree>#<subdirectory>``, any other folder by its path."""

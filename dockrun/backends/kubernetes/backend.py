@@ -145,10 +145,10 @@ def tracking_env(prepared: PreparedRun, run_id: str, image: str) -> Tracked:
     if target is None:
         return Tracked()
     from ...tracking.runs import start_tracked_run
-    from ...tracking.tags import logged_params, project_tags
+    from ...tracking.tags import logged_params, login_name, project_tags
 
     tags = project_tags(prepared.source, prepared.entry_point.name, prepared.env.kind, image, image.rpartition("@")[2],
-                        _user(), run_id)
+                        login_name(), run_id)
     tags["mlflow.project.backend"] = "kubernetes"
     started = start_tracked_run(target, os.environ, tags, logged_params(prepared.entry_point,
                                                                         prepared.request.parameters))
@@ -158,12 +158,3 @@ def tracking_env(prepared: PreparedRun, run_id: str, image: str) -> Tracked:
     secrets = {k: v for k, v in env.items() if k in SECRET_VARS}
     plain = {k: v for k, v in env.items() if k not in secrets}
     return Tracked(target.uri, started.experiment_id, started.run_id, plain, secrets)
-
-
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"

@@ -224,16 +224,10 @@ def run_image(prepared: PreparedRun, docker: Docker, log: Callable[[str], None])
 
 def mlflow_tags(prepared: PreparedRun, run_id: str, image_id: str, image_ref: str) -> dict[str, str]:
     """The tags `mlflow run` sets on a project run, for this run's source, entry point and image."""
-    import getpass
+    from ...tracking.tags import login_name, project_tags
 
-    from ...tracking.tags import project_tags
-
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # no login name and a uid without a passwd entry: as MLflow's default
-        user = "unknown"
     return project_tags(prepared.source, prepared.entry_point.name, prepared.env.kind,
-                        image_ref, image_id, user, run_id)
+                        image_ref, image_id, login_name(), run_id)
 
 
 def _start_supervisor(home: Path, run_id: str, attached: bool, run_dir: Path) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...errors import ParameterError
+from ...locks import write_atomic
 
 Fingerprint = Mapping[str, Any]  # what the remote says about a file: ETag and size, or size and mtime
 
@@ -52,10 +53,7 @@ def load_known(meta: Path) -> dict[str, Fingerprint]:
 
 
 def save_known(meta: Path, shown: str, files: Mapping[str, Fingerprint]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=meta.parent, prefix=".meta-")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"uri": shown, "files": dict(files)}, f, sort_keys=True, indent=1)
-    os.replace(tmp, meta)
+    write_atomic(meta, json.dumps({"uri": shown, "files": dict(files)}, sort_keys=True, indent=1))
 
 
 def safe_rel(rel: str, d: Download, key: str) -> str:
