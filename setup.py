@@ -39,5 +39,5 @@ setup(
                  # docker-py imports paramiko for ssh:// engines (it connects through the ssh command)
                  "paramiko>=2.4"],
     },
-    entry_points={"console_scripts": ["dockrun=dockrun.cli:main"]},
+    entry_points={"console_scripts": ["dockrun=dockrun.warmstart.client:main"]},
 )

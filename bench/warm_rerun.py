@@ -26,11 +26,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Arm, interleaved  # noqa: E402 - bench/ is not a package
+from common import Arm, installed_dockrun, interleaved  # noqa: E402 - bench/ is not a package
+
+_INSTALLED: list[str] = []
 
 
-def dockrun_command(project: str, params: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "dockrun.cli", "run", "-q", project]
+def dockrun_exe() -> list[str]:
+    """`dockrun` installed from this checkout into the bench's venv (once per bench process)."""
+    if not _INSTALLED:
+        _INSTALLED.extend(installed_dockrun(REPO))
+    return list(_INSTALLED)
+
+
+def dockrun_command(project: str, params: list[str], exe: list[str] | None = None) -> list[str]:
+    cmd = [*(exe or dockrun_exe()), "run", "-q", project]
     for p in params:
         cmd += ["-P", p]
     return cmd
@@ -59,6 +68,8 @@ def arms(project: str, params: list[str], env: dict[str, str]) -> dict[str, Arm]
     return {
         "warm dockrun run": (dockrun_cmd, env, None),
         "bare docker run": (bare_command(project, params), env, None),
+        # The same command without its warm helper (every run imports dockrun itself).
+        "warm dockrun run, DOCKRUN_WARMSTART=0": (dockrun_cmd, dict(env, DOCKRUN_WARMSTART="0"), None),
     }
 
 
@@ -103,11 +114,11 @@ def main() -> None:
         # Run from the snapshot's folder with it first on the path, so the checkout is not imported.
         before = os.path.abspath(args.before)
         before_env = dict(env, PYTHONPATH=before)
-        dockrun_cmd = dockrun_command(args.project, args.param)
+        dockrun_cmd = dockrun_command(args.project, args.param, [sys.executable, "-m", "dockrun.cli"])
         subprocess.run(dockrun_cmd, env=before_env, cwd=before, check=True, stdout=subprocess.DEVNULL)
         measured["before (--before)"] = (dockrun_cmd, before_env, before)
     try:
-        interleaved(measured, args.repeat, "bare docker run")
+        interleaved(measured, args.repeat, "bare docker run", warmup=1)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -64,11 +64,12 @@ class Result:
 
 @pytest.fixture
 def cli(home: Path, base_image: str):
-    """Run the real `dockrun` command in a subprocess, as a user would."""
+    """Run the real `dockrun` command in a subprocess, as a user would (its entry point: `run` through
+    the warm-start helper once one is up)."""
 
     def run(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600) -> Result:
         full_env = {**os.environ, "DOCKRUN_HOME": str(home), "DOCKRUN_BASE_IMAGE": base_image, **(env or {})}
-        p = subprocess.run([sys.executable, "-m", "dockrun.cli", *args], cwd=cwd or REPO, env=full_env,
+        p = subprocess.run([sys.executable, "-m", "dockrun", *args], cwd=cwd or REPO, env=full_env,
                            capture_output=True, text=True, timeout=timeout)
         return Result(p.returncode, p.stdout, p.stderr)
 

@@ -357,6 +357,25 @@ def test_local_git_info_dirty(work: tuple[Path, str], change: str) -> None:
     assert local_git_info(repo) == (sha, True)
 
 
+def test_local_git_info_outside_any_repository_starts_no_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dockrun.project.git as git_module
+
+    folder = tmp_path / "plain" / "project"
+    folder.mkdir(parents=True)
+    started: list[object] = []
+    real_run = git_module.subprocess.run
+    monkeypatch.setattr(git_module.subprocess, "run", lambda *a, **k: started.append(a) or real_run(*a, **k))
+    assert local_git_info(folder) is None and started == []
+    # In a work tree (found through a .git file, as in a linked worktree or submodule), git runs.
+    (tmp_path / "plain" / ".git").write_text("gitdir: /nowhere\n")
+    assert local_git_info(folder) is None and len(started) == 1
+
+
+def test_local_git_info_in_a_subfolder_of_a_work_tree(work: tuple[Path, str]) -> None:
+    repo, sha = work
+    assert local_git_info(repo / "pkg") == (sha, False)
+
+
 def test_local_git_info_only_counts_the_folder(work: tuple[Path, str]) -> None:
     repo, sha = work
     (repo / "a.py").write_text("changed outside pkg/\n")

@@ -121,6 +121,8 @@ def local_git_info(path: Path) -> tuple[str, bool] | None:
     """(HEAD commit, dirty) of the Git work tree holding ``path``; None if there is none or it has
     no commit. One ``git status`` call. Only changes inside ``path`` count: the rest of the
     repository is not part of the project. Files Git ignores do not count either."""
+    if not _may_be_in_work_tree(path):  # most runs outside a repository need no git process
+        return None
     try:
         proc = subprocess.run(
             ["git", "--no-optional-locks", "status", "--porcelain=v2", "--branch",
@@ -135,6 +137,19 @@ def local_git_info(path: Path) -> tuple[str, bool] | None:
     if oid is None or oid == "(initial)":
         return None
     return oid, any(line and not line.startswith("#") for line in lines)
+
+
+def _may_be_in_work_tree(path: Path) -> bool:
+    """Whether git's own discovery could find a repository for ``path``: a ``.git`` (folder or
+    file) in it or a folder above, or one of them a repository's git folder itself (HEAD and
+    objects). A few stats, against a git process of several milliseconds. GIT_DIR and the other
+    variables that would point git elsewhere are not passed to it (_base_env)."""
+    folder = path.resolve()
+    for candidate in (folder, *folder.parents):
+        if os.path.lexists(candidate / ".git") or (
+                os.path.isfile(candidate / "HEAD") and os.path.isdir(candidate / "objects")):
+            return True
+    return False
 
 
 def resolve_git(uri: str, version: str | None, home: Path | None) -> Source:
