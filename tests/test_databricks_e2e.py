@@ -70,12 +70,14 @@ def test_run_on_databricks(cli, databricks, remote_env, tmp_path: Path, project:
     assert task["new_cluster"] == CLUSTER
     assert task["libraries"] == [{"pypi": {"package": "tabulate"}}]
     archive = task["spark_python_task"]["parameters"][0]
-    assert archive.startswith("dbfs:/dockrun/projects/") and databricks.dbfs_file(archive[len("dbfs:"):])
+    mine = f"dbfs:/dockrun/{databricks.user_name}"  # each user's own folder in the DBFS root
+    assert archive.startswith(f"{mine}/projects/") and databricks.dbfs_file(archive)
+    assert task["spark_python_task"]["python_file"].startswith(f"{mine}/launcher/")
     run_id = task["spark_python_task"]["parameters"][2]
     record = json.loads(cli("runs", "show", run_id, env=remote_env).out)
     assert record["backend"] == "databricks" and record["status"] == "FINISHED" and record["remote_run_id"]
-    assert record["outputs"] == f"dbfs:/dockrun/runs/{run_id}/outputs"
-    assert databricks.dbfs_file(f"/dockrun/runs/{run_id}/outputs/metrics.csv").startswith(b"alpha,w,loss")
+    assert record["outputs"] == f"{mine}/runs/{run_id}/outputs"
+    assert databricks.dbfs_file(f"{mine}/runs/{run_id}/outputs/metrics.csv").startswith(b"alpha,w,loss")
     # The same code again: nothing uploaded a second time.
     uploads = sum(1 for m, p, _ in databricks.requests if p.startswith("/api/2.0/dbfs/put"))
     assert cli("run", str(project), "-b", "databricks", "-c", _cluster_file(tmp_path), "-P", "alpha=1",
@@ -180,8 +182,9 @@ def test_a_dropped_add_block_reply_still_gives_the_task_intact_code(cli, databri
     assert r.code == 0, r.out + r.err
     assert f"blob {want}" in r.out
     name, data = _archive(databricks)
-    assert name == f"dbfs:/dockrun/projects/{hashlib.sha256(data).hexdigest()}.tar.gz"
-    assert not [p for p in (databricks.dbfs_root / "dockrun/projects").iterdir() if ".part-" in p.name]
+    assert name == f"dbfs:/dockrun/{databricks.user_name}/projects/{hashlib.sha256(data).hexdigest()}.tar.gz"
+    assert not [p for p in (databricks.dbfs_root / "dockrun" / databricks.user_name / "projects").iterdir()
+                if ".part-" in p.name]
 
 
 def test_a_corrupt_archive_under_its_name_is_replaced_or_refused(cli, databricks, remote_env,  # noqa: F811

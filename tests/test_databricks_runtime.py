@@ -97,13 +97,15 @@ def test_truncated_logs_are_said(cli, small_logs: DatabricksEmulator, project: P
 
 
 def test_a_crashing_launcher_shows_its_error_trace(cli, databricks, project: Path) -> None:  # noqa: F811
-    # What a task that raises looks like: a launcher that breaks (here: a file of the right size
-    # under the launcher's name, which dockrun reuses).
-    text = LAUNCHER.read_bytes()
-    broken = b"raise RuntimeError('the launcher broke')\n"
-    path = databricks.dbfs_root / f"dockrun/launcher/{hashlib.sha256(text).hexdigest()[:16]}.py"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(broken + b"#" * (len(text) - len(broken) - 1) + b"\n")
+    # What a task that raises looks like: a launcher that breaks (here: replaced once the run is
+    # submitted, after dockrun checked it and before the cluster reads it).
+    name = f"dockrun/{databricks.user_name}/launcher/{hashlib.sha256(LAUNCHER.read_bytes()).hexdigest()[:16]}.py"
+
+    def break_the_launcher(answer: dict) -> dict:
+        (databricks.dbfs_root / name).write_bytes(b"raise RuntimeError('the launcher broke')\n")
+        return answer
+
+    databricks.rewrite("/api/2.2/jobs/runs/submit", break_the_launcher)
     r = _run(cli, databricks, project)
     assert r.code == 1
     assert "Traceback (most recent call last):" in r.err and "RuntimeError: the launcher broke" in r.err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,48 @@ def test_run_id_logs_into_an_existing_mlflow_run(cli, databricks, tmp_path: Path
     # as `mlflow run --run-id`: only the tags of how it ran; the creator's stay
     assert tags["mlflow.project.backend"] == "databricks" and tags["mlflow.source.name"] == "notebook"
     assert run["info"]["status"] == "FINISHED"
+
+
+def test_a_profile_with_a_service_principal_tracks_with_its_oauth_token(cli, databricks, tmp_path: Path,  # noqa: F811
+                                                                        project: Path) -> None:
+    (tmp_path / "cfg").write_text(f"[ci]\nhost = {databricks.url}\nclient_id = {databricks.client_id}\n"
+                                  f"client_secret = {databricks.client_secret}\n")
+    env = _env(databricks, tmp_path, DATABRICKS_HOST="", DATABRICKS_TOKEN="", DATABRICKS_CONFIG_PROFILE="ci")
+    r = _run(cli, project, env, "--tracking-uri", "databricks://ci", "--experiment-name", EXPERIMENT)
+    assert r.code == 0, r.err
+    [run] = databricks.mlflow.runs.values()
+    assert run["info"]["user_id"] == databricks.client_id and run["info"]["status"] == "FINISHED"
+    assert run["data"]["tags"]["mlflow.databricks.runURL"]  # tagged after the submit, with the same token
+    assert databricks.client_secret not in json.dumps(databricks.submitted) + r.out + r.err
+
+
+def test_a_named_profile_gets_a_token_for_itself_alone(databricks, tmp_path: Path,  # noqa: F811
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """[ci] is a service principal of workspace A; DEFAULT and the environment hold workspace B's
+    host and token, which must neither fill [ci]'s gaps nor receive anything."""
+    from dockrun.errors import ConfigError
+    from dockrun.tracking.databricks import workspace_credentials
+
+    other = DatabricksEmulator().start()
+    try:
+        cfg = tmp_path / "cfg"
+        cfg.write_text(f"[DEFAULT]\nhost = {other.url}\ntoken = {other.token}\n\n"
+                       f"[ci]\nhost = {databricks.url}\nclient_id = {databricks.client_id}\n"
+                       f"client_secret = {databricks.client_secret}\n\n[empty]\nhost = {databricks.url}\n")
+        environ = {"DATABRICKS_HOST": other.url, "DATABRICKS_TOKEN": other.token, "DATABRICKS_CONFIG_FILE": str(cfg)}
+        for name in [n for n in os.environ if n.startswith(("DATABRICKS_", "ARM_"))]:
+            monkeypatch.delenv(name)
+        for name, value in environ.items():  # the SDK reads the process environment itself
+            monkeypatch.setenv(name, value)
+        ws = workspace_credentials("databricks://ci", environ)
+        assert ws.host == databricks.url and ws.token.startswith("eyJ") and ws.auth_type == "oauth-m2m"
+        assert databricks.oauth.valid(ws.token)
+        for profile, message in (("empty", "a [empty] profile with host and token"),
+                                 ("staging", "profile 'staging' is not in")):
+            with pytest.raises(ConfigError, match=re.escape(message)):
+                workspace_credentials(f"databricks://{profile}", environ)
+        assert not other.requests
+        assert "/oidc/v1/token" in [p for _, p, _ in databricks.requests]
+        assert all(other.token not in a for a in databricks.authorizations)
+    finally:
+        other.stop()

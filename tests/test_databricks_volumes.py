@@ -197,3 +197,82 @@ def test_an_existing_shared_cluster(cli, databricks, tmp_path: Path, project: Pa
     # Without a volume dockrun cannot know the cluster's mode: the run fails, saying why.
     r = _run(cli, project, {"existing_cluster_id": "0101-shared"}, env)
     assert r.code == 1 and "access mode" in r.out + r.err and "Traceback" not in r.err
+
+
+# ---- where code goes on the DBFS root, and the launcher checked by content ----------------------
+
+def test_on_the_dbfs_root_each_user_has_a_folder_too(cli, databricks, tmp_path: Path,  # noqa: F811
+                                                     project: Path) -> None:
+    r = _run(cli, project, SPEC, _env(databricks, tmp_path))
+    assert r.code == 0, r.err
+    task = databricks.submitted[-1]["tasks"][0]
+    launcher, (archive, _, run_id, outputs, digest) = (task["spark_python_task"]["python_file"],
+                                                       task["spark_python_task"]["parameters"])
+    mine = f"dbfs:/dockrun/{databricks.user_name}"
+    assert launcher.startswith(f"{mine}/launcher/") and archive == f"{mine}/projects/{digest}.tar.gz"
+    assert outputs == f"{mine}/runs/{run_id}/outputs" and databricks.dbfs_file(f"{outputs}/result.txt") == b"done\n"
+    r = _run(cli, project, SPEC, _env(databricks, tmp_path, oauth=True))  # a service principal: a folder of its own
+    assert r.code == 0, r.err
+    archive = databricks.submitted[-1]["tasks"][0]["spark_python_task"]["parameters"][0]
+    assert archive == f"dbfs:/dockrun/{databricks.client_id}/projects/{digest}.tar.gz"
+    assert sorted(p.name for p in (databricks.dbfs_root / "dockrun").iterdir()) == sorted(
+        [databricks.user_name, databricks.client_id])
+
+
+def test_user_folder_names_are_one_safe_path_component() -> None:
+    from dockrun.backends.databricks.backend import user_folder
+
+    assert user_folder("someone@example.com") == "someone@example.com"
+    assert user_folder("a1b2-c3d4") == "a1b2-c3d4"  # a service principal's application ID
+    assert user_folder("Dom\\jo /x") == "Dom_jo__x"
+    for name in ("", ".", ".."):
+        assert user_folder(name) == "unknown"
+
+
+@pytest.mark.parametrize("volume", [None, VOLUME], ids=["dbfs root", "volume"])
+def test_a_launcher_replaced_by_other_code_of_the_same_size_is_put_back(cli, databricks, tmp_path: Path,  # noqa: F811
+                                                                        project: Path, volume: str | None) -> None:
+    import hashlib
+
+    from dockrun.backends.databricks.backend import LAUNCHER
+
+    config = {**SPEC, "volume": volume} if volume else SPEC
+    assert _run(cli, project, config, _env(databricks, tmp_path)).code == 0
+    launcher = databricks.submitted[-1]["tasks"][0]["spark_python_task"]["python_file"]
+    text = LAUNCHER.read_bytes()
+    assert launcher.endswith(f"/launcher/{hashlib.sha256(text).hexdigest()[:16]}.py")
+    stored = (databricks.volumes.local(launcher) if volume else
+              databricks.dbfs.local(launcher[len("dbfs:"):]))
+    assert stored.read_bytes() == text
+    # Someone who can write there puts other code of the same size under the launcher's name.
+    evil = b"print('not the launcher')\n"
+    stored.write_bytes(evil + b"#" * (len(text) - len(evil) - 1) + b"\n")
+    before = len(databricks.requests)
+    r = _run(cli, project, config, _env(databricks, tmp_path))
+    assert r.code == 0, r.err
+    assert "42" in r.out and "not the launcher" not in r.out  # the real launcher ran the command
+    assert stored.read_bytes() == text and f"uploaded the launcher to {launcher}" in r.err
+    written = [(m, p) for m, p, _ in databricks.requests[before:] if m == "PUT" or p.startswith("/api/2.0/dbfs/put")]
+    assert len(written) == 1  # the launcher only: the archive is still right
+    # Right as it is: read back, nothing written.
+    before = len(databricks.requests)
+    r = _run(cli, project, config, _env(databricks, tmp_path))
+    assert r.code == 0 and "uploaded the launcher" not in r.err, r.err
+    assert not [p for m, p, _ in databricks.requests[before:] if m == "PUT" or p.startswith("/api/2.0/dbfs/put")]
+
+
+def test_files_are_read_back_whole(databricks) -> None:  # noqa: F811
+    from dockrun.databricks_api.client import DatabricksClient
+    from dockrun.databricks_api.workspace import Workspace
+
+    client = DatabricksClient(Workspace(databricks.url, databricks.token), log=lambda line: None)
+    big = os.urandom((1 << 20) * 2 + 123)  # DBFS reads are 1 MB at most
+    client.upload("dbfs:/dockrun/x/big.bin", big)
+    assert client.read("dbfs:/dockrun/x/big.bin") == big
+    client.upload("dbfs:/dockrun/x/mb.bin", big[: 1 << 20])  # exactly one block: the next read is empty
+    assert client.read("dbfs:/dockrun/x/mb.bin") == big[: 1 << 20]
+    client.upload(f"{VOLUME}/x/small.py", b"print(1)\n")
+    assert client.read(f"{VOLUME}/x/small.py") == b"print(1)\n"
+    assert client.read("dbfs:/dockrun/x/none") is None and client.read(f"{VOLUME}/x/none") is None
+    assert client.ensure(f"{VOLUME}/x/small.py", b"print(2)\n") and client.read(f"{VOLUME}/x/small.py") == b"print(2)\n"
+    assert not client.ensure(f"{VOLUME}/x/small.py", b"print(2)\n")

@@ -11,6 +11,7 @@ honour ``Retry-After`` for up to DOCKRUN_DATABRICKS_RETRY_S seconds (default 300
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
@@ -50,9 +51,11 @@ class DatabricksClient:
         self.log = log or _say
 
     def call(self, method: str, path: str, body: Mapping[str, Any] | None = None,
-             query: Mapping[str, Any] | None = None, data: bytes | None = None) -> dict[str, Any]:
+             query: Mapping[str, Any] | None = None, data: bytes | None = None,
+             binary: bool = False) -> dict[str, Any]:
         """One API call, retried as its kind allows. ``data``: a raw body (the Files API); a HEAD
-        answers with the reply's headers (lower-case names)."""
+        answers with the reply's headers (lower-case names); ``binary``: the reply's raw bytes as
+        ``{"data": ...}`` (a Files API download)."""
         from tenacity import RetryCallState, retry, retry_if_exception
 
         budget = _budget()
@@ -81,13 +84,13 @@ class DatabricksClient:
         once = retry(retry=retry_if_exception(retryable), stop=stop, wait=wait, before_sleep=before_sleep,
                      reraise=True)(self._once)
         try:
-            return once(method, path, body, query, data)
+            return once(method, path, body, query, data, binary)
         except _Retry as e:
             kind = Unsure if once_only and not e.throttled else RemoteError
             raise kind(f"Databricks {self.ws.host}: {e}") from None
 
     def _once(self, method: str, path: str, body: Mapping[str, Any] | None,
-              query: Mapping[str, Any] | None, raw_body: bytes | None) -> dict[str, Any]:
+              query: Mapping[str, Any] | None, raw_body: bytes | None, binary: bool) -> dict[str, Any]:
         import http.client
         import urllib.error
         import urllib.parse
@@ -104,6 +107,8 @@ class DatabricksClient:
                 kind = resp.headers.get("Content-Type", "")
                 if method == "HEAD" and not kind.startswith("text/html"):
                     return {k.lower(): v for k, v in resp.headers.items()}
+                if binary and not kind.startswith("text/html"):
+                    return {"data": raw}
                 if kind.startswith("text/html"):
                     raw = b"<html>"  # a login page, also where no body was expected
         except urllib.error.HTTPError as e:
@@ -172,12 +177,44 @@ class DatabricksClient:
                 return False
             raise
 
+    def read(self, path: str) -> bytes | None:
+        """A file's bytes, or None when there is no file there. Meant for small files (a launcher):
+        DBFS hands them out 1 MB per call, the Files API in one GET."""
+        if is_volume(path):
+            try:
+                return bytes(self.call("GET", f"2.0/fs/files{_quoted(path)}", binary=True)["data"])
+            except DatabricksError as e:
+                if e.status == 404:
+                    return None
+                raise
+        chunks = []
+        offset = 0
+        while True:
+            try:
+                got = self.call("GET", "2.0/dbfs/read", query={"path": _dbfs_path(path), "offset": offset,
+                                                               "length": BLOCK})
+            except DatabricksError as e:
+                if e.error_code == "RESOURCE_DOES_NOT_EXIST" or e.status == 404:
+                    return None
+                raise
+            chunk = base64.b64decode(got.get("data") or "")
+            chunks.append(chunk)
+            offset += len(chunk)
+            if len(chunk) < BLOCK:  # a short read is the end of the file
+                return b"".join(chunks)
+
     def ensure(self, path: str, data: bytes) -> bool:
-        """Make ``path`` hold ``data`` unless a file of that size is already there (content-addressed
-        names: same name, same content). True when it uploaded."""
-        if self.size(path) == len(data):
+        """Make ``path`` hold exactly ``data``, checked by content: whoever can write there could put
+        other code of the same size under the same name, and the cluster runs what it finds. Uploaded
+        when missing or different, then read back. True when it uploaded."""
+        want = hashlib.sha256(data).digest()
+        # A size that differs needs no download (and a large file put there is never read).
+        if self.size(path) == len(data) and _digest(self.read(path)) == want:
             return False
         self.upload(path, data)
+        if _digest(self.read(path)) != want:
+            raise RemoteError(f"Databricks {self.ws.host}: {path} holds other content than was uploaded "
+                              "(another writer in that folder?)")
         return True
 
     def upload(self, path: str, data: bytes) -> None:
@@ -274,6 +311,10 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+def _digest(data: bytes | None) -> bytes | None:
+    return None if data is None else hashlib.sha256(data).digest()
 
 
 def is_volume(path: str) -> bool:

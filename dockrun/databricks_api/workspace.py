@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -121,14 +122,14 @@ def check(environ: Mapping[str, str], who: str = "--backend databricks", profile
 
 
 def connect(environ: Mapping[str, str], who: str = "--backend databricks",
-            config_file: Path | None = None) -> Workspace:
+            config_file: Path | None = None, profile: str | None = None) -> Workspace:
     """The workspace to call, with its credentials: through the SDK's unified auth when installed
     (this may contact the host: its metadata, OAuth discovery and tokens), else `workspace`. The
-    profile is DATABRICKS_CONFIG_PROFILE's, as for the CLI (an explicit ``databricks://NAME`` is the
-    tracking URI's, which `workspace` serves: the SDK would let the environment fill that profile's gaps)."""
-    check(environ, who, None, config_file)
+    profile is DATABRICKS_CONFIG_PROFILE's, as for the CLI; ``profile`` (a ``databricks://NAME``
+    tracking URI) means that profile alone, with nothing taken from the environment."""
+    check(environ, who, profile, config_file)
     if not sdk_installed():
-        return workspace(environ, config_file, who)
+        return workspace(environ, config_file, who, profile)
     import logging
 
     from databricks.sdk.core import Config
@@ -136,13 +137,17 @@ def connect(environ: Mapping[str, str], who: str = "--backend databricks",
     sdk_log = logging.getLogger("databricks.sdk")
     if not sdk_log.handlers:  # dockrun says what failed in one line; the SDK's warnings are not for users
         sdk_log.addHandler(logging.NullHandler())
-    settings = _sdk_settings(Config, environ)
-    if config_file is not None:
-        settings["config_file"] = str(config_file)
+    if profile is not None:
+        settings = {"profile": profile, "config_file": str(_config_path(environ, config_file))}
+    else:
+        settings = _sdk_settings(Config, environ)
+        if config_file is not None:
+            settings["config_file"] = str(config_file)
     try:
         # The SDK's own calls at setup (host metadata) retry a refused connection for this long: a
         # wrong host must fail in seconds, as dockrun's own calls do, not after the SDK's 5 minutes.
-        cfg = Config(retry_timeout_seconds=min(_budget(environ), SETUP_RETRY_S), product="dockrun", **settings)
+        setup = {"retry_timeout_seconds": min(_budget(environ), SETUP_RETRY_S), "product": "dockrun", **settings}
+        cfg = Config(**setup) if profile is None else _profile_only(Config, who, setup)
     except ValueError as e:
         if "cannot configure default credentials" in str(e):  # nothing the SDK knows applies: say what would
             where = settings.get("host") or f"the [{settings.get('profile', 'DEFAULT')}] profile"
@@ -154,10 +159,13 @@ def connect(environ: Mapping[str, str], who: str = "--backend databricks",
     return Workspace(str(cfg.host).rstrip("/"), "", cfg.authenticate, str(cfg.auth_type or "default"))
 
 
-def other_auth(environ: Mapping[str, str], config_file: Path | None = None) -> str:
+def other_auth(environ: Mapping[str, str], config_file: Path | None = None, profile: str | None = None) -> str:
     """The first setting of the credentials in use that means something other than a PAT (OAuth,
-    Azure, GCP, ...: only the SDK can use it); '' when there is none."""
+    Azure, GCP, ...: only the SDK can use it); '' when there is none. ``profile``: that profile's
+    own settings alone (the environment does not count)."""
     cfg = _config_path(environ, config_file)
+    if profile is not None:
+        return _other_auth({}, _sections(cfg).get(profile, {}))
     named = environ.get("DATABRICKS_CONFIG_PROFILE") or None
     section: Mapping[str, str] = {}
     if named is not None:
@@ -165,6 +173,19 @@ def other_auth(environ: Mapping[str, str], config_file: Path | None = None) -> s
     elif not (environ.get("DATABRICKS_HOST") or environ.get("DATABRICKS_TOKEN") or _other_auth(environ, {})):
         section = _sections(cfg).get(_default_profile(cfg), {})
     return _other_auth(environ, section)
+
+
+def _profile_only(config: type, who: str, settings: Mapping[str, Any]) -> Any:
+    """The SDK's Config made without its environment loader: the SDK fills a named profile's gaps from
+    DATABRICKS_* variables (another workspace's host or token), and a profile must mean itself alone.
+    The loader is a private method, so an SDK without it is refused rather than silently trusted."""
+    if not callable(getattr(config, "_load_from_env", None)):
+        raise ConfigError(f"{who}: this databricks-sdk cannot be kept from mixing the environment into a "
+                          f"named profile; use a profile with a token, or {EXTRA} at a tested version")
+    cfg = config.__new__(config)
+    cfg._load_from_env = lambda: None  # shadows the method for this one object, before __init__ calls it
+    config.__init__(cfg, **settings)
+    return cfg
 
 
 def is_profile_name(name: str) -> bool:

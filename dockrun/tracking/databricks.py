@@ -2,10 +2,11 @@
 means what MLflow makes of it (the environment, else the configured or DEFAULT profile);
 ``databricks://NAME`` means that profile alone (see databricks_api/workspace.py).
 
-MLflow's REST API takes a bearer token: a personal access token as configured, or, for ``databricks``
-with credentials only the SDK can use (OAuth M2M, Azure, GCP; the `databricks` extra), an access
-token the SDK gets for that workspace (short-lived: it is handed to a run's container as
-DATABRICKS_TOKEN only for local runs)."""
+MLflow's REST API takes a bearer token: a personal access token as configured, or, with credentials
+only the SDK can use (OAuth M2M, Azure, GCP; the `databricks` extra), an access token the SDK gets
+for that workspace (short-lived: it is handed to a run's container as DATABRICKS_TOKEN only for
+local runs). For ``databricks://NAME`` that is NAME's credentials alone: never DEFAULT's, never the
+environment's."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -25,9 +26,11 @@ def workspace_credentials(uri: str, environ: Mapping[str, str], where: str = "--
     try:
         return workspace(environ, config_file, who=who, profile=profile)
     except ConfigError:
-        if profile is not None or not sdk_installed() or not other_auth(environ, config_file):
+        # A profile that is missing or has no credentials stays an error here, before any host is
+        # contacted; only settings the SDK can use are handed to it.
+        if not sdk_installed() or not other_auth(environ, config_file, profile):
             raise
-    ws = connect(environ, who, config_file)  # unified auth, as the backend resolves it
+    ws = connect(environ, who, config_file, profile)  # unified auth, as the backend resolves it
     try:
         headers = ws.headers()
     except (OSError, ValueError) as e:  # the token endpoint did not answer, or refused the credentials

@@ -1,9 +1,10 @@
 """The Databricks backend's seam.
 
 The project tree (the same files an image would get) is uploaded once per content to
-``dbfs:/dockrun/projects/``, or with ``"volume"`` in ``-c`` to ``<volume>/<user>/projects/`` through
-the Files API (named by the archive's SHA-256, which the launcher checks); a small
-standard-library launcher (launcher.py) is uploaded once per version; the run is a one-off
+``dbfs:/dockrun/<user>/projects/``, or with ``"volume"`` in ``-c`` to ``<volume>/<user>/projects/``
+through the Files API (named by the archive's SHA-256, which the launcher checks); a small
+standard-library launcher (launcher.py) is uploaded once per version and checked by content before
+every run; the run is a one-off
 ``spark_python_task`` on the cluster from ``-c``, with the environment's PyPI requirements as
 cluster libraries (``docker_env``: the cluster's docker_image).
 The run is recorded like a local one and followed by polling ``runs/get``.
@@ -108,11 +109,9 @@ def upload_code(client: DatabricksClient, cluster: Cluster, blob: bytes,
     ``-c`` (under the caller's own folder), else the DBFS root. (root, archive, launcher)."""
     from ...databricks_api.client import DatabricksError
 
-    if cluster.volume:
-        # One folder per user (or service principal): runs of different users never share a name.
-        root = f"{cluster.volume}/{re.sub(r'[^A-Za-z0-9@._+-]', '_', client.user_name()) or 'unknown'}"
-    else:
-        root = DBFS_ROOT
+    # One folder per user (or service principal): runs of different users never share a name. On the
+    # DBFS root that keeps names apart, not people out (every workspace user can write there).
+    root = f"{cluster.volume or DBFS_ROOT}/{user_folder(client.user_name())}"
     # Named by the archive's own SHA-256 (a Git source's key names a commit, not these bytes),
     # which the launcher checks before unpacking: a name always means one content.
     archive = f"{root}/projects/{hashlib.sha256(blob).hexdigest()}.tar.gz"
@@ -127,8 +126,18 @@ def upload_code(client: DatabricksClient, cluster: Cluster, blob: bytes,
         raise
     text = LAUNCHER.read_bytes()
     launcher = f"{root}/launcher/{hashlib.sha256(text).hexdigest()[:16]}.py"
-    client.ensure(launcher, text)
+    # Checked by content before every run: the cluster executes whatever is there, so the launcher
+    # cannot check itself, and its name and size are no proof against a writer in the folder.
+    if client.ensure(launcher, text):
+        log(f"uploaded the launcher to {launcher}")
     return root, archive, launcher
+
+
+def user_folder(user_name: str) -> str:
+    """The caller's folder name (a user's e-mail, a service principal's ID) as one safe path
+    component: other characters become ``_``, and a name of dots alone cannot climb out."""
+    name = re.sub(r"[^A-Za-z0-9@._+-]", "_", user_name)
+    return "unknown" if not name.strip(".") else name
 
 
 @dataclasses.dataclass(frozen=True)
