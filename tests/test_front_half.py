@@ -170,6 +170,7 @@ FLOORS = [  # a module may import from its own floor and the floors below it, ne
     ("request",),
     ("backends",),
     ("prepare", "building", "locking", "shell", "views", "api", "cli", "__init__"),
+    ("warmstart", "__main__"),
 ]
 
 
