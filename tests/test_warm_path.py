@@ -1,7 +1,8 @@
 """The warm path's shortcuts keep behaviour: the lean engine client is used on a local socket and
 docker-py everywhere else; it creates the same container docker-py creates and reports an engine
 error as one line; a warm run imports neither docker-py nor the build stack nor YAML; the parsed
-MLproject cache never hides a change or an error. Behaviour only; speed is measured in bench/."""
+MLproject cache never hides a change or an error; a code-only change on the local socket builds
+its code layer without docker-py. Behaviour only; speed is measured in bench/."""
 from __future__ import annotations
 
 import json
@@ -96,6 +97,22 @@ def test_a_warm_run_on_the_local_socket_imports_no_docker_py_build_stack_or_yaml
     run_dir = max((home / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
     assert (run_dir / "stdout.log").read_text() == "out 2\n"
     assert (run_dir / "stderr.log").read_text() == "err 2\n"
+    assert dockrun_containers(run_dir.name) == []
+
+
+def test_a_code_only_rebuild_on_the_local_socket_imports_no_docker_py(
+        docker_env_project: Path, home: Path, base_image: str) -> None:
+    code, err, _ = _probe(home, base_image, "run", "-q", str(docker_env_project))  # cold
+    assert code == 0, err
+    # The code only, to content no earlier session built (image names are content keys).
+    (docker_env_project / "say.py").write_text(f"import sys\nprint('edited', sys.argv[1])  # {os.urandom(8).hex()}\n")
+    code, err, imported = _probe(home, base_image, "run", str(docker_env_project), "-P", "n=3")
+    assert code == 0, err
+    assert "dockrun.images.build" in imported  # it did build: the new code layer
+    assert not imported & {"docker", "requests"}, imported
+    assert "building project image dockrun-warm-path:" in err and "Successfully built " in err
+    run_dir = max((home / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert (run_dir / "stdout.log").read_text() == "edited 3\n"
     assert dockrun_containers(run_dir.name) == []
 
 

@@ -161,34 +161,12 @@ class Docker:
         """Build from a tar context, streaming output to ``log``; the image ID, or BuildError
         naming the failing step and its last lines."""
         docker = _docker()
-        step, tail, image_id = "", deque(maxlen=15), None
         try:
             stream = self.client.api.build(
                 fileobj=context, custom_context=True, tag=tag, buildargs=buildargs,
                 labels=dict(labels), rm=True, forcerm=True, decode=True, pull=False,
             )
-            for chunk in stream:
-                if "error" in chunk:
-                    detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
-                    last = "\n".join(tail)
-                    # A template's own check explains itself better than the step that ran it.
-                    said = [line[len(CHECK_PREFIX):] for line in tail if line.startswith(CHECK_PREFIX)]
-                    if said:
-                        raise BuildError(f"building {tag}: {said[-1]}")
-                    raise BuildError(
-                        f"building {tag} failed at {step or 'start'}: {detail.strip()}"
-                        + (f"\nlast lines of output:\n{last}" if last else "")
-                    )
-                text = _ANSI.sub("", chunk.get("stream", ""))  # the engine colours a step's stderr
-                for line in text.splitlines():
-                    if _STEP.match(line):
-                        step = line
-                    if line.strip():
-                        tail.append(line)
-                        log(line)
-                aux = chunk.get("aux") or {}
-                if "ID" in aux:
-                    image_id = aux["ID"]
+            image_id = follow_build(stream, tag, log)
         except docker.errors.APIError as e:
             raise BuildError(f"building {tag} failed: {_short(e)}") from None
         return image_id or self.image_id(tag) or _fail(tag)
@@ -364,6 +342,36 @@ class Docker:
             return None
         except docker.errors.APIError:
             return {}
+
+
+def follow_build(chunks: Iterable[Mapping[str, Any]], tag: str, log: Callable[[str], None]) -> str | None:
+    """A build's progress (the engine's JSON messages) to ``log``, line by line; the image ID it
+    names, or BuildError naming the failing step and its last lines. Shared by docker-py's build and
+    the lean one (engine.lean), so both say the same."""
+    step, tail, image_id = "", deque(maxlen=15), None
+    for chunk in chunks:
+        if "error" in chunk:
+            detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
+            last = "\n".join(tail)
+            # A template's own check explains itself better than the step that ran it.
+            said = [line[len(CHECK_PREFIX):] for line in tail if line.startswith(CHECK_PREFIX)]
+            if said:
+                raise BuildError(f"building {tag}: {said[-1]}")
+            raise BuildError(
+                f"building {tag} failed at {step or 'start'}: {detail.strip()}"
+                + (f"\nlast lines of output:\n{last}" if last else "")
+            )
+        text = _ANSI.sub("", chunk.get("stream", ""))  # the engine colours a step's stderr
+        for line in text.splitlines():
+            if _STEP.match(line):
+                step = line
+            if line.strip():
+                tail.append(line)
+                log(line)
+        aux = chunk.get("aux") or {}
+        if "ID" in aux:
+            image_id = aux["ID"]
+    return image_id
 
 
 def _split(ref: str) -> tuple[str, str]:

@@ -13,8 +13,6 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Callable, Protocol
 
-import yaml
-
 from ..config import Settings
 from ..errors import BuildError
 from ..locks import file_lock
@@ -36,6 +34,8 @@ def env_context(plan: ImagePlan, settings: Settings) -> IO[bytes]:
         assert plan.env.conda is not None
         files["environment.yml"] = plan.env.conda.encode()
     if plan.env.kind == "conda":  # the installer reads JSON: its stage has no YAML parser
+        import yaml  # here: a code-only rebuild has no environment file to read
+
         assert plan.env.conda is not None
         files["environment.json"] = json.dumps(yaml.safe_load(plan.env.conda), indent=1, sort_keys=True).encode()
         files["conda_install.py"] = CONDA_INSTALLER.read_bytes()
