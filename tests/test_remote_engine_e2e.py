@@ -310,3 +310,22 @@ def test_a_local_mlflow_store_is_refused_before_anything_starts(
 def test_a_bad_override_is_one_line_and_exit_2(cli, project: Path, tmp_path: Path) -> None:
     r = cli("run", str(project), "-e", "slow", env={"DOCKRUN_REMOTE_ENGINE": "yes"})
     assert r.code == 2 and r.err.strip().count("\n") == 0 and "DOCKRUN_REMOTE_ENGINE" in r.err, r.err
+
+
+def test_a_file_removed_after_it_was_listed_is_left_out_and_the_stream_stays_whole(tmp_path: Path) -> None:
+    """A SQLite journal in an output's folder (dockrun's own store, kept open) may go between the
+    walk and the copy: the tar stream leaves it out instead of failing the run or breaking."""
+    from dockrun.backends.local.transfer import Progress, _tar_chunks, plan_entries
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("kept\n")
+    (folder / "runs.db-wal").write_bytes(b"w" * 5000)
+    (folder / "z.txt").write_text("after it\n")
+    entries = plan_entries([(str(folder), "/data", "rw")])
+    (folder / "runs.db-wal").unlink()
+    stream = b"".join(_tar_chunks(entries, Progress("test", lambda line: None)))
+    with tarfile.open(fileobj=io.BytesIO(stream)) as tar:
+        names = tar.getnames()
+        assert tar.extractfile("data/z.txt").read() == b"after it\n"
+    assert "data/keep.txt" in names and "data/runs.db-wal" not in names

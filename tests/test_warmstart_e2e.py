@@ -193,10 +193,11 @@ def _request(sock: socket.socket, env: dict[str, str], cwd: Path, argv: list[str
                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("3i", 0, 1, 2))])
 
 
-def _helper_identity(env: dict[str, str]) -> str:
-    """The identity a command started with ``env`` presents (what `python -m dockrun` computes)."""
+def _helper_identity(env: dict[str, str], cwd: Path) -> str:
+    """The identity a command started with ``env`` in ``cwd`` presents (what `python -m dockrun`
+    computes there: from a checkout's folder, `-c` would import the checkout's dockrun)."""
     code = "from dockrun.warmstart import client; print(client.identity(client.search_path()))"
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True,
                           check=True).stdout.strip()
 
 
@@ -205,7 +206,7 @@ def test_a_command_that_hangs_up_before_go_never_runs(env, runtime, home, projec
     helper_pid(runtime)
     count = len(RunStore(home).list(100))
     sock = _connect(runtime)
-    _request(sock, env, project, ["run", "."], _helper_identity(env))
+    _request(sock, env, project, ["run", "."], _helper_identity(env, project))
     line = sock.recv(64)
     assert line.startswith(b"pid ")
     worker = int(line.split()[1])
@@ -252,7 +253,7 @@ def test_another_user_is_refused(env, project) -> None:
         os.chmod(runtime, 0o755)
         os.chmod(runtime / "dockrun", 0o755)
         os.chmod(path, 0o777)
-        ident = _helper_identity(env)
+        ident = _helper_identity(env, project)
         pid = os.fork()
         if pid == 0:  # as nobody: connect, send a request, and report what came back
             code = 9

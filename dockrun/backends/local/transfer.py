@@ -129,14 +129,21 @@ def _entry(path: str, inside: str, st: os.stat_result, read_only: bool) -> Itera
 
 def _tar_chunks(entries: Sequence[Entry], progress: Progress) -> Iterator[bytes]:
     """The tar stream, written by hand rather than by tarfile so that it is produced as it is sent:
-    headers, then each file's bytes in chunks, padded to 512-byte blocks."""
+    headers, then each file's bytes in chunks, padded to 512-byte blocks. A file removed since it
+    was listed (a SQLite journal in an output's folder, say) is left out: it is opened before its
+    header is sent, so the stream stays whole."""
     for entry in entries:
         info = entry.info
-        yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
         if not info.isreg() or not info.size:
+            yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
             continue
-        left = info.size
-        with open(entry.source, "rb") as f:
+        try:
+            f = open(entry.source, "rb")  # noqa: SIM115 - opened before its header goes; closed by the with below
+        except FileNotFoundError:
+            continue
+        with f:
+            yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            left = info.size
             while left:
                 chunk = f.read(min(CHUNK, left))
                 if not chunk:
