@@ -38,3 +38,31 @@ def test_a_run_cancelled_before_it_started_never_runs_its_command(tmp_path: Path
     store.run_dir("sched2").mkdir(parents=True)  # as the submitting process makes it
     supervise(store, docker, "sched2", watch_driver=False)
     assert store.get("sched2").status == "FINISHED" and (marks / "ran").exists()
+
+
+def test_a_run_after_a_pool_of_runs_gets_a_working_supervisor(tmp_path: Path, base_image: str,
+                                                               monkeypatch) -> None:  # noqa: ANN001
+    """A sweep's pool threads leave their run-store connections behind when they finish; the next
+    run, started from the main thread, forks its supervisor directly, and SQLite's state must not
+    cross that fork (it failed with "disk I/O error" in the supervisor: "the supervisor vanished")."""
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dockrun
+
+    monkeypatch.setenv("DOCKRUN_HOME", str(tmp_path / "home"))
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "MLproject").write_text(f"name: pool\ndocker_env:\n  image: {base_image}\nentry_points:\n"
+                                       "  main:\n    parameters: {n: {type: int, default: 0}}\n"
+                                       "    command: \"echo run {n}\"\n")
+    quiet = io.BytesIO()
+
+    def one(n: int):  # noqa: ANN202
+        return dockrun.execute(str(project), parameters={"n": n}, synchronous=False, log=lambda line: None)
+
+    with ThreadPoolExecutor(2) as pool:
+        handles = list(pool.map(one, range(3)))
+    assert all(h.wait() for h in handles)
+    last = dockrun.execute(str(project), parameters={"n": 9}, log=lambda line: None, stdout=quiet, stderr=quiet)
+    assert last.get_status() == "FINISHED" and b"run 9" in quiet.getvalue()

@@ -108,15 +108,18 @@ class RunRecord:
 
 
 def _close_before_fork() -> None:
+    alone = threading.active_count() == 1
     for store in list(_KEPT):
-        store.close()
+        store.close(every_thread=alone)
 
 
 # SQLite's own state must not cross fork(): a connection open in the parent leaves the child's
-# SQLite with locks and descriptors that are not its own ("locking protocol" on its first query).
-# So every store closes the forking thread's connection first (a supervisor is forked only by a
-# single-threaded process); the next operation opens a new one. The registry only tracks stores
-# with an open connection, weakly.
+# SQLite with locks and descriptors that are not its own ("locking protocol", "disk I/O error" on
+# its first query). So before any fork every store closes its connections: all of them when this
+# is the only thread (as when dockrun forks a supervisor: those of finished threads, such as a
+# sweep's pool, may not have been collected yet), else the forking thread's own (another thread
+# may be using its connection right now). The next operation opens a new one. The registry holds
+# the stores weakly.
 _KEPT: weakref.WeakSet = weakref.WeakSet()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_close_before_fork)
@@ -131,14 +134,15 @@ class RunStore:
     five fsyncs, only for the next operation to create it again. A kept connection with
     ``synchronous = NORMAL`` (WAL mode's recommended setting: a commit is atomic and consistent
     after a crash; only a power loss may take back the last commits) makes an operation a few
-    hundred microseconds. SQLite connections must not cross fork() or threads: a forked
-    supervisor, or another thread, opens its own."""
+    hundred microseconds. A connection is used by the thread that opened it only; a forked
+    supervisor opens its own."""
 
     def __init__(self, home: Path):
         self.home = home
         self.path = home / "runs.db"
         self._ready = False
-        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: dict[int, tuple[int, sqlite3.Connection]] = {}  # thread ident -> (pid, connection)
         # Connections inherited through a fork that did not close them: never used and never closed
         # here (closing one could act on its owner's files); kept referenced so that garbage
         # collection cannot close them either.
@@ -149,12 +153,16 @@ class RunStore:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        db = getattr(self._local, "db", None)
-        if db is None or self._local.pid != os.getpid():
-            if db is not None:
-                self._inherited.append(db)
+        thread, pid = threading.get_ident(), os.getpid()
+        kept = self._conns.get(thread)
+        if kept is not None and kept[0] == pid:
+            db = kept[1]
+        else:
+            if kept is not None:
+                self._inherited.append(kept[1])
             db = self._connect()
-            self._local.db, self._local.pid = db, os.getpid()
+            with self._lock:
+                self._conns[thread] = (pid, db)
             _KEPT.add(self)
         try:
             yield db
@@ -163,16 +171,20 @@ class RunStore:
                 db.execute("ROLLBACK")
             raise
 
-    def close(self) -> None:
-        """Close this thread's connection, if it has one; the next operation opens another."""
-        db = getattr(self._local, "db", None)
-        self._local.db = None
-        if db is not None and self._local.pid == os.getpid():
+    def close(self, every_thread: bool = False) -> None:
+        """Close this thread's connection (``every_thread``: every thread's, when no other thread
+        runs); the next operation opens another."""
+        me, pid = threading.get_ident(), os.getpid()
+        with self._lock:
+            chosen = [t for t, (p, _) in self._conns.items() if p == pid and (every_thread or t == me)]
+            closing = [self._conns.pop(t)[1] for t in chosen]
+        for db in closing:
             db.close()
 
     def _connect(self) -> sqlite3.Connection:
         make_private_dir(self.home)
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        # Not checked for the thread: close() may close a finished thread's connection.
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA busy_timeout = 30000")
