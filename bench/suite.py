@@ -660,7 +660,9 @@ def profile_section(suite: Suite, w: Callable[[str], None]) -> None:
     p = suite.results["profile"]
     w("## Where the time goes in a warm `dockrun run`\n")
     w(f"Of the warm project above (`python -m dockrun.cli run -q DIR -P alpha=0.3`), load "
-      f"{load_cell(suite, 'profile')}: read proportions, not absolute times.\n")
+      f"{load_cell(suite, 'profile')}: read proportions, not absolute times. This is the command run in-process "
+      "from the checkout (as with DOCKRUN_WARMSTART=0): the interpreter start and the imports below are what "
+      "warm start takes off a run (its worker is forked with them done), the rest is what every run pays.\n")
     t = p["parts"]
     py, imp, run, bare = (statistics.median(t[k]) for k in ("python -c pass", "python -c 'import ...'", "dockrun",
                                                              "bare"))

@@ -42,9 +42,10 @@ def test_a_run_cancelled_before_it_started_never_runs_its_command(tmp_path: Path
 
 def test_a_run_after_a_pool_of_runs_gets_a_working_supervisor(tmp_path: Path, base_image: str,
                                                                monkeypatch) -> None:  # noqa: ANN001
-    """A sweep's pool threads leave their run-store connections behind when they finish; the next
-    run, started from the main thread, forks its supervisor directly, and SQLite's state must not
-    cross that fork (it failed with "disk I/O error" in the supervisor: "the supervisor vanished")."""
+    """A sweep's pool threads leave their run-store connections behind when they finish (in stores
+    still held, and in dropped ones until the garbage collector runs); the next run, started from
+    the main thread, forks its supervisor directly, and SQLite's state must not cross that fork (it
+    failed with "disk I/O error" in the supervisor: "the supervisor vanished")."""
     import io
     from concurrent.futures import ThreadPoolExecutor
 
@@ -62,7 +63,9 @@ def test_a_run_after_a_pool_of_runs_gets_a_working_supervisor(tmp_path: Path, ba
         return dockrun.execute(str(project), parameters={"n": n}, synchronous=False, log=lambda line: None)
 
     with ThreadPoolExecutor(2) as pool:
-        handles = list(pool.map(one, range(3)))
+        handles = list(pool.map(one, range(3)))  # kept: their stores hold finished threads' connections
     assert all(h.wait() for h in handles)
+    with ThreadPoolExecutor(2) as pool:  # dropped: their connections wait for the garbage collector
+        assert all(pool.map(lambda n: one(n).wait(), range(3, 6)))
     last = dockrun.execute(str(project), parameters={"n": 9}, log=lambda line: None, stdout=quiet, stderr=quiet)
     assert last.get_status() == "FINISHED" and b"run 9" in quiet.getvalue()

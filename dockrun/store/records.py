@@ -125,6 +125,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_close_before_fork)
 
 
+def _close_own(conns: dict[int, tuple[int, sqlite3.Connection]], lock: threading.Lock) -> None:
+    with lock:
+        own = [db for pid, db in conns.values() if pid == os.getpid()]
+        conns.clear()
+    for db in own:
+        db.close()
+
+
 class RunStore:
     """Access to the run database. Cheap to create; each thread of each process that uses it opens
     one connection on first use and keeps it (closed before a fork, see _close_before_fork).
@@ -147,6 +155,10 @@ class RunStore:
         # here (closing one could act on its owner's files); kept referenced so that garbage
         # collection cannot close them either.
         self._inherited: list[sqlite3.Connection] = []
+        # A sqlite3.Connection is in a reference cycle (its statement cache), so it outlives a
+        # dropped store until the garbage collector runs: a sweep leaves dozens open, and one open
+        # at a fork breaks the child's SQLite. So a store closes its connections when it goes.
+        weakref.finalize(self, _close_own, self._conns, self._lock)
 
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / run_id
