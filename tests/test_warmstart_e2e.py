@@ -313,3 +313,29 @@ def test_warm_start_is_only_for_run_and_can_be_turned_off(env, runtime, project)
     assert r.returncode == 0 and not (runtime / "dockrun").exists()  # no helper for other commands
     r = dockrun(["run", "."], {**env, "DOCKRUN_WARMSTART": "0"}, project)
     assert r.returncode == 0 and not list((runtime / "dockrun").glob("*.sock"))
+
+
+def test_the_worker_takes_on_the_commands_resource_limits(env, runtime, home, project) -> None:
+    dockrun(["run", "."], env, project)
+    helper_pid(runtime)
+    before = {r.run_id for r in RunStore(home).list(100)}
+    proc = subprocess.Popen(["sh", "-c", f"ulimit -n 321; exec {sys.executable} -m dockrun run . -P sleep=30"],
+                            env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = _wait_running(home, before)
+        driver = RunStore(home).get(run_id).driver_pid
+        assert driver != proc.pid  # served by a worker
+        limits = Path(f"/proc/{driver}/limits").read_text()
+        assert any(line.startswith("Max open files") and line.split()[3:5] == ["321", "321"]
+                   for line in limits.splitlines()), limits
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+
+
+def test_other_groups_are_another_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = client.search_path()
+    mine = client.identity(path)
+    groups = os.getgroups()
+    monkeypatch.setattr(os, "getgroups", lambda: [*groups, 4242])  # as after `usermod -aG docker`
+    assert client.identity(path) != mine

@@ -92,13 +92,16 @@ def search_path() -> list[str]:
 
 
 def identity(path: list[str]) -> str:
-    """What makes a helper's code the same as ours: the interpreter, where modules come from, and
-    the newest change to dockrun's files (an edit or upgrade is a new identity)."""
+    """What makes a helper the same as this command, short of what a worker takes on itself: the
+    interpreter, where modules come from, the newest change to dockrun's files (an edit or upgrade
+    is a new identity), and who we are, groups included (a worker cannot take on groups: a user just
+    added to the docker group must not be served by a helper from before)."""
     package = _package()
     newest, count = 0, 0
     for top in (package, os.path.join(os.path.dirname(package), "templates")):
         newest, count = _newest(top, newest, count)
-    return repr((sys.executable, sys.version, path, package, newest, count, os.getuid()))
+    who = (os.getuid(), os.geteuid(), os.getgid(), os.getegid(), sorted(os.getgroups()))
+    return repr((sys.executable, sys.version, path, package, newest, count, who))
 
 
 def _newest(folder: str, newest: int, count: int) -> tuple[int, int]:
@@ -149,7 +152,7 @@ def _converse(sock: _socket.socket, argv: list[str], ident: str) -> int | None:
     umask = os.umask(0)
     os.umask(umask)
     request = marshal.dumps({"identity": ident, "argv": argv, "cwd": cwd, "env": dict(os.environ),
-                             "umask": umask})
+                             "umask": umask, "limits": _limits()})
     sock.settimeout(PID_TIMEOUT_S)
     try:
         sock.sendmsg([pack("!I", len(request)) + request],
@@ -177,6 +180,18 @@ def _converse(sock: _socket.socket, argv: list[str], ident: str) -> int | None:
         forward.restore()
     sys.stderr.write("dockrun: error: the command's worker process ended without an exit code\n")
     return 1
+
+
+# Resource limits a worker takes on from its command (`ulimit -n`, `-v` in a CI script): lowered
+# freely; raised only as far as the helper's hard limit allows.
+LIMITS = ("RLIMIT_NOFILE", "RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_FSIZE", "RLIMIT_CORE",
+          "RLIMIT_CPU", "RLIMIT_NPROC")
+
+
+def _limits() -> dict[str, tuple[int, int]]:
+    import resource  # a C module: well under a millisecond
+
+    return {name: resource.getrlimit(getattr(resource, name)) for name in LIMITS if hasattr(resource, name)}
 
 
 class _Lines:

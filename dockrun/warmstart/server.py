@@ -264,6 +264,7 @@ def worker(helper: Helper, conn: socket.socket, request: dict, fds: list[int], g
             os.close(fd)
         os.chdir(request["cwd"])
         os.umask(int(request["umask"]))
+        _take_limits(request.get("limits") or {})
         os.environ.clear()
         os.environ.update({str(k): str(v) for k, v in dict(request["env"]).items()})
         _fresh_process_state()
@@ -286,6 +287,24 @@ def worker(helper: Helper, conn: socket.socket, request: dict, fds: list[int], g
             pass
     _send(conn, f"exit {code}\n".encode())
     os._exit(code)
+
+
+def _take_limits(limits: dict) -> None:
+    """The command's resource limits, as far as this process may set them (a limit above the
+    helper's hard one stays at that)."""
+    import resource
+
+    for name, (soft, hard) in limits.items():
+        which = getattr(resource, str(name), None)
+        if which is None:
+            continue
+        _, my_hard = resource.getrlimit(which)
+        hard = hard if my_hard == resource.RLIM_INFINITY or 0 <= hard <= my_hard else my_hard
+        soft = soft if hard == resource.RLIM_INFINITY or 0 <= soft <= hard else hard
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError):
+            pass
 
 
 def _fresh_process_state() -> None:
