@@ -333,9 +333,13 @@ def test_the_worker_takes_on_the_commands_resource_limits(env, runtime, home, pr
         proc.communicate(timeout=60)
 
 
-def test_other_groups_are_another_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_other_groups_or_another_cgroup_are_another_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     path = client.search_path()
     mine = client.identity(path)
     groups = os.getgroups()
     monkeypatch.setattr(os, "getgroups", lambda: [*groups, 4242])  # as after `usermod -aG docker`
     assert client.identity(path) != mine
+    monkeypatch.undo()
+    assert client.identity(path) == mine
+    monkeypatch.setattr(client, "_where", lambda: ("0::/system.slice/ci-job-2.scope\n", "mnt:[1]"))
+    assert client.identity(path) != mine  # another CI job's cgroup: its limits are not the helper's

@@ -94,14 +94,29 @@ def search_path() -> list[str]:
 def identity(path: list[str]) -> str:
     """What makes a helper the same as this command, short of what a worker takes on itself: the
     interpreter, where modules come from, the newest change to dockrun's files (an edit or upgrade
-    is a new identity), and who we are, groups included (a worker cannot take on groups: a user just
-    added to the docker group must not be served by a helper from before)."""
+    is a new identity), and what a worker cannot take on: who we are, groups included (a user just
+    added to the docker group must not be served by a helper from before), the cgroup (a CI job's
+    memory limit and accounting) and the mount namespace."""
     package = _package()
     newest, count = 0, 0
     for top in (package, os.path.join(os.path.dirname(package), "templates")):
         newest, count = _newest(top, newest, count)
     who = (os.getuid(), os.geteuid(), os.getgid(), os.getegid(), sorted(os.getgroups()))
-    return repr((sys.executable, sys.version, path, package, newest, count, who))
+    return repr((sys.executable, sys.version, path, package, newest, count, who, _where()))
+
+
+def _where() -> tuple[str, str]:
+    """This process's cgroup and mount namespace ('' where the system has none to show)."""
+    try:
+        with open("/proc/self/cgroup", "rb") as f:
+            cgroup = f.read().decode("utf-8", "replace")
+    except OSError:
+        cgroup = ""
+    try:
+        mounts = os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        mounts = ""
+    return cgroup, mounts
 
 
 def _newest(folder: str, newest: int, count: int) -> tuple[int, int]:
