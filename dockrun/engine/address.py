@@ -23,13 +23,19 @@ def local_socket(environ: Mapping[str, str]) -> str | None:
     return DEFAULT_SOCKET if context in ("", "default") else None
 
 
-def _current_context(environ: Mapping[str, str]) -> str:
-    """docker's config.json ``currentContext``, found and read as docker-py's
-    get_current_context_name does (the first of these files that exists; unreadable: default)."""
+def docker_config_file(environ: Mapping[str, str]) -> str | None:
+    """docker's config file, found as docker-py finds it: the first of DOCKER_CONFIG's
+    config.json, ~/.docker/config.json and ~/.dockercfg that exists; None if none does."""
     home = os.path.expanduser("~")
     candidates = [os.path.join(environ["DOCKER_CONFIG"], "config.json")] if environ.get("DOCKER_CONFIG") else []
     candidates += [os.path.join(home, ".docker", "config.json"), os.path.join(home, ".dockercfg")]
-    found = next((path for path in candidates if os.path.exists(path)), None)
+    return next((path for path in candidates if os.path.exists(path)), None)
+
+
+def _current_context(environ: Mapping[str, str]) -> str:
+    """docker's config.json ``currentContext``, read as docker-py's get_current_context_name does
+    (unreadable: default)."""
+    found = docker_config_file(environ)
     if found is None:
         return "default"
     try:

@@ -28,7 +28,7 @@ from typing import IO, Any, Callable
 from urllib.parse import quote, urlencode
 
 from ..errors import BuildError, ConfigError, ExecutionError
-from .address import local_socket
+from .address import docker_config_file, local_socket
 from .client import ContainerSpec, Docker, _fail, follow_build
 
 TIMEOUT_S = 120  # as docker-py's client, for every call but the ones that wait on the container
@@ -176,7 +176,7 @@ class LeanDocker(Docker):
                           "HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: Upgrade\r\n"
                           "Upgrade: tcp\r\n\r\n").encode())
             head, rest = _read_head(sock)
-            status = int(head.split(b" ", 2)[1])
+            status, _ = _parse_head(head)
             if status not in (101, 200):
                 raise EngineError(status, _message(rest, status))
             sock.settimeout(None)  # the stream lasts as long as the container
@@ -255,10 +255,7 @@ def _exchange(path: str, method: str, url: str, body: bytes, timeout: float | No
         status, headers = _parse_head(raw)
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             return status, b""
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return status, _read_chunked(sock, rest)
-        length = headers.get("content-length")
-        return status, _read_to(sock, rest, int(length) if length is not None else None)
+        return status, _read_body(sock, rest, headers)
     finally:
         sock.close()
 
@@ -275,6 +272,19 @@ def _parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
     return int(parts[1]), headers
 
 
+def _chunked(headers: Mapping[str, str]) -> bool:
+    return "chunked" in headers.get("transfer-encoding", "").lower()
+
+
+def _read_body(sock: socket.socket, data: bytes, headers: Mapping[str, str]) -> bytes:
+    """The whole body after the head (``data``: what came with it): chunked, of its length, or
+    until the engine closes."""
+    if _chunked(headers):
+        return b"".join(_chunks(sock, data))
+    length = headers.get("content-length")
+    return _read_to(sock, data, int(length) if length is not None else None)
+
+
 def _read_to(sock: socket.socket, data: bytes, length: int | None) -> bytes:
     """The body: ``length`` bytes, or everything until the engine closes (no length given)."""
     buf = bytearray(data)
@@ -286,10 +296,6 @@ def _read_to(sock: socket.socket, data: bytes, length: int | None) -> bytes:
             break
         buf += chunk
     return bytes(buf if length is None else buf[:length])
-
-
-def _read_chunked(sock: socket.socket, data: bytes) -> bytes:
-    return b"".join(_chunks(sock, data))
 
 
 def _chunks(sock: socket.socket, data: bytes) -> Iterator[bytes]:
@@ -341,17 +347,12 @@ def _post_stream(path: str, url: str, body: IO[bytes]) -> Iterator[bytes]:
             pass  # the engine refused before reading it all: its answer says why
         raw, rest = _read_head(sock)
         status, headers = _parse_head(raw)
-        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         if status >= 400:
-            length = headers.get("content-length")
-            payload = _read_chunked(sock, rest) if chunked else \
-                _read_to(sock, rest, int(length) if length is not None else None)
-            raise EngineError(status, _message(payload, status))
-        if chunked:
+            raise EngineError(status, _message(_read_body(sock, rest, headers), status))
+        if _chunked(headers):
             yield from _chunks(sock, rest)
         else:
-            length = headers.get("content-length")
-            yield _read_to(sock, rest, int(length) if length is not None else None)
+            yield _read_body(sock, rest, headers)
     finally:
         sock.close()
 
@@ -382,10 +383,7 @@ def _docker_config(environ: Mapping[str, str]) -> dict[str, Any] | None:
     ~/.dockercfg); {} if there is none. None if docker-py would send more with a build than the
     lean client does: registry credentials (``auths``, ``credsStore``, ``credHelpers``, or an
     auth-only legacy file), ``HttpHeaders``, or a file that is not JSON (legacy credentials)."""
-    home = os.path.expanduser("~")
-    candidates = [os.path.join(environ["DOCKER_CONFIG"], "config.json")] if environ.get("DOCKER_CONFIG") else []
-    candidates += [os.path.join(home, ".docker", "config.json"), os.path.join(home, ".dockercfg")]
-    found = next((path for path in candidates if os.path.exists(path)), None)
+    found = docker_config_file(environ)
     if found is None:
         return {}
     try:
@@ -421,7 +419,7 @@ def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(4096)
         if not chunk:
-            raise EngineError(0, "the engine closed the connection while attaching")
+            raise EngineError(0, "the engine closed the connection before it answered")
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
     return head, rest

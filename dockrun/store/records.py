@@ -125,11 +125,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_close_before_fork)
 
 
-def _close_own(conns: dict[int, tuple[int, sqlite3.Connection]], lock: threading.Lock) -> None:
+def _close_connections(conns: dict[int, tuple[int, sqlite3.Connection]], lock: threading.Lock,
+                       thread: int | None = None) -> None:
+    """Close this process's connections in ``conns`` (only ``thread``'s, if given); inherited ones
+    are never closed here."""
+    pid = os.getpid()
     with lock:
-        own = [db for pid, db in conns.values() if pid == os.getpid()]
-        conns.clear()
-    for db in own:
+        chosen = [t for t, (owner, _) in conns.items() if owner == pid and thread in (None, t)]
+        closing = [conns.pop(t)[1] for t in chosen]
+    for db in closing:
         db.close()
 
 
@@ -158,7 +162,7 @@ class RunStore:
         # A sqlite3.Connection is in a reference cycle (its statement cache), so it outlives a
         # dropped store until the garbage collector runs: a sweep leaves dozens open, and one open
         # at a fork breaks the child's SQLite. So a store closes its connections when it goes.
-        weakref.finalize(self, _close_own, self._conns, self._lock)
+        weakref.finalize(self, _close_connections, self._conns, self._lock)
 
     def run_dir(self, run_id: str) -> Path:
         return self.home / "runs" / run_id
@@ -186,12 +190,7 @@ class RunStore:
     def close(self, every_thread: bool = False) -> None:
         """Close this thread's connection (``every_thread``: every thread's, when no other thread
         runs); the next operation opens another."""
-        me, pid = threading.get_ident(), os.getpid()
-        with self._lock:
-            chosen = [t for t, (p, _) in self._conns.items() if p == pid and (every_thread or t == me)]
-            closing = [self._conns.pop(t)[1] for t in chosen]
-        for db in closing:
-            db.close()
+        _close_connections(self._conns, self._lock, None if every_thread else threading.get_ident())
 
     def _connect(self) -> sqlite3.Connection:
         make_private_dir(self.home)

@@ -33,6 +33,7 @@ import _signal
 import _socket
 import marshal
 import os
+import stat
 import sys
 import zlib
 from _struct import pack
@@ -70,13 +71,9 @@ def runtime_dir() -> str | None:
     except OSError:
         return None
     # Another user's folder (made first, in a shared /tmp) or a symlink is never used.
-    if not _is_dir(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
         return None
     return folder
-
-
-def _is_dir(mode: int) -> bool:
-    return (mode & 0o170000) == 0o040000
 
 
 def _package() -> str:

@@ -21,6 +21,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -111,8 +112,6 @@ def _unlink_if_ours(path: str, inode: int) -> None:
 
 
 def serve(helper: Helper, ident: str, idle_s: float) -> None:
-    import time
-
     last = time.monotonic()
     while True:
         timeout = None if helper.commands else max(0.0, idle_s - (time.monotonic() - last))
