@@ -45,6 +45,7 @@ def execute(
     tracking_uri: str | None = None,
     mlflow_run_id: str | None = None,
     dev: bool = False,
+    trust: bool = False,
 ) -> RunHandle:
     """Run a project in a container (or on Databricks) and return the submitted run.
 
@@ -53,7 +54,8 @@ def execute(
     Ctrl-C cancels it. ``synchronous=False`` returns as soon as the run has started; a local run
     goes on under its own supervisor process even if the caller exits. ``dev=True`` runs a local
     folder's code in place (mounted at the project root) in the environment image: nothing is
-    built for the code.
+    built for the code. ``trust=True`` grants a project from a Git URI or an archive the host
+    access its MLproject asks for (docker_env volumes and host variables), as ``--trust`` does.
     """
     request = RunRequest(
         uri=uri, entry_point=entry_point, version=version,
@@ -64,7 +66,7 @@ def execute(
         experiment_name=experiment_name, experiment_id=experiment_id, run_name=run_name,
         tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
         storage_dir=Path(storage_dir).expanduser().resolve() if storage_dir else None,
-        base_image=base_image, rebuild=rebuild, cwd=Path.cwd(), dev=dev,
+        base_image=base_image, rebuild=rebuild, cwd=Path.cwd(), dev=dev, trust=trust,
     )
     return submit(request, log=log, output=(stdout, stderr))
 

@@ -21,6 +21,8 @@ ENV_MANAGER_HELP = ("As in mlflow run: local = the image's own Python, nothing i
                     "python_env.yaml / requirements.txt -> virtualenv, docker_env -> its image. none = local.")
 
 
+TRUST_HELP = ("Give a project from a Git URI or an archive the host access its MLproject asks for (docker_env "
+              "volumes and host variables); without it such a project is refused. A local folder's is always given.")
 DEV_HELP = ("Mount the project folder at the project root instead of baking it into an image: edits are "
             "live on the next run, nothing is built for the code (local folders only).")
 
@@ -87,12 +89,13 @@ def cli() -> None:
               help="Accepted for mlflow run compatibility: dockrun always builds the code into the image.")
 @click.option("--detach", is_flag=True, help="Print the run ID and return at once.")
 @click.option("--dev", is_flag=True, help=DEV_HELP)
+@click.option("--trust", is_flag=True, help=TRUST_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="No build output.")
 def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...], docker_args: tuple[str, ...],
         backend: str, backend_config: str | None, env_manager: str, base_image: str | None, rebuild: bool,
         storage_dir: str | None, experiment_name: str | None, experiment_id: str | None,
         run_name: str | None, tracking_uri: str | None, mlflow_run_id: str | None, build_image: bool,
-        detach: bool, dev: bool, quiet: bool) -> None:
+        detach: bool, dev: bool, trust: bool, quiet: bool) -> None:
     """Run the project at URI (a folder or a Git URI, optionally #subdirectory)."""
     from pathlib import Path
 
@@ -105,7 +108,7 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         env_manager=env_manager, synchronous=not detach, experiment_name=experiment_name,
         experiment_id=experiment_id, run_name=run_name, tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
         storage_dir=Path(storage_dir).expanduser().resolve() if storage_dir else None, base_image=base_image,
-        rebuild=rebuild, cwd=Path.cwd(), dev=dev,
+        rebuild=rebuild, cwd=Path.cwd(), dev=dev, trust=trust,
     )
     submitted = submit(request, log=(lambda line: None) if quiet else None)
     if detach:
@@ -163,9 +166,11 @@ def lock_cmd(uri: str, env_manager: str, base_image: str | None, quiet: bool) ->
               help=ENV_MANAGER_HELP)
 @click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
 @click.option("--dev", is_flag=True, help=DEV_HELP)
+@click.option("--trust", is_flag=True, help=TRUST_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="No build output.")
 def shell_cmd(uri: str, command: tuple[str, ...], version: str | None, entry_point: str, params: tuple[str, ...],
-              docker_args: tuple[str, ...], env_manager: str, base_image: str | None, dev: bool, quiet: bool) -> None:
+              docker_args: tuple[str, ...], env_manager: str, base_image: str | None, dev: bool, trust: bool,
+              quiet: bool) -> None:
     """A shell (bash if the image has it, else sh), or CMD, in the project's image, as a run of the
     entry point would see it: same user, working directory, variables and mounts. Exits with CMD's
     exit code; the container is removed."""
@@ -176,7 +181,7 @@ def shell_cmd(uri: str, command: tuple[str, ...], version: str | None, entry_poi
 
     request = RunRequest(uri=uri, entry_point=entry_point, version=version, parameters=_pairs(params, "-P"),
                          docker_args=docker_args, env_manager=env_manager, base_image=base_image, cwd=Path.cwd(),
-                         dev=dev)
+                         dev=dev, trust=trust)
     sys.exit(open_shell(request, command, quiet=quiet))
 
 

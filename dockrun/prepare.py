@@ -22,6 +22,7 @@ from .config import load_settings
 from .errors import ConfigError
 from .images.environment import env_spec
 from .images.plan import local_code, plan_images
+from .project.access import check_host_access, dangerous_mounts, requested_access
 from .project.params import render_command
 from .project.resolve import is_git_uri, resolve_source, unquote_uri
 from .project.spec import load_project
@@ -72,6 +73,8 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
     if request.dev and local_code(image.plan):
         raise ConfigError("--dev: the environment installs the project's own code (-e .), which only an "
                           "image build can do; run without --dev")
+    if "trust" in backend.options:  # a backend that mounts host folders and copies host variables
+        check_project_access(image, environ)
     ep = image.project.entry_point(request.entry_point)
     rendered = render_command(ep, request.parameters, cwd=request.cwd, placement=backend.placement)
     tracking = None
@@ -94,11 +97,28 @@ def check_options(request: RunRequest, backend: Backend) -> None:
         raise ConfigError(f"{flags}: not supported by backend {backend.name}")
 
 
+def check_project_access(image: PreparedImage, environ: Mapping[str, str]) -> None:
+    """The host access a project asks for: refused for code from elsewhere unless trusted, and
+    said out loud where it hands over the machine, whoever wrote the project."""
+    access = requested_access(image.project)
+    if not access:
+        return
+    check_host_access(access, from_elsewhere=is_from_elsewhere(image.request.uri), trusted=image.request.trust,
+                      shown_uri=image.source.uri)
+    for warning in dangerous_mounts(access, environ):
+        log.warning("%s", warning)
+
+
+def is_from_elsewhere(uri: str) -> bool:
+    """A Git URI or an archive holds code the user did not write in place; a folder is theirs."""
+    uri = unquote_uri(uri)
+    return is_archive_uri(uri) or is_git_uri(uri)
+
+
 def check_dev_source(uri: str) -> None:
     """--dev runs the code of a folder the user edits; a Git URI or an archive has none to mount.
     The URI is not quoted back: it may carry credentials."""
-    uri = unquote_uri(uri)
-    if is_archive_uri(uri) or is_git_uri(uri):
+    if is_from_elsewhere(uri):
         raise ConfigError("--dev: the project must be a local folder, not a Git URI or an archive")
 
 
