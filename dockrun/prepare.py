@@ -22,6 +22,7 @@ from .config import load_settings
 from .errors import ConfigError
 from .images.environment import env_spec
 from .images.plan import local_code, plan_images
+from .locks import make_private_dir
 from .project.access import check_host_access, dangerous_mounts, requested_access
 from .project.params import render_command
 from .project.resolve import is_git_uri, resolve_source, unquote_uri
@@ -55,6 +56,7 @@ def prepare_image(request: RunRequest, read_lock: bool = True,
     ``base_id`` finds the base image's content identity, which the image names' key includes;
     None where no image is built on it (a backend without --base-image)."""
     settings = load_settings(base_image=request.base_image)
+    make_private_dir(settings.home)  # before any cache below makes it with the umask's mode
     source = resolve_source(request.uri, request.version, settings.home)
     project = load_project(source.root, settings.home / "cache" / "mlproject")
     env = env_spec(project, settings, request.env_manager, read_lock)
