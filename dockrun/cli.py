@@ -51,8 +51,10 @@ def _backend_config(value: str | None) -> Any:
     if os.path.isfile(value):
         with open(value, encoding="utf-8") as f:
             text, where = f.read(), value
-    else:
+    elif value.lstrip()[:1] in ("{", "["):
         text, where = value, "--backend-config"
+    else:  # neither a file nor JSON text: most likely a file name with a typo
+        raise click.UsageError(f"--backend-config {value}: no such file (expected a JSON file or a JSON object)")
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

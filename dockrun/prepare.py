@@ -26,7 +26,7 @@ from .locks import make_private_dir
 from .project.access import check_host_access, dangerous_mounts, requested_access
 from .project.params import render_command
 from .project.resolve import is_git_uri, resolve_source, unquote_uri
-from .project.spec import load_project
+from .project.spec import EntryPoint, load_project
 from .project.uri import is_archive_uri
 from .request import FLAGS, PreparedImage, PreparedRun, RunRequest
 from .tracking.target import tracking_target
@@ -79,6 +79,8 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
         check_project_access(image, environ)
     ep = image.project.entry_point(request.entry_point)
     rendered = render_command(ep, request.parameters, cwd=request.cwd, placement=backend.placement)
+    for warning in near_misses(ep, request.parameters):
+        log.warning("%s", warning)
     tracking = None
     if getattr(backend, "default_tracking_uri", None):
         pass  # a backend with a tracking home of its own (Databricks' workspace) decided in configure
@@ -89,6 +91,23 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
         log.warning("%s is set, but backend %s does not report runs to it",
                     next(name for name in TRACKING_VARS if environ.get(name)), backend.name)
     return PreparedRun(image, ep, rendered, tracking, backend_config)
+
+
+def near_misses(ep: EntryPoint, given: Mapping[str, str]) -> list[str]:
+    """An undeclared key is passed on as ``--key value`` (MLflow's rule), so a typo fails inside the
+    container, or worse, is taken by argparse as the declared option it is a prefix of: say so when
+    an undeclared key is close to a declared one."""
+    import difflib
+
+    declared = [p.name for p in ep.parameters]
+    out = []
+    for key in given:
+        if key in declared:
+            continue
+        close = [d for d in declared if d.startswith(key)] or difflib.get_close_matches(key, declared, n=1, cutoff=0.75)
+        if close:
+            out.append(f"-P {key}: not declared by entry point {ep.name!r}; did you mean {close[0]}?")
+    return out
 
 
 def check_options(request: RunRequest, backend: Backend) -> None:

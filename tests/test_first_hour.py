@@ -1,0 +1,26 @@
+"""What a new user meets in the first hour, through the real CLI: typos get a line that says the
+fix, before anything is built."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def test_a_backend_config_file_that_does_not_exist_is_named(cli, tmp_path: Path) -> None:
+    r = cli("run", "examples/hello", "-b", "kubernetes", "-c", "nosuch.json", cwd=tmp_path)
+    assert r.code == 2
+    assert r.err.strip().splitlines() == [
+        "dockrun: error: --backend-config nosuch.json: no such file (expected a JSON file or a JSON object)"]
+
+
+def test_inline_json_that_is_broken_is_still_called_json(cli) -> None:
+    r = cli("run", "examples/hello", "-b", "kubernetes", "-c", "{oops")
+    assert r.code == 2 and "--backend-config: not valid JSON" in r.err
+
+
+def test_a_mistyped_parameter_is_named_with_the_one_it_is_close_to(cli, no_leaks) -> None:
+    for typo in ("aplha", "alph"):
+        r = cli("run", "examples/hello", "-q", "-P", f"{typo}=0.3")
+        warnings = [line for line in r.err.splitlines() if "did you mean" in line]
+        assert warnings == [f"dockrun: warning: -P {typo}: not declared by entry point 'main'; did you mean alpha?"]
+    ok = cli("run", "examples/hello", "-q", "-P", "alpha=0.3", "-P", "unrelated_extra=1")
+    assert "did you mean" not in ok.err
