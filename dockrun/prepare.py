@@ -13,18 +13,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable
 
 from .backends import Backend
 from .config import load_settings
-from .errors import ConfigError
+from .errors import ConfigError, ParameterError, ProjectError
 from .images.environment import env_spec
 from .images.plan import local_code, plan_images
 from .locks import make_private_dir
 from .project.access import check_host_access, dangerous_mounts, requested_access
-from .project.params import render_command
+from .project.params import RenderedCommand, render_command
 from .project.resolve import is_git_uri, resolve_source, unquote_uri
 from .project.spec import EntryPoint, load_project
 from .project.uri import is_archive_uri
@@ -64,8 +65,11 @@ def prepare_image(request: RunRequest, read_lock: bool = True,
     return PreparedImage(request, settings, source, project, env, plan.env_key, plan)
 
 
-def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | None = None) -> PreparedRun:
-    """Validate the whole request for ``backend``; returns what its ``submit`` takes."""
+def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | None = None,
+            command_needed: bool = True) -> PreparedRun:
+    """Validate the whole request for ``backend``; returns what its ``submit`` takes. Without
+    ``command_needed`` (a shell, which runs no entry point) an entry point that is missing or
+    lacks a parameter is no error: its command says what is missing when it is tried."""
     environ = os.environ if environ is None else environ
     check_options(request, backend)
     if request.dev:
@@ -77,8 +81,14 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
                           "image build can do; run without --dev")
     if "trust" in backend.options:  # a backend that mounts host folders and copies host variables
         check_project_access(image, environ)
-    ep = image.project.entry_point(request.entry_point)
-    rendered = render_command(ep, request.parameters, cwd=request.cwd, placement=backend.placement)
+    try:
+        ep = image.project.entry_point(request.entry_point)
+        rendered = render_command(ep, request.parameters, cwd=request.cwd, placement=backend.placement)
+    except (ProjectError, ParameterError) as e:
+        if command_needed:
+            raise
+        ep = EntryPoint(name=request.entry_point, command="")
+        rendered = RenderedCommand(f"echo {shlex.quote(f'dockrun: {e}')} >&2; exit 2", {}, ())
     for warning in near_misses(ep, request.parameters):
         log.warning("%s", warning)
     tracking = None

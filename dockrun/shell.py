@@ -54,7 +54,7 @@ def open_shell(request: RunRequest, command: Sequence[str] = (), quiet: bool = F
     cli = shutil.which("docker")
     if cli is None:
         raise ConfigError("dockrun shell: the docker command is not on PATH (it attaches the terminal)")
-    prepared = prepare(request, get_backend("local"))
+    prepared = prepare(request, get_backend("local"), command_needed=False)
     docker = Docker()
     with build_feedback(quiet) as log:
         prepared = fetch_inputs(prepared, log)

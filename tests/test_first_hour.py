@@ -24,3 +24,20 @@ def test_a_mistyped_parameter_is_named_with_the_one_it_is_close_to(cli, no_leaks
         assert warnings == [f"dockrun: warning: -P {typo}: not declared by entry point 'main'; did you mean alpha?"]
     ok = cli("run", "examples/hello", "-q", "-P", "alpha=0.3", "-P", "unrelated_extra=1")
     assert "did you mean" not in ok.err
+
+
+def test_a_project_without_mlproject_run_without_e_says_which_script_to_name(cli) -> None:
+    r = cli("run", "examples/scripts")
+    assert r.code == 2
+    assert r.err.strip().splitlines() == [
+        "dockrun: error: scripts: this project has no MLproject, so no entry point 'main': name a script to run "
+        "with -e, e.g. -e train.py"]
+
+
+def test_a_shell_needs_no_entry_point_and_its_command_says_what_is_missing(cli, no_leaks) -> None:
+    r = cli("shell", "examples/scripts", "--", "sh", "-c", 'python -V; eval "$DOCKRUN_COMMAND"')
+    assert r.code == 2, r.err
+    assert "Python 3" in r.out
+    assert "no entry point 'main': name a script to run with -e" in r.err
+    required = cli("shell", "examples/hello", "-e", "sleep", "-P", "seconds=abc", "--", "true")
+    assert required.code == 0, required.err

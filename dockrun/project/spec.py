@@ -71,8 +71,13 @@ class ProjectSpec:
                 raise ProjectError(f"entry point {name!r}: a script entry point must be a path inside the project")
             interpreter = _SCRIPT_INTERPRETERS[path.suffix]
             return EntryPoint(name=name, command=f"{interpreter} {shlex.quote(str(path))}")
+        if not self.mlproject:
+            scripts = sorted(p.name for p in self.root.iterdir() if p.suffix in _SCRIPT_INTERPRETERS and p.is_file())
+            example = f", e.g. -e {scripts[0]}" if scripts else ""
+            raise ProjectError(f"{self.name}: this project has no MLproject, so no entry point {name!r}: name a script "
+                               f"to run with -e{example}")
         known = ", ".join(sorted(self.entry_points)) or "none declared"
-        where = "MLproject" if self.mlproject else self.name
+        where = "MLproject"
         raise ProjectError(
             f"{where}: entry_points: no entry point {name!r} (declared: {known}; "
             "or give a .py/.sh/.R path relative to the project root)"
