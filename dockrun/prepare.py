@@ -47,7 +47,11 @@ def engine_base_id(ref: str) -> str | None:
         engine = connect()
     except ConfigError:  # no engine: the build says so, after any mistake in the request itself
         return None
-    return engine.image_digest(ref)
+    digest = engine.image_digest(ref)
+    if digest is None:  # the build would fail at its first step, with the registry's words
+        raise ConfigError(f"base image {ref}: not on this engine and no registry it can reach serves it; "
+                          "pull or build it first, or name another with --base-image or DOCKRUN_BASE_IMAGE")
+    return digest
 
 
 def prepare_image(request: RunRequest, read_lock: bool = True,

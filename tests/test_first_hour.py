@@ -41,3 +41,12 @@ def test_a_shell_needs_no_entry_point_and_its_command_says_what_is_missing(cli, 
     assert "no entry point 'main': name a script to run with -e" in r.err
     required = cli("shell", "examples/hello", "-e", "sleep", "-P", "seconds=abc", "--", "true")
     assert required.code == 0, required.err
+
+
+def test_a_base_image_that_cannot_be_had_is_one_line_before_any_build(cli, home: Path) -> None:
+    r = cli("run", "examples/scripts", "-e", "train.py", "--base-image", "nosuch-image:1")
+    assert r.code == 2
+    assert r.err.strip().splitlines() == [
+        "dockrun: error: base image nosuch-image:1: not on this engine and no registry it can reach serves it; "
+        "pull or build it first, or name another with --base-image or DOCKRUN_BASE_IMAGE"]
+    assert "Step 1" not in r.err and not (home / "runs").exists()
