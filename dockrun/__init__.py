@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "execute",
     "get_run",
+    "rerun",
     "DockrunError",
     "ProjectError",
     "ParameterError",
@@ -44,3 +45,11 @@ def get_run(run_id: str):  # noqa: ANN201 - returns dockrun.runs.LocalRun
     from .api import get_run as _get_run
 
     return _get_run(run_id)
+
+
+def rerun(run: str, parameters=None, synchronous: bool = True):  # noqa: ANN001, ANN201 - see dockrun.rerun.rerun
+    """Run a recorded run again exactly (same source, entry point, parameters and image); ``parameters``
+    override values. Returns the new run's handle, as ``execute`` does."""
+    from .rerun import rerun as _rerun
+
+    return _rerun(run, parameters, synchronous)

@@ -15,7 +15,7 @@ from .backends.handle import RunHandle, RunNotFound, ended_error, shielded
 from .config import load_settings
 from .errors import Interrupted
 from .prepare import fetch_inputs, prepare
-from .request import RunRequest
+from .request import PreparedRun, RunRequest
 from .store.records import RunStore
 
 if TYPE_CHECKING:
@@ -76,10 +76,16 @@ def submit(request: RunRequest, log: Callable[[str], None] | None = None,
            backend: Backend | None = None) -> RunHandle:
     """Prepare ``request``, submit it to its backend (``backend`` overrides the registry, for test
     doubles) and, if synchronous, stream its output until it is over."""
+    backend = backend or get_backend(request.backend)
+    return submit_prepared(prepare(request, backend), backend, log, output)
+
+
+def submit_prepared(prepared: PreparedRun, backend: Backend, log: Callable[[str], None] | None = None,
+                    output: tuple[IO[bytes] | None, IO[bytes] | None] = (None, None)) -> RunHandle:
+    """``submit`` after ``prepare``: for a face that looks at the prepared run first (a rerun)."""
     from .images.feedback import build_feedback
 
-    backend = backend or get_backend(request.backend)
-    prepared = prepare(request, backend)
+    request = prepared.request
     with build_feedback() as default_log:
         say = log or default_log
         if backend.placement.host_paths:  # inputs first: a wrong URI fails before a long build

@@ -63,6 +63,10 @@ def prepare_image(request: RunRequest, read_lock: bool = True,
     settings = load_settings(base_image=request.base_image)
     make_private_dir(settings.home)  # before any cache below makes it with the umask's mode
     source = resolve_source(request.uri, request.version, settings.home)
+    if request.source_key and source.key != request.source_key:
+        raise ConfigError(f"run {request.rerun_of}: its source {source.uri} is not the code that ran any more "
+                          f"(it hashes to {source.key[:12]}, the run had {request.source_key[:12]}); a rerun runs the "
+                          "same code: restore it, or start a new run with dockrun run")
     project = load_project(source.root, settings.home / "cache" / "mlproject")
     env = env_spec(project, settings, request.env_manager, read_lock)
     plan = plan_images(project, source, env, settings, base_id(env.base_image) if base_id else None)

@@ -51,4 +51,5 @@ def _environment(rec: RunRecord) -> dict[str, Any]:
         return {"recorded": False, "why": "not recorded: the run used the cluster's environment, not an image"}
     from .images.installed import run_installed, summary  # the image stack only for `show`
 
-    return summary(run_installed(load_settings().home, rec.run_id, rec.image, Docker))
+    # By content ID where the record has one: the tag may name a rebuilt image by now.
+    return summary(run_installed(load_settings().home, rec.run_id, rec.image_id or rec.image, Docker))

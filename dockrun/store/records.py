@@ -17,7 +17,7 @@ import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,9 @@ _ADDED_COLUMNS = (
     ("remote_run_id", "TEXT"),
     ("remote_url", "TEXT"),
     ("dev", "INTEGER NOT NULL DEFAULT 0"),  # the code was mounted from the folder, not in the image
+    ("image_id", "TEXT"),  # the image's content ID: what a rerun runs again, whatever the tag names now
+    ("options", "TEXT NOT NULL DEFAULT '{}'"),  # the request's other options a rerun repeats (JSON)
+    ("rerun_of", "TEXT"),
 )
 
 
@@ -101,6 +104,9 @@ class RunRecord:
     remote_run_id: str | None = None
     remote_url: str | None = None
     dev: bool = False
+    image_id: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    rerun_of: str | None = None
 
     @property
     def over(self) -> bool:
@@ -304,6 +310,7 @@ def _migrate(db: sqlite3.Connection) -> None:
 def _to_row(r: RunRecord) -> dict[str, Any]:
     row = {k: getattr(r, k) for k in RunRecord.__dataclass_fields__}
     row["parameters"] = json.dumps(r.parameters, sort_keys=True)
+    row["options"] = json.dumps(r.options, sort_keys=True)
     return row
 
 
@@ -311,6 +318,7 @@ def _from_row(row: sqlite3.Row) -> RunRecord:
     # Columns a newer dockrun added are not this one's to read: an older version keeps working.
     data = {k: v for k, v in dict(row).items() if k in RunRecord.__dataclass_fields__}
     data["parameters"] = json.loads(data["parameters"])
+    data["options"] = json.loads(data.get("options") or "{}")
     data["dirty"] = bool(data["dirty"])
     data["dev"] = bool(data.get("dev"))
     return RunRecord(**data)

@@ -166,7 +166,8 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
         spec = container_spec(ctx)
     outputs.mkdir(parents=True, exist_ok=True)
     store.insert(dataclasses.replace(
-        new_record(prepared, run_id, str(outputs)), image=image_ref, dev=request.dev, driver_pid=os.getpid(),
+        new_record(prepared, run_id, str(outputs)), image=image_ref, image_id=image_id, dev=request.dev,
+        driver_pid=os.getpid(),
         driver_start=start_token(os.getpid()), tracking_uri=tracking.uri if tracking else None,
         mlflow_run_id=mlflow_run_id, experiment_id=experiment_id))
     run = LocalRun(store, run_id, docker, listen(run_dir))  # listening before the supervisor starts
@@ -209,6 +210,19 @@ def run_image(prepared: PreparedRun, docker: Docker, log: Callable[[str], None])
     """The image a run (or a shell) uses, made sure of: its reference and ID. The project image
     (environment + code), built if missing; under --dev the environment image alone, since the code
     is mounted, so an edit never builds anything."""
+    if prepared.request.image_id:  # a rerun: the very image the run used, if it can be had
+        from .pinned import compare_rebuilt, pinned_image
+
+        pinned = pinned_image(prepared, docker, log)
+        if pinned:
+            return pinned
+        ref, built = _made_sure_of(prepared, docker, log)
+        compare_rebuilt(prepared, docker, built, log)
+        return ref, built
+    return _made_sure_of(prepared, docker, log)
+
+
+def _made_sure_of(prepared: PreparedRun, docker: Docker, log: Callable[[str], None]) -> tuple[str, str]:
     plan, settings, rebuild = prepared.plan, prepared.settings, prepared.request.rebuild
     if not rebuild and not prepared.request.dev:
         # A warm run: the image is here (one inspect), and the build stack is not even imported.
