@@ -19,6 +19,7 @@ __all__ = [
     "execute",
     "get_run",
     "rerun",
+    "sweep",
     "DockrunError",
     "ProjectError",
     "ParameterError",
@@ -53,3 +54,20 @@ def rerun(run: str, parameters=None, synchronous: bool = True):  # noqa: ANN001,
     from .rerun import rerun as _rerun
 
     return _rerun(run, parameters, synchronous)
+
+
+def sweep(uri: str, grid, parallel: int = 4, **options):  # noqa: ANN001, ANN003, ANN201 - see dockrun.sweep
+    """Run ``uri`` for every point of ``grid`` (a mapping of parameter -> values, every combination;
+    or a list of parameter mappings), at most ``parallel`` at once; ``options`` are ``execute``'s
+    (entry_point, backend, docker_args, ...). Returns a SweepResult: ``.rows`` (parameters, run ID,
+    status, metrics) and ``.sweep_id``."""
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    from .request import RunRequest
+    from .sweep import grid_points
+    from .sweep import sweep as _sweep
+
+    points = grid_points({k: [str(v) for v in vs] for k, vs in grid.items()}) if isinstance(grid, Mapping) else [
+        {k: str(v) for k, v in p.items()} for p in grid]
+    return _sweep(RunRequest(uri=uri, cwd=Path.cwd(), **options), points, parallel)

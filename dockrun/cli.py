@@ -117,6 +117,54 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         click.echo(submitted.run_id)
 
 
+@cli.command("sweep")
+@click.argument("uri", required=False)
+@click.option("-e", "--entry-point", default="main", show_default=True, help="Entry point name or .py/.sh path.")
+@click.option("-v", "--version", "version", help="Git commit, branch or tag (Git URIs only).")
+@click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=V1,V2,...",
+              help="A parameter's values (repeatable): every combination runs.")
+@click.option("--grid", "grid_file", metavar="FILE", help="The points from a file instead: JSON (a list of objects) "
+              "or CSV (a header of parameter names, a row per run).")
+@click.option("-A", "--docker-args", "docker_args", multiple=True, metavar="KEY[=VALUE]",
+              help="A docker run option, as for run (repeatable).")
+@click.option("-b", "--backend", default="local", show_default=True, help="local, databricks or kubernetes.")
+@click.option("-c", "--backend-config", help="As for run.")
+@click.option("--env-manager", default="auto", show_default=True, type=click.Choice(ENV_MANAGERS),
+              help=ENV_MANAGER_HELP)
+@click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
+@click.option("--experiment-name")
+@click.option("--parallel", default=4, show_default=True, help="At most this many runs at once.")
+@click.option("--resume", metavar="SWEEP", help="Run what did not finish in this sweep (its points and options).")
+@click.option("--sort", metavar="METRIC", help="Sort the table by a metric the runs wrote (-METRIC: descending).")
+@click.option("-q", "--quiet", is_flag=True, help="No build output.")
+def sweep_cmd(uri: str | None, entry_point: str, version: str | None, params: tuple[str, ...],
+              grid_file: str | None, docker_args: tuple[str, ...], backend: str, backend_config: str | None,
+              env_manager: str, base_image: str | None, experiment_name: str | None, parallel: int,
+              resume: str | None, sort: str | None, quiet: bool) -> None:
+    """Run the project at URI for every combination of parameter values, at most --parallel at once,
+    on any backend; print a table of each run's parameters, status and metrics (what it wrote to
+    metrics.json or metrics.csv in $DOCKRUN_OUTPUT_DIR). Exit 1 if a run did not finish."""
+    from pathlib import Path
+
+    from .request import RunRequest
+    from .sweep import grid_points, parse_axes, read_points, sweep, table
+
+    if not uri and not resume:
+        raise click.UsageError("missing URI (or --resume SWEEP)")
+    points = read_points(grid_file) if grid_file else grid_points(parse_axes(params))
+    template = RunRequest(uri=uri or "", entry_point=entry_point, version=version, docker_args=docker_args,
+                          backend=backend, backend_config=_backend_config(backend_config), env_manager=env_manager,
+                          base_image=base_image, experiment_name=experiment_name, cwd=Path.cwd())
+    from .images.feedback import build_feedback
+
+    with build_feedback(quiet) as log:
+        result = sweep(template, points, parallel, resume, log=log)
+    click.echo(f"sweep {result.sweep_id}")
+    click.echo(table(result, sort))
+    if not result.ok:
+        raise SystemExit(1)
+
+
 @cli.command("build")
 @click.argument("uri")
 @click.option("-v", "--version", "version", help="Git commit, branch or tag (Git URIs only).")
