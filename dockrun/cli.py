@@ -241,12 +241,13 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.option("-n", "--limit", default=20, show_default=True)
-def runs_list(limit: int) -> None:
+@click.option("-n", "--limit", default=20, show_default=True, help="How many of the latest runs.")
+@click.option("--all", "every", is_flag=True, help="Every run.")
+def runs_list(limit: int, every: bool) -> None:
     """The latest runs, newest first."""
     from .views import list_table
 
-    click.echo(list_table(limit))
+    click.echo(list_table(0 if every else limit))
 
 
 @runs.command("show")
@@ -338,8 +339,12 @@ def images_prune(days: float, project: str | None) -> None:
     """Remove dockrun images not used for --older-than days."""
     from .images.housekeeping import prune
 
-    for ref in prune(days, project):
+    removed = prune(days, project)
+    for ref in removed:
         click.echo(f"removed {ref}")
+    if not removed:
+        click.echo(f"nothing to remove: no dockrun image{' of ' + project if project else ''} unused for "
+                   f"{days:g} days (--older-than DAYS)")
 
 
 def _raise_interrupt(signum: int, frame: Any) -> NoReturn:

@@ -247,6 +247,10 @@ class RunStore:
             rows = db.execute("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
         return [_from_row(r) for r in rows]
 
+    def count(self) -> int:
+        with self._db() as db:
+            return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
     def unfinished(self) -> list[RunRecord]:
         with self._db() as db:
             rows = db.execute("SELECT * FROM runs WHERE ended IS NULL").fetchall()
