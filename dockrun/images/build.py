@@ -140,6 +140,7 @@ class DockerLike(Protocol):
     def image_id(self, ref: str) -> str | None: ...
     def try_pull(self, ref: str) -> str | None: ...
     def ensure_pulled(self, ref: str, log: Callable[[str], None]) -> str: ...
+    def tag(self, ref: str, target: str) -> None: ...
     def build(self, context: IO[bytes], tag: str, buildargs: dict[str, str],
               labels: Mapping[str, str], log: Callable[[str], None]) -> str: ...
 
@@ -196,6 +197,13 @@ def _present(docker: DockerLike, ref: str, settings: Settings, log: Callable[[st
     """The image ID of ``ref`` if it is here, or can be pulled from the configured registry."""
     found = docker.image_id(ref)
     if found is None and settings.registry and ref.startswith(settings.registry + "/"):
+        # Built here before DOCKRUN_REGISTRY was set: the same key names the same image.
+        unprefixed = ref[len(settings.registry) + 1:]
+        found = docker.image_id(unprefixed)
+        if found:
+            docker.tag(found, ref)
+            log(f"{unprefixed} is here: tagged it {ref}")
+            return found
         found = docker.try_pull(ref)
         if found:
             log(f"pulled {ref} from the registry")
