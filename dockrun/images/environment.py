@@ -329,7 +329,7 @@ def _local_code(root: Path, line: str, where: str) -> str:
     norm = posixpath.normpath(target)
     if norm == ".." or norm.startswith("../"):
         raise ProjectError(f"{where}: {line!r}: local code must be inside the project")
-    folder = root / norm
+    folder = project_file(root, norm)  # a link to the user's other code is no part of this project
     if not any((folder / f).is_file() for f in ("pyproject.toml", "setup.py", "setup.cfg")):
         raise ProjectError(f"{where}: {line!r}: no pyproject.toml or setup.py in {norm!r}")
     path = "." if norm == "." else "./" + norm

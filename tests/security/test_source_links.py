@@ -114,6 +114,15 @@ def test_local_folder_environment_file_linking_outside_is_refused(cli, home: Pat
     _assert_refused(result, "requirements.txt", token, home)
 
 
+def test_local_code_linking_outside_is_refused(cli, home: Path, tmp_path: Path, secret) -> None:
+    """`-e ./libs/pkg` where libs links to the user's other code: not the project's to install."""
+    creds, token = secret
+    other = write_project(creds.parent / "private-pkg", {"pyproject.toml": f"# {token}\n"})
+    remote = _repo_with_link(tmp_path, {"note.txt": "x\n", "requirements.txt": "-e ./libs\n"}, "libs", str(other))
+    result = cli("build", remote.url, env=_env(tmp_path, creds))
+    _assert_refused(result, "libs", token, home)
+
+
 def test_links_inside_the_project_are_followed(cli, home: Path, tmp_path: Path, secret, no_leaks) -> None:
     """MLproject and .dockerignore as links to files of the same commit: the run works as before."""
     creds, _ = secret
