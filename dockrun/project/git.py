@@ -75,7 +75,7 @@ _DIAGNOSES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("transport 'file' not allowed",),
      "a submodule has a local (file://) URL, which git refuses by default; serve it over https or ssh, "
      "or allow it in your git config (protocol.file.allow=always)"),
-    (("not allowed",), "a submodule uses a transport that git does not allow (protocol.<name>.allow)"),
+    (("fatal: transport '",), "a submodule uses a transport that git does not allow (protocol.<name>.allow)"),
     (("authentication failed", "could not read username", "could not read password",
       "terminal prompts disabled", "access denied", "returned error: 401", "returned error: 403",
       "invalid username or password", "invalid credentials"), "authentication failed"),
@@ -144,9 +144,9 @@ def local_git_info(path: Path) -> tuple[str, bool] | None:
         return None
     try:
         proc = subprocess.run(
-            ["git", *_QUIET_GIT, *filters, "--no-optional-locks", "status", "--porcelain=v2", "--branch",
+            ["git", *_QUIET_GIT, "--no-optional-locks", "status", "--porcelain=v2", "--branch",
              "--untracked-files=normal", "--ignore-submodules=dirty", "--", "."],
-            cwd=path, env=env, stdin=subprocess.DEVNULL, capture_output=True)
+            cwd=path, env={**env, **filters}, stdin=subprocess.DEVNULL, capture_output=True)
     except OSError:  # no git binary, or path is not a directory
         return None
     if proc.returncode != 0:
@@ -162,10 +162,11 @@ def local_git_info(path: Path) -> tuple[str, bool] | None:
 _QUIET_GIT = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "protocol.allow=never")
 
 
-def _filters_off(path: Path, env: dict[str, str]) -> tuple[str, ...] | None:
-    """``-c`` options that empty every filter driver git's config defines (a clean filter runs when
+def _filters_off(path: Path, env: dict[str, str]) -> dict[str, str] | None:
+    """Variables that empty every filter driver git's config defines (a clean filter runs when
     ``git status`` re-reads a file whose stats changed); None when git cannot read the repository.
-    Reading config runs nothing: no index, no hooks."""
+    Reading config runs nothing: no index, no hooks. Given as GIT_CONFIG_KEY_n/VALUE_n, not ``-c``:
+    ``-c`` splits at the first "=", and a driver may be named ``x=y``."""
     try:
         proc = subprocess.run(["git", "config", "--null", "--name-only", "--get-regexp", r"^filter\."],
                               cwd=path, env=env, stdin=subprocess.DEVNULL, capture_output=True)
@@ -175,10 +176,16 @@ def _filters_off(path: Path, env: dict[str, str]) -> tuple[str, ...] | None:
         return None
     drivers = {name.decode("utf-8", "surrogateescape").rsplit(".", 1)[0]
                for name in proc.stdout.split(b"\0") if name.count(b".") >= 2}
-    off: list[str] = []
+    try:
+        count = int(env.get("GIT_CONFIG_COUNT") or 0)  # the user's own, kept
+    except ValueError:
+        return None
+    off: dict[str, str] = {}
     for driver in sorted(drivers):  # "filter.NAME"; an empty command is no filter
-        off += ["-c", f"{driver}.clean=", "-c", f"{driver}.process=", "-c", f"{driver}.required=false"]
-    return tuple(off)
+        for key, value in (("clean", ""), ("process", ""), ("required", "false")):
+            off[f"GIT_CONFIG_KEY_{count}"], off[f"GIT_CONFIG_VALUE_{count}"] = f"{driver}.{key}", value
+            count += 1
+    return {**off, "GIT_CONFIG_COUNT": str(count)} if off else {}
 
 
 def _may_be_in_work_tree(path: Path) -> bool:
@@ -281,7 +288,8 @@ def _check_url(url: str, display: str) -> None:
         if scheme.lower() not in _URL_SCHEMES:
             raise bad(f"expected one of {', '.join(s + '://' for s in _URL_SCHEMES)}")
         user, _, host = rest.split("/", 1)[0].rpartition("@")
-        parts = {"user": user, "host": host}
+        port = host.rpartition(":")[2] if ":" in host.rpartition("]")[2] else ""  # [::1]:22
+        parts = {"user": user, "host": host, "port": port}
     elif "::" in url:  # transport::address: git runs git-remote-<transport>
         raise bad("a transport::address URL runs a program; give an https, ssh, git or file URL")
     else:

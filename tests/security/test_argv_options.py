@@ -41,6 +41,7 @@ def marker_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     "git+sh::touch {m}",
     "ssh://-oProxyCommand=touch% {m}/repo.git",
     "git+ssh://-oProxyCommand=touch% {m}/repo.git",
+    "ssh://127.0.0.1:-oProxyCommand=touch% {m}/repo.git",
     "git@-oProxyCommand=touch% {m}:repo.git",
     "git+-oProxyCommand=touch% {m}@127.0.0.1:repo.git",
     "git+git@127.0.0.1:--upload-pack=touch% {m}",

@@ -50,14 +50,15 @@ def test_local_folder_fsmonitor_is_not_run(cli, folder: Path, tmp_path: Path, co
     assert not marker.exists()
 
 
-def test_local_folder_clean_filter_is_not_run(cli, folder: Path, tmp_path: Path, no_leaks) -> None:
+@pytest.mark.parametrize("driver", ["evil", "x=y"])  # git -c would split "filter.x=y.clean=" at its first "="
+def test_local_folder_clean_filter_is_not_run(cli, folder: Path, tmp_path: Path, driver: str, no_leaks) -> None:
     """git status re-reads a tracked file whose stats changed through its clean filter."""
     marker = tmp_path / "FILTER-RAN"
     filt = _script(tmp_path / "filter.sh", marker, "cat\n")
-    git("config", "filter.evil.clean", str(filt), cwd=folder)
-    git("config", "filter.evil.required", "true", cwd=folder)
+    git("config", f"filter.{driver}.clean", str(filt), cwd=folder)
+    git("config", f"filter.{driver}.required", "true", cwd=folder)
     (folder / ".git" / "info").mkdir(exist_ok=True)
-    (folder / ".git" / "info" / "attributes").write_text("* filter=evil\n")
+    (folder / ".git" / "info" / "attributes").write_text(f"* filter={driver}\n")
     os.utime(folder / "note.txt", (1_000_000_000, 1_000_000_000))  # stats differ from the index
     result = cli("run", str(folder), env=_plain_git(tmp_path))
     assert result.code == 0, result.err
