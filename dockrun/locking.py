@@ -101,14 +101,17 @@ def _run(image: str, script: str, args: list[str], stdin: str, settings: Setting
     cli = shutil.which("docker")
     if cli is None:
         raise ConfigError("dockrun lock: the docker command is not on PATH")
-    command = [cli, "run", "--rm", "-i", "-e", "UV_NO_CACHE=1", "-e", "UV_PYTHON_DOWNLOADS=never",
-               "-e", "UV_PYTHON_PREFERENCE=only-system"]
+    if image.startswith("-"):  # docker would read it as an option (a refusal, not a quoting problem)
+        raise ConfigError(f"dockrun lock: image {image!r}: an image reference cannot start with '-'")
+    # Values joined to their flags and "--" before the image: nothing given can pass for an option.
+    command = [cli, "run", "--rm", "-i", "--env=UV_NO_CACHE=1", "--env=UV_PYTHON_DOWNLOADS=never",
+               "--env=UV_PYTHON_PREFERENCE=only-system"]
     if settings.ca_bundle is not None:
-        command += ["-v", f"{settings.ca_bundle.resolve()}:{CA_IN_CONTAINER}:ro",
-                    "-e", f"SSL_CERT_FILE={CA_IN_CONTAINER}", "-e", f"PIP_CERT={CA_IN_CONTAINER}"]
+        command += [f"--volume={settings.ca_bundle.resolve()}:{CA_IN_CONTAINER}:ro",
+                    f"--env=SSL_CERT_FILE={CA_IN_CONTAINER}", f"--env=PIP_CERT={CA_IN_CONTAINER}"]
     for name, value in settings.build_args.items():  # index and proxy settings, as a build gets them
-        command += ["-e", f"{name}={value}"]
-    command += [image, "sh", "-c", script, "dockrun-lock", *args]
+        command += [f"--env={name}={value}"]
+    command += ["--", image, "sh", "-c", script, "dockrun-lock", *args]
     proc = subprocess.run(command, input=stdin, capture_output=True, text=True)
     if proc.returncode != 0:
         said = [line[len(CHECK_PREFIX):] for line in proc.stdout.splitlines() if line.startswith(CHECK_PREFIX)]

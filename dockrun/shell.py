@@ -90,7 +90,7 @@ def _attach(cli: str, docker: Docker, container: Any) -> int:
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     proc = None
     try:
-        proc = subprocess.Popen([cli, "start", "--attach", "--interactive", container.id],
+        proc = subprocess.Popen([cli, "start", "--attach", "--interactive", "--", container.id],
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         code = proc.wait()
     finally:

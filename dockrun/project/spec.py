@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import ProjectError
+from .source import project_file
 
 log = logging.getLogger("dockrun")
 
@@ -93,7 +94,7 @@ def yaml_problem(e: Exception) -> str:
 def find_mlproject(root: Path) -> Path | None:
     for name in ("MLproject", "mlproject", "MLProject"):
         if (root / name).is_file():
-            return root / name
+            return project_file(root, name)
     return None
 
 
