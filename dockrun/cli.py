@@ -254,7 +254,10 @@ def images_list(packages: bool) -> None:
     """Project and environment images, most recently used first."""
     from .images.housekeeping import list_table
 
-    click.echo(list_table(packages))
+    table, note = list_table(packages)
+    click.echo(table)
+    if note:
+        click.echo(f"dockrun: {note}", err=True)
 
 
 @images.command("prune")
