@@ -64,9 +64,9 @@ def list_table(packages: bool = False) -> tuple[str, str | None]:
     settings = load_settings()
     docker = Docker()
     infos, others = dockrun_images(docker, RunStore(settings.home))
-    note = (f"{others} other image(s) carry dockrun's labels but were not built by dockrun with this DOCKRUN_HOME "
-            f"(built FROM its images, or elsewhere): not listed or pruned; docker image ls --filter "
-            f"label={LABEL_ENV} shows them") if others else None
+    note = (f"{others} more image(s) carry dockrun's labels but were not built with this DOCKRUN_HOME, or were "
+            f"built FROM its images: not listed, never pruned (docker image ls --filter label={LABEL_ENV})"
+            if others else None)
     rows = [("IMAGE", "PROJECT", "ENV KEY", "SIZE", "LAST USED")]
     for i in infos:
         rows.append((_name(i), printable(i.project) if i.project else "(environment)", printable(i.env_key[:12]),

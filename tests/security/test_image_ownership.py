@@ -133,3 +133,33 @@ def test_a_huge_installed_json_is_refused_without_reading_it_into_memory(cli, ba
     assert code == 0, r.stderr
     assert peak_kb < 150 << 10, f"the CLI peaked at {peak_kb >> 10} MB reading a {size >> 20} MB file"
     assert "not readable: /opt/dockrun/installed.json in " in r.stdout and "larger than 16 MB" in r.stdout
+
+
+def test_a_run_store_from_before_gets_the_image_record(cli, home: Path, tmp_path: Path, made: list[str]) -> None:
+    """A store an older dockrun made (its runs table, its schema stamp) is upgraded on first use:
+    builds are recorded and listed, and its runs are kept."""
+    import sqlite3
+
+    home.mkdir(mode=0o700)
+    schema = """CREATE TABLE runs (run_id TEXT PRIMARY KEY, status TEXT NOT NULL, created REAL NOT NULL,
+        started REAL, ended REAL, uri TEXT NOT NULL, commit_sha TEXT, source_key TEXT NOT NULL,
+        subdirectory TEXT NOT NULL DEFAULT '', project TEXT NOT NULL, entry_point TEXT NOT NULL,
+        parameters TEXT NOT NULL, command TEXT NOT NULL, image TEXT NOT NULL, env_key TEXT NOT NULL,
+        container_id TEXT, outputs TEXT NOT NULL, exit_code INTEGER, reason TEXT, supervisor_pid INTEGER,
+        supervisor_start TEXT, driver_pid INTEGER, driver_start TEXT);
+        CREATE INDEX runs_created ON runs(created);"""  # as the first release made it
+    db = sqlite3.connect(home / "runs.db")
+    db.executescript(schema)
+    db.execute("INSERT INTO runs (run_id, status, created, uri, source_key, project, entry_point, parameters, "
+               "command, image, env_key, outputs) VALUES ('0123456789abcdef', 'FINISHED', 1, '/p', 'k', 'old', "
+               "'main', '{}', 'true', 'img', 'e', '/o')")
+    db.execute("PRAGMA user_version = 1234")
+    db.commit()
+    db.close()
+    name = f"upgraded-{uuid.uuid4().hex[:8]}"
+    project = write_project(tmp_path / name, {"MLproject": f"name: {name}\nentry_points: {{main: 'true'}}\n"})
+    built = cli("build", str(project))
+    assert built.code == 0, built.err
+    made.append(built.out.strip())
+    assert built.out.strip() in cli("images", "list").out
+    assert "0123456789abcdef" in cli("runs", "list").out
