@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import REPO, write_project
+from databricks_emulator import databricks  # noqa: F401 - the fixture
 from dockrun.terminal import output_line, printable, printable_lines
 
 # What a terminal acts on instead of showing: C0 and DEL, C1, format characters (bidi overrides),
@@ -170,3 +171,44 @@ def test_on_a_terminal_dockrun_own_lines_are_shown(home: Path, base_image: str, 
     lines = [line.split("\x1b[K")[-1] for line in seen.replace("\r\n", "\n").split("\n")]
     assert f"downloading {url}" in lines, repr(seen)
     assert "a,b" in lines  # the run's own output
+
+
+# ---- a workspace's words ----------------------------------------------------------------------------
+
+HOSTILE_URL = "https://x.invalid/#job\x1b]8;;http://evil.invalid/\x07run\x1b]8;;\x07\x9b2J\u202e"
+HOSTILE_TRACE = "Traceback (most recent call last):\n  \x1b[2J\x9b1;1H\u202eevil\nRuntimeError: \x1b]0;pwned\x07"
+
+
+def test_a_workspace_words_reach_no_terminal_raw(cli, databricks, home: Path, tmp_path: Path) -> None:  # noqa: F811
+    """A run page URL and an error trace with terminal sequences, as a workspace (or whatever
+    answers as one) may send them: shown escaped, with and without a terminal; and on a terminal
+    the 'submitted Databricks run' line is there."""
+    def url(answer: dict) -> dict:
+        answer["run_page_url"] = HOSTILE_URL
+        return answer
+
+    def trace(answer: dict) -> dict:
+        answer.update(error_trace=HOSTILE_TRACE, error=HOSTILE_TRACE.splitlines()[-1])
+        return answer
+
+    databricks.rewrite("/api/2.2/jobs/runs/get", url)
+    databricks.rewrite("/api/2.2/jobs/runs/get-output", trace)
+    project = write_project(tmp_path / "remote", {"MLproject": "name: remote\nentry_points: {main: 'exit 3'}\n"})
+    cluster = tmp_path / "cluster.json"
+    cluster.write_text('{"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 1}')
+    args = ["run", str(project), "-b", "databricks", "-c", str(cluster)]
+    remote = {"DATABRICKS_HOST": databricks.url, "DATABRICKS_TOKEN": databricks.token,
+              "DOCKRUN_DATABRICKS_POLL_S": "0.2"}
+
+    piped = cli(*args, env=remote)
+    assert piped.code == 1 and "submitted Databricks run" in piped.err
+    assert "RuntimeError: \\x1b]0;pwned\\x07" in piped.err  # shown, as text
+    for raw in RAW:
+        assert raw not in piped.err, repr(piped.err)
+
+    code, seen = under_a_terminal(args, {**os.environ, **remote, "DOCKRUN_HOME": str(home), "TERM": "xterm"})
+    assert code == 1, seen
+    ours = seen.replace("\r\x1b[K", "")
+    assert "submitted Databricks run" in ours, repr(seen)
+    for raw in RAW:
+        assert raw not in ours, repr(seen)
