@@ -318,7 +318,7 @@ def runs_cancel(run_id: str) -> None:
 
 @cli.group()
 def images() -> None:
-    """dockrun's images: list them, prune unused ones."""
+    """dockrun's images (those it built with this DOCKRUN_HOME): list them, prune unused ones."""
 
 
 @images.command("list")
@@ -328,7 +328,10 @@ def images_list(packages: bool) -> None:
     """Project and environment images, most recently used first."""
     from .images.housekeeping import list_table
 
-    click.echo(list_table(packages))
+    table, note = list_table(packages)
+    click.echo(table)
+    if note:
+        click.echo(f"dockrun: {note}", err=True)
 
 
 @images.command("prune")
@@ -336,7 +339,8 @@ def images_list(packages: bool) -> None:
               help="Remove images not used (run or built) for this many days.")
 @click.option("--project", help="Only this project's images.")
 def images_prune(days: float, project: str | None) -> None:
-    """Remove dockrun images not used for --older-than days."""
+    """Remove dockrun images not used for --older-than days: the names dockrun gave them (an image
+    someone built FROM one of them, or tagged, stays)."""
     from .images.housekeeping import prune
 
     removed = prune(days, project)

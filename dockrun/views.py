@@ -9,8 +9,8 @@ from typing import Any
 from .backends.local.runs import reconcile
 from .config import load_settings
 from .engine.client import Docker
-from .errors import printable
 from .store.records import RunRecord, RunStore
+from .terminal import printable
 
 
 def list_table(limit: int) -> str:

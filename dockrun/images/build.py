@@ -17,6 +17,7 @@ from ..config import Settings
 from ..errors import BuildError
 from ..locks import file_lock
 from ..project.treehash import DISK_ERRNOS, TreeDigest, walk
+from ..store.records import RunStore
 from .plan import CONDA_INSTALLER, ImagePlan, env_dockerfile, local_code, project_dockerfile
 
 
@@ -170,6 +171,7 @@ def ensure_images(
                 log(f"building project image {plan.project_image}")
                 build_args = dict(settings.build_args) if local_code(plan) else {}
                 image_id = docker.build(code, plan.project_image, build_args, plan.project_labels, log)
+                _made(settings, image_id, plan.project_image)
     return image_id
 
 
@@ -190,7 +192,8 @@ def ensure_env_image(
             return found, False
         log(f"building environment image {plan.env_image} ({plan.env.kind})")
         with env_context(plan, settings) as ctx:
-            return docker.build(ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log), True
+            built = docker.build(ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log)
+        return _made(settings, built, plan.env_image), True
 
 
 def _present(docker: DockerLike, ref: str, settings: Settings, log: Callable[[str], None]) -> str | None:
@@ -207,4 +210,12 @@ def _present(docker: DockerLike, ref: str, settings: Settings, log: Callable[[st
         found = docker.try_pull(ref)
         if found:
             log(f"pulled {ref} from the registry")
+            _made(settings, found, ref)
     return found
+
+
+def _made(settings: Settings, image_id: str, ref: str) -> str:
+    """Record that dockrun made ``image_id`` under ``ref``: `dockrun images` lists and prunes only
+    what it recorded (an image built FROM one of dockrun's has its labels, and is not dockrun's)."""
+    RunStore(settings.home).record_image(image_id, ref)
+    return image_id

@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS runs (
     driver_start TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created);
+CREATE TABLE IF NOT EXISTS images (
+    image_id TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    recorded REAL NOT NULL,
+    PRIMARY KEY (image_id, ref)
+);
 """
 # Columns added after the first release: (name, declaration). A database made by an older dockrun
 # gets them on first open, so upgrading never loses or breaks records.
@@ -259,6 +265,25 @@ class RunStore:
     def last_use_by_image(self) -> dict[str, float]:
         with self._db() as db:
             return {row[0]: row[1] for row in db.execute("SELECT image, MAX(created) FROM runs GROUP BY image")}
+
+    # The images dockrun built (or pulled under its own names): what `dockrun images` lists and
+    # prunes. Labels cannot say it: every image built FROM one of dockrun's inherits its labels.
+    def record_image(self, image_id: str, ref: str) -> None:
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO images (image_id, ref, recorded) VALUES (?, ?, ?)",
+                       (image_id, ref, time.time()))
+
+    def owned_images(self) -> dict[str, frozenset[str]]:
+        """Image ID -> the references dockrun gave it."""
+        owned: dict[str, set[str]] = {}
+        with self._db() as db:
+            for image_id, ref in db.execute("SELECT image_id, ref FROM images"):
+                owned.setdefault(image_id, set()).add(ref)
+        return {k: frozenset(v) for k, v in owned.items()}
+
+    def forget_image(self, image_id: str) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM images WHERE image_id = ?", (image_id,))
 
     def update(self, run_id: str, **fields: Any) -> None:
         with self._db() as db:
