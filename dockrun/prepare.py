@@ -69,7 +69,13 @@ def prepare_image(request: RunRequest, read_lock: bool = True,
                           "same code: restore it, or start a new run with dockrun run")
     project = load_project(source.root, settings.home / "cache" / "mlproject")
     env = env_spec(project, settings, request.env_manager, read_lock)
-    plan = plan_images(project, source, env, settings, base_id(env.base_image) if base_id else None)
+    try:
+        base = base_id(env.base_image) if base_id else None
+    except ConfigError:
+        if env.needs_build:
+            raise
+        base = None  # used as given (docker_env): pulled, or refused by name, where it runs
+    plan = plan_images(project, source, env, settings, base)
     return PreparedImage(request, settings, source, project, env, plan.env_key, plan)
 
 

@@ -39,6 +39,7 @@ def test_lock_passes_no_index_token_in_argv(cli, tmp_path: Path) -> None:
     argvs = record.read_text() if record.exists() else ""
     assert " run" in " " + argvs.replace("\n", " "), f"the docker shim was not used: {r.err}"
     assert token not in argvs
-    assert "PIP_INDEX_URL" in argvs.split("\n") and "UV_DEFAULT_INDEX" in argvs.split("\n")  # by name
+    args = argvs.split("\n")
+    assert "--env=PIP_INDEX_URL" in args and "--env=UV_DEFAULT_INDEX" in args  # by name, the value from the env
     assert r.code == 1 and token not in r.err and token not in r.out
     assert not (project / "requirements.lock").exists()
