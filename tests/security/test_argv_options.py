@@ -62,6 +62,16 @@ def test_option_like_version_runs_nothing(cli, tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("script", ["-V.py", "-c.sh"])
+def test_a_script_entry_point_is_never_its_interpreters_option(cli, tmp_path: Path, script: str, no_leaks) -> None:
+    """`-e -V.py` runs the project's file -V.py (as ./-V.py), it does not ask python for -V."""
+    body = "print('the script ran')\n" if script.endswith(".py") else "echo the script ran\n"
+    root = write_project(tmp_path / "proj", {script: body})
+    result = cli("run", f"--entry-point={script}", "--", str(root))
+    assert result.code == 0, result.err
+    assert "the script ran" in result.out
+
+
 # --- every argv, recorded --------------------------------------------------------------------------
 
 SHIM = """#!{python} -S

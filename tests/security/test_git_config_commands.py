@@ -66,6 +66,26 @@ def test_local_folder_clean_filter_is_not_run(cli, folder: Path, tmp_path: Path,
     assert not marker.exists()
 
 
+def test_local_folder_partial_clone_fetches_nothing(cli, tmp_path: Path, no_leaks) -> None:
+    """A partial clone fetches missing objects when git status needs them, through the remote's
+    upload-pack, which the repository's config names: a command of the folder's choosing."""
+    source = tmp_path / "source"
+    git("init", "-q", str(source))
+    commit(source, {"d/a.txt": "a\n"}, "init")
+    git("config", "uploadpack.allowFilter", "true", cwd=source)
+    folder = tmp_path / "partial"
+    git("clone", "-q", "--filter=tree:0", "--no-checkout", source.as_uri(), str(folder))
+    marker = tmp_path / "UPLOAD-PACK-RAN"
+    pack = _script(tmp_path / "upload-pack.sh", marker, 'exec git-upload-pack "$@"\n')
+    git("config", "remote.origin.uploadpack", str(pack), cwd=folder)
+    (folder / "MLproject").write_text(MLPROJECT)
+    (folder / "note.txt").write_text("partial\n")
+    result = cli("run", str(folder), env=_plain_git(tmp_path))
+    assert result.code == 0, result.err
+    assert "partial" in result.out
+    assert not marker.exists()
+
+
 def test_file_submodule_of_a_remote_is_refused(cli, home: Path, tmp_path: Path) -> None:
     """The project's .gitmodules points at another local repository (the user's private one)."""
     token = "PRIVATE-MARKER-" + secrets.token_hex(8)
