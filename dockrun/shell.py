@@ -83,7 +83,10 @@ def open_shell(request: RunRequest, command: Sequence[str] = (), quiet: bool = F
         code = _attach(cli, docker, container)
         # Outputs (and a remote engine's writable folders) come back and into place, as a run's do.
         lost = finish_files(docker, container, outputs.parent, code == 0, _say)
-        return (code or 1) if lost else code
+        if lost:
+            _say(f"the shell's {lost.removeprefix('its ')}")
+            return code or 1
+        return code
     finally:
         with shielded():
             if container is not None:

@@ -103,7 +103,7 @@ def finish_files(docker: Docker, container: Any, run_dir: Path, ok: bool,
     """At the run's end: a remote run's writable folders come back (when ``container`` is still
     there), then its outputs are moved into place. ``ok``: the run is finishing well (a line says
     so when a run that did not still put an output in place). None, or why not everything came
-    back or into place (also logged)."""
+    back or into place, for the caller to record and show."""
     plan = load_plan(run_dir)
     if plan is None or not (plan.staged or plan.copy_back):
         return None
@@ -116,7 +116,6 @@ def finish_files(docker: Docker, container: Any, run_dir: Path, ok: bool,
             copy_back(docker, container, plan.copy_back, log, load_sent(run_dir), run_dir, plan.copy_back_limit)
         except Exception as e:  # noqa: BLE001 - any failure here means lost outputs: say so, never hide it
             lost = f"its outputs could not be copied back from the engine: {e}".splitlines()[0]
-            log(lost)
     lost = place_outputs(plan.staged, log, ok and not lost) or lost
     try:
         os.rmdir(run_dir / STAGED)  # empty once every output is in place
@@ -127,7 +126,7 @@ def finish_files(docker: Docker, container: Any, run_dir: Path, ok: bool,
 
 def place_outputs(staged: Sequence[Staged], log: Callable[[str], None], ok: bool = True) -> str | None:
     """Move what the run wrote at each output's path into place; None, or why one could not be
-    (it is then kept in its staging folder, which says where)."""
+    (it is then kept in its staging folder, and the reason says where)."""
     dropped = Dropped()
     lost = None
     for s in staged:
@@ -142,7 +141,6 @@ def place_outputs(staged: Sequence[Staged], log: Callable[[str], None], ok: bool
             except OSError as e:
                 kept = True
                 lost = lost or f"its output {dest} could not be put in place ({e.strerror or e}); it is kept in {src}"
-                log(lost)
                 continue
             if not ok:
                 log(f"the run did not finish, but it wrote {dest}: put in place")

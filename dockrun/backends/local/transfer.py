@@ -179,8 +179,10 @@ def copy_back(docker: Docker, container: Any, plan: Sequence[tuple[str, str]], l
         for host, inside in plan:
             progress = Progress(f"copying {inside} back from the engine", log)
             stream = docker.get_archive(container, inside)
+            # A writable folder inside this one comes back on its own, to its own place.
+            inner = [other for _, other in plan if other != inside and _under(other, inside)]
             with tarfile.open(fileobj=_Reader(stream, progress), mode="r|") as tar:
-                receive(tar, Path(host), inside, sent, incoming)
+                receive(tar, Path(host), inside, sent, incoming, inner)
             progress.done()
         commit(incoming.actions)
         incoming.dropped.report(log)
@@ -254,16 +256,20 @@ class Incoming:
                                  f"({LIMIT_ENV}); nothing was copied back")
 
 
-def receive(tar: tarfile.TarFile, root: Path, inside: str, sent: Sent, incoming: Incoming) -> None:
+def receive(tar: tarfile.TarFile, root: Path, inside: str, sent: Sent, incoming: Incoming,
+            skip: Sequence[str] = ()) -> None:
     """Read the archive of the container's folder ``inside`` (its top member is the folder itself,
     which is ``root`` here): files the run wrote (not as ``sent``) into the spool, the rest as
-    actions; names that climb out are refused, links that lead out are left out."""
+    actions, leaving out what is under ``skip``; names that climb out are refused, links that lead
+    out are left out."""
     for member in tar:
         parts = _parts(member.name)
         if not parts:
             continue  # the folder itself: it is ``root``, which exists
         path = os.path.join(root, *parts)
         name = os.path.join(inside, *parts).lstrip("/")
+        if any(_under("/" + name, s) for s in skip):
+            continue
         if member.isdir():
             incoming.actions.append(Action("dir", str(root), path, _mode(member)))
         elif member.isreg() and sent.get(name) == [member.size, int(member.mtime)]:
