@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -33,6 +34,10 @@ entry_points:
     parameters:
       out: path
     command: "while [ ! -e $DOCKRUN_OUTPUT_DIR/go ]; do sleep 0.05; done; exit 3"
+  gated_write:
+    parameters:
+      out: path
+    command: "while [ ! -e $DOCKRUN_OUTPUT_DIR/go ]; do sleep 0.05; done; echo late > {{out}}; echo x > {{out}}.sib"
   folder:
     parameters:
       out: path
@@ -91,6 +96,17 @@ def test_an_output_is_written_and_nothing_beside_it_is_reachable(cli, project, f
     line = f"-P out=model.pkl: no such file; taken as an output (written by the run into {folder / 'model.pkl'})"
     assert r.err.count(line) == 1, r.err
     assert sorted(p.name for p in folder.iterdir()) == ["model.pkl", "secret.txt"]
+    # the run's folder, which holds the plan of what is written where, is the user's alone
+    assert _run_dir(home).stat().st_mode & 0o777 == 0o700
+
+
+def test_a_shell_gets_the_same_outputs_and_nothing_beside_them(cli, project, folder: Path, home: Path) -> None:
+    root, _ = project
+    r = cli("shell", str(root), "-P", "out=model.pkl", "-q", "--", "sh", "nosy.sh", str(folder / "model.pkl"),
+            cwd=folder)
+    assert r.code == 0, r.err
+    assert (folder / "model.pkl").read_text() == "model\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["model.pkl", "secret.txt"]
 
 
 def test_a_failed_run_that_wrote_its_output_puts_it_in_place_and_says_so(cli, project, folder: Path) -> None:
@@ -141,3 +157,33 @@ def test_a_missing_folder_for_an_output_is_one_line_exit_2(cli, project, folder:
     r = cli("run", str(root), "-P", f"out={folder / 'nope' / 'model.pkl'}", "-q")
     assert r.code == 2 and r.err.strip().count("\n") == 0 and "'out'" in r.err, r.err
     assert not (home / "runs").exists() or not list((home / "runs").iterdir())
+
+
+def test_a_detached_run_puts_its_output_in_place_without_its_driver(cli, project, folder: Path, home: Path) -> None:
+    """The supervisor moves outputs into place at the run's end: the CLI that submitted a detached
+    run is long gone by then."""
+    root, _ = project
+    target = folder / "model.pkl"
+    run_id = cli("run", str(root), "-e", "gated_write", "-P", f"out={target}", "--detach", "-q").out.strip()
+    assert run_id and not target.exists()
+    (home / "runs" / run_id / "outputs" / "go").write_text("")
+    w = cli("runs", "wait", run_id)
+    assert w.code == 0, w.err
+    assert target.read_text() == "late\n" and not (folder / "model.pkl.sib").exists()
+    assert not (home / "runs" / run_id / "staged").exists()  # nothing left of the staging folder
+
+
+def test_a_run_whose_supervisor_vanished_still_gets_its_output_in_place(cli, project, folder: Path,
+                                                                        home: Path) -> None:
+    root, _ = project
+    target = folder / "model.pkl"
+    run_id = cli("run", str(root), "-e", "gated_write", "-P", f"out={target}", "--detach", "-q").out.strip()
+    rec = json.loads(cli("runs", "show", run_id).out)
+    os.kill(rec["supervisor_pid"], signal.SIGKILL)
+    (home / "runs" / run_id / "outputs" / "go").write_text("")
+    # the command ends on its own; whoever looks at the run then finishes it for the supervisor
+    waited = subprocess.run(["docker", "wait", rec["container_id"]], capture_output=True, text=True, timeout=120)
+    assert waited.stdout.strip() == "0", waited.stderr
+    w = cli("runs", "wait", run_id)
+    assert w.code == 0, w.err
+    assert target.read_text() == "late\n" and not (folder / "model.pkl.sib").exists()
