@@ -187,3 +187,20 @@ def test_a_run_whose_supervisor_vanished_still_gets_its_output_in_place(cli, pro
     w = cli("runs", "wait", run_id)
     assert w.code == 0, w.err
     assert target.read_text() == "late\n" and not (folder / "model.pkl.sib").exists()
+
+
+def test_an_output_beside_a_local_mlflow_store_is_written_there_and_nothing_is_mounted_twice(tmp_path: Path) -> None:
+    """A local MLflow store's folder is mounted read-write (tracking's own mount): an output in that
+    folder is written there directly, since a second mount at the same place is refused by Docker."""
+    from dockrun.backends.local.container import RunContext, container_spec, files_plan
+    from dockrun.project.params import Mount, RenderedCommand
+
+    store, other = str(tmp_path / "cwd"), str(tmp_path / "elsewhere")
+    rendered = RenderedCommand("true", {}, (Mount(f"{store}/model.pkl", output=True),
+                                            Mount(f"{other}/report.txt", output=True)))
+    ctx = RunContext(run_id="r1", project="p", image="img", outputs=tmp_path / "run" / "outputs",
+                     rendered=rendered, extra_mounts=((store, store, "rw"),))
+    spec = container_spec(ctx, environ={})
+    targets = [inside for _, inside, _ in spec.mounts]
+    assert sorted(targets) == sorted({*targets}) and store in targets and other in targets
+    assert [(s.folder, s.names) for s in files_plan(ctx, environ={}).staged] == [(other, ("report.txt",))]

@@ -68,7 +68,10 @@ def make_run_dir(run_dir: Path) -> None:
 
 def save_plan(run_dir: Path, plan: FilesPlan) -> None:
     """Make the staging folders (mount sources must exist) and write the plan, before the
-    container is created."""
+    container is created. A plan with nothing to do is not written (a run without outputs on the
+    local engine)."""
+    if not (plan.staged or plan.copy_back):
+        return
     for s in plan.staged:
         os.makedirs(s.stage, exist_ok=True)
     data = {"staged": [[s.stage, s.folder, list(s.names)] for s in plan.staged],

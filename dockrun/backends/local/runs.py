@@ -153,7 +153,6 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
         remote=docker.remote,
     )
     spec = container_spec(ctx)  # validates -A, env passthrough and settings before anything is recorded
-    files = files_plan(ctx)
     experiment_id = mlflow_run_id = None
     if docker.remote and tracking and tracking.store_dir:  # before an MLflow run is started for nothing
         raise ConfigError(f"the local MLflow store {tracking.uri} cannot be reached from a remote Docker engine; "
@@ -170,7 +169,7 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
         spec = container_spec(ctx)
     make_run_dir(run_dir)
     outputs.mkdir(exist_ok=True)
-    save_plan(run_dir, files)  # in the run's own folder: never read back from the engine
+    save_plan(run_dir, files_plan(ctx))  # in the run's own folder: never read back from the engine
     store.insert(dataclasses.replace(
         new_record(prepared, run_id, str(outputs)), image=image_ref, dev=request.dev, driver_pid=os.getpid(),
         driver_start=start_token(os.getpid()), tracking_uri=tracking.uri if tracking else None,
