@@ -37,10 +37,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from ..config import ARCHIVE_LIMIT_VARS, CA_VARS, ArchiveLimits, archive_limits, default_home
 from ..errors import SourceError
+from ..httpauth import basic, open_url, split_userinfo
 from ..locks import file_lock
 from .inputs.web import redact
 from .source import Source, clean_subdirectory
@@ -198,23 +199,16 @@ def _file_path(base: str, shown: str) -> Path:
 
 def _download(url: str, shown: str, dest: Path, limit: int) -> str:
     # Imported here: HTTP and TLS cost more to import than a local run of a local archive takes.
-    import base64
     import http.client
     import urllib.error
     import urllib.request
 
-    parts = urlsplit(url)
-    user, password = unquote(parts.username or ""), unquote(parts.password or "")
-    clean = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], fragment=""))
+    clean, user, password = split_userinfo(url)
     request = urllib.request.Request(clean, headers={"User-Agent": "dockrun"})
-    if user or password:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        # Unredirected: a redirect to another host must not carry the credentials along.
-        request.add_unredirected_header("Authorization", f"Basic {token}")
+    credentials = basic(user, password) if user or password else {}
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT, context=_tls_context()) as resp, \
-                _Saving(dest, shown) as out:
+        with open_url(request, credentials, _TIMEOUT, _tls_context()) as resp, _Saving(dest, shown) as out:
             size = 0
             while chunk := resp.read(_CHUNK):
                 size += len(chunk)
