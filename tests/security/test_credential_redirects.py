@@ -290,3 +290,17 @@ def test_http_input_credentials_stay_within_their_origin(cli, tmp_path: Path, el
     assert r.code == 2 and "404" in r.err, r.err
     assert elsewhere.seen and elsewhere.leaked(PASSWORD) == []
     assert PASSWORD not in r.err
+
+
+def test_every_http_call_of_dockrun_goes_through_the_one_helper() -> None:
+    """A new call site with urllib's own urlopen would bring the leak back: there is none."""
+    import ast
+
+    package = Path(__file__).resolve().parents[2] / "dockrun"
+    callers = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                    "urlopen", "build_opener"):
+                callers.add(str(path.relative_to(package)))
+    assert callers == {"httpauth.py"}
