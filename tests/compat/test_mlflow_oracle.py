@@ -340,12 +340,12 @@ def mlflow_store(tmp_path: Path) -> Iterator[str]:
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'oracle.db'}"
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    prior = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)  # which sets MLFLOW_TRACKING_URI for subprocesses too
     try:
         yield uri
     finally:
-        mlflow.set_tracking_uri(before)
+        mlflow.set_tracking_uri(prior)  # None unsets it: no later test's `dockrun` may inherit it
 
 
 def _git(folder: Path, *args: str) -> str:
