@@ -345,6 +345,7 @@ def test_which_mlflow_an_environment_has_and_when_two_cannot_share_a_store(tmp_p
     assert pinned_mlflow(("numpy", "mlflow==3.17.2")) == ("mlflow", "3.17.2")
     assert pinned_mlflow(("mlflow-skinny==3.18.0 --hash=sha256:00",)) == ("mlflow-skinny", "3.18.0")
     assert pinned_mlflow(("mlflow_skinny==3.1.0; python_version >= '3.9'",)) == ("mlflow-skinny", "3.1.0")
+    assert pinned_mlflow(("mlflow[databricks,gateway]==3.17.2",)) == ("mlflow", "3.17.2")
     for loose in ("mlflow", "mlflow>=3.17", "mlflow==3.17.*", "mlflow<3.18,>=3.17", "mlflow-tracing==3.18.0"):
         assert pinned_mlflow((loose,)) is None, loose
     record = {"packages": [{"name": "numpy", "version": "2.1.0"}, {"name": "mlflow_skinny", "version": "3.17.2"}]}

@@ -25,7 +25,7 @@ from .target import STORE, TrackingTarget
 
 # The distributions that carry MLflow's store code, in the order a host's is looked for.
 MLFLOW_DISTS = ("mlflow", "mlflow-skinny")
-_EXACT = re.compile(r"^(mlflow|mlflow-skinny)===?(\d+(?:\.\d+)*)(?:\s|;|$)", re.I)
+_EXACT = re.compile(r"^(mlflow|mlflow-skinny)(?:\[[^\]]*\])?===?(\d+(?:\.\d+)*)(?:\s|;|$)", re.I)
 
 Found = tuple[str, str]  # (distribution, version)
 
