@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Result, _engine_ok, dockrun_containers, free_port, image_id, write_project
+from conftest import REPO, Result, _engine_ok, dockrun_containers, free_port, image_id, unavailable, write_project
 from dockrun.config import ArchiveLimits
 from dockrun.errors import SourceError
 from dockrun.project import archive
@@ -383,7 +383,7 @@ def engine_image() -> str:
     if not why and subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode:
         why = f"base image {image} missing: build it with docker/build-base-image.sh"
     if why:
-        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(why)
+        unavailable(why)
     return image
 
 
