@@ -95,10 +95,11 @@ def test_without_the_extra_a_local_store_says_what_to_install(tmp_path: Path, mo
     assert target("http://mlflow.example:5000", tmp_path).kind == SERVER  # REST needs no MLflow
 
 
-def test_the_cli_without_mlflow_installed_exits_2_with_the_hint(tmp_path: Path) -> None:
+def test_the_cli_without_mlflow_installed_exits_2_with_the_hint(tmp_path: Path, base_image: str) -> None:
     hide = "import sys; sys.modules['mlflow'] = None; from dockrun.cli import main; main()"
     p = subprocess.run([sys.executable, "-c", hide, "run", EXAMPLE, "--experiment-name", "x"], cwd=tmp_path,
-                       env={**os.environ, "DOCKRUN_HOME": str(tmp_path / "h"), "MLFLOW_TRACKING_URI": ""},
+                       env={**os.environ, "DOCKRUN_HOME": str(tmp_path / "h"), "MLFLOW_TRACKING_URI": "",
+                            "DOCKRUN_BASE_IMAGE": base_image},
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "pip install 'dockrun[mlflow]'" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "mlflow.db").exists()
