@@ -44,7 +44,7 @@ def small_disk(tmp_path: Path):
     target.mkdir()
     if os.geteuid() != 0 or not shutil.which("mount"):
         unavailable("mounting a small tmpfs needs root and mount(8)")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(target)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(target)], check=True)
     yield target
     subprocess.run(["umount", str(target)], check=True)
 
