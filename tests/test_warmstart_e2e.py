@@ -188,7 +188,8 @@ def _connect(runtime: Path) -> socket.socket:
 
 
 def _request(sock: socket.socket, env: dict[str, str], cwd: Path, argv: list[str], ident: str) -> None:
-    body = marshal.dumps({"identity": ident, "argv": argv, "cwd": str(cwd), "env": env, "umask": 0o022})
+    streams = [("utf-8", "strict", False, False)] * 3
+    body = marshal.dumps({"identity": ident, "argv": argv, "env": env, "fds": [], "streams": streams})
     sock.sendmsg([struct.pack("!I", len(body)) + body],
                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("3i", 0, 1, 2))])
 
@@ -230,7 +231,7 @@ def test_other_code_is_refused_and_the_helper_makes_way(env, runtime, project) -
     helper = helper_pid(runtime)
     sock = _connect(runtime)
     _request(sock, env, project, ["run", "."], "another dockrun")
-    assert sock.recv(64) == b"stale\n"
+    assert sock.recv(64) == b"stale other code\n"
     deadline = time.monotonic() + 10
     while _state(helper) not in ("gone", "Z") and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -336,10 +337,11 @@ def test_the_worker_takes_on_the_commands_resource_limits(env, runtime, home, pr
 def test_other_groups_or_another_cgroup_are_another_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     path = client.search_path()
     mine = client.identity(path)
-    groups = os.getgroups()
-    monkeypatch.setattr(os, "getgroups", lambda: [*groups, 4242])  # as after `usermod -aG docker`
-    assert client.identity(path) != mine
-    monkeypatch.undo()
+    facts = client.shared_facts()
+    for key, value in (("Groups", facts["Groups"] + " 4242"),  # as after `usermod -aG docker`
+                       ("cgroup", "0::/system.slice/ci-job-2.scope\n"),  # another CI job: its limits
+                       ("NoNewPrivs", "1"), ("CapBnd", "0000000000000000"), ("ns/net", "net:[1]")):
+        monkeypatch.setattr(client, "shared_facts", lambda proc="/proc/self", k=key, v=value: {**facts, k: v})
+        assert client.identity(path) != mine, key
+        monkeypatch.undo()
     assert client.identity(path) == mine
-    monkeypatch.setattr(client, "_where", lambda: ("0::/system.slice/ci-job-2.scope\n", "mnt:[1]"))
-    assert client.identity(path) != mine  # another CI job's cgroup: its limits are not the helper's
