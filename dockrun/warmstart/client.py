@@ -375,14 +375,13 @@ def start_helper(path: str, modules: list[str]) -> None:
     # The interpreter's own flags (-X utf8, -O, -W ...): they are part of the identity.
     flags = subprocess._args_from_interpreter_flags()
     env = {k: v for k, v in os.environ.items() if k.startswith(HELPER_ENV)}
-    devnull = os.devnull
+    # Not os.posix_spawn: glibc's leaves its internal signals 32 and 33 ignored in the new program,
+    # and every worker would inherit that.
     try:
-        os.posix_spawn(sys.executable, [sys.executable, *flags, "-c", bootstrap, path, marshal.dumps(modules).hex()],
-                       env, setsid=True,
-                       file_actions=[(os.POSIX_SPAWN_OPEN, 0, devnull, os.O_RDONLY, 0),
-                                     (os.POSIX_SPAWN_OPEN, 1, devnull, os.O_WRONLY, 0),
-                                     (os.POSIX_SPAWN_DUP2, 1, 2)])
-    except (OSError, AttributeError, TypeError):
+        subprocess.Popen([sys.executable, *flags, "-c", bootstrap, path, marshal.dumps(modules).hex()], env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    except OSError:
         pass
 
 
