@@ -3,7 +3,10 @@
     python bench/warm_rerun.py [--repeat 7] [--project examples/hello | --docker-env] [--before DIR] [--no-pyc]
 
 Both are measured in the same process, interleaved, so machine noise hits them alike; the report
-is the ratio of medians (and the paired ratios). Needs a running engine and (here)
+is the ratio of medians (and the paired ratios). The warm arm is checked to be served by the warm
+helper (DOCKRUN_WARMSTART_DEBUG=1) before it is timed: a command with a controlling terminal runs
+in-process, so run the bench from a script or under `setsid`; the third arm is the same command
+in-process (DOCKRUN_WARMSTART=0), which is what a terminal user gets. Needs a running engine and (here)
 DOCKRUN_BASE_IMAGE. ``arms()`` gives the two arms to other drivers (bench/suite.py).
 
 ``--before DIR`` adds a third arm, interleaved with the other two: the ``dockrun`` package found in
@@ -60,11 +63,29 @@ def bare_command(project: str, params: list[str]) -> list[str]:
             prepared.plan.project_image, "sh", "-c", prepared.rendered.command]
 
 
+def served(cmd: list[str], env: dict[str, str]) -> str:
+    """How `cmd` ran, as dockrun says with DOCKRUN_WARMSTART_DEBUG=1: "served by helper N", or
+    "in-process (why)" (a controlling terminal, another context's first run, ...). A warm arm
+    that was not served would time the in-process path under the served arm's name."""
+    proc = subprocess.run(cmd, env=dict(env, DOCKRUN_WARMSTART_DEBUG="1"), check=True, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("dockrun: warm start: ")]
+    return lines[0][len("dockrun: warm start: "):] if lines else "not reported"
+
+
 def arms(project: str, params: list[str], env: dict[str, str]) -> dict[str, Arm]:
-    """The warm `dockrun run` arm and its bare `docker run` twin; runs dockrun once first, so the
-    image exists and the caches are warm."""
+    """The warm `dockrun run` arm (served by its warm helper: checked) and its bare `docker run`
+    twin; runs dockrun first, so the image exists, the caches are warm and the helper is up."""
     dockrun_cmd = dockrun_command(project, params)
     subprocess.run(dockrun_cmd, env=env, check=True, stdout=subprocess.DEVNULL)  # warm the cache
+    how = ""
+    for _ in range(50):  # the first run started the helper in the background: wait until it serves
+        how = served(dockrun_cmd, env)
+        if how.startswith("served") or "terminal" in how:
+            break
+    if not how.startswith("served"):
+        raise RuntimeError(f"the warm arm would not be served ({how}); run the bench without a controlling "
+                           "terminal (setsid, or from a script), as dockrun serves no command that has one")
     return {
         "warm dockrun run": (dockrun_cmd, env, None),
         "bare docker run": (bare_command(project, params), env, None),

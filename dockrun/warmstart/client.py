@@ -50,7 +50,7 @@ DEBUG_ENV = "DOCKRUN_WARMSTART_DEBUG"  # 1: say on stderr whether and why a comm
 PID_TIMEOUT_S = 10.0  # a helper that cannot fork a worker in this time is not a warm start
 COMMANDS = ("run",)  # the hot path; every other command runs in-process
 MAX_EXTRA_FDS = 64  # more inheritable descriptors than this: run in-process
-MAX_HELPERS = 8  # live helpers per runtime folder; past that, a new context runs in-process
+MAX_HELPERS = 8  # live helpers of one dockrun per runtime folder; past that, a new context runs in-process
 # Variables the helper starts with: those the interpreter reads at start-up (its flags, UTF-8
 # mode, bytecode cache, file system encoding). Nothing else of the first command's environment.
 HELPER_ENV = ("PYTHON", "LC_", "LANG")
@@ -128,7 +128,8 @@ def identity(path: list[str], proc: str = "/proc/self") -> str:
         newest, count = _newest(top, newest, count)
     interpreter = (sys.executable, sys.version, repr(sys.flags), sorted(sys._xoptions.items()), sys.warnoptions,
                    sys.pycache_prefix, sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
-    return repr((interpreter, path, _folders(path), package, newest, count, sorted(shared_facts(proc).items())))
+    code = repr((interpreter, path, _folders(path), package, newest, count))
+    return f"{code}\n{sorted(shared_facts(proc).items())!r}"  # the code, then the context
 
 
 def _folders(path: list[str]) -> list[int]:
@@ -212,7 +213,9 @@ def _newest(folder: str, newest: int, count: int) -> tuple[int, int]:
 
 
 def socket_path(folder: str, ident: str) -> str:
-    return os.path.join(folder, f"{zlib.crc32(ident.encode()):08x}.sock")
+    """CODE-CONTEXT.sock: the helpers of one dockrun are those whose name starts with its CODE."""
+    code, _, context = ident.partition("\n")
+    return os.path.join(folder, f"{zlib.crc32(code.encode()):08x}-{zlib.crc32(context.encode()):08x}.sock")
 
 
 def run_warm(argv: list[str]) -> tuple[int | None, str]:
@@ -366,7 +369,8 @@ class _Forwarder:
 def start_helper(path: str, modules: list[str]) -> None:
     """Start a helper for ``path`` in the background, detached (its own session, no terminal), for
     the next command; this one runs in-process meanwhile. Failing to start one changes nothing."""
-    if _live_helpers(os.path.dirname(path)) >= MAX_HELPERS:
+    folder, name = os.path.split(path)
+    if _live_helpers(folder, name.split("-")[0]) >= MAX_HELPERS:
         return  # contexts that come and go (`unshare -n` per command) must not pile up helpers
     import subprocess  # only on the way to an in-process run, which imports it anyway
 
@@ -385,13 +389,14 @@ def start_helper(path: str, modules: list[str]) -> None:
         pass
 
 
-def _live_helpers(folder: str) -> int:
-    """Helpers holding their lock in ``folder`` (a killed helper's files do not count)."""
+def _live_helpers(folder: str, code: str) -> int:
+    """Helpers of this code (their name starts with ``code``) holding their lock in ``folder`` (a
+    killed helper's files do not count)."""
     import fcntl
 
     live = 0
     try:
-        names = [n for n in os.listdir(folder) if n.endswith(".lock")]
+        names = [n for n in os.listdir(folder) if n.startswith(code + "-") and n.endswith(".lock")]
     except OSError:
         return 0
     for name in names:
