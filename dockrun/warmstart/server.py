@@ -12,6 +12,7 @@ signal is reported as "signal N". No command for DOCKRUN_WARMSTART_IDLE_S second
 """
 from __future__ import annotations
 
+import _signal
 import fcntl
 import gc
 import importlib
@@ -294,11 +295,11 @@ def worker(helper: Helper, conn: socket.socket, command: tuple[dict, Peer], fds:
         other.conn.close()
         if other.gate is not None:
             os.close(other.gate)
-    step = ["descriptors"]
+    step: list = ["descriptors", conn]  # where we are, and the connection once it has moved
     try:
         conn, gate = _become(conn, command, fds, gate, step)
     except BaseException as e:  # noqa: BLE001 - the client is told, and runs the command itself
-        _send(conn, f"refused cannot take on the command's {step[0]} ({type(e).__name__}: {e})\n".encode())
+        _send(step[1], f"refused cannot take on the command's {step[0]} ({type(e).__name__}: {e})\n".encode())
         os._exit(1)
     del command
     code = 1
@@ -326,13 +327,14 @@ def worker(helper: Helper, conn: socket.socket, command: tuple[dict, Peer], fds:
 
 
 def _become(conn: socket.socket, command: tuple[dict, Peer], fds: list[int], gate: int,
-            step: list[str]) -> tuple[socket.socket, int]:
+            step: list) -> tuple[socket.socket, int]:
     """Take on the command's descriptors, working directory, umask, resource limits, nice, CPU
     affinity, oom_score_adj, environment (and what follows from it), signals and arguments, all
     but the environment and arguments as the kernel showed them (``peer``). ``step`` says where
     it failed. Returns the connection and the "go" pipe at their new numbers."""
     request, peer = command
     conn, gate, cwd = _take_descriptors(conn, [gate, peer.cwd], fds, [0, 1, 2, *request["fds"]])
+    step[1] = conn
     conn.settimeout(None)
     step[0] = "working directory"
     os.fchdir(cwd)
@@ -418,17 +420,21 @@ def _stdio(fd: int, encoding: str, errors: str, line_buffering: bool, write_thro
 
 def _take_signals(peer: Peer) -> None:
     """The command's blocked signals, and its ignored ones (SIGINT in a script's background job);
-    the others as an interpreter starts: SIGINT raises KeyboardInterrupt, the rest default."""
-    for sig in signal.valid_signals():
+    the others as an interpreter starts: SIGINT raises KeyboardInterrupt, the rest default. (The C
+    module's calls: the Python ones convert every number to an enum, a millisecond here.)"""
+    valid = _signal.valid_signals()
+    for sig in valid:
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
         if sig in peer.ignored:
-            signal.signal(sig, signal.SIG_IGN)
+            wanted = _signal.SIG_IGN
         elif sig == signal.SIGINT:
-            signal.signal(sig, signal.default_int_handler)
+            wanted = _signal.default_int_handler
         else:
-            signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, peer.blocked & signal.valid_signals())
+            wanted = _signal.SIG_DFL
+        if _signal.getsignal(sig) != wanted:  # most already are: a system call saved per signal
+            _signal.signal(sig, wanted)
+    _signal.pthread_sigmask(signal.SIG_SETMASK, peer.blocked & valid)
 
 
 def run_cli(argv: list[str]) -> int:
