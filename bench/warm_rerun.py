@@ -9,9 +9,10 @@ in-process, so run the bench from a script or under `setsid`; the third arm is t
 in-process (DOCKRUN_WARMSTART=0), which is what a terminal user gets. Needs a running engine and (here)
 DOCKRUN_BASE_IMAGE. ``arms()`` gives the two arms to other drivers (bench/suite.py).
 
-``--before DIR`` adds a third arm, interleaved with the other two: the ``dockrun`` package found in
-DIR (a copy of an older checkout's ``dockrun/`` and ``templates/``), so a change is measured
-against what it replaced under the same noise, not against a number from another day.
+``--before DIR`` adds two arms, interleaved with the others: `python -m dockrun` from DIR (a copy
+of an older checkout's ``dockrun/`` and ``templates/``) and from this checkout, each served by its
+own warm helper, so a change is measured against what it replaced under the same noise, not
+against a number from another day.
 
 The Python arms get a bytecode cache in a temporary folder (``PYTHONPYCACHEPREFIX``), as an
 installed dockrun has its .pyc files; ``--no-pyc`` keeps a PYTHONDONTWRITEBYTECODE environment's
@@ -132,12 +133,20 @@ def main() -> None:
                                           env.get("DOCKRUN_BASE_IMAGE", "dockrun-base:bookworm"))
     measured = arms(args.project, args.param, env)
     if args.before:
-        # Run from the snapshot's folder with it first on the path, so the checkout is not imported.
-        before = os.path.abspath(args.before)
-        before_env = dict(env, PYTHONPATH=before)
-        dockrun_cmd = dockrun_command(args.project, args.param, [sys.executable, "-m", "dockrun.cli"])
-        subprocess.run(dockrun_cmd, env=before_env, cwd=before, check=True, stdout=subprocess.DEVNULL)
-        measured["before (--before)"] = (dockrun_cmd, before_env, before)
+        # Both checkouts run the same way (`python -m dockrun` from their folder, first on the path,
+        # each with a runtime folder of its own): served by their own warm helper, as checked.
+        for name, folder in (("before (--before)", os.path.abspath(args.before)), ("this checkout", str(REPO))):
+            runtime = os.path.join(scratch, f"xdg-{len(measured)}")
+            os.mkdir(runtime, 0o700)
+            checkout_env = dict(env, PYTHONPATH=folder, XDG_RUNTIME_DIR=runtime)
+            dockrun_cmd = dockrun_command(args.project, args.param, [sys.executable, "-m", "dockrun"])
+            subprocess.run(dockrun_cmd, env=checkout_env, cwd=folder, check=True, stdout=subprocess.DEVNULL)
+            for _ in range(50):
+                how = served(dockrun_cmd, checkout_env)
+                if how.startswith("served") or "terminal" in how or how == "not reported":  # an older one
+                    break
+            print(f"{name}: {how}")
+            measured[f"{name}, served"] = (dockrun_cmd, checkout_env, folder)
     try:
         interleaved(measured, args.repeat, "bare docker run", warmup=1)
     finally:

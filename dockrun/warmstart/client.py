@@ -344,15 +344,16 @@ class _Lines:
 
 class _Forwarder:
     """Ctrl-C (SIGINT) and SIGTERM to this process go to the worker, which handles them as the
-    command does in-process (cancel the run, exit 130). A signal this process ignores (SIGINT in
-    a script's background job) stays ignored: the worker ignores it too."""
-
-    SIGNALS = (_signal.SIGINT, _signal.SIGTERM)
+    command does in-process (cancel the run, exit 130). An ignored SIGINT (a script's background
+    job) stays ignored, as the worker's is; SIGTERM is always forwarded, as the CLI always
+    handles it."""
 
     def __init__(self, pid: int):
         self.pid = pid
-        self.previous = {sig: _signal.signal(sig, self._forward) for sig in self.SIGNALS
-                         if _signal.getsignal(sig) != _signal.SIG_IGN}
+        signals = [_signal.SIGTERM]
+        if _signal.getsignal(_signal.SIGINT) != _signal.SIG_IGN:
+            signals.append(_signal.SIGINT)
+        self.previous = {sig: _signal.signal(sig, self._forward) for sig in signals}
 
     def _forward(self, signum: int, frame: object) -> None:
         try:

@@ -25,6 +25,10 @@ from .client import has_terminal, shared_facts
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
 SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)
 CAP_SYS_NICE, CAP_SYS_RESOURCE = 23, 24
+# ioprio_set and ioprio_get, which Python does not wrap: (set, get) by machine. Elsewhere the I/O
+# priority (`ionice`) is not carried.
+IOPRIO_SYSCALLS = {"x86_64": (251, 252), "aarch64": (30, 31)}
+IOPRIO_WHO_PROCESS = 1
 LIMITS = tuple(getattr(resource, name) for name in (
     "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS", "RLIMIT_NPROC",
     "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS", "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE",
@@ -57,6 +61,7 @@ class Peer:
     nice: int
     cpus: frozenset[int]
     oom_score_adj: int
+    ioprio: int | None  # None where it cannot be read
     cwd: int  # an O_PATH descriptor of its working directory, opened while it was alive
 
 
@@ -102,7 +107,7 @@ def read_peer(conn: socket.socket) -> Peer:
         peer = Peer(pid, uid, gid, groups, shared, has_terminal(proc), int(status["Umask"], 8),
                     _signals(status["SigIgn"]), _signals(status["SigBlk"]),
                     tuple((r, *resource.prlimit(pid, r)) for r in LIMITS), os.getpriority(os.PRIO_PROCESS, pid),
-                    frozenset(os.sched_getaffinity(pid)), int(_read(proc + "/oom_score_adj")), cwd)
+                    frozenset(os.sched_getaffinity(pid)), int(_read(proc + "/oom_score_adj")), ioprio(pid), cwd)
         if select.select([pidfd], [], [], 0)[0]:  # it exited while we read: those were maybe another's
             raise Refused("the caller exited")
         return peer
@@ -140,6 +145,25 @@ def judge(peer: Peer, own: Own) -> None:
         raise Refused("a higher priority (nice)", stale=True)
     if peer.oom_score_adj < own.oom_score_adj and not own.caps & (1 << CAP_SYS_RESOURCE):
         raise Refused("a lower oom_score_adj", stale=True)
+
+
+def ioprio(pid: int) -> int | None:
+    """The I/O priority of ``pid`` (0: this process); None where it cannot be read."""
+    numbers = IOPRIO_SYSCALLS.get(os.uname().machine)
+    if numbers is None:
+        return None
+    import ctypes  # preloaded by the helper
+
+    value = ctypes.CDLL(None, use_errno=True).syscall(numbers[1], IOPRIO_WHO_PROCESS, pid)
+    return None if value < 0 else value
+
+
+def set_ioprio(value: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(IOPRIO_SYSCALLS[os.uname().machine][0], IOPRIO_WHO_PROCESS, 0, value) < 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 
 
 def _within(value: int, limit: int) -> bool:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from .client import DEBUG_ENV, MAX_EXTRA_FDS, describe_process, identity, socket_path
-from .peer import Own, Peer, Refused, judge, read_peer
+from .peer import Own, Peer, Refused, ioprio, judge, read_peer, set_ioprio
 
 IDLE_ENV = "DOCKRUN_WARMSTART_IDLE_S"
 IDLE_S = 600.0
@@ -43,7 +43,7 @@ MAX_REQUEST = 16 << 20
 PRELOAD = ("dockrun.cli", "dockrun.api", "dockrun.prepare", "dockrun.backends.local.backend",
            "dockrun.backends.local.runs", "dockrun.backends.local.supervisor", "dockrun.engine.lean",
            "dockrun.images.build", "dockrun.images.feedback", "dockrun.tracking.tags", "difflib", "yaml",
-           "jinja2")
+           "jinja2", "ctypes")
 
 
 @dataclass
@@ -329,9 +329,9 @@ def worker(helper: Helper, conn: socket.socket, command: tuple[dict, Peer], fds:
 def _become(conn: socket.socket, command: tuple[dict, Peer], fds: list[int], gate: int,
             step: list) -> tuple[socket.socket, int]:
     """Take on the command's descriptors, working directory, umask, resource limits, nice, CPU
-    affinity, oom_score_adj, environment (and what follows from it), signals and arguments, all
-    but the environment and arguments as the kernel showed them (``peer``). ``step`` says where
-    it failed. Returns the connection and the "go" pipe at their new numbers."""
+    affinity, I/O priority, oom_score_adj, environment (and what follows from it), signals and
+    arguments, all but the environment and arguments as the kernel showed them (``peer``).
+    ``step`` says where it failed. Returns the connection and the "go" pipe at their new numbers."""
     request, peer = command
     conn, gate, cwd = _take_descriptors(conn, [gate, peer.cwd], fds, [0, 1, 2, *request["fds"]])
     step[1] = conn
@@ -349,6 +349,9 @@ def _become(conn: socket.socket, command: tuple[dict, Peer], fds: list[int], gat
         os.setpriority(os.PRIO_PROCESS, 0, peer.nice)
     step[0] = "CPU affinity"
     os.sched_setaffinity(0, peer.cpus)
+    step[0] = "I/O priority"
+    if peer.ioprio is not None and ioprio(0) != peer.ioprio:
+        set_ioprio(peer.ioprio)
     step[0] = "oom_score_adj"
     with open("/proc/self/oom_score_adj") as f:
         different = int(f.read()) != peer.oom_score_adj
