@@ -64,12 +64,12 @@ def bare_command(project: str, params: list[str]) -> list[str]:
             prepared.plan.project_image, "sh", "-c", prepared.rendered.command]
 
 
-def served(cmd: list[str], env: dict[str, str]) -> str:
+def served(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> str:
     """How `cmd` ran, as dockrun says with DOCKRUN_WARMSTART_DEBUG=1: "served by helper N", or
     "in-process (why)" (a controlling terminal, another context's first run, ...). A warm arm
     that was not served would time the in-process path under the served arm's name."""
-    proc = subprocess.run(cmd, env=dict(env, DOCKRUN_WARMSTART_DEBUG="1"), check=True, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, env=dict(env, DOCKRUN_WARMSTART_DEBUG="1"), cwd=cwd, check=True,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines = [line for line in proc.stderr.splitlines() if line.startswith("dockrun: warm start: ")]
     return lines[0][len("dockrun: warm start: "):] if lines else "not reported"
 
@@ -142,7 +142,7 @@ def main() -> None:
             dockrun_cmd = dockrun_command(args.project, args.param, [sys.executable, "-m", "dockrun"])
             subprocess.run(dockrun_cmd, env=checkout_env, cwd=folder, check=True, stdout=subprocess.DEVNULL)
             for _ in range(50):
-                how = served(dockrun_cmd, checkout_env)
+                how = served(dockrun_cmd, checkout_env, folder)
                 if how.startswith("served") or "terminal" in how or how == "not reported":  # an older one
                     break
             print(f"{name}: {how}")
