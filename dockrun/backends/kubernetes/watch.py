@@ -21,6 +21,7 @@ from typing import Any, Callable
 from ...errors import DockrunError
 from ...store.liveness import alive, start_token
 from ...store.records import RunStore
+from ..module_command import module_command
 from ..outcome import record_end
 from .state import Verdict, verdict
 
@@ -34,7 +35,7 @@ def start_watcher(store: RunStore, run_id: str, attached: bool) -> tuple[int, st
     """The run's watcher, in its own session (Ctrl-C in the terminal reaches the driver, which
     cancels); returns its pid and start token."""
     run_dir = store.run_dir(run_id)
-    args = [sys.executable, "-m", "dockrun.backends.kubernetes.watch", run_id, "--home", str(store.home)]
+    args = [*module_command("dockrun.backends.kubernetes.watch"), run_id, "--home", str(store.home)]
     with open(run_dir / "watcher.log", "ab") as log:
         proc = subprocess.Popen(args + (["--watch-driver"] if attached else []), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
