@@ -105,21 +105,18 @@ class KubernetesBackend:
 
 def push_image(prepared: PreparedRun, repository: str, log: Callable[[str], None]) -> str:
     """Build what is missing (the same keys as a local run), push the project image to
-    ``repository`` unless the registry has that tag; the reference pinned by the registry's digest."""
+    ``repository`` unless the registry already has this image under that tag; the reference pinned
+    by the digest of the image built here."""
     from ...engine.client import Docker
-    from ...images.build import ensure_images
+    from ...images.build import ensure_images, push_pinned
 
     plan = prepared.plan
     docker = Docker()
     ensure_images(plan, prepared.source.root, prepared.settings, docker, prepared.request.rebuild, log)
     ref = f"{repository}:{plan.project_image.rpartition(':')[2]}"
     docker.tag(plan.project_image, ref)
-    docker.push_if_missing(ref, log)
-    digest = docker.registry_digest(ref)
-    if digest is None:
-        raise ConfigError(f"--backend-config: repository-uri {repository!r}: the registry does not serve {ref} "
-                          "after the push")
-    return f"{ref}@{digest}"
+    # Pinned by the digest of the image built here, whatever the tag names by the time a node pulls.
+    return f"{ref}@{push_pinned(docker, ref, log)}"
 
 
 @dataclasses.dataclass(frozen=True)
