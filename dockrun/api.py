@@ -15,7 +15,7 @@ from .backends.handle import RunHandle, RunNotFound, ended_error, shielded
 from .config import load_settings
 from .errors import Interrupted
 from .prepare import fetch_inputs, prepare
-from .request import RunRequest
+from .request import PreparedRun, RunRequest
 from .store.records import RunStore
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ def execute(
     tracking_uri: str | None = None,
     mlflow_run_id: str | None = None,
     dev: bool = False,
+    trust: bool = False,
 ) -> RunHandle:
     """Run a project in a container (or on Databricks) and return the submitted run.
 
@@ -53,7 +54,8 @@ def execute(
     Ctrl-C cancels it. ``synchronous=False`` returns as soon as the run has started; a local run
     goes on under its own supervisor process even if the caller exits. ``dev=True`` runs a local
     folder's code in place (mounted at the project root) in the environment image: nothing is
-    built for the code.
+    built for the code. ``trust=True`` grants a project from a Git URI or an archive the host
+    access its MLproject asks for (docker_env volumes and host variables), as ``--trust`` does.
     """
     request = RunRequest(
         uri=uri, entry_point=entry_point, version=version,
@@ -64,7 +66,7 @@ def execute(
         experiment_name=experiment_name, experiment_id=experiment_id, run_name=run_name,
         tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
         storage_dir=Path(storage_dir).expanduser().resolve() if storage_dir else None,
-        base_image=base_image, rebuild=rebuild, cwd=Path.cwd(), dev=dev,
+        base_image=base_image, rebuild=rebuild, cwd=Path.cwd(), dev=dev, trust=trust,
     )
     return submit(request, log=log, output=(stdout, stderr))
 
@@ -74,10 +76,16 @@ def submit(request: RunRequest, log: Callable[[str], None] | None = None,
            backend: Backend | None = None) -> RunHandle:
     """Prepare ``request``, submit it to its backend (``backend`` overrides the registry, for test
     doubles) and, if synchronous, stream its output until it is over."""
+    backend = backend or get_backend(request.backend)
+    return submit_prepared(prepare(request, backend), backend, log, output)
+
+
+def submit_prepared(prepared: PreparedRun, backend: Backend, log: Callable[[str], None] | None = None,
+                    output: tuple[IO[bytes] | None, IO[bytes] | None] = (None, None)) -> RunHandle:
+    """``submit`` after ``prepare``: for a face that looks at the prepared run first (a rerun)."""
     from .images.feedback import build_feedback
 
-    backend = backend or get_backend(request.backend)
-    prepared = prepare(request, backend)
+    request = prepared.request
     with build_feedback() as default_log:
         say = log or default_log
         if backend.placement.host_paths:  # inputs first: a wrong URI fails before a long build

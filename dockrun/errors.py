@@ -6,6 +6,8 @@ and exits with ``exit_code``; anything else is a bug and gets a traceback.
 """
 from __future__ import annotations
 
+from .terminal import printable  # noqa: F401 - the terminal-safe rule, for its callers here
+
 
 class DockrunError(Exception):
     """Base of all user-facing dockrun errors."""
@@ -56,10 +58,3 @@ class Interrupted(DockrunError):
     """The user interrupted dockrun (Ctrl-C / SIGTERM); whatever it started was cleaned up."""
 
     exit_code = 130
-
-
-def printable(text: str, tabs: bool = False) -> str:
-    """Text from a project or a remote (names, messages) made safe for a terminal: control
-    characters (ANSI escapes, newlines; tabs unless ``tabs``) shown escaped, so it cannot repaint
-    or forge output."""
-    return "".join(c if c.isprintable() or (tabs and c == "\t") else repr(c)[1:-1] for c in text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,11 +27,26 @@ def file_lock(home: Path, name: str) -> Iterator[None]:
 
 
 def make_private_dir(path: Path) -> None:
-    """DOCKRUN_HOME holds commands, parameters, logs and private code: readable by its owner only
-    (0700), like ~/.ssh. Created so from the start; an existing folder keeps what its owner set."""
-    if not path.is_dir():
+    """DOCKRUN_HOME holds commands, parameters, logs, private code and the caches builds and runs
+    trust: readable by its owner only (0700), like ~/.ssh, and created so by whichever command comes
+    first. An existing folder keeps the read access its owner gave it, but one that another user
+    owns or may write to is refused: what is cached there would be run as the caller."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(path, 0o700)  # mkdir's mode passes through the umask
+        return
+    from .errors import ConfigError
+
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"DOCKRUN_HOME={path}: not a folder; set DOCKRUN_HOME to a folder of your own")
+    if st.st_uid != os.getuid():
+        raise ConfigError(f"DOCKRUN_HOME={path}: owned by uid {st.st_uid}, not by you (uid {os.getuid()}); "
+                          "set DOCKRUN_HOME to a folder of your own")
+    if st.st_mode & 0o022:
+        raise ConfigError(f"DOCKRUN_HOME={path}: other users may write to it (mode {stat.S_IMODE(st.st_mode):o}); "
+                          f"chmod 700 {path}")
 
 
 def write_atomic(path: Path, text: str, mode: int | None = None) -> None:

@@ -13,18 +13,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable
 
 from .backends import Backend
 from .config import load_settings
-from .errors import ConfigError
+from .errors import ConfigError, ParameterError, ProjectError
 from .images.environment import env_spec
 from .images.plan import local_code, plan_images
-from .project.params import render_command
+from .locks import make_private_dir
+from .project.access import check_host_access, dangerous_mounts, requested_access
+from .project.params import RenderedCommand, render_command
 from .project.resolve import is_git_uri, resolve_source, unquote_uri
-from .project.spec import load_project
+from .project.spec import EntryPoint, load_project
 from .project.uri import is_archive_uri
 from .request import FLAGS, PreparedImage, PreparedRun, RunRequest
 from .tracking.target import tracking_target
@@ -44,7 +47,11 @@ def engine_base_id(ref: str) -> str | None:
         engine = connect()
     except ConfigError:  # no engine: the build says so, after any mistake in the request itself
         return None
-    return engine.image_digest(ref)
+    digest = engine.image_digest(ref)
+    if digest is None:  # the build would fail at its first step, with the registry's words
+        raise ConfigError(f"base image {ref}: not on this engine and no registry it can reach serves it; "
+                          "pull or build it first, or name another with --base-image or DOCKRUN_BASE_IMAGE")
+    return digest
 
 
 def prepare_image(request: RunRequest, read_lock: bool = True,
@@ -54,15 +61,29 @@ def prepare_image(request: RunRequest, read_lock: bool = True,
     ``base_id`` finds the base image's content identity, which the image names' key includes;
     None where no image is built on it (a backend without --base-image)."""
     settings = load_settings(base_image=request.base_image)
+    make_private_dir(settings.home)  # before any cache below makes it with the umask's mode
     source = resolve_source(request.uri, request.version, settings.home)
+    if request.source_key and source.key != request.source_key:
+        raise ConfigError(f"run {request.rerun_of}: its source {source.uri} is not the code that ran any more "
+                          f"(it hashes to {source.key[:12]}, the run had {request.source_key[:12]}); a rerun runs the "
+                          "same code: restore it, or start a new run with dockrun run")
     project = load_project(source.root, settings.home / "cache" / "mlproject")
     env = env_spec(project, settings, request.env_manager, read_lock)
-    plan = plan_images(project, source, env, settings, base_id(env.base_image) if base_id else None)
+    try:
+        base = base_id(env.base_image) if base_id else None
+    except ConfigError:
+        if env.needs_build:
+            raise
+        base = None  # used as given (docker_env): pulled, or refused by name, where it runs
+    plan = plan_images(project, source, env, settings, base)
     return PreparedImage(request, settings, source, project, env, plan.env_key, plan)
 
 
-def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | None = None) -> PreparedRun:
-    """Validate the whole request for ``backend``; returns what its ``submit`` takes."""
+def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | None = None,
+            command_needed: bool = True) -> PreparedRun:
+    """Validate the whole request for ``backend``; returns what its ``submit`` takes. Without
+    ``command_needed`` (a shell, which runs no entry point) an entry point that is missing or
+    lacks a parameter is no error: its command says what is missing when it is tried."""
     environ = os.environ if environ is None else environ
     check_options(request, backend)
     if request.dev:
@@ -72,8 +93,18 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
     if request.dev and local_code(image.plan):
         raise ConfigError("--dev: the environment installs the project's own code (-e .), which only an "
                           "image build can do; run without --dev")
-    ep = image.project.entry_point(request.entry_point)
-    rendered = render_command(ep, request.parameters, cwd=request.cwd, placement=backend.placement)
+    if "trust" in backend.options:  # a backend that mounts host folders and copies host variables
+        check_project_access(image, environ)
+    try:
+        ep = image.project.entry_point(request.entry_point)
+        rendered = render_command(ep, request.parameters, cwd=request.cwd, placement=backend.placement)
+    except (ProjectError, ParameterError) as e:
+        if command_needed:
+            raise
+        ep = EntryPoint(name=request.entry_point, command="")
+        rendered = RenderedCommand(f"echo {shlex.quote(f'dockrun: {e}')} >&2; exit 2", {}, ())
+    for warning in near_misses(ep, request.parameters):
+        log.warning("%s", warning)
     tracking = None
     if getattr(backend, "default_tracking_uri", None):
         pass  # a backend with a tracking home of its own (Databricks' workspace) decided in configure
@@ -86,6 +117,23 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
     return PreparedRun(image, ep, rendered, tracking, backend_config)
 
 
+def near_misses(ep: EntryPoint, given: Mapping[str, str]) -> list[str]:
+    """An undeclared key is passed on as ``--key value`` (MLflow's rule), so a typo fails inside the
+    container, or worse, is taken by argparse as the declared option it is a prefix of: say so when
+    an undeclared key is close to a declared one."""
+    import difflib
+
+    declared = [p.name for p in ep.parameters]
+    out = []
+    for key in given:
+        if key in declared:
+            continue
+        close = [d for d in declared if d.startswith(key)] or difflib.get_close_matches(key, declared, n=1, cutoff=0.75)
+        if close:
+            out.append(f"-P {key}: not declared by entry point {ep.name!r}; did you mean {close[0]}?")
+    return out
+
+
 def check_options(request: RunRequest, backend: Backend) -> None:
     """An option the backend cannot honour is an error naming both, never silently dropped."""
     unsupported = sorted(set(request.given()) - set(backend.options) - {"uri", "backend", "cwd"})
@@ -94,11 +142,28 @@ def check_options(request: RunRequest, backend: Backend) -> None:
         raise ConfigError(f"{flags}: not supported by backend {backend.name}")
 
 
+def check_project_access(image: PreparedImage, environ: Mapping[str, str]) -> None:
+    """The host access a project asks for: refused for code from elsewhere unless trusted, and
+    said out loud where it hands over the machine, whoever wrote the project."""
+    access = requested_access(image.project)
+    if not access:
+        return
+    check_host_access(access, from_elsewhere=is_from_elsewhere(image.request.uri), trusted=image.request.trust,
+                      shown_uri=image.source.uri)
+    for warning in dangerous_mounts(access, environ):
+        log.warning("%s", warning)
+
+
+def is_from_elsewhere(uri: str) -> bool:
+    """A Git URI or an archive holds code the user did not write in place; a folder is theirs."""
+    uri = unquote_uri(uri)
+    return is_archive_uri(uri) or is_git_uri(uri)
+
+
 def check_dev_source(uri: str) -> None:
     """--dev runs the code of a folder the user edits; a Git URI or an archive has none to mount.
     The URI is not quoted back: it may carry credentials."""
-    uri = unquote_uri(uri)
-    if is_archive_uri(uri) or is_git_uri(uri):
+    if is_from_elsewhere(uri):
         raise ConfigError("--dev: the project must be a local folder, not a Git URI or an archive")
 
 

@@ -44,6 +44,14 @@ class RunRequest:
     # Run in the environment image with the project folder mounted read-write at the project root:
     # edits are live on the next run and no image is built for the code.
     dev: bool = False
+    # Honour the host access a project from elsewhere (Git, archive) asks for in its MLproject
+    # (docker_env volumes and host variables); a local folder's is honoured without it.
+    trust: bool = False
+    # Set by a rerun: run exactly this image (by content ID) where it is still to be had, and
+    # record which run this repeats.
+    image_id: str | None = None
+    rerun_of: str | None = None
+    source_key: str | None = None  # the code must still be this (commit or content hash)
 
     def given(self) -> dict[str, str]:
         """The options the user set to something other than their default, by field name."""
@@ -58,7 +66,8 @@ FLAGS = {
     "backend_config": "--backend-config", "env_manager": "--env-manager", "synchronous": "--detach",
     "experiment_name": "--experiment-name", "experiment_id": "--experiment-id", "run_name": "--run-name",
     "tracking_uri": "--tracking-uri", "mlflow_run_id": "--run-id", "storage_dir": "--storage-dir",
-    "base_image": "--base-image", "rebuild": "--rebuild", "dev": "--dev",
+    "base_image": "--base-image", "rebuild": "--rebuild", "dev": "--dev", "trust": "--trust",
+    "image_id": "runs rerun", "rerun_of": "runs rerun", "source_key": "runs rerun",
 }
 
 

@@ -160,3 +160,16 @@ def test_images_list_and_prune(cli, tmp_path: Path) -> None:
     pruned = cli("images", "prune", "--older-than", "0", "--project", name)
     assert pruned.code == 0 and pruned.out.strip() == f"removed {ref}"
     assert image_id(ref) is None and name not in cli("images", "list").out
+
+
+def test_setting_a_registry_tags_what_is_here_instead_of_building_it(cli, project: Path, registry) -> None:
+    local = cli("build", str(project))
+    assert local.code == 0, local.err
+    env = {"DOCKRUN_REGISTRY": f"{registry.address}/team"}
+    r = cli("run", str(project), env=env)
+    assert r.code == 0, r.err
+    assert "building" not in r.err and "tagged it" in r.err
+    assert "ran 0.9.0" in r.out
+    prefixed = f"{registry.address}/team/{local.out.strip()}"
+    assert image_id(prefixed) == image_id(local.out.strip())
+    _rmi(prefixed)

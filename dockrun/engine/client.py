@@ -225,27 +225,27 @@ class Docker:
 
     def read_image_file(self, image: str, path: str, limit: int = 16 << 20) -> bytes | None:
         """The file at ``path`` in ``image`` (None if it has none), from a container that is
-        created, never started, and removed at once."""
-        import io
-        import tarfile
-
+        created, never started, and removed at once. The archive is read as a stream and a file over
+        ``limit`` bytes refused as soon as its size is known: never more than ``limit`` in memory."""
         docker = _docker()
         try:
             created = self.client.api.create_container(image, command=["/dockrun-reads-a-file"],
                                                        labels={"dockrun.reader": "1"})
         except docker.errors.APIError as e:
             raise ConfigError(f"cannot read {path} in {image}: {_short(e)}") from None
+        api = self.client.api
         try:
-            stream, _ = self.client.api.get_archive(created["Id"], path)
-            data = b"".join(stream)
-        except docker.errors.NotFound:
-            return None
+            # docker-py's get_archive keeps the reply to itself: a reply not read to its end must be
+            # closed before the container can go (the engine holds it while it sends the archive).
+            reply = api.get(f"{api.base_url}/v{api.api_version}/containers/{created['Id']}/archive",
+                            params={"path": path}, headers={"Accept-Encoding": "identity"}, stream=True,
+                            timeout=api.timeout)
+            try:
+                return _file_from_archive(reply, image, path, limit)
+            finally:
+                reply.close()
         finally:
-            self.client.api.remove_container(created["Id"], force=True)
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            member = next((m for m in tar.getmembers() if m.isfile() and m.size <= limit), None)
-            f = tar.extractfile(member) if member else None
-            return f.read() if f else None
+            api.remove_container(created["Id"], force=True)
 
     # ---- containers -----------------------------------------------------------------------
     def create(self, spec: ContainerSpec) -> Any:
@@ -391,6 +391,30 @@ def _registry_auth() -> dict[str, str] | None:
 
 def _fail(tag: str) -> str:
     raise BuildError(f"building {tag} produced no image")
+
+
+def _file_from_archive(reply: Any, image: str, path: str, limit: int) -> bytes | None:
+    """The first file in the archive ``reply`` streams, read only when it is within ``limit``."""
+    import base64
+    import json
+    import tarfile
+
+    if reply.status_code == 404:
+        return None
+    if reply.status_code != 200:
+        raise ConfigError(f"cannot read {path} in {image}: the engine answered {reply.status_code}")
+    too_large = ConfigError(f"{path} in {image} is larger than {limit >> 20} MB: not read")
+    stat = reply.headers.get("X-Docker-Container-Path-Stat")
+    if stat and int(json.loads(base64.b64decode(stat)).get("size") or 0) > limit:
+        raise too_large  # the engine says so before any byte of the file is read
+    with tarfile.open(fileobj=reply.raw, mode="r|") as tar:
+        for member in tar:
+            if member.isfile():
+                if member.size > limit:
+                    raise too_large
+                f = tar.extractfile(member)
+                return f.read() if f else None
+    return None
 
 
 def _short(e: Exception) -> str:

@@ -17,6 +17,7 @@ from ..config import Settings
 from ..errors import BuildError
 from ..locks import file_lock
 from ..project.treehash import DISK_ERRNOS, TreeDigest, walk
+from ..store.records import RunStore
 from .plan import CONDA_INSTALLER, ImagePlan, env_dockerfile, local_code, project_dockerfile
 
 
@@ -140,6 +141,7 @@ class DockerLike(Protocol):
     def image_id(self, ref: str) -> str | None: ...
     def try_pull(self, ref: str) -> str | None: ...
     def ensure_pulled(self, ref: str, log: Callable[[str], None]) -> str: ...
+    def tag(self, ref: str, target: str) -> None: ...
     def build(self, context: IO[bytes], tag: str, buildargs: dict[str, str],
               labels: Mapping[str, str], log: Callable[[str], None]) -> str: ...
 
@@ -169,6 +171,7 @@ def ensure_images(
                 log(f"building project image {plan.project_image}")
                 build_args = dict(settings.build_args) if local_code(plan) else {}
                 image_id = docker.build(code, plan.project_image, build_args, plan.project_labels, log)
+                _made(settings, image_id, plan.project_image)
     return image_id
 
 
@@ -189,17 +192,33 @@ def ensure_env_image(
             return found, False
         log(f"building environment image {plan.env_image} ({plan.env.kind})")
         with env_context(plan, settings) as ctx:
-            return docker.build(ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log), True
+            built = docker.build(ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log)
+        return _made(settings, built, plan.env_image), True
 
 
 def _present(docker: DockerLike, ref: str, settings: Settings, log: Callable[[str], None]) -> str | None:
     """The image ID of ``ref`` if it is here, or can be pulled from the configured registry."""
     found = docker.image_id(ref)
     if found is None and settings.registry and ref.startswith(settings.registry + "/"):
+        # Built here before DOCKRUN_REGISTRY was set: the same key names the same image.
+        unprefixed = ref[len(settings.registry) + 1:]
+        found = docker.image_id(unprefixed)
+        if found:
+            docker.tag(found, ref)
+            log(f"{unprefixed} is here: tagged it {ref}")
+            return found
         found = docker.try_pull(ref)
         if found:
             log(f"pulled {ref} from the registry")
+            _made(settings, found, ref)
     return found
+
+
+def _made(settings: Settings, image_id: str, ref: str) -> str:
+    """Record that dockrun made ``image_id`` under ``ref``: `dockrun images` lists and prunes only
+    what it recorded (an image built FROM one of dockrun's has its labels, and is not dockrun's)."""
+    RunStore(settings.home).record_image(image_id, ref)
+    return image_id
 
 
 class Pusher(Protocol):

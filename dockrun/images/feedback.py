@@ -1,5 +1,6 @@
 """Build feedback: on a TTY, one status line (current step, elapsed time) redrawn in place; in CI
-or any non-TTY, plain lines; quiet, nothing."""
+or any non-TTY, plain lines; quiet, nothing. Every line is written terminal-safe (dockrun.terminal):
+a build step's output, a registry's or a workspace's words are not dockrun's."""
 from __future__ import annotations
 
 import re
@@ -11,8 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Callable
 
+from ..terminal import output_line
+
 _STEP = re.compile(r"^Step \d+/\d+ : ")
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# What images/build.py says before a build, and the engine's last line of a successful one: in
+# between, lines are the build's output (the status line); outside, they are dockrun's own.
+_BUILD_STARTS = re.compile(r"^building (environment|project) image ")
+_BUILD_ENDS = "Successfully tagged "
 
 
 class LiveView:
@@ -23,6 +29,7 @@ class LiveView:
         self.stream = stream
         self.step = ""
         self.last = ""
+        self.building = False  # between a "building ... image" line and the engine's last line
         self.started = time.monotonic()
         self.lock = threading.Lock()
         self.done = threading.Event()
@@ -30,13 +37,18 @@ class LiveView:
         self.ticker.start()
 
     def __call__(self, line: str) -> None:
-        line = _ANSI.sub("", line).rstrip()
+        line = output_line(line).rstrip()
         with self.lock:
-            if line.startswith(("building ", "pulled ", "pushing ", "pulling ")) or " is already in " in line:
+            if _BUILD_STARTS.match(line) or not self.building:
                 self._clear()
                 self.stream.write(line + "\n")
+                self.building = bool(_BUILD_STARTS.match(line))
                 self.started = time.monotonic()
-                self.step = ""
+                self.step = self.last = ""
+            elif line.startswith(_BUILD_ENDS):
+                self.building = False
+                self.step = self.last = ""
+                self._clear()
             elif _STEP.match(line):
                 self.step = line
             elif line.strip() and not line.startswith(" ---> "):
@@ -70,7 +82,7 @@ class LiveView:
 
 def plain(stream: IO[str]) -> Callable[[str], None]:
     def log(line: str) -> None:
-        stream.write(line.rstrip("\n") + "\n")
+        stream.write(output_line(line.rstrip("\n")) + "\n")
         stream.flush()
 
     return log

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from ...errors import DockrunError
 from ...store.liveness import alive, start_token
 from ...store.records import RunStore
+from ...terminal import printable
 from ..module_command import module_command
 from ..outcome import record_end
 from .state import Verdict, job_uid, verdict
@@ -99,7 +100,7 @@ def watch(store: RunStore, cluster: Any, run_id: str, watch_driver: bool) -> Non
             stuck_since = (stuck_since or time.monotonic()) if v.stuck else None
             if v.stuck and v.stuck != said:
                 said = v.stuck
-                err.write(f"dockrun: waiting: {v.stuck}\n".encode())
+                err.write(f"dockrun: waiting: {printable(v.stuck)}\n".encode())  # the kubelet's words
                 err.flush()
             if _fatal(v, stuck_since):
                 end_job(v.stuck or "stuck")
@@ -118,7 +119,7 @@ def _stream(cluster: Any, ns: str, pod: str, out: Any, err: Any) -> None:
             out.write(chunk)
             out.flush()
     except DockrunError as e:  # the pod went before its log was read: say so, the outcome still counts
-        err.write(f"dockrun: the output of pod {pod} could not be read: {e}\n".encode())
+        err.write(f"dockrun: the output of pod {pod} could not be read: {printable(str(e))}\n".encode())
         err.flush()
 
 

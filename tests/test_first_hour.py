@@ -1,0 +1,66 @@
+"""What a new user meets in the first hour, through the real CLI: typos get a line that says the
+fix, before anything is built."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def test_a_backend_config_file_that_does_not_exist_is_named(cli, tmp_path: Path) -> None:
+    r = cli("run", "examples/hello", "-b", "kubernetes", "-c", "nosuch.json", cwd=tmp_path)
+    assert r.code == 2
+    assert r.err.strip().splitlines() == [
+        "dockrun: error: --backend-config nosuch.json: no such file (expected a JSON file or a JSON object)"]
+
+
+def test_inline_json_that_is_broken_is_still_called_json(cli) -> None:
+    r = cli("run", "examples/hello", "-b", "kubernetes", "-c", "{oops")
+    assert r.code == 2 and "--backend-config: not valid JSON" in r.err
+
+
+def test_a_mistyped_parameter_is_named_with_the_one_it_is_close_to(cli, no_leaks) -> None:
+    for typo in ("aplha", "alph"):
+        r = cli("run", "examples/hello", "-q", "-P", f"{typo}=0.3")
+        warnings = [line for line in r.err.splitlines() if "did you mean" in line]
+        assert warnings == [f"dockrun: warning: -P {typo}: not declared by entry point 'main'; did you mean alpha?"]
+    ok = cli("run", "examples/hello", "-q", "-P", "alpha=0.3", "-P", "unrelated_extra=1")
+    assert "did you mean" not in ok.err
+
+
+def test_a_project_without_mlproject_run_without_e_says_which_script_to_name(cli) -> None:
+    r = cli("run", "examples/scripts")
+    assert r.code == 2
+    assert r.err.strip().splitlines() == [
+        "dockrun: error: scripts: this project has no MLproject, so no entry point 'main': name a script to run "
+        "with -e, e.g. -e train.py"]
+
+
+def test_a_shell_needs_no_entry_point_and_its_command_says_what_is_missing(cli, no_leaks) -> None:
+    r = cli("shell", "examples/scripts", "--", "sh", "-c", 'python -V; eval "$DOCKRUN_COMMAND"')
+    assert r.code == 2, r.err
+    assert "Python 3" in r.out
+    assert "no entry point 'main': name a script to run with -e" in r.err
+    required = cli("shell", "examples/hello", "-e", "sleep", "-P", "seconds=abc", "--", "true")
+    assert required.code == 0, required.err
+
+
+def test_a_base_image_that_cannot_be_had_is_one_line_before_any_build(cli, home: Path) -> None:
+    r = cli("run", "examples/scripts", "-e", "train.py", "--base-image", "nosuch-image:1")
+    assert r.code == 2
+    assert r.err.strip().splitlines() == [
+        "dockrun: error: base image nosuch-image:1: not on this engine and no registry it can reach serves it; "
+        "pull or build it first, or name another with --base-image or DOCKRUN_BASE_IMAGE"]
+    assert "Step 1" not in r.err and not (home / "runs").exists()
+
+
+def test_runs_list_says_when_there_are_more_and_prune_says_when_nothing_went(cli, no_leaks) -> None:
+    for _ in range(3):
+        assert cli("run", "examples/hello", "-q", "-P", "alpha=0.3").code == 0
+    short = cli("runs", "list", "-n", "2")
+    assert short.code == 0 and short.out.strip().splitlines()[-1] == "(2 of 3 runs; -n 3 or --all for every one)"
+    assert len(short.out.strip().splitlines()) == 4
+    every = cli("runs", "list", "--all")
+    assert len(every.out.strip().splitlines()) == 4 and "of 3 runs" not in every.out
+    pruned = cli("images", "prune", "--older-than", "100000", "--project", "no-such-project")
+    assert pruned.code == 0
+    assert pruned.out.strip() == ("nothing to remove: no dockrun image of no-such-project unused for 100000 days "
+                                  "(--older-than DAYS)")
