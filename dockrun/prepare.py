@@ -30,6 +30,7 @@ from .project.resolve import is_git_uri, resolve_source, unquote_uri
 from .project.spec import EntryPoint, load_project
 from .project.uri import is_archive_uri
 from .request import FLAGS, PreparedImage, PreparedRun, RunRequest
+from .tracking.compat import check_store_mlflow, host_mlflow, pinned_mlflow, schema_matters
 from .tracking.target import tracking_target
 
 log = logging.getLogger("dockrun")
@@ -114,6 +115,8 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
     elif any(environ.get(name) for name in TRACKING_VARS):  # options were refused by check_options
         log.warning("%s is set, but backend %s does not report runs to it",
                     next(name for name in TRACKING_VARS if environ.get(name)), backend.name)
+    if schema_matters(tracking) and image.env.kind == "uv":  # pinned: known before anything is built
+        check_store_mlflow(tracking, pinned_mlflow(image.env.lock or image.env.requirements), host_mlflow())
     return PreparedRun(image, ep, rendered, tracking, backend_config)
 
 

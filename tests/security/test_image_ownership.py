@@ -104,13 +104,18 @@ def test_images_list_shows_labels_and_packages_escaped(cli, base_image: str, tmp
     assert "python 3.11\\x1b]0;pwned\\x07" in listing.out
 
 
+# A file whose size the engine states before sending it; a folder in its place, whose archive
+# holds a large file that only the archive's own header tells about.
+@pytest.mark.parametrize("where", ["/opt/dockrun/installed.json", "/opt/dockrun/installed.json/x"],
+                         ids=["file", "folder"])
 def test_a_huge_installed_json_is_refused_without_reading_it_into_memory(cli, base_image: str, home: Path,
-                                                                        tmp_path: Path, made: list[str]) -> None:
+                                                                        tmp_path: Path, made: list[str],
+                                                                        where: str) -> None:
     size = 200 << 20
     env_image = f"huge-env-{uuid.uuid4().hex[:8]}:1"
     docker_build(tmp_path / "env", env_image, {
-        "Dockerfile": f"FROM {base_image}\nRUN mkdir -p /opt/dockrun && head -c {size} /dev/zero > "
-                      "/opt/dockrun/installed.json\n"})
+        "Dockerfile": f"FROM {base_image}\nRUN mkdir -p {os.path.dirname(where)} && head -c {size} /dev/zero > "
+                      f"{where}\n"})
     made.append(env_image)
     project = _docker_env_project(tmp_path / "huge", env_image, f"huge-{uuid.uuid4().hex[:8]}")
     built = cli("build", str(project))

@@ -212,3 +212,21 @@ def test_a_workspace_words_reach_no_terminal_raw(cli, databricks, home: Path, tm
     assert "submitted Databricks run" in ours, repr(seen)
     for raw in RAW:
         assert raw not in ours, repr(seen)
+
+
+def test_lock_lines_reach_no_terminal_raw(cli, tmp_path: Path) -> None:
+    """`dockrun lock` says the project's environment file name: a name is the project's text."""
+    env_file = "env\x1b]0;pwned\x07\x9b2J\u202e.yaml"
+    project = write_project(tmp_path / "p", {
+        "MLproject": f'name: p\npython_env: "{env_file.encode("unicode_escape").decode()}"\n'
+                     "entry_points: {main: 'true'}\n",
+    })
+    (project / env_file).write_text("python: '3.11'\ndependencies: [tabulate]\n")
+    shims = tmp_path / "bin"  # a docker CLI that fails at once: the line comes before it is used
+    shims.mkdir()
+    (shims / "docker").write_text("#!/bin/sh\nexit 1\n")
+    (shims / "docker").chmod(0o755)
+    r = cli("lock", str(project), env={"PATH": f"{shims}{os.pathsep}{os.environ['PATH']}"})
+    assert r.code == 1 and "resolving env\\x1b]0;pwned\\x07\\x9b2J\\u202e.yaml in " in r.err, r.err
+    for raw in RAW:
+        assert raw not in r.err, repr(r.err)

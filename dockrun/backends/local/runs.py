@@ -16,6 +16,7 @@ from ...engine.client import Docker
 from ...errors import ConfigError, Interrupted
 from ...store.liveness import alive, start_token
 from ...store.records import ACTIVE, RunRecord, RunStore, new_run_id
+from ...tracking.compat import schema_matters
 from ..handle import RunHandle, follow_logs, new_record, shielded
 from ..outcome import record_end
 from .container import RunContext, container_spec, files_plan
@@ -158,6 +159,12 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
         raise ConfigError(f"the local MLflow store {tracking.uri} cannot be reached from a remote Docker engine; "
                           "track to a server (MLFLOW_TRACKING_URI=http://...), or set DOCKRUN_REMOTE_ENGINE=0 "
                           "if the engine sees this machine's files")
+    if schema_matters(tracking):  # unpinned: the image's record says which MLflow it installed
+        from ...images.installed import image_installed
+        from ...tracking.compat import check_store_mlflow, host_mlflow, installed_mlflow
+
+        check_store_mlflow(tracking, installed_mlflow(image_installed(docker, image_id, settings.home)),
+                           host_mlflow())
     if tracking:
         from ...tracking.runs import start_tracked_run
         from ...tracking.tags import logged_params
