@@ -87,8 +87,9 @@ def test_the_watcher_imports_nothing_from_the_working_folder(kube: Kube, namespa
     assert not marker.exists(), marker.read_text()
 
 
-def test_a_pod_labelled_like_the_runs_cannot_fake_its_output(kube: Kube, namespace: str, cli, project: Path,  # noqa: F811
-                                                             tmp_path: Path, home: Path) -> None:
+@pytest.mark.parametrize("fake_kind", ["output", "pull error"])
+def test_a_pod_labelled_like_the_runs_cannot_fake_its_output_or_end_it(
+        kube: Kube, namespace: str, cli, project: Path, tmp_path: Path, home: Path, fake_kind: str) -> None:  # noqa: F811
     opened = threading.Event()
 
     class Gate(BaseHTTPRequestHandler):
@@ -111,24 +112,35 @@ def test_a_pod_labelled_like_the_runs_cannot_fake_its_output(kube: Kube, namespa
         ns, name = RunStore(home).get(run_id).remote_run_id.split("/")
         job = _job(kube, ns, name)
         # A co-tenant who may create pods in the namespace: one labelled with the run's Job's name,
-        # the run's own image, and output of its own. (A pod that also copied the Job's
-        # controller-uid label would match the Job's selector and be adopted by the Job controller:
-        # Kubernetes itself then counts it as the Job's, and limits it to the Job's parallelism.)
+        # which prints output of its own, or cannot pull its image (a stuck pod of the run's would
+        # end the run and delete its Job). (A pod that also copied the Job's controller-uid label
+        # would match the Job's selector and be adopted by the Job controller: Kubernetes itself
+        # then counts it as the Job's, and holds it to the Job's parallelism.)
+        image = job["spec"]["template"]["spec"]["containers"][0]["image"]
+        if fake_kind == "pull error":
+            image = f"{kube.registry}/team/not-there:{uuid.uuid4().hex[:8]}"
         fake = {"apiVersion": "v1", "kind": "Pod", "metadata": {
                     "name": f"{name}-fake", "namespace": ns, "labels": {"job-name": name}},
                 "spec": {"restartPolicy": "Never", "containers": [{
-                    "name": "fake", "image": job["spec"]["template"]["spec"]["containers"][0]["image"],
-                    "command": ["sh", "-c", "echo FAKE OUTPUT from a co-tenant"]}]}}
+                    "name": "fake", "image": image, "command": ["sh", "-c", "echo FAKE OUTPUT from a co-tenant"]}]}}
         created = kube.kubectl("apply", "-f", "-", input=json.dumps(fake))
         assert created.returncode == 0, created.stderr
-        _wait_for("the fake pod to finish", lambda: kube.kubectl(
-            "-n", ns, "get", "pod", f"{name}-fake", "-o", "jsonpath={.status.phase}").stdout == "Succeeded")
+
+        def fake_is(state: str) -> bool:
+            r = kube.kubectl("-n", ns, "get", "pod", f"{name}-fake", "-o",
+                             "jsonpath={.status.phase} {.status.containerStatuses[0].state.waiting.reason}")
+            return state in r.stdout.split()
+
+        if fake_kind == "output":
+            _wait_for("the fake pod to finish", lambda: fake_is("Succeeded"))
+        else:
+            _wait_for("the fake pod's pull error", lambda: fake_is("ErrImagePull") or fake_is("ImagePullBackOff"))
         opened.set()  # the run's own pod may end now
         waited = cli("runs", "wait", run_id, env=_env(kube), timeout=300)
-        assert waited.code == 0, waited.err
         logs = cli("runs", "logs", run_id, env=_env(kube))
+        assert waited.code == 0, waited.out + waited.err + logs.err
         assert "real output of the run" in logs.out and "real end of the run" in logs.out
-        assert "FAKE OUTPUT" not in logs.out + logs.err
+        assert "FAKE OUTPUT" not in logs.out + logs.err and "cannot pull" not in logs.err
         assert RunStore(home).get(run_id).status == "FINISHED"
         kube.kubectl("-n", ns, "delete", "pod", f"{name}-fake", "--wait=false")
     finally:
