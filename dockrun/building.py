@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .engine.client import Docker
-from .images.build import ensure_images
+from .images.build import ensure_images, push_pinned
 from .images.feedback import build_feedback
 from .prepare import prepare_image
 from .request import RunRequest
@@ -26,5 +26,5 @@ def build_project(request: RunRequest, tag: str | None = None, push: bool = Fals
                 images = [plan.env_image] if plan.env.needs_build else []
                 images += [plan.project_image, ref]
             for image in dict.fromkeys(images):
-                docker.push_if_missing(image, log)
+                push_pinned(docker, image, log)
     return ref

@@ -72,7 +72,8 @@ def test_run_on_databricks(cli, databricks, remote_env, tmp_path: Path, project:
     archive = task["spark_python_task"]["parameters"][0]
     mine = f"dbfs:/dockrun/{databricks.user_name}"  # each user's own folder in the DBFS root
     assert archive.startswith(f"{mine}/projects/") and databricks.dbfs_file(archive)
-    assert task["spark_python_task"]["python_file"].startswith(f"{mine}/launcher/")
+    # The launcher is in the caller's workspace home, where no other user can change it.
+    assert task["spark_python_task"]["python_file"].startswith(f"/Users/{databricks.user_name}/.dockrun/launcher/")
     run_id = task["spark_python_task"]["parameters"][2]
     record = json.loads(cli("runs", "show", run_id, env=remote_env).out)
     assert record["backend"] == "databricks" and record["status"] == "FINISHED" and record["remote_run_id"]

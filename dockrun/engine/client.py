@@ -171,25 +171,25 @@ class Docker:
             raise BuildError(f"building {tag} failed: {_short(e)}") from None
         return image_id or self.image_id(tag) or _fail(tag)
 
-    def push(self, ref: str, log: Callable[[str], None]) -> None:
+    def push(self, ref: str, log: Callable[[str], None]) -> str | None:
+        """Push ``ref``; the digest of the manifest the engine pushed (None if it did not say)."""
         docker = _docker()
         repo, tag = _split(ref)
+        pushed = None
         try:
             for chunk in self.client.api.push(repo, tag=tag, stream=True, decode=True, auth_config=_registry_auth()):
                 if "error" in chunk:
                     raise BuildError(f"pushing {ref} failed: {chunk['error']}")
                 if chunk.get("status") and chunk.get("id") is None:
                     log(chunk["status"])
+                pushed = (chunk.get("aux") or {}).get("Digest") or pushed
         except docker.errors.APIError as e:
             raise BuildError(f"pushing {ref} failed: {_short(e)}") from None
+        return pushed
 
     def tag(self, ref: str, target: str) -> None:
         repo, tag = _split(target)
         self.client.api.tag(ref, repo, tag)
-
-    def registry_has(self, ref: str) -> bool:
-        """Ask the registry (not the local cache) whether it has ``ref``."""
-        return self.registry_digest(ref) is not None
 
     def registry_digest(self, ref: str) -> str | None:
         """The manifest digest (sha256:...) the registry serves for ``ref``, or None if it has none:
@@ -200,14 +200,12 @@ class Docker:
         except (docker.errors.APIError, KeyError):
             return None
 
-    def push_if_missing(self, ref: str, log: Callable[[str], None]) -> bool:
-        """Push ``ref`` unless the registry already has that tag; True if it uploaded."""
-        if self.registry_has(ref):
-            log(f"{ref} is already in the registry; nothing to push")
-            return False
-        log(f"pushing {ref}")
-        self.push(ref, log)
-        return True
+    def repo_digests(self, ref: str) -> list[str]:
+        """The registry digests the local image ``ref`` has in ``ref``'s repository (those it was
+        pushed or pulled as): what tells this image from another under the same tag."""
+        info = self._image_info(ref) or {}
+        repo = _split(ref)[0]
+        return [d.rpartition("@")[2] for d in info.get("RepoDigests") or () if d.rpartition("@")[0] == repo]
 
     def images_with_label(self, label: str) -> list[dict[str, Any]]:
         return self.client.api.images(filters={"label": label})

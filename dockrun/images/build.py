@@ -219,3 +219,33 @@ def _made(settings: Settings, image_id: str, ref: str) -> str:
     what it recorded (an image built FROM one of dockrun's has its labels, and is not dockrun's)."""
     RunStore(settings.home).record_image(image_id, ref)
     return image_id
+
+
+class Pusher(Protocol):
+    """The part of engine.client.Docker that pushing uses."""
+
+    def push(self, ref: str, log: Callable[[str], None]) -> str | None: ...
+    def registry_digest(self, ref: str) -> str | None: ...
+    def repo_digests(self, ref: str) -> list[str]: ...
+
+
+def push_pinned(docker: Pusher, ref: str, log: Callable[[str], None]) -> str:
+    """Push the local image ``ref`` unless the registry already serves this very image under its
+    tag; the digest of this image in the registry (what to pin). A tag names whatever was pushed
+    last, by anyone with push rights: another image under it is said and pushed over, never used."""
+    ours = docker.repo_digests(ref)
+    served = docker.registry_digest(ref)
+    if served is not None and served in ours:
+        log(f"{ref} is already in the registry; nothing to push")
+        return served
+    if served is not None:
+        log(f"the registry has another image under {ref} ({served}); pushing the one built here over it")
+    else:
+        log(f"pushing {ref}")
+    pushed = docker.push(ref, log)
+    if pushed is None:  # an engine that does not report it: the one digest the image now has there
+        known = docker.repo_digests(ref)
+        pushed = known[0] if len(known) == 1 else None
+    if pushed is None:
+        raise BuildError(f"pushing {ref}: the engine did not say which digest it pushed")
+    return pushed
