@@ -230,3 +230,11 @@ def test_tracking_from_the_environment_is_named_when_a_backend_cannot_report_to_
         prepared = prepare(request, EchoBackend(), {"MLFLOW_TRACKING_URI": "sqlite:///x.db"})
     assert prepared.tracking is None
     assert "MLFLOW_TRACKING_URI is set, but backend echo does not report runs to it" in caplog.text
+
+
+def test_the_cli_offers_exactly_the_environment_managers_the_library_knows() -> None:
+    # cli.py keeps its own list (`dockrun --help` must not import the build stack): the two agree.
+    from dockrun import cli
+    from dockrun.images import environment
+
+    assert tuple(cli.ENV_MANAGERS) == environment.ENV_MANAGERS
