@@ -64,3 +64,18 @@ def test_runs_list_says_when_there_are_more_and_prune_says_when_nothing_went(cli
     assert pruned.code == 0
     assert pruned.out.strip() == ("nothing to remove: no dockrun image of no-such-project unused for 100000 days "
                                   "(--older-than DAYS)")
+
+
+def test_a_docker_option_typo_is_refused_before_a_cold_build(cli, tmp_path: Path, home: Path) -> None:
+    import uuid
+
+    from conftest import write_project
+
+    project = write_project(tmp_path / "cold", {
+        "requirements.txt": "tabulate==0.9.0\n",
+        "marker.txt": uuid.uuid4().hex,  # a project image nobody has built
+        "train.py": "print('hi')\n"})
+    r = cli("run", str(project), "-e", "train.py", "-A", "shm-sise=1g")
+    assert r.code == 2, r.err
+    assert len(r.err.strip().splitlines()) == 1 and "shm-sise" in r.err
+    assert "building" not in r.err and not (home / "runs").exists()
