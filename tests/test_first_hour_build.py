@@ -1,0 +1,65 @@
+"""A new user's first hour, the builds: outside a terminal (a CI log, a pipe, the sweep driver) a build
+is one line per image with its time, not the engine's log; a failure shows its failing step's own
+output once and ends in one line; --verbose shows everything. Through the real CLI."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from conftest import REPO
+
+ENGINE_LINES = re.compile(r"^(Step \d+/\d+ : | ---> |Removing intermediate container |Successfully (built|tagged) )")
+
+
+def _hello(tmp_path: Path) -> Path:
+    root = tmp_path / "hello"
+    shutil.copytree(REPO / "examples" / "hello", root)
+    return root
+
+
+def test_a_code_only_build_is_one_line_with_its_time_among_the_runs_output(cli, tmp_path: Path, no_leaks) -> None:
+    root = _hello(tmp_path)
+    (root / "train.py").write_text((root / "train.py").read_text() + f"# {os.urandom(8).hex()}\n")  # new code
+    r = cli("run", str(root), "-P", "alpha=0.3")
+    assert r.code == 0, r.err
+    assert [line for line in r.err.splitlines() if ENGINE_LINES.match(line)] == [], r.err
+    stages = [line for line in r.err.splitlines() if line.startswith("building ")]
+    assert len(stages) == 1 and re.fullmatch(r"building project image dockrun-hello:\S+ \.\.\. \d+\.\d s",
+                                             stages[0]), r.err
+    assert "alpha" in r.out  # the run's own output is all that follows
+
+    (root / "train.py").write_text((root / "train.py").read_text() + f"# sweep {os.urandom(8).hex()}\n")
+    sweep = cli("sweep", str(root), "-P", "alpha=0.1,0.2", "--parallel", "2")
+    assert sweep.code == 0, sweep.err
+    assert [line for line in sweep.err.splitlines() if ENGINE_LINES.match(line)] == [], sweep.err
+    assert len([line for line in sweep.err.splitlines() if line.startswith("building project image ")]) == 1
+
+    (root / "train.py").write_text((root / "train.py").read_text() + f"# verbose {os.urandom(8).hex()}\n")
+    verbose = cli("build", "--verbose", str(root))
+    assert verbose.code == 0, verbose.err
+    assert any(line.startswith("Step 2/") and "COPY project/" in line for line in verbose.err.splitlines())
+    assert "Removing intermediate container" in verbose.err  # everything, the engine's bookkeeping too
+
+
+def test_a_failing_install_step_shows_its_output_once_and_one_line_naming_the_step(cli, tmp_path: Path) -> None:
+    root = _hello(tmp_path)
+    # No such version (or, offline, no index): the install step fails either way, after printing why.
+    (root / "python_env.yaml").write_text('python: "3.11"\ndependencies:\n  - tabulate==0.0.0.dev987654321\n')
+    r = cli("build", str(root))
+    assert r.code == 1
+    lines = r.err.strip().splitlines()
+    assert re.fullmatch(r"building environment image dockrun-env:\S+ \(uv\) \.\.\. failed after \d+\.\d s",
+                        lines[0]), r.err
+    assert lines[1].startswith("Step ") and " : RUN " in lines[1] and "uv pip install" in lines[1]
+    assert r.err.count("uv pip install") == 1, r.err  # the command once: in the step's own line
+    assert [line for line in lines[2:] if ENGINE_LINES.match(line)] == [], r.err
+    error = lines[-1]
+    assert re.fullmatch(r"dockrun: error: building dockrun-env:\S+ failed at step \d+/\d+ \(RUN, exit code \d+\): .+",
+                        error), r.err
+    assert error.endswith(lines[-2].strip())  # the step's last line of output says why
+    assert all(len(line) > 2 for line in lines), r.err  # lines are whole, not the engine's pieces
+
+    quiet = cli("build", "-q", str(root))  # -q: no progress, but a failure still says why
+    assert quiet.code == 1 and quiet.err.strip().splitlines() == lines[1:], quiet.err
