@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, free_port
 
 ENGINE_LINES = re.compile(r"^(Step \d+/\d+ : | ---> |Removing intermediate container |Successfully (built|tagged) )")
 
@@ -63,3 +64,27 @@ def test_a_failing_install_step_shows_its_output_once_and_one_line_naming_the_st
 
     quiet = cli("build", "-q", str(root))  # -q: no progress, but a failure still says why
     assert quiet.code == 1 and quiet.err.strip().splitlines() == lines[1:], quiet.err
+
+
+def test_images_list_fits_120_columns_when_an_image_has_several_names(cli, tmp_path: Path) -> None:
+    root = _hello(tmp_path)
+    (root / "train.py").write_text((root / "train.py").read_text() + f"# {os.urandom(8).hex()}\n")
+    built = cli("build", "-q", str(root))
+    assert built.code == 0, built.err
+    ref = built.out.strip()
+    # Set later: what is here is tagged under the registry's name, not built or pulled again.
+    registry = f"127.0.0.1:{free_port()}/a-rather-long-team-name/and-a-group"
+    again = cli("build", "-q", str(root), env={"DOCKRUN_REGISTRY": registry})
+    try:
+        assert again.code == 0 and again.out.strip() == f"{registry}/{ref}", again.err
+        listed = cli("images", "list")
+        assert listed.code == 0, listed.err
+        lines = listed.out.splitlines()
+        assert max(len(line) for line in lines) <= 120, listed.out
+        row = next(i for i, line in enumerate(lines) if line.startswith(ref + " "))
+        assert lines[row + 1] == f"  {registry}/{ref}", listed.out  # its other name, on a line of its own
+    finally:  # the names this test gave (the environment image's registry name too), and its code image
+        names = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
+                               text=True).stdout.split()
+        subprocess.run(["docker", "rmi", *(n for n in names if n.startswith(registry + "/")), ref],
+                       capture_output=True)

@@ -217,7 +217,7 @@ def _present(docker: DockerLike, ref: str, settings: Settings, log: Callable[[st
         if found:
             docker.tag(found, ref)
             log(f"{unprefixed} is here: tagged it {ref}")
-            return found
+            return _made(settings, found, ref)  # listed and pruned under this name too
         found = docker.try_pull(ref)
         if found:
             log(f"pulled {ref} from the registry")
