@@ -106,7 +106,7 @@ def attend(handle: RunHandle, out: IO[bytes] | None = None, err: IO[bytes] | Non
     except KeyboardInterrupt:
         with shielded():
             handle.cancel()
-        raise Interrupted(f"interrupted; run {handle.run_id} was cancelled and its container removed") from None
+        raise Interrupted(f"interrupted; run {handle.run_id} was {handle.cancel_summary}") from None
     if rec.status != "FINISHED":
         raise ended_error(rec)
 
