@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import REPO, free_port
+from conftest import REPO, free_port, unavailable
 
 ENGINE_LINES = re.compile(r"^(Step \d+/\d+ : | ---> |Removing intermediate container |Successfully (built|tagged) )")
 
@@ -88,3 +88,20 @@ def test_images_list_fits_120_columns_when_an_image_has_several_names(cli, tmp_p
                                text=True).stdout.split()
         subprocess.run(["docker", "rmi", *(n for n in names if n.startswith(registry + "/")), ref],
                        capture_output=True)
+
+
+def test_gpus_on_an_engine_without_a_gpu_runtime_is_one_line_before_anything_is_built(cli, home: Path,
+                                                                                      tmp_path: Path) -> None:
+    runtimes = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True)
+    if "nvidia" in runtimes.stdout.lower():
+        unavailable("this engine has an NVIDIA runtime: the no-GPU case cannot be seen here")
+    root = _hello(tmp_path)
+    (root / "train.py").write_text((root / "train.py").read_text() + f"# {os.urandom(8).hex()}\n")  # would build
+    for args in (("run", str(root), "-A", "gpus=all"), ("shell", str(root), "-A", "gpus=all", "--", "true")):
+        r = cli(*args)
+        assert r.code == 2, r.err
+        lines = r.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            "dockrun: error: --docker-args gpus=all: this Docker engine has no GPU runtime (its runtimes: "), r.err
+        assert "nvidia-ctk runtime configure" in lines[0]
+    assert not (home / "runs").exists()

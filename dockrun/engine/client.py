@@ -124,6 +124,10 @@ class Docker:
             raise ConfigError(f"cannot reach the Docker engine (DOCKER_HOST): {_short(e)}") from None
 
     # ---- images ---------------------------------------------------------------------------
+    def runtimes(self) -> dict[str, Any]:
+        """The container runtimes the engine has (``Runtimes`` of its info: name -> its path)."""
+        return dict(self.client.api.info().get("Runtimes") or {})
+
     def image_id(self, ref: str) -> str | None:
         docker = _docker()
         try:

@@ -21,6 +21,9 @@ class LocalBackend:
     placement = IN_CONTAINER
 
     def configure(self, request: RunRequest, environ: Mapping[str, str]) -> Any:
+        from .docker_args import check_gpus
+
+        check_gpus(request.docker_args, environ)
         return None
 
     def submit(self, prepared: PreparedRun, log: Callable[[str], None]) -> LocalRun:
