@@ -105,3 +105,29 @@ def test_gpus_on_an_engine_without_a_gpu_runtime_is_one_line_before_anything_is_
             "dockrun: error: --docker-args gpus=all: this Docker engine has no GPU runtime (its runtimes: "), r.err
         assert "nvidia-ctk runtime configure" in lines[0]
     assert not (home / "runs").exists()
+
+
+def test_a_tag_run_before_runs_its_last_commit_when_the_repository_has_moved(cli, tmp_path: Path,
+                                                                             base_image: str) -> None:
+    from git_fixtures import commit, git
+
+    work, bare = tmp_path / "work", tmp_path / "repo.git"
+    work.mkdir()
+    git("init", "-q", cwd=work)
+    first = commit(work, {"MLproject": f"name: moved\ndocker_env:\n  image: {base_image}\n"
+                                       "entry_points:\n  main:\n    command: \"python3 -c 'print(1 + 1)'\"\n"}, "one")
+    git("tag", "v1", cwd=work)
+    git("clone", "-q", "--bare", str(work), str(bare))
+    uri = f"file://{bare}"
+    r = cli("run", uri, "-v", "v1")
+    assert r.code == 0 and r.out.strip() == "2", r.err
+
+    bare.rename(tmp_path / "elsewhere.git")  # the repository moved away: git says "not found"
+    pinned = cli("run", uri, "-v", first)
+    assert pinned.code == 0 and pinned.out.strip() == "2", pinned.err
+    tagged = cli("run", uri, "-v", "v1")
+    assert tagged.code == 0 and tagged.out.strip() == "2", tagged.err
+    assert tagged.err.strip().splitlines() == [
+        f"dockrun: warning: {uri}: repository not found; using commit {first[:12]}, which v1 named when last reached"]
+    never = cli("run", uri, "-v", "v2")  # never resolved: still the error
+    assert never.code == 2 and never.err.strip() == f"dockrun: error: {uri}: repository not found"
