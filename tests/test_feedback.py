@@ -122,3 +122,11 @@ def _plain(lines: list[str]) -> str:
         for line in lines:
             log(line)
     return out.getvalue()
+
+
+def test_a_failed_build_on_a_terminal_leaves_its_failing_step_on_screen() -> None:
+    text = _live(["building project image dockrun-p:1", "Step 1/2 : RUN echo one", " ---> Running in 0123", "one",
+                  "Step 2/2 : RUN make", " ---> Running in 89ab", "error: no rule", "build of dockrun-p:1 failed"])
+    shown = [line.split("\r\x1b[K")[-1] for line in text.replace("\r\n", "\n").split("\n")]
+    assert shown[shown.index("Step 2/2 : RUN make") + 1] == "error: no rule", text
+    assert "Step 1/2 : RUN echo one" not in shown and " ---> Running in 89ab" not in shown
