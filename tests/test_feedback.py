@@ -130,3 +130,14 @@ def test_a_failed_build_on_a_terminal_leaves_its_failing_step_on_screen() -> Non
     shown = [line.split("\r\x1b[K")[-1] for line in text.replace("\r\n", "\n").split("\n")]
     assert shown[shown.index("Step 2/2 : RUN make") + 1] == "error: no rule", text
     assert "Step 1/2 : RUN echo one" not in shown and " ---> Running in 89ab" not in shown
+
+
+def test_a_failed_check_of_dockruns_own_shows_no_step_the_error_says_it() -> None:
+    out = io.StringIO()
+    with build_feedback(stream=out) as log:
+        for line in ["building environment image dockrun-env:abc (uv)", "Step 5/9 : RUN python3 -c 'import sys'",
+                     "dockrun-check: the base image has Python 3.11, the project pins 3.12",
+                     "build of dockrun-env:abc failed"]:
+            log(line)
+    assert re.fullmatch(r"building environment image dockrun-env:abc \(uv\) ... failed after \d+\.\d s\n",
+                        out.getvalue()), out.getvalue()

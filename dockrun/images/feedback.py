@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Callable
 
-from ..engine.client import STEP_LOG_LINES, is_bookkeeping, is_step_header
+from ..engine.client import CHECK_PREFIX, STEP_LOG_LINES, is_bookkeeping, is_step_header
 from ..terminal import output_line
 
 _STEP = re.compile(r"^Step \d+/\d+ : ")
@@ -47,7 +47,10 @@ class StepLog:
             self.lines.append(line)
 
     def shown(self) -> list[str]:
-        """The failing step as a log shows it: its instruction, then what it printed."""
+        """The failing step as a log shows it: its instruction, then what it printed. Nothing for a
+        template's own check: the error says what it found, in words, and the step is dockrun's."""
+        if any(line.startswith(CHECK_PREFIX) for line in self.lines):
+            return []
         head = [self.header] if self.header else []
         if self.dropped:
             head.append(f"(... {self.dropped} earlier lines of this step; --verbose shows them all)")
