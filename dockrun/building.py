@@ -8,12 +8,13 @@ from .prepare import prepare_image
 from .request import RunRequest
 
 
-def build_project(request: RunRequest, tag: str | None = None, push: bool = False, quiet: bool = False) -> str:
+def build_project(request: RunRequest, tag: str | None = None, push: bool = False, quiet: bool = False,
+                  verbose: bool = False) -> str:
     """Build (or reuse) the project image, optionally tag and push it; return its reference."""
     prepared = prepare_image(request)
     settings, plan = prepared.settings, prepared.plan
     docker = Docker()
-    with build_feedback(quiet) as log:
+    with build_feedback(quiet, verbose=verbose) as log:
         ensure_images(plan, prepared.source.root, settings, docker, request.rebuild, log)
         ref = plan.project_image
         if tag:

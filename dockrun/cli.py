@@ -23,6 +23,7 @@ ENV_MANAGER_HELP = ("As in mlflow run: local = the image's own Python, nothing i
 
 TRUST_HELP = ("Give a project from a Git URI or an archive the host access its MLproject asks for (docker_env "
               "volumes and host variables); without it such a project is refused. A local folder's is always given.")
+VERBOSE_HELP = "The engine's whole build log (without it: one line per image built; a failing step's output)."
 DEV_HELP = ("Mount the project folder at the project root instead of baking it into an image: edits are "
             "live on the next run, nothing is built for the code (local folders only).")
 
@@ -93,11 +94,12 @@ def cli() -> None:
 @click.option("--dev", is_flag=True, help=DEV_HELP)
 @click.option("--trust", is_flag=True, help=TRUST_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="No build output.")
+@click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
 def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...], docker_args: tuple[str, ...],
         backend: str, backend_config: str | None, env_manager: str, base_image: str | None, rebuild: bool,
         storage_dir: str | None, experiment_name: str | None, experiment_id: str | None,
         run_name: str | None, tracking_uri: str | None, mlflow_run_id: str | None, build_image: bool,
-        detach: bool, dev: bool, trust: bool, quiet: bool) -> None:
+        detach: bool, dev: bool, trust: bool, quiet: bool, verbose: bool) -> None:
     """Run the project at URI (a folder or a Git URI, optionally #subdirectory)."""
     from pathlib import Path
 
@@ -112,7 +114,7 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         storage_dir=Path(storage_dir).expanduser().resolve() if storage_dir else None, base_image=base_image,
         rebuild=rebuild, cwd=Path.cwd(), dev=dev, trust=trust,
     )
-    submitted = submit(request, log=(lambda line: None) if quiet else None)
+    submitted = submit(request, quiet=quiet, verbose=verbose)
     if detach:
         click.echo(submitted.run_id)
 
@@ -137,10 +139,11 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
 @click.option("--resume", metavar="SWEEP", help="Run what did not finish in this sweep (its points and options).")
 @click.option("--sort", metavar="METRIC", help="Sort the table by a metric the runs wrote (-METRIC: descending).")
 @click.option("-q", "--quiet", is_flag=True, help="No build output.")
+@click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
 def sweep_cmd(uri: str | None, entry_point: str, version: str | None, params: tuple[str, ...],
               grid_file: str | None, docker_args: tuple[str, ...], backend: str, backend_config: str | None,
               env_manager: str, base_image: str | None, experiment_name: str | None, parallel: int,
-              resume: str | None, sort: str | None, quiet: bool) -> None:
+              resume: str | None, sort: str | None, quiet: bool, verbose: bool) -> None:
     """Run the project at URI for every combination of parameter values, at most --parallel at once,
     on any backend; print a table of each run's parameters, status and metrics (what it wrote to
     metrics.json or metrics.csv in $DOCKRUN_OUTPUT_DIR). Exit 1 if a run did not finish."""
@@ -157,7 +160,7 @@ def sweep_cmd(uri: str | None, entry_point: str, version: str | None, params: tu
                           base_image=base_image, experiment_name=experiment_name, cwd=Path.cwd())
     from .images.feedback import build_feedback
 
-    with build_feedback(quiet) as log:
+    with build_feedback(quiet, verbose=verbose) as log:
         result = sweep(template, points, parallel, resume, log=log)
     click.echo(f"sweep {result.sweep_id}")
     click.echo(table(result, sort))
@@ -175,14 +178,15 @@ def sweep_cmd(uri: str | None, entry_point: str, version: str | None, params: tu
               help=ENV_MANAGER_HELP)
 @click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
 @click.option("-q", "--quiet", is_flag=True, help="No build output.")
+@click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
 def build_cmd(uri: str, version: str | None, tag: str | None, push: bool, rebuild: bool, env_manager: str,
-              base_image: str | None, quiet: bool) -> None:
+              base_image: str | None, quiet: bool, verbose: bool) -> None:
     """Build the project's image (environment + code) and print its reference."""
     from .building import build_project
     from .request import RunRequest
 
     request = RunRequest(uri=uri, version=version, env_manager=env_manager, base_image=base_image, rebuild=rebuild)
-    ref = build_project(request, tag=tag, push=push, quiet=quiet)
+    ref = build_project(request, tag=tag, push=push, quiet=quiet, verbose=verbose)
     click.echo(ref)
 
 
@@ -218,9 +222,10 @@ def lock_cmd(uri: str, env_manager: str, base_image: str | None, quiet: bool) ->
 @click.option("--dev", is_flag=True, help=DEV_HELP)
 @click.option("--trust", is_flag=True, help=TRUST_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="No build output.")
+@click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
 def shell_cmd(uri: str, command: tuple[str, ...], version: str | None, entry_point: str, params: tuple[str, ...],
               docker_args: tuple[str, ...], env_manager: str, base_image: str | None, dev: bool, trust: bool,
-              quiet: bool) -> None:
+              quiet: bool, verbose: bool) -> None:
     """A shell (bash if the image has it, else sh), or CMD, in the project's image, as a run of the
     entry point would see it: same user, working directory, variables and mounts. Exits with CMD's
     exit code; the container is removed."""
@@ -232,7 +237,7 @@ def shell_cmd(uri: str, command: tuple[str, ...], version: str | None, entry_poi
     request = RunRequest(uri=uri, entry_point=entry_point, version=version, parameters=_pairs(params, "-P"),
                          docker_args=docker_args, env_manager=env_manager, base_image=base_image, cwd=Path.cwd(),
                          dev=dev, trust=trust)
-    sys.exit(open_shell(request, command, quiet=quiet))
+    sys.exit(open_shell(request, command, quiet=quiet, verbose=verbose))
 
 
 @cli.group()
@@ -379,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         lines = str(e).splitlines() or [type(e).__name__]
-        # The first line is the error; a failed build adds its last lines of output before it.
+        # The first line is the error; lines after it (if any) are printed before it.
         for extra in lines[1:]:
             sys.stderr.write(printable(extra, tabs=True) + "\n")
         sys.stderr.write(f"dockrun: error: {printable(lines[0], tabs=True)}\n")

@@ -32,9 +32,15 @@ class ConfigError(DockrunError):
 
 
 class BuildError(DockrunError):
-    """An image build failed (the project's environment could not be installed)."""
+    """An image build failed (the project's environment could not be installed). ``output``: the
+    failing step's own lines (its instruction, then what it printed), for a log to show above the
+    one-line message."""
 
     exit_code = 1
+
+    def __init__(self, message: str, output: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.output = output
 
 
 class ExecutionError(DockrunError):

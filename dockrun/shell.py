@@ -52,7 +52,7 @@ def shell_spec(prepared: PreparedRun, image: str, shell_id: str, outputs: Path, 
                                         "detach": False})
 
 
-def open_shell(request: RunRequest, command: Sequence[str] = (), quiet: bool = False) -> int:
+def open_shell(request: RunRequest, command: Sequence[str] = (), quiet: bool = False, verbose: bool = False) -> int:
     """Run ``command`` (or an interactive shell) in the project's container; its exit code. The
     container is removed whatever happens; the output folder too, unless something was written."""
     cli = shutil.which("docker")
@@ -60,7 +60,7 @@ def open_shell(request: RunRequest, command: Sequence[str] = (), quiet: bool = F
         raise ConfigError("dockrun shell: the docker command is not on PATH (it attaches the terminal)")
     prepared = prepare(request, get_backend("local"), command_needed=False)
     docker = Docker()
-    with build_feedback(quiet) as log:
+    with build_feedback(quiet, verbose=verbose) as log:
         prepared = fetch_inputs(prepared, log)
         _, image_id = run_image(prepared, docker, log)
     shell_id = new_run_id()
@@ -78,7 +78,7 @@ def open_shell(request: RunRequest, command: Sequence[str] = (), quiet: bool = F
         if spec.copies:
             # A remote engine: the files a run would mount go in first and the writable ones come
             # back (docker's CLI attaches to the same engine: it reads the same DOCKER_HOST or context).
-            with build_feedback(quiet) as log:
+            with build_feedback(quiet, verbose=verbose) as log:
                 save_sent(outputs.parent, copy_in(docker, container, spec.copies, log))
         code = _attach(cli, docker, container)
         # Outputs (and a remote engine's writable folders) come back and into place, as a run's do.

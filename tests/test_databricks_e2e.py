@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -136,6 +137,9 @@ def test_ctrl_c_cancels_the_remote_run(databricks, remote_env, home: Path, tmp_p
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert any(p.startswith("/api/2.2/jobs/runs/cancel") for _, p, _ in databricks.requests)
+    # What was done, for this backend: no container was removed here.
+    assert re.fullmatch(r"dockrun: error: interrupted; run \w+ was cancelled in the Databricks workspace",
+                        err.strip().splitlines()[-1]), err
 
 
 def test_refusals_before_any_request(cli, databricks, remote_env, tmp_path: Path) -> None:  # noqa: F811

@@ -16,10 +16,33 @@ LINES = ["building environment image dockrun-env:abc (uv)", "Step 1/3 : FROM bas
 def test_plain_lines_when_not_a_tty() -> None:
     out = io.StringIO()
     with build_feedback(stream=out) as log:
+        for line in [*LINES, "Successfully tagged dockrun-p:1", "created Job ns/job-1"]:
+            log(line)
+    # One line per image built, with its time; a stage that did not end (here: cut short) still
+    # ends its line; the engine's own lines are kept back.
+    assert re.fullmatch(r"building environment image dockrun-env:abc \(uv\) ...\n"
+                        r"building project image dockrun-p:1 ... \d+\.\d s\n"
+                        r"created Job ns/job-1\n", out.getvalue()), out.getvalue()
+
+
+def test_verbose_is_every_line_without_colours() -> None:
+    out = io.StringIO()
+    with build_feedback(stream=out, verbose=True) as log:
         for line in LINES:
             log(line)
     # The build's colours are dropped: its output is not dockrun's to colour a terminal with.
     assert out.getvalue().splitlines() == [line.replace("\x1b[91m", "").replace("\x1b[0m", "") for line in LINES]
+
+
+def test_a_failed_build_shows_its_failing_steps_own_output_once() -> None:
+    out = io.StringIO()
+    with build_feedback(stream=out) as log:
+        for line in ["building project image dockrun-p:1", "Step 1/2 : RUN echo one", " ---> Running in 0123",
+                     "one", "Removing intermediate container 0123", " ---> 4567", "Step 2/2 : RUN make",
+                     " ---> Running in 89ab", "compiling", "error: no rule", "build of dockrun-p:1 failed"]:
+            log(line)
+    assert re.fullmatch(r"building project image dockrun-p:1 ... failed after \d+\.\d s\n"
+                        r"Step 2/2 : RUN make\ncompiling\nerror: no rule\n", out.getvalue()), out.getvalue()
 
 
 def test_quiet_prints_nothing() -> None:
@@ -99,3 +122,22 @@ def _plain(lines: list[str]) -> str:
         for line in lines:
             log(line)
     return out.getvalue()
+
+
+def test_a_failed_build_on_a_terminal_leaves_its_failing_step_on_screen() -> None:
+    text = _live(["building project image dockrun-p:1", "Step 1/2 : RUN echo one", " ---> Running in 0123", "one",
+                  "Step 2/2 : RUN make", " ---> Running in 89ab", "error: no rule", "build of dockrun-p:1 failed"])
+    shown = [line.split("\r\x1b[K")[-1] for line in text.replace("\r\n", "\n").split("\n")]
+    assert shown[shown.index("Step 2/2 : RUN make") + 1] == "error: no rule", text
+    assert "Step 1/2 : RUN echo one" not in shown and " ---> Running in 89ab" not in shown
+
+
+def test_a_failed_check_of_dockruns_own_shows_no_step_the_error_says_it() -> None:
+    out = io.StringIO()
+    with build_feedback(stream=out) as log:
+        for line in ["building environment image dockrun-env:abc (uv)", "Step 5/9 : RUN python3 -c 'import sys'",
+                     "dockrun-check: the base image has Python 3.11, the project pins 3.12",
+                     "build of dockrun-env:abc failed"]:
+            log(line)
+    assert re.fullmatch(r"building environment image dockrun-env:abc \(uv\) ... failed after \d+\.\d s\n",
+                        out.getvalue()), out.getvalue()

@@ -25,6 +25,8 @@ class RunNotFound(DockrunError):
 
 class RunHandle:
     poll_s = 0.025
+    # What ``cancel`` does, as the end of "run X was ...": said when Ctrl-C cancels a run.
+    cancel_summary = "cancelled"
 
     def __init__(self, store: RunStore, run_id: str):
         self._store = store

@@ -124,6 +124,10 @@ class Docker:
             raise ConfigError(f"cannot reach the Docker engine (DOCKER_HOST): {_short(e)}") from None
 
     # ---- images ---------------------------------------------------------------------------
+    def runtimes(self) -> dict[str, Any]:
+        """The container runtimes the engine has (``Runtimes`` of its info: name -> its path)."""
+        return dict(self.client.api.info().get("Runtimes") or {})
+
     def image_id(self, ref: str) -> str | None:
         docker = _docker()
         try:
@@ -342,34 +346,76 @@ class Docker:
             return {}
 
 
+# The engine's own words about a build (layer IDs, the intermediate containers it makes and removes,
+# the cache it uses): what a step did is the rest.
+_BOOKKEEPING = re.compile(r"^ ---> |^Removing intermediate container |^Successfully built |^Successfully tagged ")
+_NONZERO = re.compile(r"^The command .* returned a non-zero code: (\d+)$", re.S)
+STEP_LOG_LINES = 60  # of the failing step's output, this many (its last) are kept for the error
+
+
+def is_step_header(line: str) -> bool:
+    return bool(_STEP.match(line))
+
+
+def is_bookkeeping(line: str) -> bool:
+    """A line of the engine's build log that says nothing a step printed (``-v`` shows them)."""
+    return bool(_BOOKKEEPING.match(line))
+
+
 def follow_build(chunks: Iterable[Mapping[str, Any]], tag: str, log: Callable[[str], None]) -> str | None:
-    """A build's progress (the engine's JSON messages) to ``log``, line by line; the image ID it
-    names, or BuildError naming the failing step and its last lines. Shared by docker-py's build and
-    the lean one (engine.lean), so both say the same."""
-    step, tail, image_id = "", deque(maxlen=15), None
+    """A build's progress (the engine's JSON messages) to ``log``, line by line (a line the engine
+    sent in pieces is one line); the image ID it names, or a one-line BuildError naming the failing
+    step and its last line of output (``output``: the step's own lines, without the engine's
+    bookkeeping). Shared by docker-py's build and the lean one (engine.lean), so both say the same."""
+    step, image_id, pending = "", None, ""
+    own: deque[str] = deque(maxlen=STEP_LOG_LINES)
     for chunk in chunks:
         if "error" in chunk:
-            detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
-            last = "\n".join(tail)
+            pending = _ANSI.sub("", pending).strip("\r")
+            if pending.strip():
+                own.append(pending)
+                log(pending)
+            detail = ((chunk.get("errorDetail") or {}).get("message") or chunk["error"]).strip()
             # A template's own check explains itself better than the step that ran it.
-            said = [line[len(CHECK_PREFIX):] for line in tail if line.startswith(CHECK_PREFIX)]
+            said = [line[len(CHECK_PREFIX):] for line in own if line.startswith(CHECK_PREFIX)]
             if said:
-                raise BuildError(f"building {tag}: {said[-1]}")
-            raise BuildError(
-                f"building {tag} failed at {step or 'start'}: {detail.strip()}"
-                + (f"\nlast lines of output:\n{last}" if last else "")
-            )
-        text = _ANSI.sub("", chunk.get("stream", ""))  # the engine colours a step's stderr
-        for line in text.splitlines():
+                raise BuildError(f"building {tag}: {said[-1]}", output=(step, *own) if step else tuple(own))
+            raise _step_failed(tag, step, detail, tuple(own))
+        pending += chunk.get("stream", "")
+        *lines, pending = re.split(r"\r?\n", pending)
+        for line in lines:
+            # The engine colours a step's stderr; of a progress bar, its last state.
+            line = _ANSI.sub("", line).rstrip("\r").rsplit("\r", 1)[-1]
+            if not line.strip():
+                continue
             if _STEP.match(line):
                 step = line
-            if line.strip():
-                tail.append(line)
-                log(line)
+                own.clear()
+            elif not _BOOKKEEPING.match(line):
+                own.append(line)
+            log(line)
         aux = chunk.get("aux") or {}
         if "ID" in aux:
             image_id = aux["ID"]
+    if _ANSI.sub("", pending).strip():
+        log(_ANSI.sub("", pending))
     return image_id
+
+
+def _step_failed(tag: str, step: str, detail: str, own: tuple[str, ...]) -> BuildError:
+    """One line: the image, the step (its number and instruction: the instruction's text is in the
+    log above, once) and what went wrong, said by the step's last line when the engine says only
+    that its command exited non-zero (and repeats the command)."""
+    if not step:
+        return BuildError(f"building {tag} failed: {detail}", output=own)
+    number, _, instruction = step[len("Step "):].partition(" : ")
+    keyword = instruction.split(None, 1)[0].upper() if instruction.strip() else "?"
+    code = _NONZERO.match(detail)
+    if code:
+        where, said = f"{keyword}, exit code {code[1]}", own[-1].strip() if own else "(no output)"
+    else:
+        where, said = keyword, detail.splitlines()[0] if detail else "failed"
+    return BuildError(f"building {tag} failed at step {number} ({where}): {said}", output=(step, *own))
 
 
 def _split(ref: str) -> tuple[str, str]:

@@ -18,6 +18,7 @@ from ..errors import BuildError
 from ..locks import file_lock
 from ..project.treehash import DISK_ERRNOS, TreeDigest, walk
 from ..store.records import RunStore
+from .feedback import build_failed
 from .plan import CONDA_INSTALLER, ImagePlan, env_dockerfile, local_code, project_dockerfile
 
 
@@ -170,7 +171,7 @@ def ensure_images(
             if not image_id:
                 log(f"building project image {plan.project_image}")
                 build_args = dict(settings.build_args) if local_code(plan) else {}
-                image_id = docker.build(code, plan.project_image, build_args, plan.project_labels, log)
+                image_id = _build(docker, code, plan.project_image, build_args, plan.project_labels, log)
                 _made(settings, image_id, plan.project_image)
     return image_id
 
@@ -192,8 +193,18 @@ def ensure_env_image(
             return found, False
         log(f"building environment image {plan.env_image} ({plan.env.kind})")
         with env_context(plan, settings) as ctx:
-            built = docker.build(ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log)
+            built = _build(docker, ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log)
         return _made(settings, built, plan.env_image), True
+
+
+def _build(docker: DockerLike, context: IO[bytes], ref: str, buildargs: dict[str, str],
+           labels: Mapping[str, str], log: Callable[[str], None]) -> str:
+    """``docker.build``, saying when it failed: the feedback then shows the failing step's output."""
+    try:
+        return docker.build(context, ref, buildargs, labels, log)
+    except BuildError:
+        log(build_failed(ref))
+        raise
 
 
 def _present(docker: DockerLike, ref: str, settings: Settings, log: Callable[[str], None]) -> str | None:
@@ -206,7 +217,7 @@ def _present(docker: DockerLike, ref: str, settings: Settings, log: Callable[[st
         if found:
             docker.tag(found, ref)
             log(f"{unprefixed} is here: tagged it {ref}")
-            return found
+            return _made(settings, found, ref)  # listed and pruned under this name too
         found = docker.try_pull(ref)
         if found:
             log(f"pulled {ref} from the registry")

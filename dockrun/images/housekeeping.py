@@ -69,25 +69,29 @@ def list_table(packages: bool = False) -> tuple[str, str | None]:
             if others else None)
     rows = [("IMAGE", "PROJECT", "ENV KEY", "SIZE", "LAST USED")]
     for i in infos:
-        rows.append((_name(i), printable(i.project) if i.project else "(environment)", printable(i.env_key[:12]),
+        rows.append((_names(i)[0], printable(i.project) if i.project else "(environment)", printable(i.env_key[:12]),
                      f"{i.size / 1e6:.0f} MB", _ago(i.last_used)))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    # An image's other names go on lines of their own below its row: the table is as wide as one
+    # name, not as all of an image's names together.
+    entries = [[line, *("  " + n for n in _names(i)[1:])] for i, line in zip(infos, lines[1:])]
     if not packages:
-        return "\n".join(lines), note
+        return "\n".join([lines[0], *(line for entry in entries for line in entry)]), note
     env_images = {i.env_key: i for i in infos if not i.project}
     out = lines[:1]
-    for i, line in zip(infos, lines[1:]):
-        out.append(line)
+    for i, entry in zip(infos, entries):
+        out += entry
         if i.project and i.env_key in env_images:
-            out.append(f"    packages: as its environment image {_name(env_images[i.env_key])}")
+            out.append(f"    packages: as its environment image {_names(env_images[i.env_key])[0]}")
         else:
             out += ["    " + printable(text) for text in _packages(docker, i.id, settings.home)]
     return "\n".join(out), note
 
 
-def _name(i: ImageInfo) -> str:
-    return printable(", ".join(i.refs)) or i.id[7:19]
+def _names(i: ImageInfo) -> list[str]:
+    """The names dockrun gave the image (the shortest first), or its short ID."""
+    return [printable(r) for r in sorted(i.refs, key=lambda r: (len(r), r))] or [i.id[7:19]]
 
 
 def _packages(docker: Docker, image_id: str, home: Path) -> list[str]:

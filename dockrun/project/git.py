@@ -521,7 +521,9 @@ def _resolve_commit(git: _Git, cache: _Cache, version: str | None) -> str:
     if proc.returncode != 0:
         reason = _diagnose(proc.stderr.decode("utf-8", "replace"), git.remote)
         last = _last_resolved(cache, git.remote, version)
-        if reason in _OFFLINE and last and cache.tree(last).is_dir():
+        # Whatever the reason (offline, moved, gone, credentials no longer valid), a name resolved
+        # before still names the commit it ran, as a pinned commit runs from the cache.
+        if last and cache.tree(last).is_dir():
             log.warning("%s: %s; using commit %s, which %s named when last reached", display, reason,
                         last[:12], version or "the default branch")
             return last
@@ -538,9 +540,6 @@ def _resolve_commit(git: _Git, cache: _Cache, version: str | None) -> str:
         if found:
             return found
     raise SourceError(f"{display}: no branch, tag or commit named {version!r}")
-
-
-_OFFLINE = ("cannot reach the host", "cannot resolve the host")
 
 
 def _resolved_file(cache: _Cache, remote: _Remote, version: str | None) -> Path:

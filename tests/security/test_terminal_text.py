@@ -120,7 +120,7 @@ def test_build_output_reaches_no_terminal_raw(cli, home: Path, base_image: str, 
                                              tmp_path: Path) -> None:
     made = []
     try:
-        plain = cli("build", str(_project(tmp_path / "plain", hostile_image)))
+        plain = cli("build", "--verbose", str(_project(tmp_path / "plain", hostile_image)))
         assert plain.code == 0, plain.err
         made.append(plain.out.strip())
         assert "click" in plain.err and "done" in plain.err  # the step's output is shown, as text

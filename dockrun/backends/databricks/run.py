@@ -56,6 +56,7 @@ class DatabricksRun(RunHandle):
     """A run forwarded to Databricks, with the same interface as a local run."""
 
     poll_s = POLL_S
+    cancel_summary = "cancelled in the Databricks workspace"
 
     def __init__(self, store: RunStore, run_id: str, client: DatabricksClient | None = None):
         super().__init__(store, run_id)

@@ -18,6 +18,7 @@ POLL_S = 0.1
 
 class KubernetesRun(RunHandle):
     poll_s = POLL_S
+    cancel_summary = "cancelled and its Job deleted"
 
     def __init__(self, store: RunStore, run_id: str, cluster: Any = None):
         super().__init__(store, run_id)

@@ -39,6 +39,7 @@ class LocalRun(RunHandle):
     """A submitted local run (the API's SubmittedRun); usable from any process that knows the ID."""
 
     poll_s = POLL_S
+    cancel_summary = "cancelled and its container removed"
 
     def __init__(self, store: RunStore, run_id: str, docker: Docker | None = None, wake: Listener | None = None):
         super().__init__(store, run_id)
@@ -214,7 +215,7 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
     except KeyboardInterrupt:
         with shielded():
             run.cancel()
-        raise Interrupted(f"interrupted; run {run_id} was cancelled and its container removed") from None
+        raise Interrupted(f"interrupted; run {run_id} was {run.cancel_summary}") from None
     return run
 
 
