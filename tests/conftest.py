@@ -317,6 +317,8 @@ class AsUser:
 
     def run(self, cwd: Path, *args: str, timeout: int = 600) -> Result:
         subprocess.run(["chmod", "-R", "a+rwX", str(cwd)], check=True)
+        if (cwd / "home").is_dir():  # the user's DOCKRUN_HOME stays its own (dockrun refuses one others may write)
+            (cwd / "home").chmod(0o700)
         env = {"PATH": os.environ["PATH"], "DOCKRUN_HOME": str(cwd / "home"), "DOCKRUN_BASE_IMAGE": self.base_image,
                "HOME": str(cwd), "PYTHONPATH": str(self.python.parent.parent.parent / "src")}
         p = subprocess.run([*self.prefix, str(self.python), "-m", "dockrun.cli", *args], env=env, cwd=cwd,

@@ -30,6 +30,13 @@ MAX_RSS = 300 * MB  # what a refused archive may cost in memory, however big it 
 DATA_LIMIT = 1536 * MB
 SHIM = (f"import os, resource, sys; resource.setrlimit(resource.RLIMIT_DATA, ({DATA_LIMIT}, {DATA_LIMIT})); "
         "os.execv(sys.executable, [sys.executable, '-m', 'dockrun', *sys.argv[1:]])")
+# A forked child's peak RSS starts at its parent's resident size (Linux counts the pages the child
+# shared until its exec), and pytest grows to hundreds of MB over a suite: the command is started
+# from a small launcher, whose own child is measured, and the figure comes back on the last line of
+# the launcher's stdout (the command's own output goes to the files).
+LAUNCHER = ("import os, subprocess, sys; p = subprocess.Popen([sys.executable, '-c', sys.argv[1], *sys.argv[3:]], "
+            "stdout=open(sys.argv[2] + '.out', 'wb'), stderr=open(sys.argv[2] + '.err', 'wb')); "
+            "_, status, usage = os.wait4(p.pid, 0); print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)")
 MLPROJECT = b"name: bomb\nentry_points:\n  main:\n    command: echo hi\n"
 
 
@@ -45,13 +52,12 @@ def dockrun(home: Path, *args: str, env: dict[str, str] | None = None) -> Measur
     """`dockrun ARGS` in-process (no warm helper, so the memory measured is the command's own)."""
     full_env = {**os.environ, "DOCKRUN_HOME": str(home), "DOCKRUN_WARMSTART": "0",
                 "DOCKRUN_BASE_IMAGE": os.environ.get("DOCKRUN_BASE_IMAGE", "dockrun-base:bookworm"), **(env or {})}
-    out, err = home.parent / "stdout.txt", home.parent / "stderr.txt"
-    with open(out, "wb") as o, open(err, "wb") as e:
-        proc = subprocess.Popen([sys.executable, "-c", SHIM, *args], cwd=REPO, env=full_env, stdout=o, stderr=e)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-    return Measured(proc.returncode, out.read_text(errors="replace"), err.read_text(errors="replace"),
-                    usage.ru_maxrss * 1024)
+    base = home.parent / "command"
+    launched = subprocess.run([sys.executable, "-c", LAUNCHER, SHIM, str(base), *args], cwd=REPO, env=full_env,
+                              capture_output=True, text=True, check=True)
+    code, max_rss_kb = (int(x) for x in launched.stdout.split())
+    return Measured(code, Path(f"{base}.out").read_text(errors="replace"),
+                    Path(f"{base}.err").read_text(errors="replace"), max_rss_kb * 1024)
 
 
 def assert_refused(r: Measured, home: Path, *names: str) -> None:
