@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,8 +37,9 @@ def rerun(run: str, parameters: Mapping[str, Any] | None = None, synchronous: bo
     overrides = {k: str(v) for k, v in (parameters or {}).items()}
     request = rerun_request(record, overrides)
     foreign = _is_file(run) and not trust
+    # The project's host access: the user's --trust, or their own record's; never a file's own word.
+    request = dataclasses.replace(request, trust=trust or (request.trust and not _is_file(run)))
     if foreign:
-        request = dataclasses.replace(request, trust=False)  # the project's host access: refused as for any URI
         _refuse_host_access(run, _options_asked(request))
     backend = get_backend(request.backend)
     prepared = prepare(request, backend)  # every reason it cannot be exact, before a word is said
@@ -104,6 +106,9 @@ def rerun_request(record: Mapping[str, Any], overrides: Mapping[str, str]) -> Ru
     if not record.get("image_id"):
         raise ConfigError(f"run {run_id}: its record names no image ID (made by an older dockrun), so it cannot "
                           "be repeated exactly")
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", str(record["image_id"])):  # it also names a cache file
+        raise ConfigError(f"run {run_id}: its record's image_id {record['image_id']!r} is not an image ID "
+                          "(expected sha256: and 64 hex digits)")
     options = record.get("options") or {}
     uri, version = record["uri"], None
     if record.get("commit_sha") and is_git_uri(uri):

@@ -84,6 +84,8 @@ def test_a_record_file_does_not_grant_its_project_host_access(
     assert r.code == 2, r.err
     assert "volume /etc:/hostetc" in r.err and "--trust" in r.err, r.err
     assert "ran" not in r.out
+    r = rerun(cli, victim, record, tmp_path, "--trust", "-P", f"out={tmp_path / 'mine.txt'}")
+    assert r.code == 0 and "ran" in r.out, r.err  # as the line says: the user's --trust grants it
 
 
 def test_a_record_files_text_reaches_the_terminal_escaped(
@@ -99,3 +101,19 @@ def test_a_record_files_text_reaches_the_terminal_escaped(
     assert r.code == 0, r.err
     assert "\x1b" not in r.err and "\x07" not in r.err
     assert "rerun of abc\\x1b]0;owned\\x07\\x1b[2K" in r.err
+
+
+def test_a_record_files_image_id_names_no_file_on_this_machine(
+        cli, tmp_path: Path, base_image: str, home: Path, victim: Path, no_leaks) -> None:
+    remote = new_remote(tmp_path / "remotes", "colleague", project(base_image))
+    record = record_of(cli, home, remote.url, tmp_path)
+    target = tmp_path / "planted"
+    # The image's installed packages are kept under the image's ID: a "path" there went anywhere.
+    record["image_id"] = f"sha256:{target}"
+    record["environment"] = {"recorded": True, "packages": {"evil": "1.0"}}
+    record["options"]["parameters"] = {}
+
+    r = rerun(cli, victim, record, tmp_path, "-P", f"out={tmp_path / 'mine.txt'}")
+    assert r.code == 2, r.err
+    assert "image_id" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    assert not Path(f"{target}.json").exists()
