@@ -205,14 +205,20 @@ def _move_file(src: str, dest: str) -> None:
 
 
 def _drop_links_out(top: str, dropped: Dropped) -> None:
-    """Remove the links in folder ``top`` that lead out of it (absolute, or climbing out)."""
+    """Remove the links in folder ``top`` that lead out of it (absolute, or climbing out), alone or
+    through one another (``a -> .``, ``b -> a/..``): each is judged before any is removed."""
+    real_top = os.path.realpath(top)
+    out = []
     for folder, dirs, files in os.walk(top):
         for name in dirs + files:
             path = os.path.join(folder, name)
             if os.path.islink(path):
                 target = os.readlink(path)
                 rel = os.path.relpath(path, top)
-                if leads_out(rel, target):
-                    os.unlink(path)
-                    dropped.add(os.path.join(os.path.basename(top), rel), target)
+                real = os.path.realpath(path)
+                if leads_out(rel, target) or not (real == real_top or real.startswith(real_top + os.sep)):
+                    out.append((path, rel, target))
+    for path, rel, target in out:
+        os.unlink(path)
+        dropped.add(os.path.join(os.path.basename(top), rel), target)
 
