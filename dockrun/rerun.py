@@ -21,6 +21,7 @@ from .config import load_settings
 from .errors import ConfigError
 from .locks import make_private_dir, write_atomic
 from .prepare import prepare
+from .project.access import requested_access
 from .project.resolve import is_git_uri
 from .request import RunRequest
 from .terminal import printable
@@ -45,8 +46,12 @@ def rerun(run: str, parameters: Mapping[str, Any] | None = None, synchronous: bo
     prepared = prepare(request, backend)  # every reason it cannot be exact, before a word is said
     if foreign:
         mounted = {m.path for m in prepared.rendered.mounts}
-        _refuse_host_access(run, [f"host path {k}={v}" for k, v in prepared.rendered.values.items()
-                                  if k not in overrides and v in mounted])
+        asked = [f"host path {k}={v}" for k, v in prepared.rendered.values.items()
+                 if k not in overrides and v in mounted]
+        # A folder or archive on this machine that a record file names is no more the user's own
+        # than a URI it names: its docker_env host access needs --trust too.
+        access = requested_access(prepared.project)
+        _refuse_host_access(run, asked + ([f"the project's {access.describe()}"] if access else []))
     changed = {k: v for k, v in request.parameters.items() if record["options"].get("parameters", {}).get(k) != v}
     say = log or (lambda line: sys.stderr.write(f"dockrun: {line}\n"))
     # The record's text may come from elsewhere (a file): shown terminal-safe.

@@ -117,3 +117,21 @@ def test_a_record_files_image_id_names_no_file_on_this_machine(
     assert r.code == 2, r.err
     assert "image_id" in r.err and len(r.err.strip().splitlines()) == 1, r.err
     assert not Path(f"{target}.json").exists()
+
+
+def test_a_record_file_naming_a_folder_here_does_not_grant_its_host_access(
+        cli, tmp_path: Path, base_image: str, home: Path, victim: Path, no_leaks) -> None:
+    # A folder the sender put on this machine (a shared /tmp, or beside the record they sent): the
+    # local-folder rule (your own code: its volumes honoured) is not the record file's to invoke.
+    folder = tmp_path / "shared" / "proj"
+    folder.mkdir(parents=True)
+    for name, text in project(base_image, '["/etc:/hostetc"]').items():
+        (folder / name).write_text(text)
+    record = record_of(cli, home, str(folder), tmp_path)
+    record["options"]["parameters"] = {}
+
+    r = rerun(cli, victim, record, tmp_path, "-P", f"out={tmp_path / 'mine.txt'}")
+    assert r.code == 2, r.err
+    assert "volume /etc:/hostetc" in r.err and "--trust" in r.err and "ran" not in r.out, r.err
+    r = rerun(cli, victim, record, tmp_path, "-P", f"out={tmp_path / 'mine.txt'}", "--trust")
+    assert r.code == 0 and "ran" in r.out, r.err
