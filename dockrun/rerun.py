@@ -120,6 +120,10 @@ def rerun_request(record: Mapping[str, Any], overrides: Mapping[str, str]) -> Ru
         version = record["commit_sha"]
         if record.get("subdirectory") and "#" not in uri:
             uri = f"{uri}#{record['subdirectory']}"
+    for name, value in (options.get("parameters") or {}).items():
+        if "***" in str(value) and name not in overrides:
+            raise ConfigError(f"run {run_id}: its parameter {name} was a URL with credentials, which records never "
+                              f"keep; give it again: -P {name}=URL")
     if "***" in uri:
         raise ConfigError(f"run {run_id}: its URI carried credentials, which records never keep; give them in "
                           "DOCKRUN_GIT_USERNAME / DOCKRUN_GIT_PASSWORD and run the URI without them")

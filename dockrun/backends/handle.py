@@ -109,8 +109,23 @@ def new_record(prepared: PreparedRun, run_id: str, outputs: str) -> RunRecord:
         dirty=source.dirty, source_key=source.key, subdirectory=source.subdirectory, project=prepared.project.name,
         entry_point=prepared.entry_point.name, parameters=dict(prepared.rendered.values),
         command=prepared.rendered.command, image="", env_key=prepared.image.env_key, outputs=outputs,
-        backend=prepared.request.backend, options=rerun_options(prepared.request),
+        backend=prepared.request.backend, options=_without_credentials(rerun_options(prepared.request), prepared),
         rerun_of=prepared.request.rerun_of)
+
+
+def _without_credentials(options: dict[str, Any], prepared: PreparedRun) -> dict[str, Any]:
+    """A value dockrun downloaded (the command got the local copy) is kept without the URL's
+    userinfo and query, which carry credentials (`runs show` prints it, a record file travels); a
+    rerun asks for it again."""
+    from ..project.inputs.web import redact
+
+    given = options.get("parameters")
+    if not given:
+        return options
+    values = prepared.rendered.values
+    kept = {k: redact(v) if isinstance(v, str) and k in values and values[k] != v and redact(v) != v else v
+            for k, v in given.items()}
+    return {**options, "parameters": kept}
 
 
 # What a rerun repeats besides the source and entry point (which have columns of their own): the
