@@ -114,18 +114,23 @@ def new_record(prepared: PreparedRun, run_id: str, outputs: str) -> RunRecord:
 
 
 def _without_credentials(options: dict[str, Any], prepared: PreparedRun) -> dict[str, Any]:
-    """A value dockrun downloaded (the command got the local copy) is kept without the URL's
-    userinfo and query, which carry credentials (`runs show` prints it, a record file travels); a
-    rerun asks for it again."""
+    """No credentials in the record (`runs show` prints it, a record file travels): a value dockrun
+    downloaded (the command got the local copy) is kept without the URL's userinfo and query, which
+    a rerun asks for again; a docker variable without its value."""
     from ..project.inputs.web import redact
+    from .local.docker_args import parse_pairs
 
-    given = options.get("parameters")
-    if not given:
-        return options
-    values = prepared.rendered.values
-    kept = {k: redact(v) if isinstance(v, str) and k in values and values[k] != v and redact(v) != v else v
-            for k, v in given.items()}
-    return {**options, "parameters": kept}
+    out = dict(options)
+    if options.get("parameters"):
+        values = prepared.rendered.values
+        out["parameters"] = {k: redact(v) if isinstance(v, str) and k in values and values[k] != v and redact(v) != v
+                             else v for k, v in options["parameters"].items()}
+    if options.get("docker_args"):
+        # -A e=NAME=VALUE: a variable's value is often a secret; kept as -A e=NAME, which a rerun
+        # copies from its environment (or says it is not set).
+        pairs = [(k, v.partition("=")[0] if k in ("e", "env") else v) for k, v in parse_pairs(options["docker_args"])]
+        out["docker_args"] = [f"{k}={v}" if v else k for k, v in pairs]
+    return out
 
 
 # What a rerun repeats besides the source and entry point (which have columns of their own): the

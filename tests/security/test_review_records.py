@@ -62,3 +62,23 @@ def test_a_downloaded_inputs_credentials_are_not_kept_in_the_record(
     again = cli("runs", "rerun", run_id, "-P", f"data={url}")
     assert again.code == 0 and "1,2" in again.out, again.err
     assert files_holding(home, TOKEN) == []
+
+
+def test_a_docker_variables_value_is_not_kept_in_the_record(
+        cli, tmp_path: Path, base_image: str, home: Path) -> None:
+    root = write_project(tmp_path / "proj", {"MLproject": (
+        f"name: varied\ndocker_env:\n  image: {base_image}\nentry_points:\n  main:\n"
+        "    command: \"echo length=${{#API_TOKEN}}\"\n")})
+    r = cli("run", "-q", str(root), "-A", f"e=API_TOKEN={TOKEN}", "-A", "shm-size=64m")
+    assert r.code == 0 and f"length={len(TOKEN)}" in r.out, r.err
+    [run_id] = [p.name for p in (home / "runs").iterdir()]
+    shown = cli("runs", "show", run_id)
+    assert TOKEN not in shown.out and '"e=API_TOKEN"' in shown.out and '"shm-size=64m"' in shown.out, shown.out
+    assert files_holding(home, TOKEN) == []
+
+    # A rerun copies it from its environment, as -A e=NAME does.
+    unset = cli("runs", "rerun", run_id)
+    assert unset.code == 2 and "API_TOKEN is not set" in unset.err, unset.err
+    again = cli("runs", "rerun", run_id, env={"API_TOKEN": TOKEN})
+    assert again.code == 0 and f"length={len(TOKEN)}" in again.out, again.err
+    assert files_holding(home, TOKEN) == []
