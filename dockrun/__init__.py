@@ -48,12 +48,13 @@ def get_run(run_id: str):  # noqa: ANN201 - returns dockrun.runs.LocalRun
     return _get_run(run_id)
 
 
-def rerun(run: str, parameters=None, synchronous: bool = True):  # noqa: ANN001, ANN201 - see dockrun.rerun.rerun
+def rerun(run: str, parameters=None, synchronous: bool = True, trust: bool = False):  # noqa: ANN001, ANN201 - see dockrun.rerun.rerun
     """Run a recorded run again exactly (same source, entry point, parameters and image); ``parameters``
-    override values. Returns the new run's handle, as ``execute`` does."""
+    override values. Returns the new run's handle, as ``execute`` does. ``trust``: a record file
+    (someone else's) may have what it asks of this machine (host paths, docker options, host access)."""
     from .rerun import rerun as _rerun
 
-    return _rerun(run, parameters, synchronous)
+    return _rerun(run, parameters, synchronous, trust=trust)
 
 
 def sweep(uri: str, grid, parallel: int = 4, **options):  # noqa: ANN001, ANN003, ANN201 - see dockrun.sweep

@@ -271,14 +271,17 @@ def runs_show(run_id: str) -> None:
               help="Change one parameter's value (repeatable); the rest are the run's.")
 @click.option("--detach", is_flag=True, help="Print the new run's ID and return at once.")
 @click.option("-q", "--quiet", is_flag=True, help="No build output.")
-def runs_rerun(run: str, params: tuple[str, ...], detach: bool, quiet: bool) -> None:
+@click.option("--trust", is_flag=True, help="A record file is someone else's: allow what it asks of this machine "
+              "(host paths as parameters, docker options, the project's host access).")
+def runs_rerun(run: str, params: tuple[str, ...], detach: bool, quiet: bool, trust: bool) -> None:
     """Run RUN again exactly: the same source (commit or content hash), entry point, parameters,
     options and image (by content ID; rebuilt from the same source and lock if gone, saying whether
     it installed the same). RUN is a run ID or a file `dockrun runs show` wrote (another machine's
     run: its image comes from DOCKRUN_REGISTRY)."""
     from .rerun import rerun
 
-    handle = rerun(run, _pairs(params, "-P"), synchronous=not detach, log=(lambda line: None) if quiet else None)
+    handle = rerun(run, _pairs(params, "-P"), synchronous=not detach, log=(lambda line: None) if quiet else None,
+                   trust=trust)
     if detach:
         click.echo(handle.run_id)
 

@@ -6,8 +6,10 @@ the same source and lock, saying whether it installed the same packages. ``-P`` 
 and the new record says which run it repeats (``rerun_of``)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,30 +21,69 @@ from .config import load_settings
 from .errors import ConfigError
 from .locks import make_private_dir, write_atomic
 from .prepare import prepare
+from .project.access import requested_access
 from .project.resolve import is_git_uri
 from .request import RunRequest
+from .terminal import printable
 
 
 def rerun(run: str, parameters: Mapping[str, Any] | None = None, synchronous: bool = True,
           log: Callable[[str], None] | None = None,
-          output: tuple[IO[bytes] | None, IO[bytes] | None] = (None, None)):  # noqa: ANN201 - a RunHandle
+          output: tuple[IO[bytes] | None, IO[bytes] | None] = (None, None),
+          trust: bool = False):  # noqa: ANN201 - a RunHandle
     """Run ``run`` (an ID, a unique prefix, or a file `dockrun runs show` wrote) again; returns the
-    new run's handle, as ``execute`` does."""
+    new run's handle, as ``execute`` does. A record file is someone else's: what it asks of this
+    machine (host paths as parameters, docker options, the project's host access) needs ``trust``."""
     record = load_record(run)
-    request = rerun_request(record, {k: str(v) for k, v in (parameters or {}).items()})
+    overrides = {k: str(v) for k, v in (parameters or {}).items()}
+    request = rerun_request(record, overrides)
+    foreign = _is_file(run) and not trust
+    # The project's host access: the user's --trust, or their own record's; never a file's own word.
+    request = dataclasses.replace(request, trust=trust or (request.trust and not _is_file(run)))
+    if foreign:
+        _refuse_host_access(run, _options_asked(request))
     backend = get_backend(request.backend)
     prepared = prepare(request, backend)  # every reason it cannot be exact, before a word is said
+    if foreign:
+        mounted = {m.path for m in prepared.rendered.mounts}
+        asked = [f"host path {k}={v}" for k, v in prepared.rendered.values.items()
+                 if k not in overrides and v in mounted]
+        # A folder or archive on this machine that a record file names is no more the user's own
+        # than a URI it names: its docker_env host access needs --trust too.
+        access = requested_access(prepared.project)
+        _refuse_host_access(run, asked + ([f"the project's {access.describe()}"] if access else []))
     changed = {k: v for k, v in request.parameters.items() if record["options"].get("parameters", {}).get(k) != v}
     say = log or (lambda line: sys.stderr.write(f"dockrun: {line}\n"))
-    say(f"rerun of {record['run_id']}" + (f" with {', '.join(f'{k}={v}' for k, v in changed.items())}"
-                                          if changed else ""))
+    # The record's text may come from elsewhere (a file): shown terminal-safe.
+    say(printable(f"rerun of {record['run_id']}" + (f" with {', '.join(f'{k}={v}' for k, v in changed.items())}"
+                                                    if changed else "")))
     _remember_environment(record)
     return submit_prepared(prepared, backend, log, output)
 
 
+def _is_file(run: str) -> bool:
+    return run.endswith(".json") or os.sep in run
+
+
+def _options_asked(request: RunRequest) -> list[str]:
+    docker_args = request.docker_args.items() if isinstance(request.docker_args, Mapping) else [
+        (a, "") for a in request.docker_args]
+    asked = [f"docker option {k}" + (f"={v}" if v not in ("", None) else "") for k, v in docker_args]
+    if request.storage_dir:
+        asked.append(f"storage folder {request.storage_dir}")
+    return asked
+
+
+def _refuse_host_access(run: str, asked: list[str]) -> None:
+    if asked:
+        raise ConfigError(f"{run}: a record file is someone else's, and this one asks for access to this machine "
+                          f"({', '.join(asked)}); change a host path with -P NAME=VALUE, or rerun with --trust "
+                          "if you trust this record (and its project) with it")
+
+
 def load_record(run: str) -> dict[str, Any]:
     """The record as `runs show` prints it: from this machine's store, or from such a file."""
-    if run.endswith(".json") or os.sep in run:
+    if _is_file(run):
         try:
             data = json.loads(Path(run).read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -53,8 +94,6 @@ def load_record(run: str) -> dict[str, Any]:
             raise ConfigError(f"{run}: not a run record (expected what `dockrun runs show ID` prints)")
         data.setdefault("options", {})
         return data
-    import dataclasses
-
     from .api import get_run
 
     return dataclasses.asdict(get_run(run).record())
@@ -72,12 +111,19 @@ def rerun_request(record: Mapping[str, Any], overrides: Mapping[str, str]) -> Ru
     if not record.get("image_id"):
         raise ConfigError(f"run {run_id}: its record names no image ID (made by an older dockrun), so it cannot "
                           "be repeated exactly")
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", str(record["image_id"])):  # it also names a cache file
+        raise ConfigError(f"run {run_id}: its record's image_id {record['image_id']!r} is not an image ID "
+                          "(expected sha256: and 64 hex digits)")
     options = record.get("options") or {}
     uri, version = record["uri"], None
     if record.get("commit_sha") and is_git_uri(uri):
         version = record["commit_sha"]
         if record.get("subdirectory") and "#" not in uri:
             uri = f"{uri}#{record['subdirectory']}"
+    for name, value in (options.get("parameters") or {}).items():
+        if "***" in str(value) and name not in overrides:
+            raise ConfigError(f"run {run_id}: its parameter {name} was a URL with credentials, which records never "
+                              f"keep; give it again: -P {name}=URL")
     if "***" in uri:
         raise ConfigError(f"run {run_id}: its URI carried credentials, which records never keep; give them in "
                           "DOCKRUN_GIT_USERNAME / DOCKRUN_GIT_PASSWORD and run the URI without them")

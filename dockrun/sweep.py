@@ -10,6 +10,8 @@ import csv
 import dataclasses
 import itertools
 import json
+import os
+import stat
 import threading
 import time
 import uuid
@@ -30,6 +32,7 @@ from .request import RunRequest
 from .store.records import RunStore
 
 METRIC_FILES = ("metrics.json", "metrics.csv")
+MAX_METRICS = 1 << 20  # bytes of a metrics file read
 
 
 @dataclass(frozen=True)
@@ -180,11 +183,11 @@ def read_metrics(outputs: Path) -> dict[str, float]:
     metrics.csv (a header and one row, the last row if several); numbers only."""
     out: dict[str, float] = {}
     try:
-        if (outputs / "metrics.json").is_file():
-            data = json.loads((outputs / "metrics.json").read_text(encoding="utf-8"))
+        if (text := _run_file(outputs / "metrics.json")) is not None:
+            data = json.loads(text)
             items = data.items() if isinstance(data, dict) else ()
-        elif (outputs / "metrics.csv").is_file():
-            rows = list(csv.DictReader((outputs / "metrics.csv").read_text(encoding="utf-8").splitlines()))
+        elif (text := _run_file(outputs / "metrics.csv")) is not None:
+            rows = list(csv.DictReader(text.splitlines()))
             items = rows[-1].items() if rows else ()
         else:
             return out
@@ -196,6 +199,20 @@ def read_metrics(outputs: Path) -> dict[str, float]:
         except (TypeError, ValueError):
             continue
     return out
+
+
+def _run_file(path: Path) -> str | None:
+    """A file the run wrote, as text; None if there is none. The run made it (on a local engine,
+    straight into this folder): a link there, which would read a file of this machine's, is not
+    followed, and no more than MAX_METRICS bytes are read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # none, or a link (ELOOP)
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        return f.read(MAX_METRICS).decode("utf-8")
 
 
 def table(result: SweepResult, sort: str | None = None) -> str:
@@ -214,7 +231,7 @@ def table(result: SweepResult, sort: str | None = None) -> str:
     params = list(dict.fromkeys(k for r in rows for k in r.parameters))
     # A metric named as a parameter is the run echoing its input (metrics.csv often starts so).
     metrics = list(dict.fromkeys(k for r in rows for k in r.metrics if k not in params))
-    lines = [["RUN ID", "STATUS", *params, *metrics]]
+    lines = [["RUN ID", "STATUS", *(printable(n) for n in params + metrics)]]  # names a run chose
     for r in rows:
         lines.append([r.run_id or "-", r.status, *(printable(r.parameters.get(p, "")) for p in params),
                       *(f"{r.metrics[m]:.6g}" if m in r.metrics else "" for m in metrics)])

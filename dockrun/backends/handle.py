@@ -111,8 +111,28 @@ def new_record(prepared: PreparedRun, run_id: str, outputs: str) -> RunRecord:
         dirty=source.dirty, source_key=source.key, subdirectory=source.subdirectory, project=prepared.project.name,
         entry_point=prepared.entry_point.name, parameters=dict(prepared.rendered.values),
         command=prepared.rendered.command, image="", env_key=prepared.image.env_key, outputs=outputs,
-        backend=prepared.request.backend, options=rerun_options(prepared.request),
+        backend=prepared.request.backend, options=_without_credentials(rerun_options(prepared.request), prepared),
         rerun_of=prepared.request.rerun_of)
+
+
+def _without_credentials(options: dict[str, Any], prepared: PreparedRun) -> dict[str, Any]:
+    """No credentials in the record (`runs show` prints it, a record file travels): a value dockrun
+    downloaded (the command got the local copy) is kept without the URL's userinfo and query, which
+    a rerun asks for again; a docker variable without its value."""
+    from ..project.inputs.web import redact
+    from .local.docker_args import parse_pairs
+
+    out = dict(options)
+    if options.get("parameters"):
+        values = prepared.rendered.values
+        out["parameters"] = {k: redact(v) if isinstance(v, str) and k in values and values[k] != v and redact(v) != v
+                             else v for k, v in options["parameters"].items()}
+    if options.get("docker_args"):
+        # -A e=NAME=VALUE: a variable's value is often a secret; kept as -A e=NAME, which a rerun
+        # copies from its environment (or says it is not set).
+        pairs = [(k, v.partition("=")[0] if k in ("e", "env") else v) for k, v in parse_pairs(options["docker_args"])]
+        out["docker_args"] = [f"{k}={v}" if v else k for k, v in pairs]
+    return out
 
 
 # What a rerun repeats besides the source and entry point (which have columns of their own): the

@@ -6,6 +6,7 @@ import math
 import os
 import re
 import shlex
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,9 +152,24 @@ def _off_host(value: str, placement: Placement, where: str, given: bool) -> str:
     return value
 
 
+# A format spec's width or precision pads or cuts one value: ``{a:>2000000000}`` in a project's
+# command made this process allocate 2 GB per field. No command needs more than this.
+MAX_FIELD_WIDTH = 10_000
+
+
+class _BoundedFormatter(string.Formatter):
+    """str.format, as MLflow renders a command, with widths and precisions bounded (checked on the
+    final spec, nested fields filled in)."""
+
+    def format_field(self, value: object, format_spec: str) -> str:
+        if any(len(n) > 5 or int(n) > MAX_FIELD_WIDTH for n in re.findall(r"\d+", format_spec)):
+            raise ValueError(f"the format spec {format_spec[:40]!r} asks for a width over {MAX_FIELD_WIDTH}")
+        return super().format_field(value, format_spec)
+
+
 def _format(entry_point: EntryPoint, quoted: Mapping[str, str]) -> str:
     try:
-        return entry_point.command.format(**quoted)
+        return _BoundedFormatter().vformat(entry_point.command, (), dict(quoted))
     except KeyError as e:
         raise ProjectError(
             f"entry point {entry_point.name!r}: command uses {{{e.args[0]}}} but declares no "

@@ -39,7 +39,10 @@ class MlflowRest:
         req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
         try:
             with open_url(req, self.credentials, 30) as resp:
-                return json.loads(resp.read() or b"{}")
+                reply = json.loads(resp.read() or b"{}")
+            if not isinstance(reply, dict):
+                raise ValueError("not a JSON object")
+            return reply
         except urllib.error.HTTPError as e:
             try:
                 detail = json.loads(e.read() or b"{}")
@@ -49,21 +52,36 @@ class MlflowRest:
         except (urllib.error.URLError, OSError) as e:
             raise ConfigError(f"--tracking-uri {self.uri}: cannot reach the MLflow tracking server "
                               f"({getattr(e, 'reason', e)})") from None
+        except ValueError:  # an HTML login page, a proxy's error page: not the server's answer
+            raise ConfigError(f"--tracking-uri {self.uri}: the answer to {path} is not MLflow's (not a JSON "
+                              "object); is this the tracking server's address?") from None
+
+    def _id(self, reply: Any, path: str, *keys: str) -> str:
+        """The ID at ``keys`` in the server's ``reply`` to ``path``: a plain string, or one line."""
+        for key in keys:
+            reply = reply.get(key) if isinstance(reply, dict) else None
+        if isinstance(reply, int) and not isinstance(reply, bool):
+            reply = str(reply)
+        if not isinstance(reply, str) or not reply or not reply.isprintable():
+            raise ConfigError(f"--tracking-uri {self.uri}: the answer to {path} has no {'.'.join(keys)} MLflow "
+                              "would give; is this the tracking server's address?")
+        return reply
 
     def experiment_id(self, name: str) -> str:
         try:
             found = self._call("GET", "experiments/get-by-name", query={"experiment_name": name})
-            return found["experiment"]["experiment_id"]
+            return self._id(found, "experiments/get-by-name", "experiment", "experiment_id")
         except TrackingError as e:
             if e.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
         try:
-            return self._call("POST", "experiments/create", {"name": name})["experiment_id"]
+            return self._id(self._call("POST", "experiments/create", {"name": name}), "experiments/create",
+                            "experiment_id")
         except TrackingError as e:  # created by a concurrent run in between
             if e.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-            return self._call("GET", "experiments/get-by-name", query={"experiment_name": name})[
-                "experiment"]["experiment_id"]
+            return self._id(self._call("GET", "experiments/get-by-name", query={"experiment_name": name}),
+                            "experiments/get-by-name", "experiment", "experiment_id")
 
     def create_run(self, experiment_id: str, run_name: str | None, tags: Mapping[str, str],
                    params: Mapping[str, str]) -> str:
@@ -71,7 +89,7 @@ class MlflowRest:
                                 "tags": [{"key": k, "value": v} for k, v in tags.items()]}
         if run_name:
             body["run_name"] = run_name
-        run_id = self._call("POST", "runs/create", body)["run"]["info"]["run_id"]
+        run_id = self._id(self._call("POST", "runs/create", body), "runs/create", "run", "info", "run_id")
         if params:
             self._call("POST", "runs/log-batch", {"run_id": run_id, "params": [
                 {"key": k, "value": str(v)[:6000]} for k, v in params.items()]})
@@ -83,7 +101,9 @@ class MlflowRest:
                 {"key": k, "value": v} for k, v in tags.items()]})
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        return self._call("GET", "runs/get", query={"run_id": run_id})["run"]
+        run = self._call("GET", "runs/get", query={"run_id": run_id})
+        self._id(run, "runs/get", "run", "info", "experiment_id")  # what a resumed run takes from it
+        return run["run"]
 
     def end_run(self, run_id: str, status: str) -> None:
         self._call("POST", "runs/update", {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)})

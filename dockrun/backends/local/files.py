@@ -108,6 +108,7 @@ def finish_files(docker: Docker, container: Any, run_dir: Path, ok: bool,
     so when a run that did not still put an output in place). None, or why not everything came
     back or into place, for the caller to record and show."""
     plan = load_plan(run_dir)
+    _drop_output_dir_links(run_dir, log, plan)
     if plan is None or not (plan.staged or plan.copy_back):
         return None
     if log is None:
@@ -125,6 +126,22 @@ def finish_files(docker: Docker, container: Any, run_dir: Path, ok: bool,
     except OSError:
         pass
     return lost
+
+
+def _drop_output_dir_links(run_dir: Path, log: Callable[[str], None] | None, plan: FilesPlan | None) -> None:
+    """``$DOCKRUN_OUTPUT_DIR`` on a local engine is the run's folder itself, mounted: links the run
+    left there that lead out of it (to a file of the user's) go, as they do from a copy-back."""
+    outputs = run_dir / "outputs"
+    if plan is not None and plan.copy_back or not outputs.is_dir() or outputs.is_symlink():
+        return  # copied back: judged on the way
+    dropped = Dropped()
+    _drop_links_out(str(outputs), dropped)
+    if dropped.count:
+        if log is None:
+            with run_log(run_dir) as say:
+                dropped.report(say)
+        else:
+            dropped.report(log)
 
 
 def place_outputs(staged: Sequence[Staged], log: Callable[[str], None], ok: bool = True) -> str | None:
@@ -205,14 +222,20 @@ def _move_file(src: str, dest: str) -> None:
 
 
 def _drop_links_out(top: str, dropped: Dropped) -> None:
-    """Remove the links in folder ``top`` that lead out of it (absolute, or climbing out)."""
+    """Remove the links in folder ``top`` that lead out of it (absolute, or climbing out), alone or
+    through one another (``a -> .``, ``b -> a/..``): each is judged before any is removed."""
+    real_top = os.path.realpath(top)
+    out = []
     for folder, dirs, files in os.walk(top):
         for name in dirs + files:
             path = os.path.join(folder, name)
             if os.path.islink(path):
                 target = os.readlink(path)
                 rel = os.path.relpath(path, top)
-                if leads_out(rel, target):
-                    os.unlink(path)
-                    dropped.add(os.path.join(os.path.basename(top), rel), target)
+                real = os.path.realpath(path)
+                if leads_out(rel, target) or not (real == real_top or real.startswith(real_top + os.sep)):
+                    out.append((path, rel, target))
+    for path, rel, target in out:
+        os.unlink(path)
+        dropped.add(os.path.join(os.path.basename(top), rel), target)
 

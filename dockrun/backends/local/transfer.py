@@ -185,9 +185,21 @@ def copy_back(docker: Docker, container: Any, plan: Sequence[tuple[str, str]], l
                 receive(tar, Path(host), inside, sent, incoming, inner)
             progress.done()
         commit(incoming.actions)
+        drop_chained_links(incoming.actions, incoming.dropped)
         incoming.dropped.report(log)
     finally:
         shutil.rmtree(spool, ignore_errors=True)
+
+
+def drop_chained_links(actions: Sequence[Action], dropped: Dropped) -> None:
+    """Links each inside their folder alone may lead out through one another (``a -> .``,
+    ``b -> a/..``): with all of them made, those that resolve outside their root are removed,
+    each judged before any is."""
+    out = [a for a in actions if a.kind == "link" and os.path.islink(a.path)
+           and not _under(os.path.realpath(a.path), os.path.realpath(a.root))]
+    for a in out:
+        os.unlink(a.path)
+        dropped.add(os.path.relpath(a.path, a.root), a.source)
 
 
 def unpack(tar: tarfile.TarFile, root: Path, inside: str = "", sent: Sent | None = None,
@@ -198,6 +210,7 @@ def unpack(tar: tarfile.TarFile, root: Path, inside: str = "", sent: Sent | None
         incoming = Incoming(spool, limit)
         receive(tar, root, inside, sent or {}, incoming)
         commit(incoming.actions)
+        drop_chained_links(incoming.actions, incoming.dropped)
         return incoming.dropped
     finally:
         shutil.rmtree(spool, ignore_errors=True)
