@@ -21,7 +21,13 @@ PACKAGE_INIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 BOOTSTRAP = (
     "import sys\n"
     "if not getattr(sys.flags, 'safe_path', False): del sys.path[0]\n"  # '' for -c: the working folder
-    "import importlib.util, os, runpy\n"
+    # An empty PYTHONPATH entry (`PYTHONPATH=$PYTHONPATH:/x` with it unset) is the working folder
+    # again, made absolute by Python: every entry naming it goes. os is imported at start-up
+    # (site), so this import reads nothing from the path.
+    "import os\n"
+    "here = os.path.realpath(os.getcwd())\n"
+    "sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != here]\n"
+    "import importlib.util, runpy\n"
     "init, module = sys.argv[1:3]\n"
     "del sys.argv[1:3]\n"
     "if 'dockrun' not in sys.modules:\n"

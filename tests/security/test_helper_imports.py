@@ -92,8 +92,9 @@ def test_the_fork_server_imports_nothing_from_the_working_folder(tmp_path: Path,
     assert not marker.exists(), marker.read_text()
 
 
+@pytest.mark.parametrize("pythonpath", [None, ":/nonexistent", "/nonexistent:", "."])
 @pytest.mark.parametrize("module", ["dockrun.backends.local.launch", "dockrun.backends.kubernetes.watch"])
-def test_a_helper_runs_the_callers_own_dockrun(tmp_path: Path, module: str) -> None:
+def test_a_helper_runs_the_callers_own_dockrun(tmp_path: Path, module: str, pythonpath: str | None) -> None:
     # The helper's command line, as dockrun builds it, from a working folder holding a `dockrun`
     # package of its own: the helper must not take it (nor the working folder's other files).
     folder, marker = trapped_folder(tmp_path)
@@ -107,8 +108,13 @@ def test_a_helper_runs_the_callers_own_dockrun(tmp_path: Path, module: str) -> N
                           check=True, cwd=tmp_path).stdout.rstrip("\n").split("\0")
     # The helper's own --help: it has started, imported its module and parsed its arguments.
     # (The fork server reads requests from stdin and ends at EOF.)
+    # An empty PYTHONPATH entry (`export PYTHONPATH=$PYTHONPATH:/x` with it unset) or "." names the
+    # working folder too.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
     p = subprocess.run([*argv, "--help"], cwd=folder, capture_output=True, text=True, timeout=120,
-                       stdin=subprocess.DEVNULL, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+                       stdin=subprocess.DEVNULL, env=env)
     assert p.returncode == 0, p.stderr[-2000:]
     if module.endswith("watch"):
         assert p.stdout.startswith("usage: python -m dockrun.backends.kubernetes.watch"), p.stdout
