@@ -3,6 +3,7 @@ in-process (output, exit codes, errors, environment, working directory, Ctrl-C, 
 the helper only serves its own user, its own code and a command that is still there."""
 from __future__ import annotations
 
+import json
 import marshal
 import os
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import dockrun_containers
+from conftest import REPO, dockrun_containers
 from dockrun.store.records import RunStore
 from dockrun.warmstart import client
 
@@ -413,3 +414,17 @@ def _wait_helpers(runtime: Path, count: int, timeout: float = 30) -> None:
         if len(locks) >= count and all(Path(str(p)[:-5]).exists() for p in locks):
             return
         time.sleep(0.05)
+
+
+def test_the_helpers_path_leaves_out_the_working_folder_however_it_got_there(tmp_path: Path) -> None:
+    # An empty PYTHONPATH entry (`PYTHONPATH=$PYTHONPATH:/x` with it unset) puts the working folder
+    # on sys.path as an absolute path: a helper started from there must not keep it for later commands.
+    work = tmp_path / "work"
+    work.mkdir()
+    code = ("import json, os, sys; from dockrun.warmstart import client; "
+            "print(json.dumps([sys.path, client.search_path()]))")
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:"}
+    seen, kept = json.loads(subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True,
+                                           text=True, check=True).stdout)
+    assert str(work) in seen  # Python did put it there
+    assert str(work) not in kept and "" not in kept

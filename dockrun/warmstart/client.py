@@ -113,7 +113,10 @@ def search_path() -> list[str]:
     """Where the helper imports modules from: ours without sys.path[0] (the script's folder, or with
     `python -m` the working directory, which may be a project someone else wrote: a helper must
     not import its files for every later command), plus the folder dockrun itself is in."""
-    parent, rest = os.path.dirname(_package()), sys.path[1:]
+    parent = os.path.dirname(_package())
+    # An empty PYTHONPATH entry (or ".") names the working directory again, made absolute.
+    here = os.path.realpath(os.getcwd())
+    rest = [p for p in sys.path[1:] if p and (p == parent or os.path.realpath(p) != here)]
     return rest if parent in rest else [parent, *rest]
 
 
