@@ -28,6 +28,30 @@ DEV_HELP = ("Mount the project folder at the project root instead of baking it i
             "live on the next run, nothing is built for the code (local folders only).")
 
 
+# Each option shared by several commands is declared once, here; a command lists the ones it takes.
+ENTRY_POINT = click.option("-e", "--entry-point", default="main", show_default=True,
+                           help="Entry point name or .py/.sh path (shell: the one whose command is in $DOCKRUN_COMMAND "
+                                "and whose path parameters are mounted).")
+VERSION = click.option("-v", "--version", "version", help="Git commit, branch or tag (Git URIs only).")
+PARAMS = click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=VALUE",
+                      help="A parameter (repeatable).")
+DOCKER_ARGS = click.option("-A", "--docker-args", "docker_args", multiple=True, metavar="KEY[=VALUE]",
+                           help="A docker run option, e.g. gpus=all, network=host, shm-size=1g (repeatable).")
+BACKEND = click.option("-b", "--backend", default="local", show_default=True, help="local, databricks or kubernetes.")
+BACKEND_CONFIG = click.option("-c", "--backend-config", help="databricks: a cluster spec; kubernetes: MLflow's "
+                              "kubernetes_config.json (a JSON file or string).")
+ENV_MANAGER = click.option("--env-manager", default="auto", show_default=True, type=click.Choice(ENV_MANAGERS),
+                           help=ENV_MANAGER_HELP)
+BASE_IMAGE = click.option("--base-image", help="Base image for built environments, and for dockrun lock to resolve "
+                          "in (also DOCKRUN_BASE_IMAGE).")
+REBUILD = click.option("--rebuild", is_flag=True, help="Ignore cached images.")
+EXPERIMENT_NAME = click.option("--experiment-name")
+DEV = click.option("--dev", is_flag=True, help=DEV_HELP)
+TRUST = click.option("--trust", is_flag=True, help=TRUST_HELP)
+QUIET = click.option("-q", "--quiet", is_flag=True, help="No build output (a failed build still shows why).")
+VERBOSE = click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
+
+
 class _OneLine(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         for line in record.getMessage().splitlines() or [""]:
@@ -70,20 +94,17 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("uri")
-@click.option("-e", "--entry-point", default="main", show_default=True, help="Entry point name or .py/.sh path.")
-@click.option("-v", "--version", "version", help="Git commit, branch or tag (Git URIs only).")
-@click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=VALUE", help="A parameter (repeatable).")
-@click.option("-A", "--docker-args", "docker_args", multiple=True, metavar="KEY[=VALUE]",
-              help="A docker run option, e.g. gpus=all, network=host, shm-size=1g (repeatable).")
-@click.option("-b", "--backend", default="local", show_default=True, help="local, databricks or kubernetes.")
-@click.option("-c", "--backend-config", help="databricks: a cluster spec; kubernetes: MLflow's kubernetes_config.json "
-              "(a JSON file or string).")
-@click.option("--env-manager", default="auto", show_default=True, type=click.Choice(ENV_MANAGERS),
-              help=ENV_MANAGER_HELP)
-@click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
-@click.option("--rebuild", is_flag=True, help="Ignore cached images.")
+@ENTRY_POINT
+@VERSION
+@PARAMS
+@DOCKER_ARGS
+@BACKEND
+@BACKEND_CONFIG
+@ENV_MANAGER
+@BASE_IMAGE
+@REBUILD
 @click.option("--storage-dir", help="Where s3:// and dbfs:// path parameters are downloaded.")
-@click.option("--experiment-name")
+@EXPERIMENT_NAME
 @click.option("--experiment-id")
 @click.option("--run-name")
 @click.option("--tracking-uri")
@@ -91,10 +112,10 @@ def cli() -> None:
 @click.option("--build-image", is_flag=True, hidden=False,
               help="Accepted for mlflow run compatibility: dockrun always builds the code into the image.")
 @click.option("--detach", is_flag=True, help="Print the run ID and return at once.")
-@click.option("--dev", is_flag=True, help=DEV_HELP)
-@click.option("--trust", is_flag=True, help=TRUST_HELP)
-@click.option("-q", "--quiet", is_flag=True, help="No build output.")
-@click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
+@DEV
+@TRUST
+@QUIET
+@VERBOSE
 def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...], docker_args: tuple[str, ...],
         backend: str, backend_config: str | None, env_manager: str, base_image: str | None, rebuild: bool,
         storage_dir: str | None, experiment_name: str | None, experiment_id: str | None,
@@ -121,25 +142,23 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
 
 @cli.command("sweep")
 @click.argument("uri", required=False)
-@click.option("-e", "--entry-point", default="main", show_default=True, help="Entry point name or .py/.sh path.")
-@click.option("-v", "--version", "version", help="Git commit, branch or tag (Git URIs only).")
+@ENTRY_POINT
+@VERSION
 @click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=V1,V2,...",
               help="A parameter's values (repeatable): every combination runs.")
 @click.option("--grid", "grid_file", metavar="FILE", help="The points from a file instead: JSON (a list of objects) "
               "or CSV (a header of parameter names, a row per run).")
-@click.option("-A", "--docker-args", "docker_args", multiple=True, metavar="KEY[=VALUE]",
-              help="A docker run option, as for run (repeatable).")
-@click.option("-b", "--backend", default="local", show_default=True, help="local, databricks or kubernetes.")
-@click.option("-c", "--backend-config", help="As for run.")
-@click.option("--env-manager", default="auto", show_default=True, type=click.Choice(ENV_MANAGERS),
-              help=ENV_MANAGER_HELP)
-@click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
-@click.option("--experiment-name")
+@DOCKER_ARGS
+@BACKEND
+@BACKEND_CONFIG
+@ENV_MANAGER
+@BASE_IMAGE
+@EXPERIMENT_NAME
 @click.option("--parallel", default=4, show_default=True, help="At most this many runs at once.")
 @click.option("--resume", metavar="SWEEP", help="Run what did not finish in this sweep (its points and options).")
 @click.option("--sort", metavar="METRIC", help="Sort the table by a metric the runs wrote (-METRIC: descending).")
-@click.option("-q", "--quiet", is_flag=True, help="No build output.")
-@click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
+@QUIET
+@VERBOSE
 def sweep_cmd(uri: str | None, entry_point: str, version: str | None, params: tuple[str, ...],
               grid_file: str | None, docker_args: tuple[str, ...], backend: str, backend_config: str | None,
               env_manager: str, base_image: str | None, experiment_name: str | None, parallel: int,
@@ -170,15 +189,14 @@ def sweep_cmd(uri: str | None, entry_point: str, version: str | None, params: tu
 
 @cli.command("build")
 @click.argument("uri")
-@click.option("-v", "--version", "version", help="Git commit, branch or tag (Git URIs only).")
+@VERSION
 @click.option("--tag", help="Also tag the project image as REF.")
 @click.option("--push", is_flag=True, help="Push the image (skipped when the registry has that tag).")
-@click.option("--rebuild", is_flag=True, help="Ignore cached images.")
-@click.option("--env-manager", default="auto", show_default=True, type=click.Choice(ENV_MANAGERS),
-              help=ENV_MANAGER_HELP)
-@click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
-@click.option("-q", "--quiet", is_flag=True, help="No build output.")
-@click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
+@REBUILD
+@ENV_MANAGER
+@BASE_IMAGE
+@QUIET
+@VERBOSE
 def build_cmd(uri: str, version: str | None, tag: str | None, push: bool, rebuild: bool, env_manager: str,
               base_image: str | None, quiet: bool, verbose: bool) -> None:
     """Build the project's image (environment + code) and print its reference."""
@@ -192,9 +210,8 @@ def build_cmd(uri: str, version: str | None, tag: str | None, push: bool, rebuil
 
 @cli.command("lock")
 @click.argument("uri")
-@click.option("--env-manager", default="auto", show_default=True, type=click.Choice(ENV_MANAGERS),
-              help=ENV_MANAGER_HELP)
-@click.option("--base-image", help="Base image to resolve in, as builds install (also DOCKRUN_BASE_IMAGE).")
+@ENV_MANAGER
+@BASE_IMAGE
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def lock_cmd(uri: str, env_manager: str, base_image: str | None, quiet: bool) -> None:
     """Write requirements.lock (pinned, with hashes) beside the project's python_env.yaml or
@@ -210,19 +227,16 @@ def lock_cmd(uri: str, env_manager: str, base_image: str | None, quiet: bool) ->
 @cli.command("shell")
 @click.argument("uri")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD ...]")
-@click.option("-v", "--version", "version", help="Git commit, branch or tag (Git URIs only).")
-@click.option("-e", "--entry-point", default="main", show_default=True,
-              help="Entry point whose path parameters are mounted; its command is in $DOCKRUN_COMMAND.")
-@click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=VALUE", help="A parameter (repeatable).")
-@click.option("-A", "--docker-args", "docker_args", multiple=True, metavar="KEY[=VALUE]",
-              help="A docker run option, as for run (repeatable).")
-@click.option("--env-manager", default="auto", show_default=True, type=click.Choice(ENV_MANAGERS),
-              help=ENV_MANAGER_HELP)
-@click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
-@click.option("--dev", is_flag=True, help=DEV_HELP)
-@click.option("--trust", is_flag=True, help=TRUST_HELP)
-@click.option("-q", "--quiet", is_flag=True, help="No build output.")
-@click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
+@VERSION
+@ENTRY_POINT
+@PARAMS
+@DOCKER_ARGS
+@ENV_MANAGER
+@BASE_IMAGE
+@DEV
+@TRUST
+@QUIET
+@VERBOSE
 def shell_cmd(uri: str, command: tuple[str, ...], version: str | None, entry_point: str, params: tuple[str, ...],
               docker_args: tuple[str, ...], env_manager: str, base_image: str | None, dev: bool, trust: bool,
               quiet: bool, verbose: bool) -> None:
@@ -270,7 +284,7 @@ def runs_show(run_id: str) -> None:
 @click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=VALUE",
               help="Change one parameter's value (repeatable); the rest are the run's.")
 @click.option("--detach", is_flag=True, help="Print the new run's ID and return at once.")
-@click.option("-q", "--quiet", is_flag=True, help="No build output.")
+@QUIET
 @click.option("--trust", is_flag=True, help="A record file is someone else's: allow what it asks of this machine "
               "(host paths as parameters, docker options, the project's host access).")
 def runs_rerun(run: str, params: tuple[str, ...], detach: bool, quiet: bool, trust: bool) -> None:
