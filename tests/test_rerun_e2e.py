@@ -82,3 +82,27 @@ def test_a_rerun_of_changed_code_or_of_a_dev_run_says_why_it_cannot_be_exact(
 
     missing = cli("runs", "rerun", str(tmp_path / "nosuch.json"))
     assert missing.code == 2 and "no such file" in missing.err
+
+
+def test_a_record_file_reruns_elsewhere_from_the_registry_in_the_same_image(
+        cli, tmp_path: Path, home: Path, registry, no_leaks) -> None:
+    project = tmp_path / "hello"
+    shutil.copytree(REPO / "examples" / "hello", project)
+    (project / "marker.txt").write_text(uuid.uuid4().hex)
+    env = {"DOCKRUN_REGISTRY": f"{registry.address}/team"}
+    pushed = cli("build", str(project), "--push", "-q", env=env)
+    assert pushed.code == 0, pushed.err
+    first = cli("run", str(project), "-q", "-P", "alpha=0.3", env=env)
+    assert first.code == 0, first.err
+    [original] = run_ids(home)
+    record_file = tmp_path / "record.json"
+    record_file.write_text(cli("runs", "show", original).out)
+    image = json.loads(record_file.read_text())["image_id"]
+
+    # Another machine: none of this machine's images or records, only the registry and the file.
+    subprocess.run(["docker", "rmi", "-f", image], check=True, capture_output=True)
+    elsewhere = tmp_path / "elsewhere-home"
+    r = cli("runs", "rerun", str(record_file), env={**env, "DOCKRUN_HOME": str(elsewhere)})
+    assert r.code == 0, r.err
+    assert f"same image {image}" in r.err and "building" not in r.err
+    assert r.out.splitlines()[:5] == first.out.splitlines()[:5]  # the same table: alpha, w, loss
