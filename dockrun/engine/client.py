@@ -350,6 +350,12 @@ class Docker:
         except docker.errors.APIError as e:
             raise BuildError(f"committing {ref} failed: {_short(e)}") from None
 
+    def discard_build_container(self, container_id: str) -> None:
+        """Remove it without making the caller wait (a thread the process still waits for at exit)."""
+        import threading
+
+        threading.Thread(target=self.remove_build_container, args=(container_id,), name="dockrun-build-cleanup").start()
+
     def remove_build_container(self, container_id: str) -> None:
         """Remove it and its anonymous volume (the build's inputs); quiet if it is gone."""
         docker = _docker()

@@ -20,9 +20,9 @@ image config set in full (environment variables, labels, command) so nothing of 
 container's settings leaks in. OS packages (libgomp1 and apt.txt) are a layer of their own,
 ``dockrun-os:<key>``, made once per base image and package list and shared by the environments on it.
 
-The cache is bounded: a build that finds it over ``DOCKRUN_CACHE_MAX_GB`` (default 10) while no
-other build uses it empties it first; `dockrun images prune` removes it (and the tools and OS
-layers) when it has not been used for --older-than days.
+The cache is bounded: a build that finds it over ``DOCKRUN_CACHE_MAX_GB`` (default 10; measured at
+most once an hour) while no other build uses it empties it first; `dockrun images prune` removes
+it (and the tools and OS layers) when it has not been used for --older-than days.
 """
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ import io
 import os
 import shlex
 import tarfile
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -77,11 +76,15 @@ _RUNNER = f"""set -eu
 step="$1"
 if ! command -v flock >/dev/null 2>&1; then exec sh "{IN}/$step"; fi
 if [ "$step" = tools.sh ]; then exec flock {TOOLS}/.lock sh "{IN}/tools.sh"; fi
+# Measured at most once an hour per limit (du over a large cache costs seconds on a busy machine).
 ( flock -n 9 || exit 0
+  if [ -n "$(find {CACHE}/.measured -mmin -60 2>/dev/null)" ] \
+     && [ "$(cat {CACHE}/.measured)" = "$DOCKRUN_CACHE_MAX_MB" ]; then exit 0; fi
+  echo "$DOCKRUN_CACHE_MAX_MB" > {CACHE}/.measured
   used=$(du -sm {CACHE} 2>/dev/null | cut -f1)
   if [ "${{used:-0}}" -gt "$DOCKRUN_CACHE_MAX_MB" ]; then
     echo "dockrun: the package cache holds $used MB, over its limit ({MAX_ENV}); emptying it"
-    find {CACHE} -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {{}} +
+    find {CACHE} -mindepth 1 -maxdepth 1 ! -name .lock ! -name .measured -exec rm -rf {{}} +
   fi ) 9>{CACHE}/.lock
 if [ "$step" = env.sh ]; then DOCKRUN_TOOLS_CHECK=1 sh {IN}/tools.sh || exit $?; fi
 exec flock -s {CACHE}/.lock sh "{IN}/$step"
@@ -101,6 +104,7 @@ class BuildEngine(Protocol):
                             log: Callable[[str], None]) -> tuple[str, int, list[str]]: ...
     def commit(self, container_id: str, ref: str, config: Mapping[str, Any]) -> str: ...
     def remove_build_container(self, container_id: str) -> None: ...
+    def discard_build_container(self, container_id: str) -> None: ...
 
 
 def classic_reason(plan: ImagePlan, environ: Mapping[str, str]) -> str | None:
@@ -213,8 +217,8 @@ def build_env_cached(plan: ImagePlan, settings: Settings, docker: BuildEngine,
         docker.remove_build_container(cid)
         raise
     # Removing the container deletes its copy of the environment: seconds on a busy engine that
-    # the run need not wait for. A non-daemon thread: the process still waits for it at exit.
-    threading.Thread(target=docker.remove_build_container, args=(cid,), name="dockrun-build-cleanup").start()
+    # the run need not wait for.
+    docker.discard_build_container(cid)
     mark_used(settings.home)
     return image_id
 
