@@ -47,7 +47,10 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 from common import paired_ratios, summary  # noqa: E402
 
-BASE = ["numpy", "pandas", "scikit-learn"]
+# A bound no version is near, new for every invocation: each invocation's environments are new keys
+# (for dockrun and MLflow alike), so nothing built by an earlier invocation is found ready.
+NONCE = f"numpy>=1.0.{int(time.time()) % 1000000}"
+BASE = [NONCE, "pandas", "scikit-learn"]
 # Small pure-Python packages none of BASE depends on: one is added per arm and round.
 EXTRA = ["tabulate", "idna", "attrs", "toolz", "colorama", "pyparsing", "cachetools", "wrapt", "decorator",
          "pluggy", "iniconfig", "termcolor", "click", "itsdangerous", "blinker", "sniffio", "h11", "zipp",
