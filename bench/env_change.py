@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -204,15 +205,19 @@ class Bench:
         self.say("")
 
     def new_env(self, repeat: int, warmup: int) -> None:
+        """After ``change``, which installed EXTRA[0], EXTRA[3], ... through dockrun: environments
+        of the base set with two (or three) of those, never built before."""
         self.say("## First run of a new environment whose packages are all in the cache")
         self.say("")
-        self.say("Each round: the base set plus one package an earlier round installed "
-                 "(a new key, nothing to download).")
+        self.say("Each round: the base set plus two (or three) packages the rounds above installed through "
+                 "dockrun: a new key, nothing to download.")
         self.say("")
+        cached = [EXTRA[3 * i] for i in range(1, 6)]
+        pairs, triples = list(itertools.combinations(cached, 2)), list(itertools.combinations(cached, 3))
         arms = {
-            "dockrun run (cached build)": lambda r: self.dockrun_run(BASE + [EXTRA[r]], self.dockrun_env, "newenv"),
-            "dockrun environment build alone": lambda r: self.env_build_only(BASE + [EXTRA[r + 1], EXTRA[0]]),
-            "floor: uv venv + uv pip install, warm cache": lambda r: self.floor(BASE + [EXTRA[r]]),
+            "dockrun run (cached build)": lambda r: self.dockrun_run(BASE + list(pairs[r]), self.dockrun_env, "newenv"),
+            "dockrun environment build alone": lambda r: self.env_build_only(BASE + list(triples[r])),
+            "floor: uv venv + uv pip install, warm cache": lambda r: self.floor(BASE + list(pairs[r])),
         }
         self.rounds("new-env", arms, repeat, warmup, "floor: uv venv + uv pip install, warm cache")
 

@@ -45,11 +45,17 @@ def _config(image: str) -> dict:
 
 
 @pytest.mark.usefixtures("no_leaks")
-def test_a_cached_build_installs_what_the_classic_build_installs(cli, tmp_path: Path) -> None:
+@pytest.mark.parametrize("derived", [False, True], ids=["from-the-os-layer", "from-a-similar-environment"])
+def test_a_cached_build_installs_what_the_classic_build_installs(cli, tmp_path: Path, derived: bool) -> None:
     project = _project(tmp_path)
+    if derived:  # an environment built before, here: the next one starts from it
+        first = cli("build", str(project), "--rebuild", timeout=900)
+        assert first.code == 0, first.err[-3000:]
+        (project / "requirements.txt").write_text(REQUIREMENTS + "idna==3.7\n")
     cached = cli("build", str(project), "--rebuild", timeout=900)  # built now, whatever ran before
     assert cached.code == 0, cached.err[-3000:]
     assert CACHED in cached.err  # the one line that says which path the build took
+    assert ("only the difference is installed" in cached.err) == derived
     env_image = _env_image(cached.out.strip())
     cached_installed, cached_config = _installed(env_image), _config(env_image)
 
@@ -65,8 +71,7 @@ def test_a_cached_build_installs_what_the_classic_build_installs(cli, tmp_path: 
     for key in ("Env", "Labels", "Cmd", "WorkingDir"):
         assert cached_config.get(key) == classic_config.get(key), key
     # Both carry the OpenMP runtime that common ML wheels load.
-    for image_run in (env_image,):
-        assert "libgomp.so.1" in _docker("run", "--rm", "--entrypoint", "sh", image_run, "-c", "ldconfig -p")
+    assert "libgomp.so.1" in _docker("run", "--rm", "--entrypoint", "sh", env_image, "-c", "ldconfig -p")
 
 
 @pytest.mark.usefixtures("no_leaks")

@@ -201,8 +201,7 @@ class LeanDocker(Docker):
         try:
             sock.settimeout(TIMEOUT_S)
             sock.connect(self.path)
-            sock.sendall(data)
-            sock.recv(1)  # the engine has read the request (it answers when done: not awaited)
+            sock.sendall(data)  # whole in the socket's buffer: the engine reads it after the close too
         except OSError:
             self.remove_build_container(container_id)
         finally:

@@ -28,17 +28,20 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
+import re
 import shlex
 import tarfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from ..config import Settings
 from ..errors import BuildError, ConfigError
-from ..locks import file_lock
+from ..locks import file_lock, write_atomic
 from .inputs import env_inputs
 from .plan import ImagePlan, env_scripts
 
@@ -199,15 +202,21 @@ def build_env_cached(plan: ImagePlan, settings: Settings, docker: BuildEngine,
     base_id = docker.ensure_pulled(base, log)
     base_config = docker.image_config(base_id)
     start = _os_layer(docker, settings, base_id, base_config, scripts["os.sh"], inputs, log)
+    names = requirement_names(plan)
+    parent = choose_parent(settings.home, start, plan.env.python, names, docker) if plan.env.kind == "uv" else None
+    if parent is not None:
+        log(f"starting from {parent.image}, which has {len(parent.names & names)} of its {len(names)} "
+            "requirements: only the difference is installed")
+    first = parent.image if parent is not None else start
     cache = {CACHE: (CACHE_VOLUME, False)}
     labels: dict[str, str] = {}
-    cid, code, tail = docker.run_build_container(start, ["/bin/sh", f"{IN}/run.sh", "env.sh"],
+    cid, code, tail = docker.run_build_container(first, ["/bin/sh", f"{IN}/run.sh", "env.sh"],
                                                  {**cache, TOOLS: (TOOLS_VOLUME, True)}, [inputs], labels, log)
     if code == TOOLS_MISSING:
         docker.remove_build_container(cid)
         log(f"installing the environment tools into the volume {TOOLS_VOLUME} (once per engine)")
         _run(docker, base_id, "tools.sh", {**cache, TOOLS: (TOOLS_VOLUME, False)}, inputs, labels, log, keep=False)
-        cid, code, tail = docker.run_build_container(start, ["/bin/sh", f"{IN}/run.sh", "env.sh"],
+        cid, code, tail = docker.run_build_container(first, ["/bin/sh", f"{IN}/run.sh", "env.sh"],
                                                      {**cache, TOOLS: (TOOLS_VOLUME, True)}, [inputs], labels, log)
     try:
         _check(code, tail, plan.env_image)
@@ -220,7 +229,67 @@ def build_env_cached(plan: ImagePlan, settings: Settings, docker: BuildEngine,
     # the run need not wait for.
     docker.discard_build_container(cid)
     mark_used(settings.home)
+    if plan.env.kind == "uv":
+        remember(settings.home, Built(plan.env_image, image_id, start, plan.env.python, frozenset(names),
+                                      parent.depth + 1 if parent is not None else 0))
     return image_id
+
+
+# ---- starting from a similar environment ---------------------------------------------------------
+# A changed environment usually differs from one built before by a package or two: its build starts
+# from that image's venv and installs only the difference (env-uv.sh.j2 brings the venv to exactly
+# the set a fresh install gets), so copying and committing the whole environment again is saved.
+# Which environments were built, on which OS layer, with which requirements, is kept per
+# DOCKRUN_HOME; a chain of such images stays short, and a parent with many packages the new
+# environment does not want (whose files the image would still carry) is not used.
+INDEX = Path("cache") / "env-builds.json"
+MAX_DEPTH = 3
+MAX_UNWANTED = 2
+
+
+@dataclass(frozen=True)
+class Built:
+    image: str
+    id: str
+    start: str  # the OS layer's image ID it was built on
+    python: str | None
+    names: frozenset[str]
+    depth: int  # how many environments it was derived through
+
+
+def requirement_names(plan: ImagePlan) -> set[str]:
+    lines = plan.env.lock if plan.env.lock is not None else plan.env.requirements
+    return {re.split(r"[\[<>=!~;@ ]", line, maxsplit=1)[0] for line in lines}
+
+
+def _load(home: Path) -> list[Built]:
+    try:
+        raw = json.loads((home / INDEX).read_text(encoding="utf-8"))
+        return [Built(e["image"], e["id"], e["start"], e["python"], frozenset(e["names"]), int(e["depth"]))
+                for e in raw]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def remember(home: Path, built: Built, keep: int = 50) -> None:
+    entries = [b for b in _load(home) if b.image != built.image][-(keep - 1):] + [built]
+    data = [{"image": b.image, "id": b.id, "start": b.start, "python": b.python, "names": sorted(b.names),
+             "depth": b.depth} for b in entries]
+    (home / INDEX).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(home / INDEX, json.dumps(data, indent=1))
+
+
+def choose_parent(home: Path, start: str, python: str | None, names: set[str],
+                  docker: BuildEngine) -> Built | None:
+    """The environment image to start from: built on the same OS layer and Python, sharing at
+    least half of ``names``, with at most MAX_UNWANTED requirements ``names`` lacks; the one that
+    shares most, the newest among equals. None: build from the OS layer."""
+    fits = [b for b in _load(home) if b.start == start and b.python == python and b.depth < MAX_DEPTH
+            and len(b.names - names) <= MAX_UNWANTED and 2 * len(b.names & names) >= max(len(names), 1)]
+    for built in sorted(reversed(fits), key=lambda b: len(b.names & names) - len(b.names - names), reverse=True):
+        if docker.image_id(built.image) == built.id:  # still there, and still that image
+            return built
+    return None
 
 
 def _os_layer(docker: BuildEngine, settings: Settings, base_id: str, base_config: Mapping[str, Any],
