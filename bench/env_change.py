@@ -16,6 +16,7 @@ anything):
 - ``new-env``: the first run of an environment whose packages are all in the cache (the base set
   plus one package an earlier round installed): `dockrun run`, dockrun's environment build alone
   (in-process, the engine call), and the floor.
+- ``unchanged``: a warm run and a code-only change, this checkout against main (nothing slower).
 - ``conda``: a conda.yaml environment on a local channel (built here with py-rattler-build, served
   on the docker bridge gateway, as tests/conda_channel.py does) changed by one package per round:
   this checkout's cached path against its classic builder (MLflow's conda path needs a conda binary,
@@ -109,7 +110,9 @@ class Bench:
     def dockrun_run(self, packages: list[str], env: dict[str, str], tag: str) -> float:
         root = self.work / f"{tag}-proj"
         _write_python_project(root, packages)
-        return _timed([sys.executable, "-m", "dockrun", "run", str(root)], env)
+        # From the work folder: `python -m` puts the current folder first on sys.path, and the
+        # checkout that PYTHONPATH names must be the one that runs.
+        return _timed([sys.executable, "-m", "dockrun", "run", str(root)], env, cwd=self.work)
 
     def mlflow_run(self, packages: list[str]) -> float:
         root = self.work / "mlflow-proj"
@@ -142,7 +145,8 @@ class Bench:
             ensure_env_image(prepared.plan, prepared.settings, docker)
             print(time.perf_counter() - t0)
             """)
-        out = subprocess.run([sys.executable, "-c", code], env=self.dockrun_env, capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-c", code], env=self.dockrun_env, capture_output=True, text=True,
+                             cwd=self.work)
         if out.returncode:
             raise RuntimeError(out.stderr[-2500:])
         return float(out.stdout.strip().splitlines()[-1])
@@ -221,6 +225,26 @@ class Bench:
         }
         self.rounds("new-env", arms, repeat, warmup, "floor: uv venv + uv pip install, warm cache")
 
+    def unchanged(self, repeat: int, warmup: int) -> None:
+        """Nothing gets slower: a warm run and a code-only change, this checkout against main."""
+        self.say("## Nothing else gets slower: warm run and code-only change, this checkout against main")
+        self.say("")
+        packages = BASE + ["tabulate"]
+        for tag, env in (("same-new", self.dockrun_env), ("same-main", self.main_env)):
+            self.dockrun_run(packages, env, tag)  # builds once: the rounds below are warm
+
+        def code_change(tag: str, env: dict[str, str]) -> float:
+            (self.work / f"{tag}-proj" / "code.py").write_text(f"# {time.time()}\n")
+            return self.dockrun_run(packages, env, tag)
+
+        arms = {
+            "warm run, this checkout": lambda r: self.dockrun_run(packages, self.dockrun_env, "same-new"),
+            "warm run, main": lambda r: self.dockrun_run(packages, self.main_env, "same-main"),
+            "code-only change, this checkout": lambda r: code_change("same-new", self.dockrun_env),
+            "code-only change, main": lambda r: code_change("same-main", self.main_env),
+        }
+        self.rounds("unchanged", arms, repeat, warmup, "warm run, main")
+
     def conda(self, repeat: int, warmup: int) -> None:
         self.say("## A conda.yaml environment (local channel) changed by one package, per round")
         self.say("")
@@ -240,7 +264,7 @@ class Bench:
                                                 "  main: benchpkg0 2>/dev/null; echo ok\n")
                 deps = "".join(f"  - {p}\n" for p in sets[arm])
                 (root / "conda.yaml").write_text(f"channels: [conda-forge]\ndependencies:\n{deps}")
-                return _timed([sys.executable, "-m", "dockrun", "run", str(root)], {**env, **env_map})
+                return _timed([sys.executable, "-m", "dockrun", "run", str(root)], {**env, **env_map}, cwd=self.work)
 
             arms = {"dockrun (cached build)": lambda r: run("cached", self.dockrun_env),
                     "dockrun, classic builder": lambda r: run("classic", self.classic_env)}
@@ -290,7 +314,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--only", type=lambda s: s.split(","), default=["change", "new-env", "conda"])
+    ap.add_argument("--only", type=lambda s: s.split(","), default=["change", "new-env", "conda", "unchanged"])
     ap.add_argument("--mlflow-venv", type=Path, default=Path("/tmp/dockrun-env-bench/mlflow-venv"),
                     help="a venv with mlflow, docker and uv (made by: python -m venv V && V/bin/pip install "
                          "mlflow docker uv)")
@@ -308,7 +332,7 @@ def main() -> None:
     bench.say(f"Command: `python bench/env_change.py {' '.join(sys.argv[1:])}`; MLflow {version}; "
               f"base image {args.base_image}; {args.warmup} uncounted warm-up round(s), {args.repeat} counted.")
     bench.say("")
-    sections = {"change": bench.change, "new-env": bench.new_env, "conda": bench.conda}
+    sections = {"change": bench.change, "new-env": bench.new_env, "conda": bench.conda, "unchanged": bench.unchanged}
     try:
         for name in args.only:
             try:
