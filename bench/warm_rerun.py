@@ -3,12 +3,16 @@
     python bench/warm_rerun.py [--repeat 7] [--project examples/hello | --docker-env] [--before DIR] [--no-pyc]
 
 Both are measured in the same process, interleaved, so machine noise hits them alike; the report
-is the ratio of medians (and the paired ratios). Needs a running engine and (here)
+is the ratio of medians (and the paired ratios). The warm arm is checked to be served by the warm
+helper (DOCKRUN_WARMSTART_DEBUG=1) before it is timed: a command with a controlling terminal runs
+in-process, so run the bench from a script or under `setsid`; the third arm is the same command
+in-process (DOCKRUN_WARMSTART=0), which is what a terminal user gets. Needs a running engine and (here)
 DOCKRUN_BASE_IMAGE. ``arms()`` gives the two arms to other drivers (bench/suite.py).
 
-``--before DIR`` adds a third arm, interleaved with the other two: the ``dockrun`` package found in
-DIR (a copy of an older checkout's ``dockrun/`` and ``templates/``), so a change is measured
-against what it replaced under the same noise, not against a number from another day.
+``--before DIR`` adds two arms, interleaved with the others: `python -m dockrun` from DIR (a copy
+of an older checkout's ``dockrun/`` and ``templates/``) and from this checkout, each served by its
+own warm helper, so a change is measured against what it replaced under the same noise, not
+against a number from another day.
 
 The Python arms get a bytecode cache in a temporary folder (``PYTHONPYCACHEPREFIX``), as an
 installed dockrun has its .pyc files; ``--no-pyc`` keeps a PYTHONDONTWRITEBYTECODE environment's
@@ -60,11 +64,29 @@ def bare_command(project: str, params: list[str]) -> list[str]:
             prepared.plan.project_image, "sh", "-c", prepared.rendered.command]
 
 
+def served(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> str:
+    """How `cmd` ran, as dockrun says with DOCKRUN_WARMSTART_DEBUG=1: "served by helper N", or
+    "in-process (why)" (a controlling terminal, another context's first run, ...). A warm arm
+    that was not served would time the in-process path under the served arm's name."""
+    proc = subprocess.run(cmd, env=dict(env, DOCKRUN_WARMSTART_DEBUG="1"), cwd=cwd, check=True,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("dockrun: warm start: ")]
+    return lines[0][len("dockrun: warm start: "):] if lines else "not reported"
+
+
 def arms(project: str, params: list[str], env: dict[str, str]) -> dict[str, Arm]:
-    """The warm `dockrun run` arm and its bare `docker run` twin; runs dockrun once first, so the
-    image exists and the caches are warm."""
+    """The warm `dockrun run` arm (served by its warm helper: checked) and its bare `docker run`
+    twin; runs dockrun first, so the image exists, the caches are warm and the helper is up."""
     dockrun_cmd = dockrun_command(project, params)
     subprocess.run(dockrun_cmd, env=env, check=True, stdout=subprocess.DEVNULL)  # warm the cache
+    how = ""
+    for _ in range(50):  # the first run started the helper in the background: wait until it serves
+        how = served(dockrun_cmd, env)
+        if how.startswith("served") or "terminal" in how:
+            break
+    if not how.startswith("served"):
+        raise RuntimeError(f"the warm arm would not be served ({how}); run the bench without a controlling "
+                           "terminal (setsid, or from a script), as dockrun serves no command that has one")
     return {
         "warm dockrun run": (dockrun_cmd, env, None),
         "bare docker run": (bare_command(project, params), env, None),
@@ -111,12 +133,20 @@ def main() -> None:
                                           env.get("DOCKRUN_BASE_IMAGE", "dockrun-base:bookworm"))
     measured = arms(args.project, args.param, env)
     if args.before:
-        # Run from the snapshot's folder with it first on the path, so the checkout is not imported.
-        before = os.path.abspath(args.before)
-        before_env = dict(env, PYTHONPATH=before)
-        dockrun_cmd = dockrun_command(args.project, args.param, [sys.executable, "-m", "dockrun.cli"])
-        subprocess.run(dockrun_cmd, env=before_env, cwd=before, check=True, stdout=subprocess.DEVNULL)
-        measured["before (--before)"] = (dockrun_cmd, before_env, before)
+        # Both checkouts run the same way (`python -m dockrun` from their folder, first on the path,
+        # each with a runtime folder of its own): served by their own warm helper, as checked.
+        for name, folder in (("before (--before)", os.path.abspath(args.before)), ("this checkout", str(REPO))):
+            runtime = os.path.join(scratch, f"xdg-{len(measured)}")
+            os.mkdir(runtime, 0o700)
+            checkout_env = dict(env, PYTHONPATH=folder, XDG_RUNTIME_DIR=runtime)
+            dockrun_cmd = dockrun_command(args.project, args.param, [sys.executable, "-m", "dockrun"])
+            subprocess.run(dockrun_cmd, env=checkout_env, cwd=folder, check=True, stdout=subprocess.DEVNULL)
+            for _ in range(50):
+                how = served(dockrun_cmd, checkout_env, folder)
+                if how.startswith("served") or "terminal" in how or how == "not reported":  # an older one
+                    break
+            print(f"{name}: {how}")
+            measured[f"{name}, served"] = (dockrun_cmd, checkout_env, folder)
     try:
         interleaved(measured, args.repeat, "bare docker run", warmup=1)
     finally:

@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 __all__ = [
     "execute",
     "get_run",
+    "rerun",
+    "sweep",
     "DockrunError",
     "ProjectError",
     "ParameterError",
@@ -44,3 +46,28 @@ def get_run(run_id: str):  # noqa: ANN201 - returns dockrun.runs.LocalRun
     from .api import get_run as _get_run
 
     return _get_run(run_id)
+
+
+def rerun(run: str, parameters=None, synchronous: bool = True):  # noqa: ANN001, ANN201 - see dockrun.rerun.rerun
+    """Run a recorded run again exactly (same source, entry point, parameters and image); ``parameters``
+    override values. Returns the new run's handle, as ``execute`` does."""
+    from .rerun import rerun as _rerun
+
+    return _rerun(run, parameters, synchronous)
+
+
+def sweep(uri: str, grid, parallel: int = 4, **options):  # noqa: ANN001, ANN003, ANN201 - see dockrun.sweep
+    """Run ``uri`` for every point of ``grid`` (a mapping of parameter -> values, every combination;
+    or a list of parameter mappings), at most ``parallel`` at once; ``options`` are ``execute``'s
+    (entry_point, backend, docker_args, ...). Returns a SweepResult: ``.rows`` (parameters, run ID,
+    status, metrics) and ``.sweep_id``."""
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    from .request import RunRequest
+    from .sweep import grid_points
+    from .sweep import sweep as _sweep
+
+    points = grid_points({k: [str(v) for v in vs] for k, vs in grid.items()}) if isinstance(grid, Mapping) else [
+        {k: str(v) for k, v in p.items()} for p in grid]
+    return _sweep(RunRequest(uri=uri, cwd=Path.cwd(), **options), points, parallel)

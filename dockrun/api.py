@@ -15,7 +15,7 @@ from .backends.handle import RunHandle, RunNotFound, ended_error, shielded
 from .config import load_settings
 from .errors import Interrupted
 from .prepare import fetch_inputs, prepare
-from .request import RunRequest
+from .request import PreparedRun, RunRequest
 from .store.records import RunStore
 
 if TYPE_CHECKING:
@@ -73,14 +73,22 @@ def execute(
 
 def submit(request: RunRequest, log: Callable[[str], None] | None = None,
            output: tuple[IO[bytes] | None, IO[bytes] | None] = (None, None),
-           backend: Backend | None = None) -> RunHandle:
+           backend: Backend | None = None, quiet: bool = False, verbose: bool = False) -> RunHandle:
     """Prepare ``request``, submit it to its backend (``backend`` overrides the registry, for test
-    doubles) and, if synchronous, stream its output until it is over."""
+    doubles) and, if synchronous, stream its output until it is over. Without ``log``, build output
+    goes to stderr (``quiet``: a failed step's only; ``verbose``: the engine's whole log)."""
+    backend = backend or get_backend(request.backend)
+    return submit_prepared(prepare(request, backend), backend, log, output, quiet, verbose)
+
+
+def submit_prepared(prepared: PreparedRun, backend: Backend, log: Callable[[str], None] | None = None,
+                    output: tuple[IO[bytes] | None, IO[bytes] | None] = (None, None),
+                    quiet: bool = False, verbose: bool = False) -> RunHandle:
+    """``submit`` after ``prepare``: for a face that looks at the prepared run first (a rerun)."""
     from .images.feedback import build_feedback
 
-    backend = backend or get_backend(request.backend)
-    prepared = prepare(request, backend)
-    with build_feedback() as default_log:
+    request = prepared.request
+    with build_feedback(quiet=quiet, verbose=verbose) as default_log:
         say = log or default_log
         if backend.placement.host_paths:  # inputs first: a wrong URI fails before a long build
             prepared = fetch_inputs(prepared, say)
@@ -98,7 +106,7 @@ def attend(handle: RunHandle, out: IO[bytes] | None = None, err: IO[bytes] | Non
     except KeyboardInterrupt:
         with shielded():
             handle.cancel()
-        raise Interrupted(f"interrupted; run {handle.run_id} was cancelled and its container removed") from None
+        raise Interrupted(f"interrupted; run {handle.run_id} was {handle.cancel_summary}") from None
     if rec.status != "FINISHED":
         raise ended_error(rec)
 

@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 from .engine.client import Docker
-from .images.build import ensure_images
+from .images.build import ensure_images, push_pinned
 from .images.feedback import build_feedback
 from .prepare import prepare_image
 from .request import RunRequest
 
 
-def build_project(request: RunRequest, tag: str | None = None, push: bool = False, quiet: bool = False) -> str:
+def build_project(request: RunRequest, tag: str | None = None, push: bool = False, quiet: bool = False,
+                  verbose: bool = False) -> str:
     """Build (or reuse) the project image, optionally tag and push it; return its reference."""
     prepared = prepare_image(request)
     settings, plan = prepared.settings, prepared.plan
     docker = Docker()
-    with build_feedback(quiet) as log:
+    with build_feedback(quiet, verbose=verbose) as log:
         ensure_images(plan, prepared.source.root, settings, docker, request.rebuild, log)
         ref = plan.project_image
         if tag:
@@ -26,5 +27,5 @@ def build_project(request: RunRequest, tag: str | None = None, push: bool = Fals
                 images = [plan.env_image] if plan.env.needs_build else []
                 images += [plan.project_image, ref]
             for image in dict.fromkeys(images):
-                docker.push_if_missing(image, log)
+                push_pinned(docker, image, log)
     return ref

@@ -23,6 +23,7 @@ ENV_MANAGER_HELP = ("As in mlflow run: local = the image's own Python, nothing i
 
 TRUST_HELP = ("Give a project from a Git URI or an archive the host access its MLproject asks for (docker_env "
               "volumes and host variables); without it such a project is refused. A local folder's is always given.")
+VERBOSE_HELP = "The engine's whole build log (without it: one line per image built; a failing step's output)."
 DEV_HELP = ("Mount the project folder at the project root instead of baking it into an image: edits are "
             "live on the next run, nothing is built for the code (local folders only).")
 
@@ -93,11 +94,12 @@ def cli() -> None:
 @click.option("--dev", is_flag=True, help=DEV_HELP)
 @click.option("--trust", is_flag=True, help=TRUST_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="No build output.")
+@click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
 def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...], docker_args: tuple[str, ...],
         backend: str, backend_config: str | None, env_manager: str, base_image: str | None, rebuild: bool,
         storage_dir: str | None, experiment_name: str | None, experiment_id: str | None,
         run_name: str | None, tracking_uri: str | None, mlflow_run_id: str | None, build_image: bool,
-        detach: bool, dev: bool, trust: bool, quiet: bool) -> None:
+        detach: bool, dev: bool, trust: bool, quiet: bool, verbose: bool) -> None:
     """Run the project at URI (a folder or a Git URI, optionally #subdirectory)."""
     from pathlib import Path
 
@@ -112,9 +114,58 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
         storage_dir=Path(storage_dir).expanduser().resolve() if storage_dir else None, base_image=base_image,
         rebuild=rebuild, cwd=Path.cwd(), dev=dev, trust=trust,
     )
-    submitted = submit(request, log=(lambda line: None) if quiet else None)
+    submitted = submit(request, quiet=quiet, verbose=verbose)
     if detach:
         click.echo(submitted.run_id)
+
+
+@cli.command("sweep")
+@click.argument("uri", required=False)
+@click.option("-e", "--entry-point", default="main", show_default=True, help="Entry point name or .py/.sh path.")
+@click.option("-v", "--version", "version", help="Git commit, branch or tag (Git URIs only).")
+@click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=V1,V2,...",
+              help="A parameter's values (repeatable): every combination runs.")
+@click.option("--grid", "grid_file", metavar="FILE", help="The points from a file instead: JSON (a list of objects) "
+              "or CSV (a header of parameter names, a row per run).")
+@click.option("-A", "--docker-args", "docker_args", multiple=True, metavar="KEY[=VALUE]",
+              help="A docker run option, as for run (repeatable).")
+@click.option("-b", "--backend", default="local", show_default=True, help="local, databricks or kubernetes.")
+@click.option("-c", "--backend-config", help="As for run.")
+@click.option("--env-manager", default="auto", show_default=True, type=click.Choice(ENV_MANAGERS),
+              help=ENV_MANAGER_HELP)
+@click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
+@click.option("--experiment-name")
+@click.option("--parallel", default=4, show_default=True, help="At most this many runs at once.")
+@click.option("--resume", metavar="SWEEP", help="Run what did not finish in this sweep (its points and options).")
+@click.option("--sort", metavar="METRIC", help="Sort the table by a metric the runs wrote (-METRIC: descending).")
+@click.option("-q", "--quiet", is_flag=True, help="No build output.")
+@click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
+def sweep_cmd(uri: str | None, entry_point: str, version: str | None, params: tuple[str, ...],
+              grid_file: str | None, docker_args: tuple[str, ...], backend: str, backend_config: str | None,
+              env_manager: str, base_image: str | None, experiment_name: str | None, parallel: int,
+              resume: str | None, sort: str | None, quiet: bool, verbose: bool) -> None:
+    """Run the project at URI for every combination of parameter values, at most --parallel at once,
+    on any backend; print a table of each run's parameters, status and metrics (what it wrote to
+    metrics.json or metrics.csv in $DOCKRUN_OUTPUT_DIR). Exit 1 if a run did not finish."""
+    from pathlib import Path
+
+    from .request import RunRequest
+    from .sweep import grid_points, parse_axes, read_points, sweep, table
+
+    if not uri and not resume:
+        raise click.UsageError("missing URI (or --resume SWEEP)")
+    points = read_points(grid_file) if grid_file else grid_points(parse_axes(params))
+    template = RunRequest(uri=uri or "", entry_point=entry_point, version=version, docker_args=docker_args,
+                          backend=backend, backend_config=_backend_config(backend_config), env_manager=env_manager,
+                          base_image=base_image, experiment_name=experiment_name, cwd=Path.cwd())
+    from .images.feedback import build_feedback
+
+    with build_feedback(quiet, verbose=verbose) as log:
+        result = sweep(template, points, parallel, resume, log=log)
+    click.echo(f"sweep {result.sweep_id}")
+    click.echo(table(result, sort))
+    if not result.ok:
+        raise SystemExit(1)
 
 
 @cli.command("build")
@@ -127,14 +178,15 @@ def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...]
               help=ENV_MANAGER_HELP)
 @click.option("--base-image", help="Base image for built environments (also DOCKRUN_BASE_IMAGE).")
 @click.option("-q", "--quiet", is_flag=True, help="No build output.")
+@click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
 def build_cmd(uri: str, version: str | None, tag: str | None, push: bool, rebuild: bool, env_manager: str,
-              base_image: str | None, quiet: bool) -> None:
+              base_image: str | None, quiet: bool, verbose: bool) -> None:
     """Build the project's image (environment + code) and print its reference."""
     from .building import build_project
     from .request import RunRequest
 
     request = RunRequest(uri=uri, version=version, env_manager=env_manager, base_image=base_image, rebuild=rebuild)
-    ref = build_project(request, tag=tag, push=push, quiet=quiet)
+    ref = build_project(request, tag=tag, push=push, quiet=quiet, verbose=verbose)
     click.echo(ref)
 
 
@@ -170,9 +222,10 @@ def lock_cmd(uri: str, env_manager: str, base_image: str | None, quiet: bool) ->
 @click.option("--dev", is_flag=True, help=DEV_HELP)
 @click.option("--trust", is_flag=True, help=TRUST_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="No build output.")
+@click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
 def shell_cmd(uri: str, command: tuple[str, ...], version: str | None, entry_point: str, params: tuple[str, ...],
               docker_args: tuple[str, ...], env_manager: str, base_image: str | None, dev: bool, trust: bool,
-              quiet: bool) -> None:
+              quiet: bool, verbose: bool) -> None:
     """A shell (bash if the image has it, else sh), or CMD, in the project's image, as a run of the
     entry point would see it: same user, working directory, variables and mounts. Exits with CMD's
     exit code; the container is removed."""
@@ -184,7 +237,7 @@ def shell_cmd(uri: str, command: tuple[str, ...], version: str | None, entry_poi
     request = RunRequest(uri=uri, entry_point=entry_point, version=version, parameters=_pairs(params, "-P"),
                          docker_args=docker_args, env_manager=env_manager, base_image=base_image, cwd=Path.cwd(),
                          dev=dev, trust=trust)
-    sys.exit(open_shell(request, command, quiet=quiet))
+    sys.exit(open_shell(request, command, quiet=quiet, verbose=verbose))
 
 
 @cli.group()
@@ -193,12 +246,13 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.option("-n", "--limit", default=20, show_default=True)
-def runs_list(limit: int) -> None:
+@click.option("-n", "--limit", default=20, show_default=True, help="How many of the latest runs.")
+@click.option("--all", "every", is_flag=True, help="Every run.")
+def runs_list(limit: int, every: bool) -> None:
     """The latest runs, newest first."""
     from .views import list_table
 
-    click.echo(list_table(limit))
+    click.echo(list_table(0 if every else limit))
 
 
 @runs.command("show")
@@ -209,6 +263,24 @@ def runs_show(run_id: str) -> None:
     from .views import show_json
 
     click.echo(show_json(run_id))
+
+
+@runs.command("rerun")
+@click.argument("run")
+@click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=VALUE",
+              help="Change one parameter's value (repeatable); the rest are the run's.")
+@click.option("--detach", is_flag=True, help="Print the new run's ID and return at once.")
+@click.option("-q", "--quiet", is_flag=True, help="No build output.")
+def runs_rerun(run: str, params: tuple[str, ...], detach: bool, quiet: bool) -> None:
+    """Run RUN again exactly: the same source (commit or content hash), entry point, parameters,
+    options and image (by content ID; rebuilt from the same source and lock if gone, saying whether
+    it installed the same). RUN is a run ID or a file `dockrun runs show` wrote (another machine's
+    run: its image comes from DOCKRUN_REGISTRY)."""
+    from .rerun import rerun
+
+    handle = rerun(run, _pairs(params, "-P"), synchronous=not detach, log=(lambda line: None) if quiet else None)
+    if detach:
+        click.echo(handle.run_id)
 
 
 @runs.command("logs")
@@ -251,7 +323,7 @@ def runs_cancel(run_id: str) -> None:
 
 @cli.group()
 def images() -> None:
-    """dockrun's images: list them, prune unused ones."""
+    """dockrun's images (those it built with this DOCKRUN_HOME): list them, prune unused ones."""
 
 
 @images.command("list")
@@ -261,7 +333,10 @@ def images_list(packages: bool) -> None:
     """Project and environment images, most recently used first."""
     from .images.housekeeping import list_table
 
-    click.echo(list_table(packages))
+    table, note = list_table(packages)
+    click.echo(table)
+    if note:
+        click.echo(f"dockrun: {note}", err=True)
 
 
 @images.command("prune")
@@ -269,11 +344,16 @@ def images_list(packages: bool) -> None:
               help="Remove images not used (run or built) for this many days.")
 @click.option("--project", help="Only this project's images.")
 def images_prune(days: float, project: str | None) -> None:
-    """Remove dockrun images not used for --older-than days."""
+    """Remove dockrun images not used for --older-than days: the names dockrun gave them (an image
+    someone built FROM one of them, or tagged, stays)."""
     from .images.housekeeping import prune
 
-    for ref in prune(days, project):
+    removed = prune(days, project)
+    for ref in removed:
         click.echo(f"removed {ref}")
+    if not removed:
+        click.echo(f"nothing to remove: no dockrun image{' of ' + project if project else ''} unused for "
+                   f"{days:g} days (--older-than DAYS)")
 
 
 def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
@@ -304,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         lines = str(e).splitlines() or [type(e).__name__]
-        # The first line is the error; a failed build adds its last lines of output before it.
+        # The first line is the error; lines after it (if any) are printed before it.
         for extra in lines[1:]:
             sys.stderr.write(printable(extra, tabs=True) + "\n")
         sys.stderr.write(f"dockrun: error: {printable(lines[0], tabs=True)}\n")

@@ -33,6 +33,40 @@ class Settings:
     conda_channel_map: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """How far a project archive may unpack: an archive from a URL is someone else's, and a few
+    compressed kilobytes can otherwise fill a disk or the memory. Each limit has its variable."""
+
+    max_bytes: int = 2 * 1024**3  # DOCKRUN_ARCHIVE_MAX_BYTES: unpacked, and the size of a download
+    max_members: int = 50_000  # DOCKRUN_ARCHIVE_MAX_MEMBERS: files, folders and links
+    # DOCKRUN_ARCHIVE_MAX_RATIO: unpacked bytes per byte of the archive, once past ratio_floor
+    # (a small archive holding one well-compressed data file is no bomb).
+    max_ratio: int = 200
+    ratio_floor: int = 100 * 1024**2
+
+
+ARCHIVE_LIMIT_VARS = {"max_bytes": "DOCKRUN_ARCHIVE_MAX_BYTES", "max_members": "DOCKRUN_ARCHIVE_MAX_MEMBERS",
+                      "max_ratio": "DOCKRUN_ARCHIVE_MAX_RATIO"}
+
+
+def archive_limits(environ: Mapping[str, str]) -> ArchiveLimits:
+    from .errors import ConfigError
+
+    values = {}
+    for name, var in ARCHIVE_LIMIT_VARS.items():
+        text = (environ.get(var) or "").strip()
+        if not text:
+            continue
+        try:
+            values[name] = int(text)
+        except ValueError:
+            values[name] = 0
+        if values[name] <= 0:
+            raise ConfigError(f"{var}: {text!r}: expected a positive whole number")
+    return ArchiveLimits(**values)
+
+
 def default_home(environ: Mapping[str, str]) -> Path:
     if environ.get("DOCKRUN_HOME"):
         return Path(environ["DOCKRUN_HOME"]).expanduser()

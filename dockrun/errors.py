@@ -6,6 +6,8 @@ and exits with ``exit_code``; anything else is a bug and gets a traceback.
 """
 from __future__ import annotations
 
+from .terminal import printable  # noqa: F401 - the terminal-safe rule, for its callers here
+
 
 class DockrunError(Exception):
     """Base of all user-facing dockrun errors."""
@@ -30,9 +32,15 @@ class ConfigError(DockrunError):
 
 
 class BuildError(DockrunError):
-    """An image build failed (the project's environment could not be installed)."""
+    """An image build failed (the project's environment could not be installed). ``output``: the
+    failing step's own lines (its instruction, then what it printed), for a log to show above the
+    one-line message."""
 
     exit_code = 1
+
+    def __init__(self, message: str, output: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.output = output
 
 
 class ExecutionError(DockrunError):
@@ -56,10 +64,3 @@ class Interrupted(DockrunError):
     """The user interrupted dockrun (Ctrl-C / SIGTERM); whatever it started was cleaned up."""
 
     exit_code = 130
-
-
-def printable(text: str, tabs: bool = False) -> str:
-    """Text from a project or a remote (names, messages) made safe for a terminal: control
-    characters (ANSI escapes, newlines; tabs unless ``tabs``) shown escaped, so it cannot repaint
-    or forge output."""
-    return "".join(c if c.isprintable() or (tabs and c == "\t") else repr(c)[1:-1] for c in text)

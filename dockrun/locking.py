@@ -9,6 +9,7 @@ platform-specific wheels, markers and conda subdirs are those of the build, not 
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,6 +27,7 @@ from .project.resolve import is_git_uri, unquote_uri
 from .project.spec import ProjectSpec
 from .project.uri import is_archive_uri
 from .request import RunRequest
+from .terminal import printable
 
 # The same pin as templates/env-uv.Dockerfile.j2: the lock is resolved by the uv that installs it.
 UV_PIN = "uv==0.13.9"
@@ -54,6 +56,7 @@ exec /tmp/dockrun/tools/bin/python /tmp/dockrun/conda_install.py --lock /tmp/doc
 
 def lock_project(request: RunRequest, log: Callable[[str], None] = lambda line: None) -> Path:
     """Write the project's requirements.lock; returns its path."""
+    log = _terminal_safe(log)
     uri = unquote_uri(request.uri)
     if is_archive_uri(uri) or is_git_uri(uri):  # the lock is written into the project: it must be ours
         raise ConfigError("dockrun lock: the project must be a local folder, not a Git URI or an archive")
@@ -79,6 +82,11 @@ def lock_project(request: RunRequest, log: Callable[[str], None] = lambda line: 
     return path
 
 
+def _terminal_safe(log: Callable[[str], None]) -> Callable[[str], None]:
+    """The lines say the project's file names and a registry's words: not dockrun's to print raw."""
+    return lambda line: log(printable(line, tabs=True))
+
+
 def _lock_conda(project: ProjectSpec, conda: str, image: str, settings: Settings, log: Callable[[str], None]) -> Path:
     """Solve the conda file (channels renamed as for a build) into conda's explicit list."""
     import json
@@ -101,15 +109,21 @@ def _run(image: str, script: str, args: list[str], stdin: str, settings: Setting
     cli = shutil.which("docker")
     if cli is None:
         raise ConfigError("dockrun lock: the docker command is not on PATH")
-    command = [cli, "run", "--rm", "-i", "-e", "UV_NO_CACHE=1", "-e", "UV_PYTHON_DOWNLOADS=never",
-               "-e", "UV_PYTHON_PREFERENCE=only-system"]
+    if image.startswith("-"):  # docker would read it as an option (a refusal, not a quoting problem)
+        raise ConfigError(f"dockrun lock: image {image!r}: an image reference cannot start with '-'")
+    # Values joined to their flags and "--" before the image: nothing given can pass for an option.
+    command = [cli, "run", "--rm", "-i", "--env=UV_NO_CACHE=1", "--env=UV_PYTHON_DOWNLOADS=never",
+               "--env=UV_PYTHON_PREFERENCE=only-system"]
     if settings.ca_bundle is not None:
-        command += ["-v", f"{settings.ca_bundle.resolve()}:{CA_IN_CONTAINER}:ro",
-                    "-e", f"SSL_CERT_FILE={CA_IN_CONTAINER}", "-e", f"PIP_CERT={CA_IN_CONTAINER}"]
-    for name, value in settings.build_args.items():  # index and proxy settings, as a build gets them
-        command += ["-e", f"{name}={value}"]
-    command += [image, "sh", "-c", script, "dockrun-lock", *args]
-    proc = subprocess.run(command, input=stdin, capture_output=True, text=True)
+        command += [f"--volume={settings.ca_bundle.resolve()}:{CA_IN_CONTAINER}:ro",
+                    f"--env=SSL_CERT_FILE={CA_IN_CONTAINER}", f"--env=PIP_CERT={CA_IN_CONTAINER}"]
+    # Index and proxy settings, as a build gets them. By name only: docker's CLI takes each value from
+    # its own environment, so an index token never sits in an argv every local user can read (ps).
+    for name in settings.build_args:
+        command += [f"--env={name}"]
+    command += ["--", image, "sh", "-c", script, "dockrun-lock", *args]
+    proc = subprocess.run(command, input=stdin, capture_output=True, text=True,
+                          env={**os.environ, **settings.build_args})
     if proc.returncode != 0:
         said = [line[len(CHECK_PREFIX):] for line in proc.stdout.splitlines() if line.startswith(CHECK_PREFIX)]
         if said:  # the conda installer explains itself in one line

@@ -30,6 +30,7 @@ from .project.resolve import is_git_uri, resolve_source, unquote_uri
 from .project.spec import EntryPoint, load_project
 from .project.uri import is_archive_uri
 from .request import FLAGS, PreparedImage, PreparedRun, RunRequest
+from .tracking.compat import check_store_mlflow, host_mlflow, pinned_mlflow, schema_matters
 from .tracking.target import tracking_target
 
 log = logging.getLogger("dockrun")
@@ -63,9 +64,19 @@ def prepare_image(request: RunRequest, read_lock: bool = True,
     settings = load_settings(base_image=request.base_image)
     make_private_dir(settings.home)  # before any cache below makes it with the umask's mode
     source = resolve_source(request.uri, request.version, settings.home)
+    if request.source_key and source.key != request.source_key:
+        raise ConfigError(f"run {request.rerun_of}: its source {source.uri} is not the code that ran any more "
+                          f"(it hashes to {source.key[:12]}, the run had {request.source_key[:12]}); a rerun runs the "
+                          "same code: restore it, or start a new run with dockrun run")
     project = load_project(source.root, settings.home / "cache" / "mlproject")
     env = env_spec(project, settings, request.env_manager, read_lock)
-    plan = plan_images(project, source, env, settings, base_id(env.base_image) if base_id else None)
+    try:
+        base = base_id(env.base_image) if base_id else None
+    except ConfigError:
+        if env.needs_build:
+            raise
+        base = None  # used as given (docker_env): pulled, or refused by name, where it runs
+    plan = plan_images(project, source, env, settings, base)
     return PreparedImage(request, settings, source, project, env, plan.env_key, plan)
 
 
@@ -104,6 +115,8 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
     elif any(environ.get(name) for name in TRACKING_VARS):  # options were refused by check_options
         log.warning("%s is set, but backend %s does not report runs to it",
                     next(name for name in TRACKING_VARS if environ.get(name)), backend.name)
+    if schema_matters(tracking) and image.env.kind == "uv":  # pinned: known before anything is built
+        check_store_mlflow(tracking, pinned_mlflow(image.env.lock or image.env.requirements), host_mlflow())
     return PreparedRun(image, ep, rendered, tracking, backend_config)
 
 

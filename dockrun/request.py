@@ -47,6 +47,11 @@ class RunRequest:
     # Honour the host access a project from elsewhere (Git, archive) asks for in its MLproject
     # (docker_env volumes and host variables); a local folder's is honoured without it.
     trust: bool = False
+    # Set by a rerun: run exactly this image (by content ID) where it is still to be had, and
+    # record which run this repeats.
+    image_id: str | None = None
+    rerun_of: str | None = None
+    source_key: str | None = None  # the code must still be this (commit or content hash)
 
     def given(self) -> dict[str, str]:
         """The options the user set to something other than their default, by field name."""
@@ -62,6 +67,7 @@ FLAGS = {
     "experiment_name": "--experiment-name", "experiment_id": "--experiment-id", "run_name": "--run-name",
     "tracking_uri": "--tracking-uri", "mlflow_run_id": "--run-id", "storage_dir": "--storage-dir",
     "base_image": "--base-image", "rebuild": "--rebuild", "dev": "--dev", "trust": "--trust",
+    "image_id": "runs rerun", "rerun_of": "runs rerun", "source_key": "runs rerun",
 }
 
 

@@ -16,9 +16,10 @@ from typing import Any
 
 from .backends import get_backend
 from .backends.handle import shielded
-from .backends.local.container import RunContext, container_spec
+from .backends.local.container import RunContext, container_spec, files_plan
+from .backends.local.files import STAGED, finish_files, make_run_dir, save_plan
 from .backends.local.runs import run_image
-from .backends.local.transfer import Sent, copy_back, copy_in
+from .backends.local.transfer import copy_in, save_sent
 from .engine.client import ContainerSpec, Docker
 from .errors import ConfigError
 from .images.feedback import build_feedback
@@ -30,25 +31,28 @@ from .store.records import new_run_id
 SHELL = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi")
 
 
-def shell_spec(prepared: PreparedRun, image: str, shell_id: str, outputs: Path, command: Sequence[str],
-               tty: bool, remote: bool = False) -> ContainerSpec:
-    """The run's container, with ``command`` (or a shell) in place of the entry point's, stdin
-    open, and the entry point's command in $DOCKRUN_COMMAND so it can be tried by hand."""
+def shell_context(prepared: PreparedRun, image: str, shell_id: str, outputs: Path, remote: bool) -> RunContext:
     request = prepared.request
-    ctx = RunContext(
+    return RunContext(
         run_id=shell_id, project=prepared.project.name, image=image, outputs=outputs,
         rendered=prepared.rendered, docker_env=prepared.project.docker_env, docker_args=request.docker_args,
         extra_env={"DOCKRUN_COMMAND": prepared.rendered.command},
         dev_root=prepared.source.root if request.dev else None, remote=remote,
     )
-    spec = container_spec(ctx)
+
+
+def shell_spec(prepared: PreparedRun, image: str, shell_id: str, outputs: Path, command: Sequence[str],
+               tty: bool, remote: bool = False) -> ContainerSpec:
+    """The run's container, with ``command`` (or a shell) in place of the entry point's, stdin
+    open, and the entry point's command in $DOCKRUN_COMMAND so it can be tried by hand."""
+    spec = container_spec(shell_context(prepared, image, shell_id, outputs, remote))
     return dataclasses.replace(spec, command=tuple(command) or SHELL, name=f"dockrun-shell-{shell_id}",
                                options={**spec.options, "stdin_open": True, "tty": tty,
                                         # not detached: the streams are marked for `docker start -ai`
                                         "detach": False})
 
 
-def open_shell(request: RunRequest, command: Sequence[str] = (), quiet: bool = False) -> int:
+def open_shell(request: RunRequest, command: Sequence[str] = (), quiet: bool = False, verbose: bool = False) -> int:
     """Run ``command`` (or an interactive shell) in the project's container; its exit code. The
     container is removed whatever happens; the output folder too, unless something was written."""
     cli = shutil.which("docker")
@@ -56,7 +60,7 @@ def open_shell(request: RunRequest, command: Sequence[str] = (), quiet: bool = F
         raise ConfigError("dockrun shell: the docker command is not on PATH (it attaches the terminal)")
     prepared = prepare(request, get_backend("local"), command_needed=False)
     docker = Docker()
-    with build_feedback(quiet) as log:
+    with build_feedback(quiet, verbose=verbose) as log:
         prepared = fetch_inputs(prepared, log)
         _, image_id = run_image(prepared, docker, log)
     shell_id = new_run_id()
@@ -64,18 +68,25 @@ def open_shell(request: RunRequest, command: Sequence[str] = (), quiet: bool = F
     # A terminal only when both ends are one: piped output stays a clean stdout/stderr pair.
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     spec = shell_spec(prepared, image_id, shell_id, outputs, command, tty, docker.remote)
-    outputs.mkdir(parents=True)
+    files = files_plan(shell_context(prepared, image_id, shell_id, outputs, docker.remote))
+    make_run_dir(outputs.parent)
+    outputs.mkdir()
+    save_plan(outputs.parent, files)
     container = None
     try:
         container = docker.create(spec)
-        if not spec.copies:
-            return _attach(cli, docker, container)
-        # A remote engine: the files a run would mount go in first and the writable ones come back
-        # (docker's CLI attaches to the same engine: it reads the same DOCKER_HOST or context).
-        with build_feedback(quiet) as log:
-            sent = copy_in(docker, container, spec.copies, log)
+        if spec.copies:
+            # A remote engine: the files a run would mount go in first and the writable ones come
+            # back (docker's CLI attaches to the same engine: it reads the same DOCKER_HOST or context).
+            with build_feedback(quiet, verbose=verbose) as log:
+                save_sent(outputs.parent, copy_in(docker, container, spec.copies, log))
         code = _attach(cli, docker, container)
-        return _copy_back(docker, container, code, sent)
+        # Outputs (and a remote engine's writable folders) come back and into place, as a run's do.
+        lost = finish_files(docker, container, outputs.parent, code == 0, _say)
+        if lost:
+            _say(f"the shell's {lost.removeprefix('its ')}")
+            return code or 1
+        return code
     finally:
         with shielded():
             if container is not None:
@@ -90,7 +101,7 @@ def _attach(cli: str, docker: Docker, container: Any) -> int:
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     proc = None
     try:
-        proc = subprocess.Popen([cli, "start", "--attach", "--interactive", container.id],
+        proc = subprocess.Popen([cli, "start", "--attach", "--interactive", "--", container.id],
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         code = proc.wait()
     finally:
@@ -105,16 +116,8 @@ def _attach(cli: str, docker: Docker, container: Any) -> int:
     return code
 
 
-def _copy_back(docker: Docker, container: Any, code: int, sent: Sent) -> int:
-    def say(line: str) -> None:
-        sys.stderr.write(f"dockrun: {line}\n")
-
-    try:
-        copy_back(docker, container, say, sent)
-    except Exception as e:  # noqa: BLE001 - lost outputs are reported, never hidden
-        say(f"the shell's outputs could not be copied back from the engine: {e}".splitlines()[0])
-        return code or 1
-    return code
+def _say(line: str) -> None:
+    sys.stderr.write(f"dockrun: {line}\n")
 
 
 def _tidy(outputs: Path) -> None:
@@ -122,4 +125,6 @@ def _tidy(outputs: Path) -> None:
     if outputs.is_dir() and any(outputs.iterdir()):
         sys.stderr.write(f"dockrun: the shell's files in $DOCKRUN_OUTPUT_DIR are kept in {outputs}\n")
         return
+    if (outputs.parent / STAGED).is_dir() and any((outputs.parent / STAGED).iterdir()):
+        return  # an output that could not be put in place (said where it is kept)
     shutil.rmtree(outputs.parent, ignore_errors=True)

@@ -9,8 +9,8 @@ from typing import Any
 from .backends.local.runs import reconcile
 from .config import load_settings
 from .engine.client import Docker
-from .errors import printable
 from .store.records import RunRecord, RunStore
+from .terminal import printable
 
 
 def list_table(limit: int) -> str:
@@ -22,7 +22,7 @@ def list_table(limit: int) -> str:
             docker.append(Docker())
         return docker[0]
 
-    records = [reconcile(store, r, lazy_docker) for r in store.list(limit)]
+    records = [reconcile(store, r, lazy_docker) for r in store.list(limit if limit > 0 else -1)]
     rows = [("RUN ID", "STATUS", "EXIT", "PROJECT", "ENTRY", "CREATED", "DURATION")]
     for r in records:
         end = r.ended or time.time()
@@ -31,7 +31,12 @@ def list_table(limit: int) -> str:
         rows.append((r.run_id, r.status, "" if r.exit_code is None else str(r.exit_code), printable(r.project),
                      printable(r.entry_point), created, duration))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+    text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+    if len(records) == limit and limit > 0:
+        total = store.count()
+        if total > limit:
+            text += f"\n({limit} of {total} runs; -n {total} or --all for every one)"
+    return text
 
 
 def show_json(run_id: str) -> str:
@@ -51,4 +56,5 @@ def _environment(rec: RunRecord) -> dict[str, Any]:
         return {"recorded": False, "why": "not recorded: the run used the cluster's environment, not an image"}
     from .images.installed import run_installed, summary  # the image stack only for `show`
 
-    return summary(run_installed(load_settings().home, rec.run_id, rec.image, Docker))
+    # By content ID where the record has one: the tag may name a rebuilt image by now.
+    return summary(run_installed(load_settings().home, rec.run_id, rec.image_id or rec.image, Docker))

@@ -18,13 +18,78 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BASE = "dockrun-base:bookworm"
 
 
+# The skips CI accepts, by test (node ID, parameters left out), each with its reason. Under CI=true
+# any other skip fails the test (pytest_runtest_makereport below); the list is printed at the end.
+CI_MAY_SKIP = {
+    "tests/test_images_e2e.py::test_conda_yaml_with_micromamba":
+        "no micromamba image can be had here (no Docker Hub, no conda channel but the session's own): "
+        "the conda path CI runs is py-rattler's (test_conda_e2e.py), the micromamba template is golden-tested",
+}
+
+
+def in_ci() -> bool:
+    """Whether this is CI: CI=true (any case) or 1, as CI services set it. The one reading of CI."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
 def unavailable(why: str) -> None:
     """An engine or server an end-to-end test needs is missing: on a developer's machine the test
     skips, saying why; in CI (every CI service sets CI=true) it fails, so a broken CI machine can
     never pass by running nothing."""
-    if os.environ.get("CI", "").lower() in ("true", "1"):
+    if in_ci():
         pytest.fail(f"CI=true, and {why}", pytrace=False)
     pytest.skip(why)
+
+
+def check_golden(path: Path, text: str) -> None:
+    """``text`` must be the golden file's. DOCKRUN_UPDATE_GOLDEN=1 rewrites it instead, on a
+    developer's machine only: under CI it would make every golden test pass, so it is refused."""
+    if os.environ.get("DOCKRUN_UPDATE_GOLDEN") == "1":
+        if in_ci():
+            pytest.fail("DOCKRUN_UPDATE_GOLDEN=1 under CI=true: CI compares golden files, it never rewrites them",
+                        pytrace=False)
+        path.write_text(text)
+    assert text == path.read_text(), f"{path.name} changed; review and regenerate with DOCKRUN_UPDATE_GOLDEN=1"
+
+
+def _may_skip(nodeid: str) -> bool:
+    return nodeid.split("[", 1)[0] in CI_MAY_SKIP
+
+
+def _reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    text = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    return text.removeprefix("Skipped: ")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Under CI=true a skip (pytest.skip, importorskip, a skip or skipif mark) is a failure unless
+    the test is on CI_MAY_SKIP: a suite cannot go green in CI by running less."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and in_ci() and not _may_skip(item.nodeid):
+        report.outcome = "failed"
+        report.longrepr = (f"CI=true: the test skipped ({_reason(report)}), and it is not on CI_MAY_SKIP in "
+                           "tests/conftest.py")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    """The same for a whole module skipped while it is collected (a module-level importorskip)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and in_ci() and not _may_skip(report.nodeid):
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: {report.nodeid} skipped while collected ({_reason(report)})"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The allow-list, with what it let skip in this run: what CI did not test is said, every time."""
+    skipped = {r.nodeid.split("[", 1)[0] for r in terminalreporter.stats.get("skipped", [])}
+    terminalreporter.section("skips CI allows (tests/conftest.py CI_MAY_SKIP)")
+    for nodeid, why in CI_MAY_SKIP.items():
+        seen = "skipped" if nodeid in skipped else "did not skip"
+        terminalreporter.write_line(f"{seen:12}  {nodeid}: {why}")
 
 
 def _engine_ok() -> str | None:
@@ -91,7 +156,7 @@ def no_leaks(base_image: str, home: Path):
     before = set(dockrun_containers())
     yield
     left = set(dockrun_containers()) - before
-    if left and os.environ.get("CI", "").lower() not in ("true", "1"):
+    if left and not in_ci():
         ours = {p.name for p in (home / "runs").iterdir()} if (home / "runs").is_dir() else set()
         left = {c for c in left if _run_label(c) in ours}
     assert not left, f"containers left behind: {left}"
@@ -200,3 +265,80 @@ def image_files_containing(images: list[str], needles: list[str], workdir: Path)
                 hits.append(member.name)
     saved.unlink()
     return hits
+
+
+# ---- running dockrun as another user ----------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def user_python(tmp_path_factory) -> Path:
+    """An interpreter another user can run, with dockrun's runtime dependencies and a copy of the
+    package: Debian's /usr/bin/python3 and a world-readable venv (ours may live under /root)."""
+    import tempfile
+
+    system = Path("/usr/bin/python3")
+    if not system.exists():
+        unavailable("/usr/bin/python3 is needed to run dockrun as an unprivileged user")
+    root = Path(tempfile.mkdtemp(prefix="dockrun-user-"))
+    root.chmod(0o755)
+    venv = root / "venv"
+    r = subprocess.run([str(system), "-m", "venv", str(venv)], capture_output=True, text=True)
+    if r.returncode != 0:
+        unavailable(f"Debian's python3 cannot make a venv (python3-venv missing?): {r.stderr.strip()[-200:]}")
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "docker", "jinja2", "PyYAML", "click", "packaging"],
+                   check=True, capture_output=True, timeout=600)
+    src = root / "src"
+    shutil.copytree(REPO / "dockrun", src / "dockrun")
+    shutil.copytree(REPO / "templates", src / "templates")
+    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+    yield venv / "bin" / "python"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class AsUser:
+    """`dockrun` run by the uid a file ownership check is about: as root (CI), uid 4321 in the
+    docker group (setpriv), since "belongs to the caller" proves nothing when the caller is root;
+    as anyone else, that user."""
+    uid: int
+    gid: int
+    prefix: list[str]
+    python: Path
+    base_image: str
+    folders: list[Path]
+
+    def folder(self) -> Path:
+        """A folder the user can write (pytest's tmp_path is root's, mode 0700), removed after the test."""
+        import tempfile
+
+        made = Path(tempfile.mkdtemp(prefix="dockrun-owner-"))
+        made.chmod(0o777)
+        self.folders.append(made)
+        return made
+
+    def run(self, cwd: Path, *args: str, timeout: int = 600) -> Result:
+        subprocess.run(["chmod", "-R", "a+rwX", str(cwd)], check=True)
+        env = {"PATH": os.environ["PATH"], "DOCKRUN_HOME": str(cwd / "home"), "DOCKRUN_BASE_IMAGE": self.base_image,
+               "HOME": str(cwd), "PYTHONPATH": str(self.python.parent.parent.parent / "src")}
+        p = subprocess.run([*self.prefix, str(self.python), "-m", "dockrun.cli", *args], env=env, cwd=cwd,
+                           capture_output=True, text=True, timeout=timeout)
+        return Result(p.returncode, p.stdout, p.stderr)
+
+
+@pytest.fixture
+def as_user(user_python: Path, base_image: str):
+    import grp
+
+    if os.getuid() == 0:
+        if not shutil.which("setpriv"):
+            unavailable("setpriv (util-linux) is needed to run dockrun as another user")
+        try:
+            gid = grp.getgrnam("docker").gr_gid
+        except KeyError:
+            gid = 0
+        user = AsUser(4321, 4321, ["setpriv", "--reuid=4321", "--regid=4321", f"--groups={gid}"], user_python,
+                      base_image, [])
+    else:
+        user = AsUser(os.getuid(), os.getgid(), [], user_python, base_image, [])
+    yield user
+    for folder in user.folders:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -21,6 +21,10 @@ documentation is silent, picks the stricter reading (each such choice is marked 
   PERMISSION_DENIED); clusters in standard (shared) access mode (a new_cluster's
   ``data_security_mode``, or an existing one registered in ``clusters``) and serverless tasks
   refuse a python_file in the DBFS root;
+* workspace files (``/api/2.0/workspace/...``: mkdirs, import as AUTO, export, get-status), each
+  principal's ``/Users/<name>`` home private to it; a python_file there runs on any compute;
+  ``before_task`` is called just before a task's file is read (a test's stand-in for another user
+  acting between submit and start);
 * OAuth M2M as the SDKs call it: host metadata, OIDC discovery and a client-credentials token
   endpoint (``client_id`` / ``client_secret``); ``GET /api/2.0/preview/scim/v2/Me`` says whose
   token it is.
@@ -486,6 +490,95 @@ class Volumes:
             raise ApiError(409, "ALREADY_EXISTS", f"a file exists at {path}")
         self.local(path).mkdir(parents=True, exist_ok=True)
         return Reply(204)
+
+
+class Workspace:
+    """Workspace files (``/api/2.0/workspace/mkdirs``, ``import``, ``export``, ``get-status``), each
+    principal's home folder ``/Users/<name>`` private to it, as a workspace's default permissions
+    have it (admins aside, which this emulator has none of): another principal's request there is
+    403 PERMISSION_DENIED. Paths may be given with the ``/Workspace`` prefix. Only files are kept
+    (strict: content with a notebook header is refused as not supported)."""
+
+    LIMIT = 10 * MB  # import: the base64-decoded content
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.folders: set[str] = {"/", "/Users", "/Shared"}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def path(value: Any, where: str = "path") -> str:
+        path = expect(value, "string", where)
+        if path.startswith("/Workspace/"):
+            path = path[len("/Workspace"):]
+        parts = path.split("/")
+        if not path.startswith("/") or any(p in (".", "..") for p in parts) or "//" in path or "\0" in path:
+            raise invalid(f"{where}: {path!r} is not an absolute workspace path")
+        return path.rstrip("/") or "/"
+
+    def _allowed(self, path: str, principal: str) -> None:
+        parts = path.split("/")
+        if len(parts) >= 3 and parts[1] == "Users" and parts[2] != principal:
+            raise ApiError(403, "PERMISSION_DENIED", f"User {principal} does not have permission on {path}")
+
+    def _home(self, principal: str) -> None:
+        self.folders.add(f"/Users/{principal}")  # made on a principal's first use of the workspace
+
+    def file(self, path: str) -> bytes | None:
+        return self.files.get(self.path(path))
+
+    def handle(self, method: str, endpoint: str, query: Mapping[str, str], body: Mapping[str, Any],
+               principal: str) -> dict[str, Any]:
+        self._home(principal)
+        if (method, endpoint) == ("POST", "mkdirs"):
+            fields(body, "workspace/mkdirs", {"path": "string"}, ["path"])
+            path = self.path(body["path"])
+            self._allowed(path, principal)
+            with self._lock:
+                parts = path.split("/")
+                for i in range(2, len(parts) + 1):
+                    folder = "/".join(parts[:i])
+                    if folder in self.files:
+                        raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"{folder} exists and is not a directory")
+                    self.folders.add(folder)
+            return {}
+        if (method, endpoint) == ("POST", "import"):
+            fields(body, "workspace/import", {"path": "string", "format": "string", "content": "string",
+                                              "language": "string", "overwrite": "boolean"}, ["path"])
+            path = self.path(body["path"])
+            self._allowed(path, principal)
+            if body.get("format", "SOURCE") != "AUTO":
+                raise unsupported("workspace/import format other than AUTO (a file)")
+            data = decode_b64(body.get("content", ""), "content")
+            if len(data) > self.LIMIT:
+                raise ApiError(400, "MAX_NOTEBOOK_SIZE_EXCEEDED", "content exceeds 10 MB")
+            if data.lstrip().startswith((b"# Databricks notebook source", b"-- Databricks notebook source")):
+                raise unsupported("importing notebooks")
+            with self._lock:
+                if path.rpartition("/")[0] not in self.folders:
+                    raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"The parent folder of {path} does not exist")
+                if path in self.folders or (path in self.files and not body.get("overwrite", False)):
+                    raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"{path} already exists")
+                self.files[path] = data
+            return {}
+        if (method, endpoint) in (("GET", "export"), ("GET", "get-status")):
+            path = self.path(query.get("path", ""))
+            self._allowed(path, principal)
+            with self._lock:
+                data, is_folder = self.files.get(path), path in self.folders
+            if data is None and not is_folder:
+                raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Path ({path}) doesn't exist.")
+            if endpoint == "get-status":
+                kind = "DIRECTORY" if is_folder else "FILE"
+                return {"object_type": kind, "path": path, "object_id": abs(hash(path)) % 10**15,
+                        **({} if is_folder else {"size": len(data or b"")})}
+            if query.get("format", "SOURCE") not in ("SOURCE", "AUTO") or \
+                    query.get("direct_download", "false") != "false":
+                raise unsupported("workspace/export other than format SOURCE/AUTO as base64")
+            if is_folder:
+                raise unsupported("exporting a folder")
+            return {"content": base64.b64encode(data or b"").decode(), "file_type": path.rpartition(".")[2]}
+        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} /api/2.0/workspace/{endpoint}'")
 
 
 # ---- Jobs API 2.1: request validation (pure) --------------------------------------------------
@@ -985,6 +1078,10 @@ class Jobs:
         return {"run_id": run.run_id}
 
     def _check_python_file(self, python_file: str, where: str) -> None:
+        if python_file.startswith("/") and not python_file.startswith("/Volumes/"):  # a workspace file
+            if self.emu.workspace.file(python_file) is None:
+                raise invalid(f"{where}.spark_python_task.python_file: {python_file} does not exist in the workspace")
+            return
         if python_file.startswith("/Volumes/"):
             if self.emu.volumes.file(self.emu.volumes.path(python_file)) is None:
                 raise invalid(f"{where}.spark_python_task.python_file: {python_file} does not exist")
@@ -1187,14 +1284,20 @@ class Jobs:
     def _spawn(self, run: Run, task: TaskRun, python: str) -> subprocess.Popen[bytes]:
         spt = task.spec["spark_python_task"]
         python_file = spt["python_file"]
-        if python_file.startswith("/Volumes/"):
+        if self.emu.before_task is not None:
+            self.emu.before_task(task)
+        # Serverless compute runs in standard access mode too; there, and where the DBFS root is
+        # disabled, nothing reads the DBFS root: not the python_file, not a path under /dbfs.
+        mode = "serverless" if "environment_key" in task.spec else \
+            task.spec.get("new_cluster", {}).get("data_security_mode") or \
+            self.emu.clusters.get(task.spec.get("existing_cluster_id", ""), "NONE")
+        standard = mode in SHARED_ACCESS_MODES or mode == "serverless"
+        if python_file.startswith("/") and not python_file.startswith("/Volumes/"):
+            source = self.emu.workspace.file(python_file)  # workspace files: any access mode, serverless too
+        elif python_file.startswith("/Volumes/"):
             source = self.emu.volumes.file(python_file)
         else:
-            # Serverless compute runs in standard access mode too.
-            mode = "serverless" if "environment_key" in task.spec else \
-                task.spec.get("new_cluster", {}).get("data_security_mode") or \
-                self.emu.clusters.get(task.spec.get("existing_cluster_id", ""), "NONE")
-            if mode in SHARED_ACCESS_MODES or mode == "serverless":
+            if standard:
                 raise OSError(f"{python_file}: DBFS root is not supported on clusters in {mode} (standard) "
                               "access mode; use a Unity Catalog volume or workspace files")
             if self.emu.dbfs.root_disabled:
@@ -1206,7 +1309,8 @@ class Jobs:
         script = cwd / Path(spt["python_file"]).name
         script.write_bytes(source)
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-        env.update(DOCKRUN_DBFS_FUSE=str(self.emu.dbfs_root), DOCKRUN_VOLUMES_ROOT=str(self.emu.uc_root))
+        fuse = self.emu.base / "no-dbfs-root" if standard or self.emu.dbfs.root_disabled else self.emu.dbfs_root
+        env.update(DOCKRUN_DBFS_FUSE=str(fuse), DOCKRUN_VOLUMES_ROOT=str(self.emu.uc_root))
         env.update(task.spec.get("new_cluster", {}).get("spark_env_vars", {}))
         values = {"job.run_id": str(run.run_id), "run_id": str(run.run_id), "task.run_id": str(task.run_id),
                   "job.id": str(run.job_id), "job_id": str(run.job_id), "task.name": task.key, "task_key": task.key,
@@ -1514,8 +1618,12 @@ class DatabricksEmulator:
         self.volumes = Volumes(self.uc_root, self.base / "staging")
         for volume in volumes:
             self.volumes.create(volume)
+        self.workspace = Workspace()
         self.jobs = Jobs(self)
         self.mlflow = Mlflow()
+        # Called with each task run just before the cluster reads its python_file: a test's stand-in
+        # for what another workspace user does between the submit and the task's start.
+        self.before_task: Callable[[TaskRun], None] | None = None
         self.submitted: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, int]] = []
         self.errors: list[str] = []
@@ -1700,6 +1808,11 @@ class DatabricksEmulator:
                               ("/api/2.0/fs/directories/", self.volumes.directories)):
             if parts.path.startswith(prefix):
                 return files(method, parts.path[len(prefix) - 1:], self._query(parts.query, {"overwrite"}), raw)
+        if parts.path.startswith("/api/2.0/workspace/"):
+            endpoint = parts.path[len("/api/2.0/workspace/"):]
+            query = self._query(parts.query, {"path", "format", "direct_download"} if method == "GET" else set())
+            return self.workspace.handle(method, endpoint, query, self._body(raw) if method == "POST" else {},
+                                         principal)
         if (method, parts.path) == ("GET", "/api/2.0/preview/scim/v2/Me"):
             return {"id": str(abs(hash(principal)) % 10**15), "userName": principal, "active": True,
                     "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}

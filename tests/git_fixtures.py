@@ -311,11 +311,14 @@ def temp_leftovers(home: Path) -> list[Path]:
 @pytest.fixture
 def git_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An isolated DOCKRUN_HOME, and a git that sees no user config, credentials or proxies (so
-    nothing goes anywhere but 127.0.0.1)."""
+    nothing goes anywhere but 127.0.0.1). The fixture remotes' submodules are file:// ones, which
+    git (and so dockrun) refuses unless the user allows them: this user's git config does."""
     home = tmp_path / "dockrun-home"
     monkeypatch.setenv("DOCKRUN_HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    user_config = tmp_path / "user.gitconfig"
+    user_config.write_text('[protocol "file"]\n\tallow = always\n')
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(user_config))
     for var in _CREDENTIAL_VARS + _PROXY_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")

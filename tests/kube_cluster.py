@@ -23,9 +23,9 @@ class Kube:
     registry: str  # 127.0.0.1:PORT, which the node pulls from over plain http
     registry_log: Path
 
-    def kubectl(self, *args: str) -> subprocess.CompletedProcess:
+    def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:  # noqa: A002
         return subprocess.run([kubectl_binary(), "--kubeconfig", self.kubeconfig, *args],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, input=input)
 
     def uploads(self) -> int:
         text = self.registry_log.read_text(errors="replace")

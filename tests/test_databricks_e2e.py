@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,7 +73,8 @@ def test_run_on_databricks(cli, databricks, remote_env, tmp_path: Path, project:
     archive = task["spark_python_task"]["parameters"][0]
     mine = f"dbfs:/dockrun/{databricks.user_name}"  # each user's own folder in the DBFS root
     assert archive.startswith(f"{mine}/projects/") and databricks.dbfs_file(archive)
-    assert task["spark_python_task"]["python_file"].startswith(f"{mine}/launcher/")
+    # The launcher is in the caller's workspace home, where no other user can change it.
+    assert task["spark_python_task"]["python_file"].startswith(f"/Users/{databricks.user_name}/.dockrun/launcher/")
     run_id = task["spark_python_task"]["parameters"][2]
     record = json.loads(cli("runs", "show", run_id, env=remote_env).out)
     assert record["backend"] == "databricks" and record["status"] == "FINISHED" and record["remote_run_id"]
@@ -135,6 +137,9 @@ def test_ctrl_c_cancels_the_remote_run(databricks, remote_env, home: Path, tmp_p
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert any(p.startswith("/api/2.2/jobs/runs/cancel") for _, p, _ in databricks.requests)
+    # What was done, for this backend: no container was removed here.
+    assert re.fullmatch(r"dockrun: error: interrupted; run \w+ was cancelled in the Databricks workspace",
+                        err.strip().splitlines()[-1]), err
 
 
 def test_refusals_before_any_request(cli, databricks, remote_env, tmp_path: Path) -> None:  # noqa: F811

@@ -97,12 +97,12 @@ def test_truncated_logs_are_said(cli, small_logs: DatabricksEmulator, project: P
 
 
 def test_a_crashing_launcher_shows_its_error_trace(cli, databricks, project: Path) -> None:  # noqa: F811
-    # What a task that raises looks like: a launcher that breaks (here: replaced once the run is
-    # submitted, after dockrun checked it and before the cluster reads it).
-    name = f"dockrun/{databricks.user_name}/launcher/{hashlib.sha256(LAUNCHER.read_bytes()).hexdigest()[:16]}.py"
+    # What a task that raises looks like: a launcher that breaks (here: replaced in the workspace by
+    # the user's own hand once the run is submitted, after dockrun checked it).
+    name = f"/Users/{databricks.user_name}/.dockrun/launcher/{hashlib.sha256(LAUNCHER.read_bytes()).hexdigest()}.py"
 
     def break_the_launcher(answer: dict) -> dict:
-        (databricks.dbfs_root / name).write_bytes(b"raise RuntimeError('the launcher broke')\n")
+        databricks.workspace.files[name] = b"raise RuntimeError('the launcher broke')\n"
         return answer
 
     databricks.rewrite("/api/2.2/jobs/runs/submit", break_the_launcher)

@@ -183,7 +183,7 @@ def test_the_launcher_is_python_3_8_and_standard_library_only() -> None:
     tree = ast.parse(LAUNCHER.read_text(), feature_version=(3, 8))
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert imported <= {"base64", "codecs", "hashlib", "os", "shutil", "signal", "subprocess", "sys", "tarfile",
+    assert imported <= {"base64", "codecs", "hashlib", "io", "os", "shutil", "signal", "subprocess", "sys", "tarfile",
                         "tempfile"}
 
 

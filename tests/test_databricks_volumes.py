@@ -64,7 +64,8 @@ def test_a_shared_access_cluster_runs_code_from_a_volume(cli, databricks, tmp_pa
     launcher, (archive, _, run_id, outputs, digest) = (task["spark_python_task"]["python_file"],
                                                        task["spark_python_task"]["parameters"])
     mine = f"{VOLUME}/{databricks.user_name}"  # each user's own folder in the volume
-    assert launcher.startswith(f"{mine}/launcher/") and archive == f"{mine}/projects/{digest}.tar.gz"
+    home = f"/Users/{databricks.user_name}/.dockrun/launcher/"  # the launcher: in the workspace home
+    assert launcher.startswith(home) and archive == f"{mine}/projects/{digest}.tar.gz"
     assert databricks.volume_file(archive) and task["new_cluster"] == SHARED
     assert outputs == f"{mine}/runs/{run_id}/outputs"
     assert databricks.volume_file(f"{outputs}/result.txt") == b"done\n"
@@ -134,7 +135,8 @@ def test_serverless_compute_gets_the_environment_as_dependencies(cli, databricks
         "environment_version": "2", "dependencies": ["pyyaml", "six>=1.16"]}}]
     task = body["tasks"][0]
     assert task["environment_key"] == "dockrun" and not task.keys() & {"new_cluster", "libraries"}
-    assert task["spark_python_task"]["python_file"].startswith(f"{VOLUME}/{databricks.user_name}/")
+    assert task["spark_python_task"]["python_file"].startswith(f"/Users/{databricks.user_name}/.dockrun/launcher/")
+    assert task["spark_python_task"]["parameters"][0].startswith(f"{VOLUME}/{databricks.user_name}/")
 
 
 def test_serverless_refuses_a_docker_env_before_any_request(cli, databricks, tmp_path: Path) -> None:  # noqa: F811
@@ -209,7 +211,8 @@ def test_on_the_dbfs_root_each_user_has_a_folder_too(cli, databricks, tmp_path: 
     launcher, (archive, _, run_id, outputs, digest) = (task["spark_python_task"]["python_file"],
                                                        task["spark_python_task"]["parameters"])
     mine = f"dbfs:/dockrun/{databricks.user_name}"
-    assert launcher.startswith(f"{mine}/launcher/") and archive == f"{mine}/projects/{digest}.tar.gz"
+    home = f"/Users/{databricks.user_name}/.dockrun/launcher/"
+    assert launcher.startswith(home) and archive == f"{mine}/projects/{digest}.tar.gz"
     assert outputs == f"{mine}/runs/{run_id}/outputs" and databricks.dbfs_file(f"{outputs}/result.txt") == b"done\n"
     r = _run(cli, project, SPEC, _env(databricks, tmp_path, oauth=True))  # a service principal: a folder of its own
     assert r.code == 0, r.err
@@ -240,25 +243,28 @@ def test_a_launcher_replaced_by_other_code_of_the_same_size_is_put_back(cli, dat
     assert _run(cli, project, config, _env(databricks, tmp_path)).code == 0
     launcher = databricks.submitted[-1]["tasks"][0]["spark_python_task"]["python_file"]
     text = LAUNCHER.read_bytes()
-    assert launcher.endswith(f"/launcher/{hashlib.sha256(text).hexdigest()[:16]}.py")
-    stored = (databricks.volumes.local(launcher) if volume else
-              databricks.dbfs.local(launcher[len("dbfs:"):]))
-    assert stored.read_bytes() == text
-    # Someone who can write there puts other code of the same size under the launcher's name.
+    assert launcher == f"/Users/{databricks.user_name}/.dockrun/launcher/{hashlib.sha256(text).hexdigest()}.py"
+    assert databricks.workspace.file(launcher) == text
+    # Other code of the same size under the launcher's name (only the user or an admin could put it
+    # in the user's home; checked by content all the same).
     evil = b"print('not the launcher')\n"
-    stored.write_bytes(evil + b"#" * (len(text) - len(evil) - 1) + b"\n")
+    databricks.workspace.files[launcher] = evil + b"#" * (len(text) - len(evil) - 1) + b"\n"
     before = len(databricks.requests)
     r = _run(cli, project, config, _env(databricks, tmp_path))
     assert r.code == 0, r.err
     assert "42" in r.out and "not the launcher" not in r.out  # the real launcher ran the command
-    assert stored.read_bytes() == text and f"uploaded the launcher to {launcher}" in r.err
-    written = [(m, p) for m, p, _ in databricks.requests[before:] if m == "PUT" or p.startswith("/api/2.0/dbfs/put")]
-    assert len(written) == 1  # the launcher only: the archive is still right
+    assert databricks.workspace.file(launcher) == text and f"uploaded the launcher to {launcher}" in r.err
+
+    def written(start: int) -> list[str]:
+        return [p for m, p, _ in databricks.requests[start:] if m == "PUT" or p.startswith(
+            ("/api/2.0/dbfs/put", "/api/2.0/workspace/import"))]
+
+    assert written(before) == ["/api/2.0/workspace/import"]  # the launcher only: the archive is still right
     # Right as it is: read back, nothing written.
     before = len(databricks.requests)
     r = _run(cli, project, config, _env(databricks, tmp_path))
     assert r.code == 0 and "uploaded the launcher" not in r.err, r.err
-    assert not [p for m, p, _ in databricks.requests[before:] if m == "PUT" or p.startswith("/api/2.0/dbfs/put")]
+    assert not written(before)
 
 
 def test_files_are_read_back_whole(databricks) -> None:  # noqa: F811

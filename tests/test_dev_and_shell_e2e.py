@@ -210,3 +210,17 @@ def test_the_dev_container_mounts_the_folder_at_the_project_root_as_the_caller(t
     assert [m for m in dev.mounts if m not in baked.mounts] == [(str(tmp_path / "proj"), "/project", "rw")]
     assert dev.working_dir == "/project" and dev.user == f"{os.getuid()}:{os.getgid()}"
     assert dev.environment["PYTHONUNBUFFERED"] == "1"
+
+
+def test_what_dev_runs_and_shells_write_belongs_to_the_calling_user(as_user) -> None:
+    """As an unprivileged caller (uid 4321 when the tests run as root): `run --dev` and `shell --dev`
+    write into the caller's folder as the caller, and the shell runs as the caller."""
+    shared = as_user.folder()
+    project = _project(shared / "proj", f"devown-{uuid.uuid4().hex[:8]}")
+    r = as_user.run(shared, "run", "--dev", "proj")
+    assert r.code == 0 and r.out == "first version\n", r.err
+    made = project / "made.txt"
+    assert made.read_text() == "written\n" and (made.stat().st_uid, made.stat().st_gid) == (as_user.uid, as_user.gid)
+    s = as_user.run(shared, "shell", "--dev", "proj", "--", "sh", "-c", "echo from-shell > note.txt; id -u")
+    assert s.code == 0 and s.out.strip() == str(as_user.uid), s.err
+    assert (project / "note.txt").stat().st_uid == as_user.uid

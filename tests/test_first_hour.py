@@ -50,3 +50,32 @@ def test_a_base_image_that_cannot_be_had_is_one_line_before_any_build(cli, home:
         "dockrun: error: base image nosuch-image:1: not on this engine and no registry it can reach serves it; "
         "pull or build it first, or name another with --base-image or DOCKRUN_BASE_IMAGE"]
     assert "Step 1" not in r.err and not (home / "runs").exists()
+
+
+def test_runs_list_says_when_there_are_more_and_prune_says_when_nothing_went(cli, no_leaks) -> None:
+    for _ in range(3):
+        assert cli("run", "examples/hello", "-q", "-P", "alpha=0.3").code == 0
+    short = cli("runs", "list", "-n", "2")
+    assert short.code == 0 and short.out.strip().splitlines()[-1] == "(2 of 3 runs; -n 3 or --all for every one)"
+    assert len(short.out.strip().splitlines()) == 4
+    every = cli("runs", "list", "--all")
+    assert len(every.out.strip().splitlines()) == 4 and "of 3 runs" not in every.out
+    pruned = cli("images", "prune", "--older-than", "100000", "--project", "no-such-project")
+    assert pruned.code == 0
+    assert pruned.out.strip() == ("nothing to remove: no dockrun image of no-such-project unused for 100000 days "
+                                  "(--older-than DAYS)")
+
+
+def test_a_docker_option_typo_is_refused_before_a_cold_build(cli, tmp_path: Path, home: Path) -> None:
+    import uuid
+
+    from conftest import write_project
+
+    project = write_project(tmp_path / "cold", {
+        "requirements.txt": "tabulate==0.9.0\n",
+        "marker.txt": uuid.uuid4().hex,  # a project image nobody has built
+        "train.py": "print('hi')\n"})
+    r = cli("run", str(project), "-e", "train.py", "-A", "shm-sise=1g")
+    assert r.code == 2, r.err
+    assert len(r.err.strip().splitlines()) == 1 and "shm-sise" in r.err
+    assert "building" not in r.err and not (home / "runs").exists()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import dockrun.prepare as prepare_module
 from conftest import write_project
 from dockrun.api import get_run, submit
 from dockrun.backends import REGISTRY, get_backend
@@ -135,6 +136,7 @@ def test_environment_key_is_the_same_for_every_backend_and_follows_the_templates
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dockrun.images import plan as plan_module
 
+    monkeypatch.setattr(prepare_module, "engine_base_id", lambda ref: "sha256:" + "1" * 64)  # no engine needed
     def keys() -> tuple[str, str]:
         local = prepare(RunRequest(uri=str(project), parameters={"n": "1"}), LocalBackend())
         remote = prepare(RunRequest(uri=str(project), parameters={"n": "1"}, backend="databricks",
@@ -161,7 +163,7 @@ def test_databricks_tracking_never_falls_to_the_local_default_store(project: Pat
 # ---- the layout: imports flow one way ---------------------------------------------------------
 
 FLOORS = [  # a module may import from its own floor and the floors below it, never above
-    ("errors", "config", "locks"),
+    ("errors", "config", "locks", "terminal", "httpauth"),
     ("databricks_api",),
     ("project",),
     ("tracking",),
@@ -169,7 +171,7 @@ FLOORS = [  # a module may import from its own floor and the floors below it, ne
     ("images",),
     ("request",),
     ("backends",),
-    ("prepare", "building", "locking", "shell", "views", "api", "cli", "__init__"),
+    ("prepare", "building", "locking", "shell", "views", "api", "rerun", "sweep", "cli", "__init__"),
     ("warmstart", "__main__"),
 ]
 
@@ -228,3 +230,11 @@ def test_tracking_from_the_environment_is_named_when_a_backend_cannot_report_to_
         prepared = prepare(request, EchoBackend(), {"MLFLOW_TRACKING_URI": "sqlite:///x.db"})
     assert prepared.tracking is None
     assert "MLFLOW_TRACKING_URI is set, but backend echo does not report runs to it" in caplog.text
+
+
+def test_the_cli_offers_exactly_the_environment_managers_the_library_knows() -> None:
+    # cli.py keeps its own list (`dockrun --help` must not import the build stack): the two agree.
+    from dockrun import cli
+    from dockrun.images import environment
+
+    assert tuple(cli.ENV_MANAGERS) == environment.ENV_MANAGERS

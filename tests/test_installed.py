@@ -17,7 +17,6 @@ from dockrun.images.plan import CONDA_INSTALLER
 
 @pytest.fixture(scope="module")
 def channel(tmp_path_factory: pytest.TempPathFactory) -> str:
-    pytest.importorskip("rattler", reason="py-rattler is in the test extra: pip install -e '.[test]'")
     return "file://" + str(build_channel(tmp_path_factory.mktemp("channel")))
 
 

@@ -165,7 +165,7 @@ def test_lock_then_a_rebuild_from_nothing_installs_the_same_versions(cli, tmp_pa
     # made with (an index setting is a build arg of the install stage, not part of the key), so
     # every install step runs again and downloads again.
     fresh = {**env, "DOCKRUN_HOME": str(tmp_path / "fresh-home"), "PIP_TRUSTED_HOST": f"fresh-{uuid.uuid4().hex}"}
-    r = cli("run", "--rebuild", "--detach", str(root), env=fresh, timeout=900)
+    r = cli("run", "--rebuild", "--verbose", "--detach", str(root), env=fresh, timeout=900)
     assert r.code == 0, r.err[-2000:]
     lines = r.err.splitlines()
     if any("in a build container with the package cache" in line for line in lines):

@@ -157,6 +157,7 @@ def test_ctrl_c_deletes_the_job_and_its_pods(kube: Kube, namespace: str, project
         p.kill()
     assert p.returncode == 130, err
     assert b"Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith(b"was cancelled and its Job deleted"), err
     rec = _last_run(home)
     assert kube.left("mlflow", rec.run_id) == [], "a Job or pod outlived the cancelled run"
     assert rec.status == "KILLED" and rec.over

@@ -2,7 +2,6 @@
 installs, and part of its key. Unit tests need no Docker; the e2e test resolves from PyPI."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, write_project
+from conftest import REPO, check_golden, write_project
 from dockrun.config import load_settings
 from dockrun.errors import ConfigError, ProjectError
 from dockrun.images import templates
@@ -109,10 +108,7 @@ def test_the_build_context_carries_the_lock_and_the_template_requires_hashes(tmp
         assert sorted(tar.getnames()) == ["Dockerfile", "env.sh", "requirements.lock", "tools.sh"]
         assert tar.extractfile("requirements.lock").read().decode() == env.lock[0] + "\n"
     text = env_dockerfile(plan, SETTINGS)
-    path = GOLDEN / "env-uv-locked.Dockerfile"
-    if os.environ.get("DOCKRUN_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert text == path.read_text(), "env-uv-locked.Dockerfile changed; regenerate with DOCKRUN_UPDATE_GOLDEN=1"
+    check_golden(GOLDEN / "env-uv-locked.Dockerfile", text)
     assert "COPY env.sh requirements.lock" in text and "requirements.txt" not in text
     script = env_scripts(plan)["env.sh"]  # what both build paths run
     assert "set -- --require-hashes --no-deps --requirement /tmp/dockrun/in/requirements.lock" in script

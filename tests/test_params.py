@@ -65,12 +65,18 @@ def test_path_param_made_absolute_and_mounted_narrowly(tmp_path: Path) -> None:
     e = ep("p {data} {out}", Parameter("data", "path"), Parameter("out", "path"))
     r = render_command(e, {"data": "in/x.csv", "out": str(tmp_path / "out.txt")}, cwd=tmp_path)
     assert r.command == f"p {tmp_path}/in/x.csv {tmp_path}/out.txt"
-    # an output that does not exist yet: its folder, read-write (which covers the input inside it)
-    assert r.mounts == (Mount(str(tmp_path)),)
+    # an output that does not exist yet: only its path (the backend gives it a folder of its own);
+    # the input beside it stays an input
+    assert r.mounts == (Mount(str(tmp_path / "in" / "x.csv"), read_only=True),
+                        Mount(str(tmp_path / "out.txt"), output=True))
     (tmp_path / "in" / "sub").mkdir()
     nested = render_command(e, {"data": "in", "out": "in/sub/new.txt"}, cwd=tmp_path)
-    # an existing input: only it, read-only; a read-write output folder inside it stays, on top
-    assert nested.mounts == (Mount(str(tmp_path / "in"), read_only=True), Mount(str(tmp_path / "in" / "sub")))
+    # an existing input: only it, read-only; an output inside it stays, on top
+    assert nested.mounts == (Mount(str(tmp_path / "in"), read_only=True),
+                             Mount(str(tmp_path / "in" / "sub" / "new.txt"), output=True))
+    # an output straight in an input folder: that folder cannot be both
+    with pytest.raises(ParameterError, match=r"parameter 'out': its folder .* is the input of parameter 'data'"):
+        render_command(e, {"data": "in", "out": "in/new.txt"}, cwd=tmp_path)
     folder = render_command(ep("p {d}", Parameter("d", "path")), {"d": "in"}, cwd=tmp_path)
     assert folder.mounts == (Mount(str(tmp_path / "in"), read_only=True),)
 
@@ -138,3 +144,16 @@ def test_remote_path_is_to_be_downloaded_then_mounted(tmp_path: Path) -> None:
 def test_undownloadable_remote_path_is_an_error() -> None:
     with pytest.raises(ParameterError, match="cannot download ipfs: paths"):
         render_command(ep("p {d}", Parameter("d", "path")), {"d": "ipfs://data/x.csv"})
+
+
+def test_an_output_is_announced_once_naming_the_parameter(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    e = ep("p {data} {out}", Parameter("data", "path"), Parameter("out", "path"))
+    given = {"data": "s3://bucket/in.csv", "out": "model.pkl"}
+    with caplog.at_level("WARNING", logger="dockrun"):
+        render_command(e, given, cwd=tmp_path)
+        (tmp_path / "in.csv").write_text("1")
+        # the second rendering, with the downloads, says nothing again
+        render_command(e, given, cwd=tmp_path, downloaded={"data": str(tmp_path / "in.csv")})
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [f"-P out=model.pkl: no such file; taken as an output (written by the run into "
+                    f"{tmp_path / 'model.pkl'})"]

@@ -55,9 +55,21 @@ entry_points:
       out: path
     command: "python3 run.py {data} {out}"
   clash:
+    command: "rm -rf report && echo file > report"
+  nosy:
     parameters:
       out: path
-    command: "rm -rf $(dirname {out})/report && echo file > $(dirname {out})/report && echo hi > {out}"
+    command: "echo model > {out}; echo sneaky > $(dirname {out})/sibling.txt;
+              ls -a $(dirname {out}) > $DOCKRUN_OUTPUT_DIR/listing.txt"
+  links:
+    parameters:
+      out: path
+    command: "mkdir {out} && echo a > {out}/a.txt && ln -s a.txt {out}/rel && ln -s /etc/passwd {out}/abs
+              && ln -s /etc $DOCKRUN_OUTPUT_DIR/etc && ln -s ../../.. $DOCKRUN_OUTPUT_DIR/up"
+  big:
+    parameters:
+      out: path
+    command: "echo small > {out}; head -c 3000000 /dev/zero > $DOCKRUN_OUTPUT_DIR/big.bin"
   copy:
     parameters:
       data: path
@@ -144,19 +156,71 @@ def test_bind_mounts_fail_there(cli, engine: Engine, project: Path, inputs: tupl
 
 
 def test_an_output_that_cannot_come_back_fails_the_run_saying_so(
-        cli, engine: Engine, project: Path, tmp_path: Path, home: Path) -> None:
-    results = tmp_path / "results"
-    (results / "report").mkdir(parents=True)  # the run replaces this folder with a file
-    (results / "report" / "keep.txt").write_text("mine")
+        cli, engine: Engine, project: Path, home: Path) -> None:
+    (project / "report").mkdir()  # the run replaces this folder of the --dev folder with a file
+    (project / "report" / "keep.txt").write_text("mine")
     env = {"DOCKER_HOST": engine.host}
-    r = cli("run", str(project), "-e", "clash", "-P", f"out={results / 'out.txt'}", "-q", env=env)
+    r = cli("run", "--dev", str(project), "-e", "clash", "-q", env=env)
     assert r.code == 1, r.err
     assert "could not be copied back from the engine" in r.err, r.err
     [run_dir] = (home / "runs").iterdir()
     rec = record(cli, run_dir.name, env)
     assert rec["status"] == "FAILED" and "could not be copied back from the engine" in rec["reason"], rec
-    assert (results / "report" / "keep.txt").read_text() == "mine"
+    assert (project / "report" / "keep.txt").read_text() == "mine"
     assert leftovers(engine) == ""
+
+
+def test_an_output_folder_goes_there_empty_and_only_the_output_comes_back(
+        cli, engine: Engine, project: Path, tmp_path: Path, home: Path) -> None:
+    """Issue 20.3 on a remote engine: the output's folder is the run's own staging folder, so the
+    host's files beside the output never make the trip, and what the run writes beside it stays."""
+    folder = tmp_path / "home-like"
+    folder.mkdir()
+    (folder / "secret.txt").write_text("the user's secret\n")
+    env = {"DOCKER_HOST": engine.host}
+    r = cli("run", str(project), "-e", "nosy", "-P", "out=model.pkl", "-q", env=env, cwd=folder)
+    assert r.code == 0, r.err
+    assert (folder / "model.pkl").read_text() == "model\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["model.pkl", "secret.txt"]
+    [run_dir] = (home / "runs").iterdir()
+    assert "secret.txt" not in (run_dir / "outputs" / "listing.txt").read_text()
+    assert "taken as an output" in r.err
+    assert leftovers(engine) == ""
+
+
+def test_links_that_lead_out_do_not_come_back(cli, engine: Engine, project: Path, tmp_path: Path,
+                                             home: Path) -> None:
+    out = tmp_path / "results"
+    env = {"DOCKER_HOST": engine.host}
+    r = cli("run", str(project), "-e", "links", "-P", f"out={out}", "-q", env=env)
+    assert r.code == 0, r.err
+    assert (out / "a.txt").read_text() == "a\n" and os.readlink(out / "rel") == "a.txt"
+    assert not os.path.lexists(out / "abs")
+    [run_dir] = (home / "runs").iterdir()
+    assert not os.path.lexists(run_dir / "outputs" / "etc") and not os.path.lexists(run_dir / "outputs" / "up")
+    # one line for the whole copy-back (the output's link, and two in DOCKRUN_OUTPUT_DIR)
+    assert r.err.count("were not created") == 1 and "3 link(s)" in r.err, r.err
+    assert leftovers(engine) == ""
+
+
+def test_a_copy_back_over_the_limit_writes_nothing_and_says_so(
+        cli, engine: Engine, project: Path, tmp_path: Path, home: Path) -> None:
+    out = tmp_path / "small.txt"
+    env = {"DOCKER_HOST": engine.host, "DOCKRUN_COPY_BACK_LIMIT": "2M"}
+    r = cli("run", str(project), "-e", "big", "-P", f"out={out}", "-q", env=env)
+    assert r.code == 1, r.err
+    over = [line for line in r.err.splitlines() if "over the copy-back limit of 2 MiB" in line]
+    assert len(over) == 1, r.err
+    [run_dir] = (home / "runs").iterdir()
+    rec = record(cli, run_dir.name, env)
+    assert rec["status"] == "FAILED" and "copy-back limit" in rec["reason"], rec
+    assert not out.exists() and list((run_dir / "outputs").iterdir()) == []
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".incoming")]
+    assert leftovers(engine) == ""
+    bad = cli("run", str(project), "-e", "big", "-P", f"out={out}", env={**env, "DOCKRUN_COPY_BACK_LIMIT": "lots"})
+    errors = [line for line in bad.err.splitlines() if line.startswith("dockrun: error:")]
+    assert bad.code == 2 and len(errors) == 1 and "DOCKRUN_COPY_BACK_LIMIT" in errors[0], bad.err
+    assert len(list((home / "runs").iterdir())) == 1  # nothing recorded for the refused one
 
 
 def test_a_cancelled_run_leaves_no_container_and_keeps_what_it_wrote(
@@ -275,27 +339,61 @@ def test_copying_back_writes_nothing_outside_the_folder(tmp_path: Path, name: st
 
 
 def test_a_local_engine_mounts_and_a_remote_one_copies(tmp_path: Path) -> None:
-    """The container as data: on the local socket nothing changes (no copies, no label, so no
-    extra engine call); remote, dockrun's own mounts become copies and user volumes stay."""
-    from dockrun.backends.local.container import RunContext, container_spec
+    """The container as data: on the local socket nothing is copied; remote, dockrun's own mounts
+    become copies and user volumes stay. Either way an output's folder is the run's own staging
+    folder, and what comes back is in the run's plan, not in a label."""
+    from dockrun.backends.local.container import RunContext, container_spec, files_plan
     from dockrun.engine.client import engine_is_remote
     from dockrun.project.params import Mount, RenderedCommand
 
-    rendered = RenderedCommand("true", {}, (Mount("/data/in.csv", read_only=True), Mount("/data/out")))
+    rendered = RenderedCommand("true", {}, (Mount("/data/in.csv", read_only=True),
+                                            Mount("/data/out/model.pkl", output=True)))
     ctx = RunContext(run_id="r1", project="p", image="img", outputs=tmp_path / "out", rendered=rendered,
                      docker_args={"v": "/srv/cache:/cache"})
     local, remote = container_spec(ctx, environ={}), container_spec(dataclasses.replace(ctx, remote=True), environ={})
-    own = [("/data/in.csv", "/data/in.csv", "ro"), ("/data/out", "/data/out", "rw"),
+    stage = str(tmp_path / "staged" / "0")
+    own = [("/data/in.csv", "/data/in.csv", "ro"), (stage, "/data/out", "rw"),
            (str(tmp_path / "out"), str(tmp_path / "out"), "rw")]
     assert list(local.mounts) == own + [("/srv/cache", "/cache", "rw")] and local.copies == ()
-    assert "dockrun.copy-back" not in local.labels
     assert list(remote.copies) == own and list(remote.mounts) == [("/srv/cache", "/cache", "rw")]
-    assert json.loads(remote.labels["dockrun.copy-back"]) == [["/data/out", "/data/out"],
-                                                              [str(tmp_path / "out"), str(tmp_path / "out")]]
+    assert not [k for k in {**local.labels, **remote.labels} if k not in ("dockrun.run-id", "dockrun.project")]
+    assert files_plan(ctx, environ={}).copy_back == ()
+    plan = files_plan(dataclasses.replace(ctx, remote=True), environ={})
+    assert plan.copy_back == ((stage, "/data/out"), (str(tmp_path / "out"), str(tmp_path / "out")))
+    assert [(s.stage, s.folder, s.names) for s in plan.staged] == [(stage, "/data/out", ("model.pkl",))]
     assert not engine_is_remote({}) and not engine_is_remote({"DOCKER_HOST": "unix:///var/run/docker.sock"})
     assert engine_is_remote({"DOCKER_HOST": "tcp://10.0.0.5:2376"}) and engine_is_remote({"DOCKER_HOST": "ssh://u@h"})
     assert not engine_is_remote({"DOCKER_HOST": "tcp://127.0.0.1:2375", "DOCKRUN_REMOTE_ENGINE": "0"})
     assert engine_is_remote({"DOCKRUN_REMOTE_ENGINE": "1"})
+
+
+def test_a_link_leading_out_is_not_created_and_a_copy_over_the_limit_writes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "outputs"
+    root.mkdir()
+
+    def archive(*members: tuple[str, bytes | str]) -> tarfile.TarFile:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, body in members:
+                info = tarfile.TarInfo(name)
+                if isinstance(body, str):
+                    info.type, info.linkname = tarfile.SYMTYPE, body
+                    tar.addfile(info)
+                else:
+                    info.size = len(body)
+                    tar.addfile(info, io.BytesIO(body))
+        buf.seek(0)
+        return tarfile.open(fileobj=buf)
+
+    with archive(("outputs/a.txt", b"a"), ("outputs/in", "a.txt"), ("outputs/abs", "/etc/passwd"),
+                 ("outputs/sub/up", "../../x")) as tar:
+        dropped = unpack(tar, root)
+    assert dropped.count == 2 and os.readlink(root / "in") == "a.txt"
+    assert not os.path.lexists(root / "abs") and not os.path.lexists(root / "sub" / "up")
+    with archive(("outputs/b.txt", b"b" * 600), ("outputs/c.txt", b"c" * 600)) as tar, \
+            pytest.raises(ExecutionError, match="over the copy-back limit of 1000 bytes"):
+        unpack(tar, root, limit=1000)
+    assert sorted(os.listdir(root)) == ["a.txt", "in"]
 
 
 def test_a_local_mlflow_store_is_refused_before_anything_starts(

@@ -28,6 +28,8 @@ PROJECT = {
             parameters: {s: {type: float, default: 120}}
             command: "echo started; sleep {s}; echo done"
           fail: "exit 7"
+          gate: "echo started; while [ ! -e $DOCKRUN_OUTPUT_DIR/go ]; do sleep 0.1; done; echo done"
+          term: "trap 'echo term > $DOCKRUN_OUTPUT_DIR/term; exit 143' TERM; echo started; sleep 120 & wait"
     """,
 }
 
@@ -98,11 +100,49 @@ def test_wait_reports_failure(cli, project: Path) -> None:
     assert _record(cli, run_id)["exit_code"] == 7
 
 
+def _wait_for(done, timeout: float = 60) -> bool:
+    """Polls ``done`` until it holds (True) or ``timeout`` passes (False): waiting for an event the
+    test can only look at, never a sleep that guesses how long it takes."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _readline(proc: subprocess.Popen, timeout: float = 120) -> str:
+    """The next line the process prints, or a failure when none comes (never a hung test)."""
+    import select
+
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, "no line printed"
+    return proc.stdout.readline()
+
+
 def test_follow_logs_live(cli, project: Path, env) -> None:
-    run_id = cli("run", str(project), "-e", "sleep", "-P", "s=1.5", "--detach").out.strip()
+    """`runs logs -f` prints a line while the run is still running (it cannot end before the test
+    opens its gate), then the rest, and returns when the run ends."""
+    run_id = cli("run", str(project), "-e", "gate", "--detach").out.strip()
     proc = _popen(env, "runs", "logs", run_id, "-f")
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and out == "started\ndone\n"
+    try:
+        assert _readline(proc) == "started\n"
+        assert _record(cli, run_id)["status"] == "RUNNING"  # the line came live, not from a dump at the end
+        Path(_record(cli, run_id)["outputs"], "go").write_text("")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and out == "done\n"
+    assert _record(cli, run_id)["status"] == "FINISHED"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -118,18 +158,22 @@ def test_signal_to_run_gives_killed_record_and_no_container(cli, project: Path, 
     assert proc.returncode == 130, err
     run_id = err.split("run ")[1].split()[0]
     assert _record(cli, run_id)["status"] == "KILLED"
-    assert dockrun_containers() == []
+    assert dockrun_containers(run_id) == []  # this run's: a developer's engine may run others
 
 
-def test_cancel_from_another_thread(api, project: Path) -> None:
-    run = api.execute(str(project), entry_point="sleep", synchronous=False)
+def test_cancel_from_another_thread(api, project: Path, env) -> None:
+    """Cancel stops the command with SIGTERM (which tini forwards), not a kill after docker's grace
+    period: the command's own TERM trap runs."""
+    run = api.execute(str(project), entry_point="term", synchronous=False)
     assert run.get_status() == "RUNNING"
+    log = Path(env["DOCKRUN_HOME"], "runs", run.run_id, "stdout.log")
+    assert _wait_for(lambda: log.exists() and "started" in log.read_text())  # its TERM trap is set
     t = threading.Thread(target=run.cancel)
-    t0 = time.monotonic()
     t.start()
     assert run.wait() is False
     t.join(30)
-    assert run.get_status() == "KILLED" and time.monotonic() - t0 < 15
+    assert run.get_status() == "KILLED" and not t.is_alive()
+    assert Path(run.outputs, "term").read_text() == "term\n"  # SIGTERM reached the command
     assert dockrun_containers(run.run_id) == []
 
 
@@ -166,7 +210,7 @@ def test_killed_supervisor_is_found_out(cli, project: Path) -> None:
     run_id = cli("run", str(project), "-e", "sleep", "--detach").out.strip()
     rec = _record(cli, run_id)
     os.kill(rec["supervisor_pid"], signal.SIGKILL)
-    time.sleep(0.3)
+    assert _wait_for(lambda: not _alive(rec["supervisor_pid"]))  # gone (reaped by init), not just signalled
     rec = _record(cli, run_id)
     assert rec["status"] == "FAILED" and "supervisor vanished" in rec["reason"] and rec["ended"]
     assert dockrun_containers(run_id) == []
@@ -238,3 +282,19 @@ def test_docker_env_image_volumes_environment_and_docker_args(cli, tmp_path: Pat
     assert lines[3] == str(os.getuid())
     missing = cli("run", str(project))  # PASSED_THROUGH not set on the host
     assert missing.code == 2 and "PASSED_THROUGH" in missing.err and len(missing.err.strip().splitlines()) == 1
+
+
+def test_a_docker_env_container_runs_as_the_caller(as_user, base_image: str) -> None:
+    """A docker_env image is used as given, but the command runs as the caller (uid 4321 when the
+    tests run as root), so what it writes to the run's outputs is the caller's."""
+    shared = as_user.folder()
+    write_project(shared / "denv", {"MLproject": f"""
+        name: denv-owner
+        docker_env: {{image: {base_image}}}
+        entry_points:
+          main: "id -u; echo x > $DOCKRUN_OUTPUT_DIR/o.txt"
+    """})
+    r = as_user.run(shared, "run", "denv")
+    assert r.code == 0 and r.out.strip() == str(as_user.uid), r.err
+    (written,) = (shared / "home" / "runs").glob("*/outputs/o.txt")
+    assert written.stat().st_uid == as_user.uid

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_project
+from conftest import check_golden, write_project
 from dockrun.config import load_settings
 from dockrun.images.build import env_context, project_context
 from dockrun.images.environment import env_spec
@@ -37,10 +37,7 @@ def _plan(tmp_path: Path, files: dict[str, str], environ: dict[str, str], manage
 
 
 def _check(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("DOCKRUN_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert text == path.read_text(), f"{name} changed; review and regenerate with DOCKRUN_UPDATE_GOLDEN=1"
+    check_golden(GOLDEN / name, text)
 
 
 @pytest.fixture

@@ -16,20 +16,21 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import mlflow  # the test extra has it
 import pytest
 
-from conftest import REPO, free_port
+from conftest import REPO, free_port, write_project
 from dockrun.errors import ConfigError
 from dockrun.project.source import Source
 from dockrun.project.spec import EntryPoint, Parameter
 from dockrun.tracking import target as target_mod
+from dockrun.tracking.compat import check_store_mlflow, host_mlflow, installed_mlflow, pinned_mlflow, schema_matters
 from dockrun.tracking.databricks import workspace_credentials
 from dockrun.tracking.runs import end_tracked_run, start_tracked_run
 from dockrun.tracking.tags import logged_params, project_tags, source_name
 from dockrun.tracking.target import DATABRICKS, SERVER, STORE, container_env, tracking_target
 
 EXAMPLE = str(REPO / "examples" / "conda-uv")
-mlflow = pytest.importorskip("mlflow") if os.environ.get("CI") != "true" else __import__("mlflow")
 
 
 def target(uri: str | None, cwd: Path, name: str | None = None, env: dict | None = None, **kw: str):
@@ -94,10 +95,11 @@ def test_without_the_extra_a_local_store_says_what_to_install(tmp_path: Path, mo
     assert target("http://mlflow.example:5000", tmp_path).kind == SERVER  # REST needs no MLflow
 
 
-def test_the_cli_without_mlflow_installed_exits_2_with_the_hint(tmp_path: Path) -> None:
+def test_the_cli_without_mlflow_installed_exits_2_with_the_hint(tmp_path: Path, base_image: str) -> None:
     hide = "import sys; sys.modules['mlflow'] = None; from dockrun.cli import main; main()"
     p = subprocess.run([sys.executable, "-c", hide, "run", EXAMPLE, "--experiment-name", "x"], cwd=tmp_path,
-                       env={**os.environ, "DOCKRUN_HOME": str(tmp_path / "h"), "MLFLOW_TRACKING_URI": ""},
+                       env={**os.environ, "DOCKRUN_HOME": str(tmp_path / "h"), "MLFLOW_TRACKING_URI": "",
+                            "DOCKRUN_BASE_IMAGE": base_image},
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "pip install 'dockrun[mlflow]'" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "mlflow.db").exists()
@@ -306,11 +308,105 @@ def _mlflow_run(db: Path, experiment: str):
     return run
 
 
+def host_version() -> str:
+    found = host_mlflow()
+    assert found, "the test extra installs MLflow"
+    return found[1]
+
+
+def another_release(version: str) -> str:
+    """A release of MLflow whose sqlite schema differs from ``version``'s (another minor)."""
+    major, minor = (int(x) for x in version.split(".")[:2])
+    return f"{major}.{minor - 1}.0" if minor else f"{major}.{minor + 1}.0"
+
+
+@pytest.fixture(scope="module")
+def pinned_example(tmp_path_factory) -> Path:
+    """The conda-uv example with its MLflow pinned to the host's release (requirements/test.txt
+    pins the host's): the container's MLflow opens the store the host's writes, whatever PyPI
+    serves today."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("pinned") / "conda-uv"
+    shutil.copytree(EXAMPLE, root)
+    conda = root / "conda.yaml"
+    text = conda.read_text()
+    assert "      - mlflow\n" in text, "the example's MLflow line moved: update this fixture"
+    # mlflow-skinny (with what its sqlite stores need), as on the host: the full `mlflow` of a
+    # release may lag on PyPI (3.18.0 needed an mlflow-tracing 3.18.0 PyPI did not have).
+    pins = f"      - mlflow-skinny=={host_version()}\n      - sqlalchemy\n      - alembic\n"
+    conda.write_text(text.replace("      - mlflow\n", pins))
+    return root
+
+
+def test_which_mlflow_an_environment_has_and_when_two_cannot_share_a_store(tmp_path: Path) -> None:
+    t = target("sqlite:///m.db", tmp_path)
+    assert schema_matters(t) and not schema_matters(target("mlruns", tmp_path)) and not schema_matters(None)
+    assert not schema_matters(target("http://127.0.0.1:5000", tmp_path))
+    assert pinned_mlflow(("numpy", "mlflow==3.17.2")) == ("mlflow", "3.17.2")
+    assert pinned_mlflow(("mlflow-skinny==3.18.0 --hash=sha256:00",)) == ("mlflow-skinny", "3.18.0")
+    assert pinned_mlflow(("mlflow_skinny==3.1.0; python_version >= '3.9'",)) == ("mlflow-skinny", "3.1.0")
+    assert pinned_mlflow(("mlflow[databricks,gateway]==3.17.2",)) == ("mlflow", "3.17.2")
+    for loose in ("mlflow", "mlflow>=3.17", "mlflow==3.17.*", "mlflow<3.18,>=3.17", "mlflow-tracing==3.18.0"):
+        assert pinned_mlflow((loose,)) is None, loose
+    record = {"packages": [{"name": "numpy", "version": "2.1.0"}, {"name": "mlflow_skinny", "version": "3.17.2"}]}
+    assert installed_mlflow(record) == ("mlflow-skinny", "3.17.2") and installed_mlflow({"recorded": False}) is None
+    check_store_mlflow(t, ("mlflow", "3.17.2"), ("mlflow-skinny", "3.17.0"))  # a patch apart: one schema
+    check_store_mlflow(t, None, ("mlflow-skinny", "3.18.0"))  # no MLflow in the environment logs nothing
+    check_store_mlflow(target("mlruns", tmp_path), ("mlflow", "3.17.2"), ("mlflow-skinny", "3.18.0"))
+    with pytest.raises(ConfigError) as e:
+        check_store_mlflow(t, ("mlflow", "3.17.2"), ("mlflow-skinny", "3.18.0"))
+    assert str(e.value) == (
+        f"MLflow store sqlite:///{tmp_path}/m.db: the host's MLflow 3.18.0 and MLflow 3.17.2 in the project's "
+        "environment use different store schemas, and each refuses the other's; pin mlflow==3.18.0 in the "
+        "project, or install mlflow-skinny==3.17.2 on the host")
+
+
 @pytest.mark.usefixtures("no_leaks")
-def test_sqlite_store_from_the_environment_end_to_end(cli, tmp_path: Path) -> None:
+def test_a_pinned_mlflow_the_store_refuses_is_one_line_before_anything_is_built(cli, tmp_path: Path) -> None:
+    """The host's MLflow would write a schema the project's pinned MLflow refuses: said before a
+    build, a store or an MLflow run exists."""
+    other = another_release(host_version())
+    project = write_project(tmp_path / "p", {"MLproject": "name: p\nentry_points:\n  main:\n    command: 'true'\n",
+                                             "requirements.txt": f"numpy\nmlflow-skinny=={other}\n"})
     work = tmp_path / "work"
     work.mkdir()
-    r = cli("run", EXAMPLE, "--env-manager", "uv", "-P", "C=0.50", "--experiment-name", "x",
+    r = cli("run", str(project), "--experiment-name", "x", cwd=work, env={"MLFLOW_TRACKING_URI": "sqlite:///m.db"},
+            timeout=120)
+    assert r.code == 2, r.err[-2000:]
+    assert r.err.strip() == (
+        f"dockrun: error: MLflow store sqlite:///{work}/m.db: the host's MLflow {host_version()} and MLflow "
+        f"{other} in the project's environment use different store schemas, and each refuses the other's; "
+        f"pin mlflow-skinny=={host_version()} in the project, or install {host_mlflow()[0]}=={other} on the host")
+    assert not list(work.iterdir())  # and stderr is that line alone: no build began
+
+
+@pytest.mark.usefixtures("no_leaks")
+def test_an_unpinned_mlflow_is_checked_from_the_images_record(cli, tmp_path: Path) -> None:
+    """A range leaves the version to the build: the image's record of what it installed says it,
+    before the MLflow run is started (no store is created)."""
+    other = another_release(host_version())
+    major, minor = other.split(".")[:2]
+    wanted = f"mlflow-skinny>={major}.{minor},<{major}.{int(minor) + 1}\n"
+    project = write_project(tmp_path / "p", {"MLproject": "name: p\nentry_points:\n  main:\n    command: 'true'\n",
+                                             "requirements.txt": wanted})
+    work = tmp_path / "work"
+    work.mkdir()
+    r = cli("run", str(project), "--experiment-name", "x", cwd=work, env={"MLFLOW_TRACKING_URI": "sqlite:///m.db"},
+            timeout=900)
+    assert r.code == 2, r.err[-2000:]
+    last = r.err.strip().splitlines()[-1]
+    assert last.startswith(f"dockrun: error: MLflow store sqlite:///{work}/m.db: the host's MLflow {host_version()} "
+                           f"and MLflow {major}.{minor}."), last
+    assert f"pin mlflow-skinny=={host_version()} in the project" in last
+    assert not list(work.iterdir())  # no store: the host's MLflow never opened it
+
+
+@pytest.mark.usefixtures("no_leaks")
+def test_sqlite_store_from_the_environment_end_to_end(cli, tmp_path: Path, pinned_example: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    r = cli("run", str(pinned_example), "--env-manager", "uv", "-P", "C=0.50", "--experiment-name", "x",
             cwd=work, env={"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}, timeout=900)
     assert r.code == 0, r.err[-2000:]
     run = _mlflow_run(work / "mlflow.db", "x")
@@ -330,8 +426,8 @@ def test_sqlite_store_from_the_environment_end_to_end(cli, tmp_path: Path) -> No
 
 
 @pytest.mark.usefixtures("no_leaks")
-def test_a_failed_run_in_the_default_store_is_failed_there(cli, tmp_path: Path) -> None:
-    r = cli("run", EXAMPLE, "--env-manager", "uv", "-P", "C=-1", "--experiment-name", "y", cwd=tmp_path,
+def test_a_failed_run_in_the_default_store_is_failed_there(cli, tmp_path: Path, pinned_example: Path) -> None:
+    r = cli("run", str(pinned_example), "--env-manager", "uv", "-P", "C=-1", "--experiment-name", "y", cwd=tmp_path,
             env={"MLFLOW_TRACKING_URI": ""}, timeout=900)
     assert r.code == 1
     assert _mlflow_run(tmp_path / "mlflow.db", "y").info.status == "FAILED"

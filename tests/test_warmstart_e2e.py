@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -188,7 +189,8 @@ def _connect(runtime: Path) -> socket.socket:
 
 
 def _request(sock: socket.socket, env: dict[str, str], cwd: Path, argv: list[str], ident: str) -> None:
-    body = marshal.dumps({"identity": ident, "argv": argv, "cwd": str(cwd), "env": env, "umask": 0o022})
+    streams = [("utf-8", "strict", False, False)] * 3
+    body = marshal.dumps({"identity": ident, "argv": argv, "env": env, "fds": [], "streams": streams})
     sock.sendmsg([struct.pack("!I", len(body)) + body],
                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("3i", 0, 1, 2))])
 
@@ -230,7 +232,7 @@ def test_other_code_is_refused_and_the_helper_makes_way(env, runtime, project) -
     helper = helper_pid(runtime)
     sock = _connect(runtime)
     _request(sock, env, project, ["run", "."], "another dockrun")
-    assert sock.recv(64) == b"stale\n"
+    assert sock.recv(64) == b"stale other code\n"
     deadline = time.monotonic() + 10
     while _state(helper) not in ("gone", "Z") and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -336,10 +338,78 @@ def test_the_worker_takes_on_the_commands_resource_limits(env, runtime, home, pr
 def test_other_groups_or_another_cgroup_are_another_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     path = client.search_path()
     mine = client.identity(path)
-    groups = os.getgroups()
-    monkeypatch.setattr(os, "getgroups", lambda: [*groups, 4242])  # as after `usermod -aG docker`
-    assert client.identity(path) != mine
-    monkeypatch.undo()
+    facts = client.shared_facts()
+    for key, value in (("Groups", facts["Groups"] + " 4242"),  # as after `usermod -aG docker`
+                       ("cgroup", "0::/system.slice/ci-job-2.scope\n"),  # another CI job: its limits
+                       ("NoNewPrivs", "1"), ("CapBnd", "0000000000000000"), ("ns/net", "net:[1]")):
+        monkeypatch.setattr(client, "shared_facts", lambda proc="/proc/self", k=key, v=value: {**facts, k: v})
+        assert client.identity(path) != mine, key
+        monkeypatch.undo()
     assert client.identity(path) == mine
-    monkeypatch.setattr(client, "_where", lambda: ("0::/system.slice/ci-job-2.scope\n", "mnt:[1]"))
-    assert client.identity(path) != mine  # another CI job's cgroup: its limits are not the helper's
+
+
+def test_an_installed_upgraded_or_removed_distribution_is_a_new_identity(tmp_path: Path) -> None:
+    """pip adds and removes entries of the module folder (the package and its .dist-info) for an
+    install, upgrade or removal, so a helper with the old jinja2, PyYAML, click or docker
+    imported is never asked to serve a command that would import the new one."""
+    site = tmp_path / "site-packages"
+    (site / "jinja2").mkdir(parents=True)
+    (site / "jinja2-3.1.4.dist-info").mkdir()
+    path = [*client.search_path(), str(site)]
+    before = client.identity(path)
+    os.utime(site, ns=(time.time_ns() - 10**9,) * 2)  # as if installed a second ago
+    assert client.identity(path) != before
+    before = client.identity(path)
+    (site / "jinja2-3.1.4.dist-info").rename(site / "jinja2-3.1.5.dist-info")  # an upgrade
+    assert client.identity(path) != before
+
+
+def test_the_helper_keeps_no_commands_environment(env, runtime, home, project) -> None:
+    """The command that starts the helper has a token in its environment: the helper does not
+    (it starts with the interpreter's own variables only), and the next command's worker has the
+    next command's environment, not the first one's."""
+    first = dockrun(["run", "."], {**env, "FIRST_TOKEN": "s3cr3t-first"}, project)
+    assert first.returncode == 0, first.stderr
+    helper = helper_pid(runtime)
+    environ = Path(f"/proc/{helper}/environ").read_bytes()
+    assert b"s3cr3t-first" not in environ and b"FIRST_TOKEN" not in environ
+    names = {entry.split(b"=", 1)[0] for entry in environ.split(b"\0") if entry}
+    assert all(n.startswith((b"PYTHON", b"LC_", b"LANG")) for n in names), names  # the interpreter's only
+    before = {r.run_id for r in RunStore(home).list(100)}
+    proc = subprocess.Popen([sys.executable, "-m", "dockrun", "run", ".", "-P", "sleep=30"],
+                            env={**env, "SECOND_TOKEN": "second"}, cwd=project, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = _wait_running(home, before)
+        driver = RunStore(home).get(run_id).driver_pid
+        assert driver != proc.pid  # served
+        assert b"s3cr3t-first" not in Path(f"/proc/{driver}/environ").read_bytes()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or os.getuid() != 0, reason="needs root and unshare")
+def test_contexts_that_come_and_go_do_not_pile_up_helpers(env, runtime, project) -> None:
+    """`unshare -n dockrun run` is a new network namespace every time, so a new context: each run
+    is in-process and may start a helper for it, but no more than MAX_HELPERS of one dockrun."""
+    for i in range(client.MAX_HELPERS + 2):
+        r = subprocess.run(["unshare", "-n", sys.executable, "-m", "dockrun", "run", "."], env=env, cwd=project,
+                           capture_output=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        _wait_helpers(runtime, min(i + 1, client.MAX_HELPERS))
+    assert client._live_helpers(str(runtime / "dockrun"), _code_prefix(runtime)) == client.MAX_HELPERS
+
+
+def _code_prefix(runtime: Path) -> str:
+    return next((runtime / "dockrun").glob("*.sock")).name.split("-")[0]
+
+
+def _wait_helpers(runtime: Path, count: int, timeout: float = 30) -> None:
+    """Until ``count`` helpers hold their lock and listen (the last run's has started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        locks = [p for p in (runtime / "dockrun").glob("*.lock") if p.read_text().strip()]
+        if len(locks) >= count and all(Path(str(p)[:-5]).exists() for p in locks):
+            return
+        time.sleep(0.05)

@@ -7,16 +7,16 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 from ..errors import DockrunError, ExecutionError
 from ..store.records import RunRecord, RunStore
 
 if TYPE_CHECKING:
-    from ..request import PreparedRun
+    from ..request import PreparedRun, RunRequest
 
 
 class RunNotFound(DockrunError):
@@ -25,6 +25,8 @@ class RunNotFound(DockrunError):
 
 class RunHandle:
     poll_s = 0.025
+    # What ``cancel`` does, as the end of "run X was ...": said when Ctrl-C cancels a run.
+    cancel_summary = "cancelled"
 
     def __init__(self, store: RunStore, run_id: str):
         self._store = store
@@ -109,7 +111,26 @@ def new_record(prepared: PreparedRun, run_id: str, outputs: str) -> RunRecord:
         dirty=source.dirty, source_key=source.key, subdirectory=source.subdirectory, project=prepared.project.name,
         entry_point=prepared.entry_point.name, parameters=dict(prepared.rendered.values),
         command=prepared.rendered.command, image="", env_key=prepared.image.env_key, outputs=outputs,
-        backend=prepared.request.backend)
+        backend=prepared.request.backend, options=rerun_options(prepared.request),
+        rerun_of=prepared.request.rerun_of)
+
+
+# What a rerun repeats besides the source and entry point (which have columns of their own): the
+# parameters as the user gave them (the column has them as substituted, defaults included) and
+# the folder relative paths were taken from. Only what was given: a default is the default of the
+# dockrun that reruns.
+RERUN_OPTIONS = ("parameters", "cwd", "docker_args", "env_manager", "base_image", "storage_dir", "trust")
+
+
+def rerun_options(request: RunRequest) -> dict[str, Any]:
+    given = request.given()
+    out: dict[str, Any] = {}
+    for name in RERUN_OPTIONS:
+        if name in given:
+            value = given[name]
+            out[name] = str(value) if name in ("storage_dir", "cwd") else (
+                dict(value) if isinstance(value, Mapping) else list(value) if isinstance(value, tuple) else value)
+    return out
 
 
 def ended_error(rec: RunRecord) -> ExecutionError:

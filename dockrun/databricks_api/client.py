@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from ..errors import ConfigError, RemoteError
+from ..httpauth import open_url
 from .workspace import Workspace
 
 BLOCK = 1 << 20  # DBFS put and add-block take at most 1 MB per call
@@ -99,10 +100,11 @@ class DatabricksClient:
         url = f"{self.ws.host}/api/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
         data = json.dumps(body).encode() if body is not None else raw_body
         kind_sent = "application/octet-stream" if raw_body is not None else "application/json"
-        headers = {**self._auth(), "Content-Type": kind_sent, "User-Agent": "dockrun"}
-        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        req = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": kind_sent, "User-Agent": "dockrun"})
+        credentials = self._auth()  # sent to the workspace's origin alone, never on to a redirect's
         try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
+            with open_url(req, credentials, 60) as resp:
                 raw = resp.read()
                 kind = resp.headers.get("Content-Type", "")
                 if method == "HEAD" and not kind.startswith("text/html"):

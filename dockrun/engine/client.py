@@ -124,6 +124,10 @@ class Docker:
             raise ConfigError(f"cannot reach the Docker engine (DOCKER_HOST): {_short(e)}") from None
 
     # ---- images ---------------------------------------------------------------------------
+    def runtimes(self) -> dict[str, Any]:
+        """The container runtimes the engine has (``Runtimes`` of its info: name -> its path)."""
+        return dict(self.client.api.info().get("Runtimes") or {})
+
     def image_id(self, ref: str) -> str | None:
         docker = _docker()
         try:
@@ -171,25 +175,25 @@ class Docker:
             raise BuildError(f"building {tag} failed: {_short(e)}") from None
         return image_id or self.image_id(tag) or _fail(tag)
 
-    def push(self, ref: str, log: Callable[[str], None]) -> None:
+    def push(self, ref: str, log: Callable[[str], None]) -> str | None:
+        """Push ``ref``; the digest of the manifest the engine pushed (None if it did not say)."""
         docker = _docker()
         repo, tag = _split(ref)
+        pushed = None
         try:
             for chunk in self.client.api.push(repo, tag=tag, stream=True, decode=True, auth_config=_registry_auth()):
                 if "error" in chunk:
                     raise BuildError(f"pushing {ref} failed: {chunk['error']}")
                 if chunk.get("status") and chunk.get("id") is None:
                     log(chunk["status"])
+                pushed = (chunk.get("aux") or {}).get("Digest") or pushed
         except docker.errors.APIError as e:
             raise BuildError(f"pushing {ref} failed: {_short(e)}") from None
+        return pushed
 
     def tag(self, ref: str, target: str) -> None:
         repo, tag = _split(target)
         self.client.api.tag(ref, repo, tag)
-
-    def registry_has(self, ref: str) -> bool:
-        """Ask the registry (not the local cache) whether it has ``ref``."""
-        return self.registry_digest(ref) is not None
 
     def registry_digest(self, ref: str) -> str | None:
         """The manifest digest (sha256:...) the registry serves for ``ref``, or None if it has none:
@@ -200,14 +204,12 @@ class Docker:
         except (docker.errors.APIError, KeyError):
             return None
 
-    def push_if_missing(self, ref: str, log: Callable[[str], None]) -> bool:
-        """Push ``ref`` unless the registry already has that tag; True if it uploaded."""
-        if self.registry_has(ref):
-            log(f"{ref} is already in the registry; nothing to push")
-            return False
-        log(f"pushing {ref}")
-        self.push(ref, log)
-        return True
+    def repo_digests(self, ref: str) -> list[str]:
+        """The registry digests the local image ``ref`` has in ``ref``'s repository (those it was
+        pushed or pulled as): what tells this image from another under the same tag."""
+        info = self._image_info(ref) or {}
+        repo = _split(ref)[0]
+        return [d.rpartition("@")[2] for d in info.get("RepoDigests") or () if d.rpartition("@")[0] == repo]
 
     def images_with_label(self, label: str) -> list[dict[str, Any]]:
         return self.client.api.images(filters={"label": label})
@@ -227,27 +229,27 @@ class Docker:
 
     def read_image_file(self, image: str, path: str, limit: int = 16 << 20) -> bytes | None:
         """The file at ``path`` in ``image`` (None if it has none), from a container that is
-        created, never started, and removed at once."""
-        import io
-        import tarfile
-
+        created, never started, and removed at once. The archive is read as a stream and a file over
+        ``limit`` bytes refused as soon as its size is known: never more than ``limit`` in memory."""
         docker = _docker()
         try:
             created = self.client.api.create_container(image, command=["/dockrun-reads-a-file"],
                                                        labels={"dockrun.reader": "1"})
         except docker.errors.APIError as e:
             raise ConfigError(f"cannot read {path} in {image}: {_short(e)}") from None
+        api = self.client.api
         try:
-            stream, _ = self.client.api.get_archive(created["Id"], path)
-            data = b"".join(stream)
-        except docker.errors.NotFound:
-            return None
+            # docker-py's get_archive keeps the reply to itself: a reply not read to its end must be
+            # closed before the container can go (the engine holds it while it sends the archive).
+            reply = api.get(f"{api.base_url}/v{api.api_version}/containers/{created['Id']}/archive",
+                            params={"path": path}, headers={"Accept-Encoding": "identity"}, stream=True,
+                            timeout=api.timeout)
+            try:
+                return _file_from_archive(reply, image, path, limit)
+            finally:
+                reply.close()
         finally:
-            self.client.api.remove_container(created["Id"], force=True)
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            member = next((m for m in tar.getmembers() if m.isfile() and m.size <= limit), None)
-            f = tar.extractfile(member) if member else None
-            return f.read() if f else None
+            api.remove_container(created["Id"], force=True)
 
     # ---- build containers (images/cached_build.py) -----------------------------------------
     def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
@@ -459,34 +461,76 @@ class Docker:
             return {}
 
 
+# The engine's own words about a build (layer IDs, the intermediate containers it makes and removes,
+# the cache it uses): what a step did is the rest.
+_BOOKKEEPING = re.compile(r"^ ---> |^Removing intermediate container |^Successfully built |^Successfully tagged ")
+_NONZERO = re.compile(r"^The command .* returned a non-zero code: (\d+)$", re.S)
+STEP_LOG_LINES = 60  # of the failing step's output, this many (its last) are kept for the error
+
+
+def is_step_header(line: str) -> bool:
+    return bool(_STEP.match(line))
+
+
+def is_bookkeeping(line: str) -> bool:
+    """A line of the engine's build log that says nothing a step printed (``-v`` shows them)."""
+    return bool(_BOOKKEEPING.match(line))
+
+
 def follow_build(chunks: Iterable[Mapping[str, Any]], tag: str, log: Callable[[str], None]) -> str | None:
-    """A build's progress (the engine's JSON messages) to ``log``, line by line; the image ID it
-    names, or BuildError naming the failing step and its last lines. Shared by docker-py's build and
-    the lean one (engine.lean), so both say the same."""
-    step, tail, image_id = "", deque(maxlen=15), None
+    """A build's progress (the engine's JSON messages) to ``log``, line by line (a line the engine
+    sent in pieces is one line); the image ID it names, or a one-line BuildError naming the failing
+    step and its last line of output (``output``: the step's own lines, without the engine's
+    bookkeeping). Shared by docker-py's build and the lean one (engine.lean), so both say the same."""
+    step, image_id, pending = "", None, ""
+    own: deque[str] = deque(maxlen=STEP_LOG_LINES)
     for chunk in chunks:
         if "error" in chunk:
-            detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
-            last = "\n".join(tail)
+            pending = _ANSI.sub("", pending).strip("\r")
+            if pending.strip():
+                own.append(pending)
+                log(pending)
+            detail = ((chunk.get("errorDetail") or {}).get("message") or chunk["error"]).strip()
             # A template's own check explains itself better than the step that ran it.
-            said = [line[len(CHECK_PREFIX):] for line in tail if line.startswith(CHECK_PREFIX)]
+            said = [line[len(CHECK_PREFIX):] for line in own if line.startswith(CHECK_PREFIX)]
             if said:
-                raise BuildError(f"building {tag}: {said[-1]}")
-            raise BuildError(
-                f"building {tag} failed at {step or 'start'}: {detail.strip()}"
-                + (f"\nlast lines of output:\n{last}" if last else "")
-            )
-        text = _ANSI.sub("", chunk.get("stream", ""))  # the engine colours a step's stderr
-        for line in text.splitlines():
+                raise BuildError(f"building {tag}: {said[-1]}", output=(step, *own) if step else tuple(own))
+            raise _step_failed(tag, step, detail, tuple(own))
+        pending += chunk.get("stream", "")
+        *lines, pending = re.split(r"\r?\n", pending)
+        for line in lines:
+            # The engine colours a step's stderr; of a progress bar, its last state.
+            line = _ANSI.sub("", line).rstrip("\r").rsplit("\r", 1)[-1]
+            if not line.strip():
+                continue
             if _STEP.match(line):
                 step = line
-            if line.strip():
-                tail.append(line)
-                log(line)
+                own.clear()
+            elif not _BOOKKEEPING.match(line):
+                own.append(line)
+            log(line)
         aux = chunk.get("aux") or {}
         if "ID" in aux:
             image_id = aux["ID"]
+    if _ANSI.sub("", pending).strip():
+        log(_ANSI.sub("", pending))
     return image_id
+
+
+def _step_failed(tag: str, step: str, detail: str, own: tuple[str, ...]) -> BuildError:
+    """One line: the image, the step (its number and instruction: the instruction's text is in the
+    log above, once) and what went wrong, said by the step's last line when the engine says only
+    that its command exited non-zero (and repeats the command)."""
+    if not step:
+        return BuildError(f"building {tag} failed: {detail}", output=own)
+    number, _, instruction = step[len("Step "):].partition(" : ")
+    keyword = instruction.split(None, 1)[0].upper() if instruction.strip() else "?"
+    code = _NONZERO.match(detail)
+    if code:
+        where, said = f"{keyword}, exit code {code[1]}", own[-1].strip() if own else "(no output)"
+    else:
+        where, said = keyword, detail.splitlines()[0] if detail else "failed"
+    return BuildError(f"building {tag} failed at step {number} ({where}): {said}", output=(step, *own))
 
 
 def _split(ref: str) -> tuple[str, str]:
@@ -508,6 +552,30 @@ def _registry_auth() -> dict[str, str] | None:
 
 def _fail(tag: str) -> str:
     raise BuildError(f"building {tag} produced no image")
+
+
+def _file_from_archive(reply: Any, image: str, path: str, limit: int) -> bytes | None:
+    """The first file in the archive ``reply`` streams, read only when it is within ``limit``."""
+    import base64
+    import json
+    import tarfile
+
+    if reply.status_code == 404:
+        return None
+    if reply.status_code != 200:
+        raise ConfigError(f"cannot read {path} in {image}: the engine answered {reply.status_code}")
+    too_large = ConfigError(f"{path} in {image} is larger than {limit >> 20} MB: not read")
+    stat = reply.headers.get("X-Docker-Container-Path-Stat")
+    if stat and int(json.loads(base64.b64decode(stat)).get("size") or 0) > limit:
+        raise too_large  # the engine says so before any byte of the file is read
+    with tarfile.open(fileobj=reply.raw, mode="r|") as tar:
+        for member in tar:
+            if member.isfile():
+                if member.size > limit:
+                    raise too_large
+                f = tar.extractfile(member)
+                return f.read() if f else None
+    return None
 
 
 def _short(e: Exception) -> str:

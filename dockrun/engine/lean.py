@@ -94,6 +94,10 @@ class LeanDocker(Docker):
         status, payload = self._call(method, path, body, ok=ok)
         return status, json.loads(payload) if payload.strip() else None
 
+    def runtimes(self) -> dict[str, Any]:
+        _, info = self._json("GET", "/info")
+        return dict((info or {}).get("Runtimes") or {})
+
     # ---- images ---------------------------------------------------------------------------
     def _inspect_image(self, ref: str) -> dict[str, Any] | None:
         status, info = self._json("GET", f"/images/{_q(ref)}/json", ok=(404,))

@@ -16,6 +16,8 @@ from ..config import Settings
 from ..errors import BuildError
 from ..locks import file_lock
 from ..project.treehash import DISK_ERRNOS, TreeDigest, walk
+from ..store.records import RunStore
+from .feedback import build_failed
 from .inputs import env_inputs
 from .plan import ImagePlan, env_dockerfile, local_code, project_dockerfile
 
@@ -125,6 +127,7 @@ class DockerLike(Protocol):
     def image_id(self, ref: str) -> str | None: ...
     def try_pull(self, ref: str) -> str | None: ...
     def ensure_pulled(self, ref: str, log: Callable[[str], None]) -> str: ...
+    def tag(self, ref: str, target: str) -> None: ...
     def build(self, context: IO[bytes], tag: str, buildargs: dict[str, str],
               labels: Mapping[str, str], log: Callable[[str], None]) -> str: ...
 
@@ -153,7 +156,8 @@ def ensure_images(
             if not image_id:
                 log(f"building project image {plan.project_image}")
                 build_args = dict(settings.build_args) if local_code(plan) else {}
-                image_id = docker.build(code, plan.project_image, build_args, plan.project_labels, log)
+                image_id = _build(docker, code, plan.project_image, build_args, plan.project_labels, log)
+                _made(settings, image_id, plan.project_image)
     return image_id
 
 
@@ -178,18 +182,79 @@ def ensure_env_image(
         if why_classic is None:  # one line that says which path the build took
             log(f"building environment image {plan.env_image} ({plan.env.kind}) in a build container with the "
                 "package cache (volume dockrun-cache)")
-            return build_env_cached(plan, settings, docker, log), True  # type: ignore[arg-type]
+            try:
+                built = build_env_cached(plan, settings, docker, log)  # type: ignore[arg-type]
+            except BuildError:
+                log(build_failed(plan.env_image))
+                raise
+            return _made(settings, built, plan.env_image), True
         log(f"building environment image {plan.env_image} ({plan.env.kind}) with the classic builder, no "
             f"package cache ({why_classic})")
         with env_context(plan, settings) as ctx:
-            return docker.build(ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log), True
+            built = _build(docker, ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log)
+        return _made(settings, built, plan.env_image), True
+
+
+def _build(docker: DockerLike, context: IO[bytes], ref: str, buildargs: dict[str, str],
+           labels: Mapping[str, str], log: Callable[[str], None]) -> str:
+    """``docker.build``, saying when it failed: the feedback then shows the failing step's output."""
+    try:
+        return docker.build(context, ref, buildargs, labels, log)
+    except BuildError:
+        log(build_failed(ref))
+        raise
 
 
 def _present(docker: DockerLike, ref: str, settings: Settings, log: Callable[[str], None]) -> str | None:
     """The image ID of ``ref`` if it is here, or can be pulled from the configured registry."""
     found = docker.image_id(ref)
     if found is None and settings.registry and ref.startswith(settings.registry + "/"):
+        # Built here before DOCKRUN_REGISTRY was set: the same key names the same image.
+        unprefixed = ref[len(settings.registry) + 1:]
+        found = docker.image_id(unprefixed)
+        if found:
+            docker.tag(found, ref)
+            log(f"{unprefixed} is here: tagged it {ref}")
+            return _made(settings, found, ref)  # listed and pruned under this name too
         found = docker.try_pull(ref)
         if found:
             log(f"pulled {ref} from the registry")
+            _made(settings, found, ref)
     return found
+
+
+def _made(settings: Settings, image_id: str, ref: str) -> str:
+    """Record that dockrun made ``image_id`` under ``ref``: `dockrun images` lists and prunes only
+    what it recorded (an image built FROM one of dockrun's has its labels, and is not dockrun's)."""
+    RunStore(settings.home).record_image(image_id, ref)
+    return image_id
+
+
+class Pusher(Protocol):
+    """The part of engine.client.Docker that pushing uses."""
+
+    def push(self, ref: str, log: Callable[[str], None]) -> str | None: ...
+    def registry_digest(self, ref: str) -> str | None: ...
+    def repo_digests(self, ref: str) -> list[str]: ...
+
+
+def push_pinned(docker: Pusher, ref: str, log: Callable[[str], None]) -> str:
+    """Push the local image ``ref`` unless the registry already serves this very image under its
+    tag; the digest of this image in the registry (what to pin). A tag names whatever was pushed
+    last, by anyone with push rights: another image under it is said and pushed over, never used."""
+    ours = docker.repo_digests(ref)
+    served = docker.registry_digest(ref)
+    if served is not None and served in ours:
+        log(f"{ref} is already in the registry; nothing to push")
+        return served
+    if served is not None:
+        log(f"the registry has another image under {ref} ({served}); pushing the one built here over it")
+    else:
+        log(f"pushing {ref}")
+    pushed = docker.push(ref, log)
+    if pushed is None:  # an engine that does not report it: the one digest the image now has there
+        known = docker.repo_digests(ref)
+        pushed = known[0] if len(known) == 1 else None
+    if pushed is None:
+        raise BuildError(f"pushing {ref}: the engine did not say which digest it pushed")
+    return pushed

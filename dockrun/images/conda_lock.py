@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from ..errors import ProjectError
+from ..project.source import project_file
 
 CONDA_LOCK_NAME = "conda-lock.txt"
 _INPUT = re.compile(r"^#\s*dockrun-lock-input:\s*([0-9a-f]{64})\s*$", re.M)
@@ -40,6 +41,7 @@ def read_conda_lock(root: Path, env_file: str, canonical: Callable[[], str]) -> 
     path = root / rel
     if not path.is_file():
         return None
+    path = project_file(root, rel)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..config import DEFAULT_CONDA_BASE, DEFAULT_PYTHON, EXAMPLE_MICROMAMBA_IMAGE, Settings
 from ..errors import ConfigError, ProjectError
+from ..project.source import project_file
 from ..project.spec import ProjectSpec, yaml_problem
 from .conda_lock import conda_lock_file, read_conda_lock
 
@@ -159,7 +160,7 @@ def _env_spec(project: ProjectSpec, settings: Settings, env_manager: str, read_l
     # uv: python_env.yaml, requirements.txt, or a conda.yaml's PyPI-installable part.
     if kind == "python":
         python, reqs = _python_env(project.root, project.env_file or "python_env.yaml")
-    elif kind == "requirements" and _has_hashes(project.root / "requirements.txt"):
+    elif kind == "requirements" and _has_hashes(project.root, "requirements.txt"):
         # pip-compile --generate-hashes output is a lock already: install exactly it.
         lock = read_lock_file(project.root, "requirements.txt", "", "requirements.txt")
         return EnvSpec(kind="uv", base_image=_python_base(settings, None), lock=lock)
@@ -210,7 +211,7 @@ def read_lock_file(root: Path, rel: str, digest: str, env_file: str) -> tuple[st
     """The lock's canonical lines: one ``name==version --hash=... --hash=...`` per package (names
     normalised, hashes sorted, lines sorted); comments, continuations and spacing do not count."""
     try:
-        text = (root / rel).read_text(encoding="utf-8")
+        text = project_file(root, rel).read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ProjectError(f"{rel}: not a text file (expected pip's requirements format)") from None
     recorded = _LOCK_INPUT.search(text)
@@ -244,9 +245,9 @@ def _lock_line(line: str, rel: str) -> str:
     return " ".join([requirement, *hashes])
 
 
-def _has_hashes(path: Path) -> bool:
+def _has_hashes(root: Path, rel: str) -> bool:
     try:
-        return "--hash" in path.read_text(encoding="utf-8")
+        return "--hash" in project_file(root, rel).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False  # reading it properly reports the problem
 
@@ -272,7 +273,7 @@ def _read_yaml(root: Path, rel: str) -> Any:
     import yaml  # here, not at the top: listing runs or images needs no environment parsing
 
     try:
-        return yaml.safe_load((root / rel).read_text(encoding="utf-8"))
+        return yaml.safe_load(project_file(root, rel).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ProjectError(f"{rel}: file not found in the project") from None
     except yaml.YAMLError as e:
@@ -299,7 +300,7 @@ def canonical_requirements(root: Path, rel: str) -> tuple[str, ...]:
 
 def _read_requirement_lines(root: Path, rel: str) -> list[str]:
     try:
-        text = (root / rel).read_text(encoding="utf-8")
+        text = project_file(root, rel).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ProjectError(f"{rel}: file not found in the project") from None
     # Join backslash continuations before dropping comments.
@@ -343,7 +344,7 @@ def _local_code(root: Path, line: str, where: str) -> str:
     norm = posixpath.normpath(target)
     if norm == ".." or norm.startswith("../"):
         raise ProjectError(f"{where}: {line!r}: local code must be inside the project")
-    folder = root / norm
+    folder = project_file(root, norm)  # a link to the user's other code is no part of this project
     if not any((folder / f).is_file() for f in ("pyproject.toml", "setup.py", "setup.cfg")):
         raise ProjectError(f"{where}: {line!r}: no pyproject.toml or setup.py in {norm!r}")
     path = "." if norm == "." else "./" + norm

@@ -1,4 +1,9 @@
-"""`dockrun images`: list dockrun's images and prune the unused ones, found by their labels."""
+"""`dockrun images`: list dockrun's images and prune the unused ones.
+
+dockrun's images are those it recorded when it built them (the run store's ``images`` table), under
+the names it gave them. A label is no proof: every image a user builds FROM one of dockrun's
+inherits its labels, and anyone can set them. Labels only describe a recorded image (its project
+and environment key), and what they and its package list say is shown terminal-safe."""
 from __future__ import annotations
 
 import time
@@ -8,6 +13,7 @@ from pathlib import Path
 from ..config import load_settings
 from ..engine.client import Docker
 from ..store.records import RunStore
+from ..terminal import printable
 from .cached_build import prune_build_cache
 from .installed import image_installed, package_lines
 from .plan import LABEL_ENV, LABEL_PROJECT
@@ -26,13 +32,19 @@ class ImageInfo:
     last_used: float  # the latest run of it (or of a project image on it), else its creation
 
 
-def dockrun_images(docker: Docker, store: RunStore) -> list[ImageInfo]:
+def dockrun_images(docker: Docker, store: RunStore) -> tuple[list[ImageInfo], int]:
+    """The images dockrun made that are on the engine, with only the references it gave them; and
+    how many other images carry its labels (built FROM its images, or elsewhere)."""
+    owned = store.owned_images()
     runs = store.last_use_by_image()
-    raw = docker.images_with_label(LABEL_ENV)
-    infos = []
-    for img in raw:
+    infos, others = [], 0
+    for img in docker.images_with_label(LABEL_ENV):
+        tags = [r for r in img.get("RepoTags") or () if r != "<none>:<none>"]
+        refs = tuple(r for r in tags if r in owned.get(img["Id"], ()))
+        if img["Id"] not in owned or (tags and not refs):  # not made here, or only the user's names left
+            others += 1
+            continue
         labels = img.get("Labels") or {}
-        refs = tuple(r for r in img.get("RepoTags") or () if r != "<none>:<none>")
         used = max([runs.get(r, 0.0) for r in refs] + [float(img["Created"])])
         infos.append(ImageInfo(img["Id"], refs, labels.get(LABEL_PROJECT), labels[LABEL_ENV], int(img["Size"]),
                                float(img["Created"]), used))
@@ -43,36 +55,44 @@ def dockrun_images(docker: Docker, store: RunStore) -> list[ImageInfo]:
             by_env[i.env_key] = max(by_env.get(i.env_key, 0.0), i.last_used)
     infos = [i if i.project else ImageInfo(i.id, i.refs, None, i.env_key, i.size, i.created,
                                            max(i.last_used, by_env.get(i.env_key, 0.0))) for i in infos]
-    return sorted(infos, key=lambda i: i.last_used, reverse=True)
+    return sorted(infos, key=lambda i: i.last_used, reverse=True), others
 
 
-def list_table(packages: bool = False) -> str:
+def list_table(packages: bool = False) -> tuple[str, str | None]:
     """The images, most recently used first; with ``packages``, under each environment image what
-    it installed (a project image shows its own only when its environment image is not listed)."""
+    it installed (a project image shows its own only when its environment image is not listed).
+    And a note, when other images carry dockrun's labels, saying why they are not listed."""
     settings = load_settings()
     docker = Docker()
-    infos = dockrun_images(docker, RunStore(settings.home))
+    infos, others = dockrun_images(docker, RunStore(settings.home))
+    note = (f"{others} more image(s) carry dockrun's labels but were not built with this DOCKRUN_HOME, or were "
+            f"built FROM its images: not listed, never pruned (docker image ls --filter label={LABEL_ENV})"
+            if others else None)
     rows = [("IMAGE", "PROJECT", "ENV KEY", "SIZE", "LAST USED")]
     for i in infos:
-        rows.append((_name(i), i.project or "(environment)", i.env_key[:12],
+        rows.append((_names(i)[0], printable(i.project) if i.project else "(environment)", printable(i.env_key[:12]),
                      f"{i.size / 1e6:.0f} MB", _ago(i.last_used)))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    # An image's other names go on lines of their own below its row: the table is as wide as one
+    # name, not as all of an image's names together.
+    entries = [[line, *("  " + n for n in _names(i)[1:])] for i, line in zip(infos, lines[1:])]
     if not packages:
-        return "\n".join(lines)
+        return "\n".join([lines[0], *(line for entry in entries for line in entry)]), note
     env_images = {i.env_key: i for i in infos if not i.project}
     out = lines[:1]
-    for i, line in zip(infos, lines[1:]):
-        out.append(line)
+    for i, entry in zip(infos, entries):
+        out += entry
         if i.project and i.env_key in env_images:
-            out.append(f"    packages: as its environment image {_name(env_images[i.env_key])}")
+            out.append(f"    packages: as its environment image {_names(env_images[i.env_key])[0]}")
         else:
-            out += ["    " + text for text in _packages(docker, i.id, settings.home)]
-    return "\n".join(out)
+            out += ["    " + printable(text) for text in _packages(docker, i.id, settings.home)]
+    return "\n".join(out), note
 
 
-def _name(i: ImageInfo) -> str:
-    return ", ".join(i.refs) or i.id[7:19]
+def _names(i: ImageInfo) -> list[str]:
+    """The names dockrun gave the image (the shortest first), or its short ID."""
+    return [printable(r) for r in sorted(i.refs, key=lambda r: (len(r), r))] or [i.id[7:19]]
 
 
 def _packages(docker: Docker, image_id: str, home: Path) -> list[str]:
@@ -84,23 +104,32 @@ def _packages(docker: Docker, image_id: str, home: Path) -> list[str]:
 
 def prune(older_than_days: float, project: str | None = None) -> list[str]:
     """Remove dockrun images not used for ``older_than_days`` (project images first, then the
-    environment images no remaining project image needs). Returns what was removed."""
+    environment images no remaining project image needs): the names dockrun gave them, and so the
+    image unless someone else named it or built on it. Returns what was removed."""
     settings = load_settings()
     docker = Docker()
     cutoff = time.time() - older_than_days * DAY
-    infos = dockrun_images(docker, RunStore(settings.home))
+    store = RunStore(settings.home)
+    infos, _ = dockrun_images(docker, store)
     removed: list[str] = []
     kept_envs = set()
     for i in (i for i in infos if i.project):
         if i.last_used <= cutoff and (project is None or i.project == project):
-            removed += docker.remove_image(i.id, i.refs)
+            removed += _remove(docker, store, i)
         else:
             kept_envs.add(i.env_key)
     for i in (i for i in infos if not i.project):
         if i.env_key not in kept_envs and i.last_used <= cutoff and project is None:
-            removed += docker.remove_image(i.id, i.refs)
+            removed += _remove(docker, store, i)
     if project is None:  # the build cache (images/cached_build.py): shared, so never for one project
         removed += prune_build_cache(docker, settings.home, older_than_days)
+    return [printable(r) for r in removed]
+
+
+def _remove(docker: Docker, store: RunStore, image: ImageInfo) -> list[str]:
+    removed = docker.remove_image(image.id, image.refs)
+    if docker.image_id(image.id) is None:  # gone (not still named or built on by someone else)
+        store.forget_image(image.id)
     return removed
 
 

@@ -20,6 +20,9 @@ from ..errors import DockrunError
 from ..locks import write_atomic
 
 INSTALLED_PATH = "/opt/dockrun/installed.json"
+# A record lists packages: a few hundred KB for the largest environments. An image is someone
+# else's data (a docker_env image, a registry's): more than this is refused while it is read.
+LIMIT = 16 << 20
 NOT_RECORDED = ("not recorded: dockrun records what its environment templates install (uv and py-rattler); "
                 "a docker_env image is used as given, a project with no environment runs the base image's "
                 "Python as is, and micromamba builds do not record yet")
@@ -47,7 +50,10 @@ def image_installed(docker: Docker, image_id: str, home: Path) -> dict[str, Any]
     cached = _load(path)
     if cached is not None:
         return cached
-    raw = docker.read_image_file(image_id, INSTALLED_PATH)
+    try:
+        raw = docker.read_image_file(image_id, INSTALLED_PATH, LIMIT)
+    except DockrunError as e:  # too large, or the engine said no: asked again next time
+        return {"recorded": False, "why": f"not readable: {str(e).splitlines()[0]}", "image_id": image_id}
     data: dict[str, Any] = {"recorded": False, "why": NOT_RECORDED}
     if raw is not None:
         try:

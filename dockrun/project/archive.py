@@ -9,8 +9,13 @@ Layout under ``$DOCKRUN_HOME/archives``::
 The bytes decide the key, so a second run of the same archive (under any name or URL) unpacks and
 builds nothing. Unpacking walks the members itself instead of calling ``extractall``: an archive
 from a URL is untrusted, and every member that could write outside the target (absolute paths,
-``..``, links leading out, writes through a link), every device file and any total over the size
-limit is refused with one line naming the member; the temp folder then goes, so nothing is left.
+``..``, links leading out, writes through a link) and every device file is refused with one line
+naming the member; the temp folder then goes, so nothing is left.
+
+An archive is also unpacked within limits (config.ArchiveLimits: bytes, members, the expansion
+ratio; and fixed ones below: name lengths, header sizes), checked before a parser reads what a
+header announces: tarfile reads a GNU long name or a pax header whole into memory, and zipfile
+reads a link's target and the central directory whole, whatever size they declare.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import re
 import secrets
 import shutil
 import stat
+import struct
 import tarfile
 import time
 import zipfile
@@ -31,10 +37,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
-from ..config import CA_VARS, default_home
+from ..config import ARCHIVE_LIMIT_VARS, CA_VARS, ArchiveLimits, archive_limits, default_home
 from ..errors import SourceError
+from ..httpauth import basic, open_url, split_userinfo
 from ..locks import file_lock
 from .inputs.web import redact
 from .source import Source, clean_subdirectory
@@ -43,8 +50,12 @@ from .uri import ARCHIVE_SUFFIXES, HTTP, is_archive_uri  # noqa: F401 - is_archi
 if TYPE_CHECKING:
     import ssl
 
-# Larger than any project worth baking into an image; small enough that a bomb cannot fill a disk.
-MAX_UNPACKED_BYTES = 2 * 1024**3
+# Fixed limits, not settings: no project comes near them, and each bounds what a parser holds in memory.
+MAX_NAME = 4096  # bytes in a member's path or a link's target (PATH_MAX)
+MAX_HEADER = 64 * 1024  # one pax extended header
+MAX_GLOBAL_HEADERS = 4096  # all pax global headers together: tarfile copies them into every member
+MAX_HEADER_CHAIN = 8  # extended headers (pax, GNU long name and link) before one member
+MAX_ZIP_DIRECTORY = 16 * 1024**2  # a zip's list of members (central directory), which zipfile reads whole
 _CHUNK = 1 << 20
 _TIMEOUT = 60  # seconds without a byte from the server before a download counts as failed
 _STALE_DOWNLOAD = 24 * 3600  # a .dl- file older than this belongs to a process that died
@@ -57,15 +68,16 @@ def resolve_archive(uri: str, version: str | None = None, home: Path | None = No
     if version:
         raise SourceError(f"{shown}: --version applies to Git URIs only, not to an archive")
     sub = clean_subdirectory(sub, shown)
+    limits = archive_limits(os.environ)
     home = Path(home or default_home(os.environ)).expanduser().absolute()
     store = _store(home)
-    with _local_file(base, shown, store) as (path, sha):
+    with _local_file(base, shown, store, limits.max_bytes) as (path, sha):
         tree = store / sha
         if not tree.is_dir():
             with file_lock(home, f"archive:{sha}"):
                 if not tree.is_dir():  # another process may have unpacked it while we waited
                     _sweep(store, sha)
-                    _unpack_published(path, tree, _name(base), _kind(base), shown)
+                    _unpack_published(path, tree, _name(base), _kind(base), shown, limits)
     root = _project_root(tree, sub, shown)
     key = hashlib.sha256(f"archive:{sha}:{sub}".encode()).hexdigest()
     return Source(uri=shown + (f"#{sub}" if sub else ""), root=root, key=key, subdirectory=sub)
@@ -124,11 +136,12 @@ def _sweep(store: Path, sha: str) -> None:
             pass
 
 
-def _unpack_published(archive: Path, final: Path, name: str, kind: str, shown: str) -> None:
+def _unpack_published(archive: Path, final: Path, name: str, kind: str, shown: str,
+                      limits: ArchiveLimits) -> None:
     tmp = final.parent / f".tmp-{final.name[:24]}-{secrets.token_hex(6)}"
     tmp.mkdir(mode=0o700)
     try:
-        unpack(archive, tmp / name, kind, shown)
+        unpack(archive, tmp / name, kind, shown, limits)
         os.rename(tmp, final)
     except BaseException:  # Ctrl-C included: a half-unpacked tree must never be found
         shutil.rmtree(tmp, ignore_errors=True)
@@ -151,13 +164,13 @@ def _project_root(tree: Path, sub: str, shown: str) -> Path:
 # --- getting the bytes ----------------------------------------------------------------------------
 
 @contextmanager
-def _local_file(base: str, shown: str, store: Path) -> Iterator[tuple[Path, str]]:
+def _local_file(base: str, shown: str, store: Path, limit: int) -> Iterator[tuple[Path, str]]:
     """(a readable file holding the archive, the SHA-256 of its bytes); a download lives only as
     long as the context."""
     if base.lower().startswith(HTTP):
         tmp = store / f".dl-{secrets.token_hex(8)}"
         try:
-            sha = _download(base, shown, tmp)
+            sha = _download(base, shown, tmp, limit)
             yield tmp, sha
         finally:
             tmp.unlink(missing_ok=True)
@@ -184,30 +197,24 @@ def _file_path(base: str, shown: str) -> Path:
     return Path(unquote(parts.path))
 
 
-def _download(url: str, shown: str, dest: Path, limit: int = MAX_UNPACKED_BYTES) -> str:
+def _download(url: str, shown: str, dest: Path, limit: int) -> str:
     # Imported here: HTTP and TLS cost more to import than a local run of a local archive takes.
-    import base64
     import http.client
     import urllib.error
     import urllib.request
 
-    parts = urlsplit(url)
-    user, password = unquote(parts.username or ""), unquote(parts.password or "")
-    clean = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], fragment=""))
+    clean, user, password = split_userinfo(url)
     request = urllib.request.Request(clean, headers={"User-Agent": "dockrun"})
-    if user or password:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        # Unredirected: a redirect to another host must not carry the credentials along.
-        request.add_unredirected_header("Authorization", f"Basic {token}")
+    credentials = basic(user, password) if user or password else {}
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT, context=_tls_context()) as resp, \
-                _Saving(dest, shown) as out:
+        with open_url(request, credentials, _TIMEOUT, _tls_context()) as resp, _Saving(dest, shown) as out:
             size = 0
             while chunk := resp.read(_CHUNK):
                 size += len(chunk)
                 if size > limit:
-                    raise SourceError(f"{shown}: the archive is larger than {limit} bytes; refused")
+                    raise SourceError(f"{shown}: the archive is larger than {limit} bytes "
+                                      f"{_raise_with('max_bytes')}; refused")
                 digest.update(chunk)
                 out.write(chunk)
     except urllib.error.HTTPError as e:
@@ -285,42 +292,78 @@ class _Member:
 class _Target:
     dest: Path
     shown: str
-    limit: int
+    limits: ArchiveLimits
+    cap: int  # bytes the archive may unpack to: max_bytes, or less by the ratio to its own size
+    cap_setting: str  # the ArchiveLimits field that set ``cap``
 
     def refuse(self, member: _Member, why: str) -> SourceError:
-        return SourceError(f"{self.shown}: member {member.name!r} {why}; refused")
+        return SourceError(f"{self.shown}: member {_short(member.name)!r} {why}; refused")
+
+    def over(self, why: str) -> SourceError:
+        """The archive as a whole (or a header before any member has a name) is refused."""
+        return SourceError(f"{self.shown}: {why}; refused")
+
+    def too_big(self, member: _Member) -> SourceError:
+        ratio = f", more than {self.limits.max_ratio} times its own size" if self.cap_setting == "max_ratio" else ""
+        return self.refuse(member, f"takes the archive over {self.cap} bytes unpacked{ratio} "
+                                   f"{_raise_with(self.cap_setting)}")
 
 
-def unpack(archive: Path, dest: Path, kind: str, shown: str, limit: int = MAX_UNPACKED_BYTES) -> None:
+def _raise_with(setting: str) -> str:
+    return f"(the limit; {ARCHIVE_LIMIT_VARS[setting]} raises it)"
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 200 else name[:200] + "..."
+
+
+def _target(dest: Path, shown: str, limits: ArchiveLimits, archive_size: int) -> _Target:
+    by_ratio = max(limits.ratio_floor, limits.max_ratio * archive_size)
+    if by_ratio < limits.max_bytes:
+        return _Target(dest, shown, limits, by_ratio, "max_ratio")
+    return _Target(dest, shown, limits, limits.max_bytes, "max_bytes")
+
+
+def unpack(archive: Path, dest: Path, kind: str, shown: str, limits: ArchiveLimits | None = None) -> None:
     """Unpack ``archive`` (``kind`` "zip" or "tar", any compression) into the new folder ``dest``,
-    refusing anything that could reach outside it. After an error ``dest`` may hold part of the
-    archive: callers unpack into a temp folder that they remove."""
+    refusing anything that could reach outside it or exceed ``limits``. After an error ``dest`` may
+    hold part of the archive: callers unpack into a temp folder that they remove."""
+    limits = limits or ArchiveLimits()
+    target = _target(dest, shown, limits, archive.stat().st_size)
     dest.mkdir(mode=0o755)
-    target = _Target(dest, shown, limit)
     links: list[tuple[_Member, Path]] = []
-    total = 0
+    total = count = 0
     member = None
     try:
-        for member in (_zip_members if kind == "zip" else _tar_members)(archive):
-            total += _place(target, member, limit - total, links)
+        for member in (_zip_members if kind == "zip" else _tar_members)(archive, target):
+            count += 1
+            if count > limits.max_members:
+                raise target.over(f"it has more than {limits.max_members} members {_raise_with('max_members')}")
+            _check_lengths(target, member)
+            total += _place(target, member, target.cap - total, links)
     except (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, zlib.error, EOFError,
             NotImplementedError, RuntimeError) as e:  # RuntimeError: an encrypted zip
         detail = " ".join(str(e).split()) or type(e).__name__
-        raise SourceError(f"{shown}: not a valid {kind} archive ({detail})") from None
+        raise SourceError(f"{shown}: not a valid {kind} archive ({_short(detail)})") from None
     except OSError as e:  # the disk, not the archive: full, or the home not writable
-        what = f" member {member.name!r}" if member else ""
+        what = f" member {_short(member.name)!r}" if member else ""
         raise SourceError(f"{shown}: cannot unpack{what} into {dest.parent.parent}: {e.strerror or e}") from None
     # Each link was checked alone; a chain of them (x -> ., y -> x/../..) is checked here, on the
     # finished tree, where the filesystem resolves it as every later reader will.
     inside = dest.resolve()
     for member, path in links:
         if not Path(os.path.realpath(path)).is_relative_to(inside):
-            raise target.refuse(member, f"is a link to {member.link!r}, outside the archive")
+            raise target.refuse(member, f"is a link to {_short(member.link)!r}, outside the archive")
 
 
-def _tar_members(archive: Path) -> Iterator[_Member]:
-    with tarfile.open(archive, mode="r:*") as tf:
-        for m in tf:
+def _tar_members(archive: Path, t: _Target) -> Iterator[_Member]:
+    with tarfile.open(archive, mode="r:*", tarinfo=_bounded_tarinfo(t)) as tf:
+        while (m := tf.next()) is not None:
+            # tarfile keeps every member it has read, each with a copy of the global pax headers;
+            # nothing here looks back (links are resolved on disk), so memory stays flat.
+            tf.members.clear()
+            if m.size < 0:  # tarfile would seek back to an earlier header, and loop
+                raise t.refuse(_Member(m.name, "file"), "has a negative size")
             if m.isreg():
                 yield _Member(m.name, "file", m.size, bool(m.mode & 0o111), open=_tar_opener(tf, m))
             elif m.isdir():
@@ -333,6 +376,70 @@ def _tar_members(archive: Path) -> Iterator[_Member]:
                 yield _Member(m.name, "special")
 
 
+# What tarfile reads whole before the member it describes: (what it is, the most it may announce).
+_EXTENDED = {
+    tarfile.GNUTYPE_LONGNAME: ("a GNU long name header", MAX_NAME + 1),  # + its NUL
+    tarfile.GNUTYPE_LONGLINK: ("a GNU long link header", MAX_NAME + 1),
+    tarfile.XHDTYPE: ("a pax header", MAX_HEADER),
+    tarfile.SOLARIS_XHDTYPE: ("a pax header", MAX_HEADER),
+    tarfile.XGLTYPE: ("pax global headers", MAX_GLOBAL_HEADERS),
+    tarfile.GNUTYPE_SPARSE: ("a GNU sparse header", None),  # its size is the member's data
+}
+# All tarfile may read while taking in one member's headers (a GNU sparse map follows them).
+_HEADER_BUDGET = MAX_HEADER_CHAIN * (MAX_HEADER + tarfile.BLOCKSIZE)
+
+
+def _bounded_tarinfo(t: _Target) -> type[tarfile.TarInfo]:
+    """tarfile's TarInfo, checking each extended header's declared size before tarfile reads it;
+    the stream it reads one member's headers from refuses to give more than _HEADER_BUDGET."""
+    seen = {"depth": 0, "global": 0}
+
+    class Bounded(tarfile.TarInfo):
+        def _proc_member(self, tf: tarfile.TarFile) -> tarfile.TarInfo:  # tarfile's hook for subclasses
+            if self.size < 0:
+                raise t.over("a tar header declares a negative size")
+            if self.type not in _EXTENDED:
+                return super()._proc_member(tf)
+            what, most = _EXTENDED[self.type]
+            size = self.size
+            if self.type == tarfile.XGLTYPE:  # kept for, and copied into, every later member
+                seen["global"] += size
+                size = seen["global"]
+            if most is not None and size > most:
+                raise t.over(f"{what} of {size} bytes, over the limit of {most}")
+            if seen["depth"] >= MAX_HEADER_CHAIN:
+                raise t.over(f"more than {MAX_HEADER_CHAIN} extended tar headers for one member")
+            outer = seen["depth"] == 0
+            seen["depth"] += 1
+            if outer:
+                tf.fileobj = _Capped(tf.fileobj, _HEADER_BUDGET, t)
+            try:
+                return super()._proc_member(tf)
+            finally:
+                seen["depth"] -= 1
+                if outer:
+                    tf.fileobj = tf.fileobj.inner
+
+    return Bounded
+
+
+class _Capped:
+    """The archive's stream while tarfile takes in one member's extended headers."""
+
+    def __init__(self, inner: IO[bytes], budget: int, t: _Target):
+        self.inner, self.left, self.t = inner, budget, t
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > self.left:
+            raise self.t.over(f"a member's tar headers take more than {_HEADER_BUDGET} bytes")
+        data = self.inner.read(size)
+        self.left -= len(data)
+        return data
+
+    def __getattr__(self, name: str) -> object:  # tell, seek: the real stream's
+        return getattr(self.inner, name)
+
+
 def _tar_opener(tf: tarfile.TarFile, m: tarfile.TarInfo) -> Callable[[], IO[bytes]]:
     def open_member() -> IO[bytes]:
         f = tf.extractfile(m)
@@ -343,7 +450,8 @@ def _tar_opener(tf: tarfile.TarFile, m: tarfile.TarInfo) -> Callable[[], IO[byte
     return open_member
 
 
-def _zip_members(archive: Path) -> Iterator[_Member]:
+def _zip_members(archive: Path, t: _Target) -> Iterator[_Member]:
+    _check_zip_directory(archive, t)
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             # Zips made on Windows may separate folders with backslashes.
@@ -353,11 +461,44 @@ def _zip_members(archive: Path) -> Iterator[_Member]:
             if info.is_dir() or ftype == stat.S_IFDIR:
                 yield _Member(name, "dir")
             elif ftype == stat.S_IFLNK:  # a link's data is its target
-                yield _Member(name, "symlink", link=zf.read(info)[:4096].decode("utf-8", "replace"))
+                yield _Member(name, "symlink", link=_zip_link(zf, info, t, name))
             elif ftype in (0, stat.S_IFREG):
                 yield _Member(name, "file", info.file_size, bool(mode & 0o111), open=_zip_opener(zf, info))
             else:
                 yield _Member(name, "special")
+
+
+def _zip_link(zf: zipfile.ZipFile, info: zipfile.ZipInfo, t: _Target, name: str) -> str:
+    # The declared size first, then no more read than a target may hold: a header may lie.
+    if info.file_size > MAX_NAME:
+        raise t.refuse(_Member(name, "symlink"), f"is a link whose target is {info.file_size} bytes, "
+                                                 f"over the limit of {MAX_NAME}")
+    with zf.open(info) as f:
+        target = f.read(MAX_NAME + 1)
+    if len(target) > MAX_NAME:
+        raise t.refuse(_Member(name, "symlink"), f"is a link whose target is over {MAX_NAME} bytes")
+    return target.decode("utf-8", "replace")
+
+
+def _check_zip_directory(archive: Path, t: _Target) -> None:
+    """The member count and central directory size the zip's end record declares, checked before
+    zipfile reads the whole directory into memory (an archive without one: zipfile says so)."""
+    with open(archive, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - (22 + 0xFFFF + 20 + 56)))  # the end record, its comment, zip64's records
+        tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        return
+    members, size = struct.unpack("<HI", tail[at + 10:at + 16])
+    zip64 = tail[at - 76:at - 20] if at >= 76 and tail[at - 20:at - 16] == b"PK\x06\x07" else b""
+    if zip64[:4] == b"PK\x06\x06":
+        members, size = struct.unpack("<QQ", zip64[32:48])
+    if members > t.limits.max_members:
+        raise t.over(f"it has {members} members, more than {t.limits.max_members} {_raise_with('max_members')}")
+    if size > MAX_ZIP_DIRECTORY:
+        raise t.over(f"its list of members (central directory) is {size} bytes, over the limit of "
+                     f"{MAX_ZIP_DIRECTORY}")
 
 
 def _zip_opener(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], IO[bytes]]:
@@ -390,10 +531,17 @@ def _place(t: _Target, m: _Member, room: int, links: list[tuple[_Member, Path]])
         with open(source, "rb") as src:
             return _write(t, path, src, m, room, executable=bool(source.stat().st_mode & 0o111))
     if m.size > room:
-        raise t.refuse(m, f"takes the archive over {t.limit} bytes unpacked")
+        raise t.too_big(m)
     assert m.open is not None  # a file member always carries its opener
     with m.open() as src:
         return _write(t, path, src, m, room, executable=m.executable)
+
+
+def _check_lengths(t: _Target, m: _Member) -> None:
+    for what, text in (("path", m.name), ("link target", m.link)):
+        size = len(text.encode("utf-8", "replace"))
+        if size > MAX_NAME:
+            raise t.refuse(m, f"has a {what} of {size} bytes, over the limit of {MAX_NAME}")
 
 
 def _relative(name: str) -> str | None:
@@ -433,7 +581,7 @@ def _check_link(t: _Target, rel: str, m: _Member) -> None:
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), m.link))
     if (not m.link or "\x00" in m.link or m.link.startswith("/") or resolved == ".."
             or resolved.startswith("../")):
-        raise t.refuse(m, f"is a link to {m.link!r}, outside the archive")
+        raise t.refuse(m, f"is a link to {_short(m.link)!r}, outside the archive")
 
 
 def _earlier_file(t: _Target, m: _Member) -> Path:
@@ -450,7 +598,7 @@ def _earlier_file(t: _Target, m: _Member) -> Path:
             st = None
             break
     if st is None or not stat.S_ISREG(st.st_mode):
-        raise t.refuse(m, f"is a hard link to {m.link!r}, which is not an earlier file of the archive")
+        raise t.refuse(m, f"is a hard link to {_short(m.link)!r}, which is not an earlier file of the archive")
     return path
 
 
@@ -464,6 +612,6 @@ def _write(t: _Target, path: Path, src: IO[bytes], m: _Member, room: int, execut
             written += len(chunk)
             # Counted as written, not as declared: a header may lie about a member's size.
             if written > room:
-                raise t.refuse(m, f"takes the archive over {t.limit} bytes unpacked")
+                raise t.too_big(m)
             out.write(chunk)
     return written

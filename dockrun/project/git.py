@@ -43,6 +43,11 @@ _URL_USERINFO_ANYWHERE = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@", re.IG
 _HEX = re.compile(r"[0-9a-f]{4,64}", re.IGNORECASE)
 _FULL_SHA_LENGTHS = (40, 64)  # SHA-1 and SHA-256 object names
 _HTTP_SCHEMES = ("http://", "https://")
+# The transports a project URI may name (after ``git+``); anything else (``ext::``, ``fd::``, a
+# remote helper ``name::address``) would run a program of the URI's choosing.
+_URL_SCHEMES = ("https", "http", "ssh", "git", "file", "git+ssh", "ssh+git")
+# scp-like [user@]host:path (no "/" before the colon, else it is a local path).
+_SCP = re.compile(r"^(?:(?P<user>[^@/]*)@)?(?P<host>[^:/]+):(?P<path>.*)$", re.S)
 log = logging.getLogger("dockrun")
 
 # Variables that would point git at some other repository than the one named by -C / cwd.
@@ -67,6 +72,10 @@ esac
 
 # (substrings of git's stderr, lower-cased) -> the short reason shown to the user. First match wins.
 _DIAGNOSES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("transport 'file' not allowed",),
+     "a submodule has a local (file://) URL, which git refuses by default; serve it over https or ssh, "
+     "or allow it in your git config (protocol.file.allow=always)"),
+    (("fatal: transport '",), "a submodule uses a transport that git does not allow (protocol.<name>.allow)"),
     (("authentication failed", "could not read username", "could not read password",
       "terminal prompts disabled", "access denied", "returned error: 401", "returned error: 403",
       "invalid username or password", "invalid credentials"), "authentication failed"),
@@ -119,15 +128,25 @@ def _redact_query(uri: str) -> str:
 
 def local_git_info(path: Path) -> tuple[str, bool] | None:
     """(HEAD commit, dirty) of the Git work tree holding ``path``; None if there is none or it has
-    no commit. One ``git status`` call. Only changes inside ``path`` count: the rest of the
-    repository is not part of the project. Files Git ignores do not count either."""
+    no commit. Only changes inside ``path`` count: the rest of the repository is not part of the
+    project. Files Git ignores do not count either.
+
+    The folder's repository may come from anyone (an unpacked archive with a ``.git``), and its
+    config can name commands that ``git status`` runs: an fsmonitor hook, a clean filter for files
+    whose stats changed, a lazy fetch through a promisor remote (with its own upload-pack), a
+    post-index-change hook. All of them are switched off here (_QUIET_GIT, _filters_off);
+    submodules are compared by commit only, never entered (their configs would be read)."""
     if not _may_be_in_work_tree(path):  # most runs outside a repository need no git process
+        return None
+    env = {**_base_env(), "GIT_NO_LAZY_FETCH": "1"}
+    filters = _filters_off(path, env)
+    if filters is None:
         return None
     try:
         proc = subprocess.run(
-            ["git", "--no-optional-locks", "status", "--porcelain=v2", "--branch",
-             "--untracked-files=normal", "--", "."],
-            cwd=path, env=_base_env(), stdin=subprocess.DEVNULL, capture_output=True)
+            ["git", *_QUIET_GIT, "--no-optional-locks", "status", "--porcelain=v2", "--branch",
+             "--untracked-files=normal", "--ignore-submodules=dirty", "--", "."],
+            cwd=path, env={**env, **filters}, stdin=subprocess.DEVNULL, capture_output=True)
     except OSError:  # no git binary, or path is not a directory
         return None
     if proc.returncode != 0:
@@ -137,6 +156,36 @@ def local_git_info(path: Path) -> tuple[str, bool] | None:
     if oid is None or oid == "(initial)":
         return None
     return oid, any(line and not line.startswith("#") for line in lines)
+
+
+# Config a repository can set that makes git start a program while it only looks at a work tree.
+_QUIET_GIT = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "protocol.allow=never")
+
+
+def _filters_off(path: Path, env: dict[str, str]) -> dict[str, str] | None:
+    """Variables that empty every filter driver git's config defines (a clean filter runs when
+    ``git status`` re-reads a file whose stats changed); None when git cannot read the repository.
+    Reading config runs nothing: no index, no hooks. Given as GIT_CONFIG_KEY_n/VALUE_n, not ``-c``:
+    ``-c`` splits at the first "=", and a driver may be named ``x=y``."""
+    try:
+        proc = subprocess.run(["git", "config", "--null", "--name-only", "--get-regexp", r"^filter\."],
+                              cwd=path, env=env, stdin=subprocess.DEVNULL, capture_output=True)
+    except OSError:
+        return None
+    if proc.returncode not in (0, 1):  # 1: no filter configured
+        return None
+    drivers = {name.decode("utf-8", "surrogateescape").rsplit(".", 1)[0]
+               for name in proc.stdout.split(b"\0") if name.count(b".") >= 2}
+    try:
+        count = int(env.get("GIT_CONFIG_COUNT") or 0)  # the user's own, kept
+    except ValueError:
+        return None
+    off: dict[str, str] = {}
+    for driver in sorted(drivers):  # "filter.NAME"; an empty command is no filter
+        for key, value in (("clean", ""), ("process", ""), ("required", "false")):
+            off[f"GIT_CONFIG_KEY_{count}"], off[f"GIT_CONFIG_VALUE_{count}"] = f"{driver}.{key}", value
+            count += 1
+    return {**off, "GIT_CONFIG_COUNT": str(count)} if off else {}
 
 
 def _may_be_in_work_tree(path: Path) -> bool:
@@ -185,10 +234,6 @@ class _Remote:
         return hashlib.sha256(self.url.encode()).hexdigest()[:24]
 
     @property
-    def is_file(self) -> bool:
-        return self.url.lower().startswith("file://")
-
-    @property
     def has_credentials(self) -> bool:
         return bool(self.username or self.password)
 
@@ -204,6 +249,7 @@ def _parse_uri(uri: str) -> tuple[_Remote, str]:
         raise SourceError(f"{display or uri!r}: not a Git URI")
     sub = clean_subdirectory(sub, display)
     url = base[4:] if base.lower().startswith("git+") else base
+    _check_url(url, display)
     if "?" in url:  # a token in the query would sit in argv and in the mirror's config
         raise SourceError(f"{display}: a query string in a Git URI is not supported; give a token as "
                           "DOCKRUN_GIT_PASSWORD (or MLFLOW_GIT_PASSWORD) instead")
@@ -224,6 +270,34 @@ def _parse_uri(uri: str) -> tuple[_Remote, str]:
     # The URI's user wins; its password, else the environment's, goes with it.
     return _Remote(display, url, user or _env_credential("USERNAME"),
                    password if password is not None else _env_credential("PASSWORD")), sub
+
+
+def _check_url(url: str, display: str) -> None:
+    """Refuse what git would read as an option or as a program to run, after every rewrite of the
+    URI: a leading dash in the URL, its user or host (ssh would take them as options), a transport
+    other than those dockrun supports, control characters."""
+    def bad(why: str) -> SourceError:
+        return SourceError(f"{display!r}: not a Git URI ({why})")
+
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise bad("control characters")
+    if not url or url.startswith("-"):
+        raise bad("it must not start with '-'")
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        if scheme.lower() not in _URL_SCHEMES:
+            raise bad(f"expected one of {', '.join(s + '://' for s in _URL_SCHEMES)}")
+        user, _, host = rest.split("/", 1)[0].rpartition("@")
+        port = host.rpartition(":")[2] if ":" in host.rpartition("]")[2] else ""  # [::1]:22
+        parts = {"user": user, "host": host, "port": port}
+    elif "::" in url:  # transport::address: git runs git-remote-<transport>
+        raise bad("a transport::address URL runs a program; give an https, ssh, git or file URL")
+    else:
+        m = _SCP.match(url)
+        parts = {k: m[k] or "" for k in ("user", "host", "path")} if m else {}
+    for part, value in parts.items():
+        if value.startswith("-"):
+            raise bad(f"its {part} must not start with '-'")
 
 
 def _origin(url: str) -> str:
@@ -268,14 +342,16 @@ class _Git:
     @classmethod
     def for_remote(cls, remote: _Remote, cache: _Cache) -> _Git:
         env = _base_env()
-        config: tuple[str, ...] = ()
+        env.pop("GIT_PROTOCOL_FROM_USER", None)  # git's own default: file:// submodules refused
+        # Known-dangerous transports stay off whatever the user's config says (git: never by default).
+        config: tuple[str, ...] = ("-c", "protocol.ext.allow=never", "-c", "protocol.fd.allow=never")
         if remote.has_credentials:
             env.update(GIT_ASKPASS=str(_askpass(cache)),
                        DOCKRUN_GIT_ASKPASS_ORIGIN=_origin(remote.url),
                        DOCKRUN_GIT_ASKPASS_USERNAME=remote.username or "",
                        DOCKRUN_GIT_ASKPASS_PASSWORD=remote.password or "")
             # No credential helper: it could override our values or store them on disk.
-            config = ("-c", "credential.helper=")
+            config += ("-c", "credential.helper=")
         return cls(remote, env, config)
 
     def probe(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -441,11 +517,13 @@ def _resolve_commit(git: _Git, cache: _Cache, version: str | None) -> str:
         f"refs/heads/{version}", f"refs/tags/{version}", f"refs/tags/{version}^{{}}"]
     if version and version.startswith("refs/"):
         patterns.append(version)
-    proc = git.probe("ls-remote", "--symref", git.remote.url, *patterns, cwd=cache.root)
+    proc = git.probe("ls-remote", "--symref", "--end-of-options", git.remote.url, *patterns, cwd=cache.root)
     if proc.returncode != 0:
         reason = _diagnose(proc.stderr.decode("utf-8", "replace"), git.remote)
         last = _last_resolved(cache, git.remote, version)
-        if reason in _OFFLINE and last and cache.tree(last).is_dir():
+        # Whatever the reason (offline, moved, gone, credentials no longer valid), a name resolved
+        # before still names the commit it ran, as a pinned commit runs from the cache.
+        if last and cache.tree(last).is_dir():
             log.warning("%s: %s; using commit %s, which %s named when last reached", display, reason,
                         last[:12], version or "the default branch")
             return last
@@ -462,9 +540,6 @@ def _resolve_commit(git: _Git, cache: _Cache, version: str | None) -> str:
         if found:
             return found
     raise SourceError(f"{display}: no branch, tag or commit named {version!r}")
-
-
-_OFFLINE = ("cannot reach the host", "cannot resolve the host")
 
 
 def _resolved_file(cache: _Cache, remote: _Remote, version: str | None) -> Path:
@@ -497,7 +572,7 @@ def _commit_in(git: _Git, mirror: Path, sha: str) -> str | None:
     """The commit that ``sha`` (full or unique prefix) names, a tag object peeled, if the mirror has it."""
     if not mirror.is_dir():
         return None
-    proc = git.probe("rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}", cwd=mirror)
+    proc = git.probe("rev-parse", "--verify", "--quiet", "--end-of-options", f"{sha}^{{commit}}", cwd=mirror)
     return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
 
@@ -513,7 +588,7 @@ def _ensure_commit(git: _Git, cache: _Cache, sha: str, version: str | None, ref:
         return found
     # Not on a branch or tag (e.g. refs/pull/*, or a commit only some servers hand out by SHA):
     # ask for it by name; a keep-ref stops gc from dropping it again.
-    git.probe("fetch", "--quiet", "origin", f"+{ref or sha}:refs/dockrun/{sha}", cwd=mirror)
+    git.probe("fetch", "--quiet", "--end-of-options", "origin", f"+{ref or sha}:refs/dockrun/{sha}", cwd=mirror)
     found = _commit_in(git, mirror, sha)
     if found:
         return found
@@ -529,12 +604,12 @@ def _update_mirror(git: _Git, cache: _Cache) -> None:
         git.run("fetch", "--quiet", "--prune", "origin", cwd=mirror, doing="fetch failed")
         return
     with _building(_temp_next_to(mirror, git.remote.key)) as tmp:
-        git.run("init", "--quiet", "--bare", str(tmp))
+        git.run("init", "--quiet", "--bare", "--end-of-options", str(tmp))
         for key, value in (("remote.origin.url", git.remote.url),
                            ("remote.origin.fetch", "+refs/heads/*:refs/heads/*"),
                            ("remote.origin.fetch", "+refs/tags/*:refs/tags/*"),
                            ("gc.autoDetach", "false")):  # no gc outliving our lock
-            git.run("config", "--add", key, value, cwd=tmp)
+            git.run("config", "--add", "--end-of-options", key, value, cwd=tmp)
         git.run("fetch", "--quiet", "origin", cwd=tmp, doing="clone failed")
         _publish(tmp, mirror)
 
@@ -546,7 +621,9 @@ def _ensure_tree(git: _Git, cache: _Cache, commit: str) -> Path:
     if final.is_dir():
         return final
     with _building(_temp_next_to(final, git.remote.key)) as tmp:
-        git.run("clone", "--quiet", "--shared", "--no-checkout", str(cache.mirror(git.remote.key)), str(tmp))
+        git.run("clone", "--quiet", "--shared", "--no-checkout", "--", str(cache.mirror(git.remote.key)), str(tmp))
+        if not _is_full_sha(commit):  # it reaches checkout's argv: an object name and nothing else
+            raise SourceError(f"{git.remote.display}: git named no commit ({commit[:40]!r})")
         git.run("-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit, cwd=tmp)
         if (tmp / ".gitmodules").is_file():
             _checkout_submodules(git, tmp, commit)
@@ -557,10 +634,11 @@ def _ensure_tree(git: _Git, cache: _Cache, commit: str) -> Path:
 
 def _checkout_submodules(git: _Git, tree: Path, commit: str) -> None:
     # Relative submodule URLs ("../lib.git") resolve against origin: make it the real remote.
-    git.run("remote", "set-url", "origin", git.remote.url, cwd=tree)
-    # git >= 2.38 refuses file:// submodules unless told; only a local remote gets that trust.
-    allow = ("-c", "protocol.file.allow=always") if git.remote.is_file else ()
-    git.run(*allow, "submodule", "update", "--init", "--recursive", "--quiet", cwd=tree,
+    git.run("remote", "set-url", "--end-of-options", "origin", git.remote.url, cwd=tree)
+    # As plain git: a submodule's file:// (or local path) URL is refused unless the user's git
+    # config allows it (protocol.file.allow), whatever the project's own remote is; a repository
+    # someone else wrote must not copy the user's other local repositories into the image.
+    git.run("submodule", "update", "--init", "--recursive", "--quiet", cwd=tree,
             doing=f"submodules of commit {commit[:12]} failed")
 
 

@@ -1,6 +1,7 @@
 """Validate parameters and render an entry point's command (pure: no Docker, no network)."""
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -16,13 +17,18 @@ _REMOTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:/")
 _BOOLS = ("true", "false", "1", "0", "yes", "no")  # any case; passed on as typed, as mlflow run does
 _KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Mount:
-    """A host path bind-mounted into the container at the same path."""
+    """A host path the run sees at the same path: an input (read-only), or an output that does not
+    exist yet (``output``: the run may write that path and nothing beside it; the backend decides
+    how, see backends/local/files.py)."""
 
     path: str
     read_only: bool = False
+    output: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ def render_command(
     declared = {p.name: p for p in entry_point.parameters}
     values: dict[str, str] = {}
     mounts: list[Mount] = []
+    named: dict[str, str] = {}  # mounted path -> its parameter, for messages
     downloads: dict[str, str] = {}
     for p in entry_point.parameters:
         raw = given.get(p.name, p.default)
@@ -103,6 +110,12 @@ def render_command(
             mount = Mount(mount.path, read_only=True)  # the shared cached copy: a run must not alter it
         if mount:
             mounts.append(mount)
+            named[mount.path] = p.name
+        if mount and mount.output and downloaded is None:  # said once: a second rendering has downloads
+            # A mistyped input would otherwise only fail inside the command.
+            log.warning("-P %s=%s: no such file; taken as an output (written by the run into %s)",
+                        p.name, raw, mount.path)
+    _check_outputs(mounts, named)
     extras = {k: str(v) for k, v in given.items() if k not in declared}
     for key in extras:
         if not _KEY.match(key):
@@ -112,6 +125,18 @@ def render_command(
         command += "".join(f" --{k} {shlex.quote(v)}" for k, v in extras.items())
     values.update(extras)
     return RenderedCommand(command=command, values=values, mounts=_dedupe(mounts), downloads=downloads)
+
+
+def _check_outputs(mounts: list[Mount], named: Mapping[str, str]) -> None:
+    """An output's folder is the run's own in the container (only its outputs are there), so it
+    cannot also be an input folder the run is to read."""
+    inputs = {m.path for m in mounts if not m.output}
+    for m in mounts:
+        folder = os.path.dirname(m.path)
+        if m.output and folder in inputs:
+            raise ParameterError(f"parameter {named[m.path]!r}: its folder {folder!r} is the input of parameter "
+                                 f"{named[folder]!r}; a run writes its outputs into a folder of their own: "
+                                 "give the output another folder")
 
 
 def _off_host(value: str, placement: Placement, where: str, given: bool) -> str:
@@ -205,7 +230,7 @@ def _check_downloadable(uri: str, where: str) -> None:
 
 def _mount_for(path: str, where: str) -> Mount:
     """Mount no more than the parameter names: an existing file or folder read-only at its own
-    path; a path that does not exist yet (an output) through its folder, read-write."""
+    path; a path that does not exist yet is an output, in an existing folder."""
     if os.path.lexists(path):
         if os.path.realpath(path) == "/":
             raise ParameterError(f"{where}: {path!r} would mount the root directory; use a path in a folder")
@@ -215,16 +240,16 @@ def _mount_for(path: str, where: str) -> Mount:
         raise ParameterError(f"{where}: {path!r} would mount the root directory; use a path in a folder")
     if not os.path.isdir(target):
         raise ParameterError(f"{where}: no such file or directory {path!r} (nor its folder {target!r})")
-    return Mount(path=target)
+    return Mount(path=path, output=True)
 
 
 def _dedupe(mounts: list[Mount]) -> tuple[Mount, ...]:
-    """Drop mounts already covered by a mount of a parent directory that allows at least as much
-    (a read-write output folder inside a read-only input folder is kept: it is mounted on top)."""
+    """Drop inputs already covered by a read-only input folder that holds them (an output inside
+    one is kept: its own folder is mounted on top)."""
     out: list[Mount] = []
     for m in sorted(set(mounts), key=lambda m: (m.path, m.read_only)):
         covered = any((m.path == o.path or m.path.startswith(o.path.rstrip("/") + "/"))
-                      and (m.read_only or not o.read_only) for o in out)
+                      and m.read_only and o.read_only for o in out)
         if not covered:
             out.append(m)
     return tuple(out)

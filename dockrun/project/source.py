@@ -6,7 +6,7 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SourceError
+from ..errors import ProjectError, SourceError
 
 
 @dataclass(frozen=True)
@@ -37,3 +37,18 @@ def clean_subdirectory(sub: str, shown: str) -> str:
         raise SourceError(f"{shown}: subdirectory {sub!r} must be a relative path without '..'")
     sub = posixpath.normpath(sub)
     return "" if sub == "." else sub
+
+
+def project_file(root: Path, rel: str) -> Path:
+    """``root / rel``, for reading one of the project's own files (MLproject, environment files,
+    locks, .dockerignore). A link that leads outside ``root`` is refused, naming ``rel`` and never
+    what it points at: a project from elsewhere must not read the user's files (a token in
+    ~/.git-credentials) into an error, a cache key or an image. Links within the project are fine."""
+    path = root / rel
+    try:
+        inside = path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a link loop (RuntimeError before Python 3.13)
+        raise ProjectError(f"{rel}: a link loop in the project") from None
+    if not inside:
+        raise ProjectError(f"{rel}: links outside the project; dockrun reads only the project's own files")
+    return path

@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import ProjectError
+from .source import project_file
 
 log = logging.getLogger("dockrun")
 
@@ -70,7 +71,9 @@ class ProjectSpec:
             if not (self.root / path).resolve().is_relative_to(self.root.resolve()):  # a symlink out
                 raise ProjectError(f"entry point {name!r}: a script entry point must be a path inside the project")
             interpreter = _SCRIPT_INTERPRETERS[path.suffix]
-            return EntryPoint(name=name, command=f"{interpreter} {shlex.quote(str(path))}")
+            # "./-c.py", not "-c.py": the interpreter would read the name as its option.
+            script = str(path) if not str(path).startswith("-") else f"./{path}"
+            return EntryPoint(name=name, command=f"{interpreter} {shlex.quote(script)}")
         if not self.mlproject:
             scripts = sorted(p.name for p in self.root.iterdir() if p.suffix in _SCRIPT_INTERPRETERS and p.is_file())
             example = f", e.g. -e {scripts[0]}" if scripts else ""
@@ -93,7 +96,7 @@ def yaml_problem(e: Exception) -> str:
 def find_mlproject(root: Path) -> Path | None:
     for name in ("MLproject", "mlproject", "MLProject"):
         if (root / name).is_file():
-            return root / name
+            return project_file(root, name)
     return None
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import SourceError
 from ..locks import write_atomic
+from .source import project_file
 
 if TYPE_CHECKING:
     import tarfile
@@ -46,6 +47,7 @@ def read_dockerignore(root: Path) -> tuple[_Rule, ...]:
     path = root / ".dockerignore"
     if not path.is_file():
         return ()
+    path = project_file(root, ".dockerignore")
     rules = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         line = line.strip()
@@ -169,7 +171,7 @@ class TreeDigest:
         """Add a regular file to ``tar`` and to the digest from the same bytes."""
         self.file(entry.relpath, entry.mode, info.size)
         try:
-            with open(entry.path, "rb") as f:
+            with open_entry(entry.path) as f:
                 tar.addfile(info, self.reader(f))
         except OSError as e:  # it shrank (tarfile reads exactly the size it was told) or vanished
             if e.errno in DISK_ERRNOS:  # or the disk the tar is written to is full: the caller says so
@@ -181,6 +183,12 @@ class TreeDigest:
         that names other code would be reused forever."""
         if self.hexdigest() != expected_key:
             raise tree_changed(root)
+
+
+def open_entry(path: Path) -> BinaryIO:
+    """A regular file the walk found, opened for reading without following a link: one put in its
+    place since the walk (whose lstat said it was a file) fails instead of reading elsewhere."""
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
 
 
 def tree_changed(root: Path) -> SourceError:
@@ -219,8 +227,11 @@ def tree_hash(root: Path, cache_dir: Path | None = None) -> str:
         if stat.S_ISLNK(entry.mode):
             digest.link(entry.relpath, os.readlink(entry.path))
             continue
-        digest.file(entry.relpath, entry.mode, entry.path.stat().st_size)
-        _read_into(digest, entry.path)
+        try:
+            digest.file(entry.relpath, entry.mode, entry.path.stat().st_size)
+            _read_into(digest, entry.path)
+        except OSError:  # it vanished, or a link took its place, since the walk
+            raise tree_changed(root) from None
     result = digest.hexdigest()
     if cache is not None and _settled(entries, started_ns):
         _save_cache(cache, root, stats, result)
@@ -229,7 +240,7 @@ def tree_hash(root: Path, cache_dir: Path | None = None) -> str:
 
 def _read_into(digest: TreeDigest, path: Path) -> None:
     """Feed one file's bytes to ``digest`` (the only place ``tree_hash`` reads file contents)."""
-    with open(path, "rb") as f:
+    with open_entry(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.data(chunk)
 

@@ -17,7 +17,7 @@ import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS runs (
     driver_start TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created);
+CREATE TABLE IF NOT EXISTS images (
+    image_id TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    recorded REAL NOT NULL,
+    PRIMARY KEY (image_id, ref)
+);
 """
 # Columns added after the first release: (name, declaration). A database made by an older dockrun
 # gets them on first open, so upgrading never loses or breaks records.
@@ -65,6 +71,9 @@ _ADDED_COLUMNS = (
     ("remote_run_id", "TEXT"),
     ("remote_url", "TEXT"),
     ("dev", "INTEGER NOT NULL DEFAULT 0"),  # the code was mounted from the folder, not in the image
+    ("image_id", "TEXT"),  # the image's content ID: what a rerun runs again, whatever the tag names now
+    ("options", "TEXT NOT NULL DEFAULT '{}'"),  # the request's other options a rerun repeats (JSON)
+    ("rerun_of", "TEXT"),
 )
 
 
@@ -101,6 +110,9 @@ class RunRecord:
     remote_run_id: str | None = None
     remote_url: str | None = None
     dev: bool = False
+    image_id: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    rerun_of: str | None = None
 
     @property
     def over(self) -> bool:
@@ -241,6 +253,10 @@ class RunStore:
             rows = db.execute("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
         return [_from_row(r) for r in rows]
 
+    def count(self) -> int:
+        with self._db() as db:
+            return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
     def unfinished(self) -> list[RunRecord]:
         with self._db() as db:
             rows = db.execute("SELECT * FROM runs WHERE ended IS NULL").fetchall()
@@ -249,6 +265,25 @@ class RunStore:
     def last_use_by_image(self) -> dict[str, float]:
         with self._db() as db:
             return {row[0]: row[1] for row in db.execute("SELECT image, MAX(created) FROM runs GROUP BY image")}
+
+    # The images dockrun built (or pulled under its own names): what `dockrun images` lists and
+    # prunes. Labels cannot say it: every image built FROM one of dockrun's inherits its labels.
+    def record_image(self, image_id: str, ref: str) -> None:
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO images (image_id, ref, recorded) VALUES (?, ?, ?)",
+                       (image_id, ref, time.time()))
+
+    def owned_images(self) -> dict[str, frozenset[str]]:
+        """Image ID -> the references dockrun gave it."""
+        owned: dict[str, set[str]] = {}
+        with self._db() as db:
+            for image_id, ref in db.execute("SELECT image_id, ref FROM images"):
+                owned.setdefault(image_id, set()).add(ref)
+        return {k: frozenset(v) for k, v in owned.items()}
+
+    def forget_image(self, image_id: str) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM images WHERE image_id = ?", (image_id,))
 
     def update(self, run_id: str, **fields: Any) -> None:
         with self._db() as db:
@@ -304,6 +339,7 @@ def _migrate(db: sqlite3.Connection) -> None:
 def _to_row(r: RunRecord) -> dict[str, Any]:
     row = {k: getattr(r, k) for k in RunRecord.__dataclass_fields__}
     row["parameters"] = json.dumps(r.parameters, sort_keys=True)
+    row["options"] = json.dumps(r.options, sort_keys=True)
     return row
 
 
@@ -311,6 +347,7 @@ def _from_row(row: sqlite3.Row) -> RunRecord:
     # Columns a newer dockrun added are not this one's to read: an older version keeps working.
     data = {k: v for k, v in dict(row).items() if k in RunRecord.__dataclass_fields__}
     data["parameters"] = json.loads(data["parameters"])
+    data["options"] = json.loads(data.get("options") or "{}")
     data["dirty"] = bool(data["dirty"])
     data["dev"] = bool(data.get("dev"))
     return RunRecord(**data)

@@ -2,13 +2,13 @@
 that creates MLflow runs and reports their end, for a tracking server or Databricks' hosted MLflow."""
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
+from ..httpauth import basic, open_url
 
 
 class MlflowRest:
@@ -17,16 +17,17 @@ class MlflowRest:
     def __init__(self, uri: str, environ: Mapping[str, str], token: str | None = None,
                  userinfo: tuple[str, str] | None = None):
         self.uri = uri.rstrip("/")
-        self.headers = {"Content-Type": "application/json"}
         # MLflow's own order: the URI's user and password, then MLFLOW_TRACKING_USERNAME and
         # _PASSWORD (both set), then MLFLOW_TRACKING_TOKEN; the container's MLflow picks the same.
+        # Sent to the server's origin alone (httpauth), never on to a redirect's.
         pair = userinfo or (environ.get("MLFLOW_TRACKING_USERNAME"), environ.get("MLFLOW_TRACKING_PASSWORD"))
+        self.credentials: dict[str, str] = {}
         if token:  # a Databricks workspace's
-            self.headers["Authorization"] = f"Bearer {token}"
+            self.credentials = {"Authorization": f"Bearer {token}"}
         elif pair[0] and pair[1]:
-            self.headers["Authorization"] = "Basic " + base64.b64encode(f"{pair[0]}:{pair[1]}".encode()).decode()
+            self.credentials = basic(pair[0], pair[1])
         elif environ.get("MLFLOW_TRACKING_TOKEN"):
-            self.headers["Authorization"] = f"Bearer {environ['MLFLOW_TRACKING_TOKEN']}"
+            self.credentials = {"Authorization": f"Bearer {environ['MLFLOW_TRACKING_TOKEN']}"}
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
               query: dict[str, str] | None = None) -> dict[str, Any]:
@@ -35,9 +36,9 @@ class MlflowRest:
 
         url = f"{self.uri}/api/2.0/mlflow/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method, headers=self.headers)
+        req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with open_url(req, self.credentials, 30) as resp:
                 return json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as e:
             try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_project
+from conftest import unavailable, write_project
 from git_fixtures import GitHttpServer, git_http_server, serve_remote, temp_leftovers  # noqa: F401
 
 PROJECT = {"MLproject": "name: faulty\nentry_points:\n  main:\n    command: \"echo fetched\"\n"}
@@ -43,8 +43,8 @@ def small_disk(tmp_path: Path):
     target = tmp_path / "small"
     target.mkdir()
     if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a small tmpfs needs root")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(target)], check=True)
+        unavailable("mounting a small tmpfs needs root and mount(8)")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(target)], check=True)
     yield target
     subprocess.run(["umount", str(target)], check=True)
 

@@ -82,7 +82,6 @@ def test_arbitrary_bytes_in_any_project_file(tmp_path_factory, text: str, name: 
     "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
     "entry_points: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n",
     "entry_points: {main: {command: " + "x" * 5_000_000 + "}}\n",  # 5 MB
-    "!!python/object/apply:os.system ['echo pwned']\n",
     "name: [unclosed\n",
     "\x00\x01binary",
 ])
@@ -91,6 +90,26 @@ def test_yaml_bombs_and_tricks(tmp_path: Path, text: str) -> None:
     root.mkdir()
     (root / "MLproject").write_text(text)
     _try(root)
+
+
+@pytest.mark.parametrize("name", ["MLproject", "python_env.yaml", "conda.yaml"])
+def test_yaml_never_runs_code_it_names(tmp_path: Path, name: str) -> None:
+    """A YAML tag that makes an unsafe loader call os.system: the command would leave a file; every
+    YAML file dockrun reads is loaded without running it (through the CLI, as a user meets it)."""
+    marker = tmp_path / "pwned"
+    payload = f"!!python/object/apply:os.system ['touch {marker}']\n"
+    yaml.unsafe_load(payload)  # the payload is live: an unsafe loader does run it
+    assert marker.exists()
+    marker.unlink()
+    root = write_project(tmp_path / "p", {"MLproject": {"MLproject": payload,
+                                                       "python_env.yaml": "python_env: python_env.yaml\n",
+                                                       "conda.yaml": "conda_env: conda.yaml\n"}[name]})
+    (root / name).write_text(payload)
+    env = {**os.environ, **ENVIRON, "DOCKRUN_HOME": str(tmp_path / "home")}
+    r = subprocess.run([sys.executable, "-m", "dockrun.cli", "run", str(root)], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not marker.exists()
 
 
 def test_a_hostile_project_through_the_cli_is_one_line_exit_2(tmp_path: Path) -> None:

@@ -102,6 +102,8 @@ def test_the_base_is_looked_up_once_only_where_images_are_built(
     real = Docker.image_digest
     monkeypatch.setattr(Docker, "image_digest", lambda self, ref: calls.append(ref) or real(self, ref))
     monkeypatch.setenv("DOCKRUN_HOME", str(tmp_path / "home"))
+    # Both backends on one base whatever the tester's shell exported (Databricks takes no --base-image).
+    monkeypatch.setenv("DOCKRUN_BASE_IMAGE", base_image)
     project = write_project(tmp_path / "p", {
         "MLproject": "name: p\nentry_points:\n  main:\n    command: \"true\"\n",
         "requirements.txt": "tabulate==0.9.0\n"})

@@ -2,9 +2,10 @@
 
 The project tree (the same files an image would get) is uploaded once per content to
 ``dbfs:/dockrun/<user>/projects/``, or with ``"volume"`` in ``-c`` to ``<volume>/<user>/projects/``
-through the Files API (named by the archive's SHA-256, which the launcher checks); a small
-standard-library launcher (launcher.py) is uploaded once per version and checked by content before
-every run; the run is a one-off
+through the Files API (named by the archive's SHA-256, which the launcher checks on the very bytes
+it unpacks); a small standard-library launcher (launcher.py) is a workspace file in the caller's
+home folder (``/Users/<user>/.dockrun/launcher/``, which no other user can write), uploaded once per
+version and checked by content before every run; the run is a one-off
 ``spark_python_task`` on the cluster from ``-c``, with the environment's PyPI requirements as
 cluster libraries (``docker_env``: the cluster's docker_image).
 The run is recorded like a local one and followed by polling ``runs/get``.
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ...databricks_api.workspace import check, connect
-from ...errors import ConfigError
+from ...errors import ConfigError, RemoteError
 from ...project.params import Placement
 from ...store.records import RunStore, new_run_id
 from ..handle import new_record
@@ -105,15 +106,18 @@ class DatabricksBackend:
 
 def upload_code(client: DatabricksClient, cluster: Cluster, blob: bytes,
                 log: Callable[[str], None]) -> tuple[str, str, str]:
-    """Put the project archive and the launcher where the cluster reads them: the volume named in
-    ``-c`` (under the caller's own folder), else the DBFS root. (root, archive, launcher)."""
+    """Put the project archive where the cluster reads it (the volume named in ``-c``, under the
+    caller's own folder, else the DBFS root) and the launcher in the caller's workspace home.
+    (root, archive, launcher)."""
     from ...databricks_api.client import DatabricksError
 
+    user = client.user_name()
     # One folder per user (or service principal): runs of different users never share a name. On the
     # DBFS root that keeps names apart, not people out (every workspace user can write there).
-    root = f"{cluster.volume or DBFS_ROOT}/{user_folder(client.user_name())}"
-    # Named by the archive's own SHA-256 (a Git source's key names a commit, not these bytes),
-    # which the launcher checks before unpacking: a name always means one content.
+    root = f"{cluster.volume or DBFS_ROOT}/{user_folder(user)}"
+    # Named by the archive's own SHA-256 (a Git source's key names a commit, not these bytes). Anyone
+    # who can write the folder can still replace it before the cluster reads it: the launcher reads
+    # it once and checks those bytes against the SHA-256 the submitted task carries.
     archive = f"{root}/projects/{hashlib.sha256(blob).hexdigest()}.tar.gz"
     try:
         if client.size(archive) != len(blob):  # uploaded once, and again if what is there is wrong
@@ -124,13 +128,44 @@ def upload_code(client: DatabricksClient, cluster: Cluster, blob: bytes,
             raise ConfigError(f"Databricks {client.ws.host}: this workspace does not allow files in the DBFS root "
                               f"({e.error_code}): {NEEDS_VOLUME}") from None
         raise
+    return root, archive, install_launcher(client, user, log)
+
+
+def install_launcher(client: DatabricksClient, user: str, log: Callable[[str], None]) -> str:
+    """The launcher as a workspace file in the caller's home folder, named by its SHA-256 and checked
+    by content before every run. The cluster executes that file as the submitting user, so it must
+    live where nobody else can change it between this check and the task's start: a workspace home
+    is the caller's (and the workspace admins'), while every user can write the DBFS root and every
+    WRITE VOLUME holder any folder of a volume."""
+    import base64
+
+    from ...databricks_api.client import DatabricksError
+
+    if not user or "/" in user or user in (".", ".."):
+        raise ConfigError(f"Databricks {client.ws.host}: the credentials' user name {user!r} names no workspace "
+                          "home folder (/Users/<name>) for the launcher")
     text = LAUNCHER.read_bytes()
-    launcher = f"{root}/launcher/{hashlib.sha256(text).hexdigest()[:16]}.py"
-    # Checked by content before every run: the cluster executes whatever is there, so the launcher
-    # cannot check itself, and its name and size are no proof against a writer in the folder.
-    if client.ensure(launcher, text):
-        log(f"uploaded the launcher to {launcher}")
-    return root, archive, launcher
+    folder = f"/Users/{user}/.dockrun/launcher"
+    path = f"{folder}/{hashlib.sha256(text).hexdigest()}.py"
+
+    def stored() -> bytes | None:
+        try:
+            answer = client.call("GET", "2.0/workspace/export", query={"path": path, "format": "AUTO"})
+        except DatabricksError as e:
+            if e.status == 404 or e.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        return base64.b64decode(answer.get("content") or "")
+
+    if stored() == text:
+        return path
+    client.call("POST", "2.0/workspace/mkdirs", {"path": folder})
+    client.call("POST", "2.0/workspace/import", {"path": path, "format": "AUTO", "overwrite": True,
+                                                 "content": base64.b64encode(text).decode()})
+    if stored() != text:
+        raise RemoteError(f"Databricks {client.ws.host}: {path} holds other content than was uploaded")
+    log(f"uploaded the launcher to {path}")
+    return path
 
 
 def user_folder(user_name: str) -> str:

@@ -1,6 +1,6 @@
-"""Runs on Databricks compute (uploaded by dockrun to DBFS or a volume; a spark_python_task): check the
-project archive against its SHA-256, unpack it safely, run the rendered command with bash, relay its
-output, exit with its status.
+"""Runs on Databricks compute (a workspace file in the submitting user's home; a spark_python_task):
+read the project archive once, check those bytes against its SHA-256, unpack them safely, run the
+rendered command with bash, relay its output, exit with its status.
 
     python launcher.py dbfs:/dockrun/projects/SHA.tar.gz "COMMAND" RUN_ID dbfs:/dockrun/runs/ID/outputs SHA [K=V ...]
     python launcher.py /Volumes/main/ml/dockrun/USER/projects/SHA.tar.gz "COMMAND" RUN_ID /Volumes/.../outputs SHA
@@ -23,6 +23,7 @@ and nothing of dockrun's.
 import base64
 import codecs
 import hashlib
+import io
 import os
 import shutil
 import signal
@@ -70,12 +71,11 @@ def fuse(path):
     return root.rstrip("/") + "/" + path.lstrip("/")
 
 
-def sha256(path):
-    digest = hashlib.sha256()
+def read_once(path):
+    """The file's bytes, read through one open: what is checked is what is unpacked, whatever is
+    put under that name meanwhile (anyone who can write the folder can replace it)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return f.read()
 
 
 def _inside(path, root):
@@ -91,9 +91,11 @@ def _plain_name(name, what):
 
 def unpack(archive, work):
     """Files, folders and hard links first, symbolic links last: no member is ever written through
-    a link, and every link must resolve inside ``work`` once all are in place."""
+    a link, and every link must resolve inside ``work`` once all are in place. ``archive``: the
+    archive's bytes (or a path)."""
     work = os.path.realpath(work)
-    with tarfile.open(archive) as tar:
+    source = {"fileobj": io.BytesIO(archive)} if isinstance(archive, bytes) else {"name": archive}
+    with tarfile.open(**source) as tar:
         members, links, seen = [], [], set()
         for m in tar.getmembers():
             name = _plain_name(m.name, "member").rstrip("/")
@@ -189,16 +191,25 @@ def run_command(command, cwd, env, out=None):
 def main():
     archive, command, run_id, outputs, expected = sys.argv[1:6]
     command = decode_command(command)
-    local = fuse(archive)
-    got = sha256(local)
+    try:
+        data = read_once(fuse(archive))
+    except OSError as e:
+        hint = ""
+        if archive.startswith("dbfs:"):
+            hint = ("; clusters in standard access mode, serverless compute and workspaces without a DBFS root "
+                    "cannot read the DBFS root: give a \"volume\" in --backend-config")
+        print(f"dockrun launcher: {archive} cannot be read: {e}{hint}", file=sys.stderr)
+        return REFUSED
+    got = hashlib.sha256(data).hexdigest()
     if got != expected:
-        print(f"dockrun launcher: {archive} is corrupt (SHA-256 {got}, expected {expected}); "
-              "run dockrun again to upload it anew", file=sys.stderr)
+        print(f"dockrun launcher: {archive} was changed after the run was submitted, or is corrupt "
+              f"(SHA-256 {got}, expected {expected}): nothing was run; run dockrun again to upload it anew",
+              file=sys.stderr)
         return REFUSED
     work = tempfile.mkdtemp(prefix="dockrun-")
     try:
         try:
-            unpack(local, work)
+            unpack(data, work)
             out_dir = fuse(outputs)
             env = child_env(run_id, out_dir, sys.argv[6:])
         except (Refused, tarfile.TarError, OSError) as e:

@@ -11,6 +11,7 @@ from ...databricks_api.client import DatabricksClient
 from ...databricks_api.workspace import connect
 from ...errors import DockrunError
 from ...store.records import ACTIVE, RunRecord, RunStore
+from ...terminal import printable_lines
 from ..handle import RunHandle
 from ..outcome import record_end
 from .launcher import EXITED
@@ -55,6 +56,7 @@ class DatabricksRun(RunHandle):
     """A run forwarded to Databricks, with the same interface as a local run."""
 
     poll_s = POLL_S
+    cancel_summary = "cancelled in the Databricks workspace"
 
     def __init__(self, store: RunStore, run_id: str, client: DatabricksClient | None = None):
         super().__init__(store, run_id)
@@ -108,7 +110,8 @@ class DatabricksRun(RunHandle):
         run_dir = self._store.run_dir(self.run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "stdout.log").write_text(logs)
-        (run_dir / "stderr.log").write_text("".join(line + "\n" for line in err))
+        # The error and its trace are the workspace's words: `runs logs` prints them as they are.
+        (run_dir / "stderr.log").write_text("".join(printable_lines(line) + "\n" for line in err))
         return exit_code(logs), error
 
     def cancel(self) -> None:

@@ -19,7 +19,8 @@ from ...store.records import RunStore, new_run_id
 from ..handle import new_record, shielded
 from ..outcome import record_end
 from .config import KubeSettings, kube_settings
-from .job import SECRET_VARS, JobParts, job_manifest, kept_outputs, namespace, outputs_dir
+from .job import LABEL_RUN, SECRET_VARS, JobParts, job_manifest, kept_outputs, namespace, outputs_dir
+from .state import job_uid
 from .watch import start_watcher
 
 if TYPE_CHECKING:
@@ -78,13 +79,17 @@ class KubernetesBackend:
                 job = cluster.create_job(ns, manifest)
                 if secrets:
                     cluster.own_secret(ns, name, job)
+                # The Job's UID, not only its name: its pods are found by it, and a Job of the same
+                # name made by someone else is never taken for this one.
                 (run_dir / "kubernetes.json").write_text(json.dumps(
-                    {"context": settings.context, "namespace": ns, "job": name}))
+                    {"context": settings.context, "namespace": ns, "job": name, "uid": job_uid(job)}))
                 pid, token = start_watcher(store, run_id, prepared.request.synchronous)
                 store.update(run_id, supervisor_pid=pid, supervisor_start=token)
         except BaseException as e:
             with shielded():
-                cluster.delete_job(ns, name)
+                made = cluster.job(ns, name)  # created, even if the answer was lost, when it carries our run ID
+                if made and ((made["metadata"].get("labels") or {}).get(LABEL_RUN) == run_id):
+                    cluster.delete_job(ns, name, job_uid(made))
                 if secrets:
                     cluster.delete_secret(ns, name)
                 record_end(store, run_id, "FAILED", None, f"could not start: {e}".splitlines()[0])
@@ -100,21 +105,18 @@ class KubernetesBackend:
 
 def push_image(prepared: PreparedRun, repository: str, log: Callable[[str], None]) -> str:
     """Build what is missing (the same keys as a local run), push the project image to
-    ``repository`` unless the registry has that tag; the reference pinned by the registry's digest."""
+    ``repository`` unless the registry already has this image under that tag; the reference pinned
+    by the digest of the image built here."""
     from ...engine.client import Docker
-    from ...images.build import ensure_images
+    from ...images.build import ensure_images, push_pinned
 
     plan = prepared.plan
     docker = Docker()
     ensure_images(plan, prepared.source.root, prepared.settings, docker, prepared.request.rebuild, log)
     ref = f"{repository}:{plan.project_image.rpartition(':')[2]}"
     docker.tag(plan.project_image, ref)
-    docker.push_if_missing(ref, log)
-    digest = docker.registry_digest(ref)
-    if digest is None:
-        raise ConfigError(f"--backend-config: repository-uri {repository!r}: the registry does not serve {ref} "
-                          "after the push")
-    return f"{ref}@{digest}"
+    # Pinned by the digest of the image built here, whatever the tag names by the time a node pulls.
+    return f"{ref}@{push_pinned(docker, ref, log)}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +156,19 @@ def tracking_env(prepared: PreparedRun, run_id: str, image: str) -> Tracked:
                                                                         prepared.request.parameters))
     env = dict(started.env)
     if os.environ.get("KUBE_MLFLOW_TRACKING_URI"):  # as MLflow: the URI the cluster reaches the server by
-        env["MLFLOW_TRACKING_URI"] = os.environ["KUBE_MLFLOW_TRACKING_URI"]
+        env.update(cluster_tracking_uri(os.environ["KUBE_MLFLOW_TRACKING_URI"]))
     secrets = {k: v for k, v in env.items() if k in SECRET_VARS}
     plain = {k: v for k, v in env.items() if k not in secrets}
     return Tracked(target.uri, started.experiment_id, started.run_id, plain, secrets)
+
+
+def cluster_tracking_uri(uri: str) -> dict[str, str]:
+    """``KUBE_MLFLOW_TRACKING_URI`` as the pod's variables: a ``user:password@`` in it becomes
+    MLflow's basic-auth variables (the URI's own pair wins, as in MLflow), which go to the run's
+    Secret; the URI in the Job's plain env never holds them."""
+    from ...tracking.target import split_userinfo
+
+    plain, pair = split_userinfo(uri)
+    if pair is None:
+        return {"MLFLOW_TRACKING_URI": uri}
+    return {"MLFLOW_TRACKING_URI": plain, "MLFLOW_TRACKING_USERNAME": pair[0], "MLFLOW_TRACKING_PASSWORD": pair[1]}

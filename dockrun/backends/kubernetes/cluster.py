@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ...errors import ConfigError, RemoteError
+from .state import job_uid
 
 INSTALL_HINT = "pip install 'dockrun[kubernetes]'"
 
@@ -107,39 +108,45 @@ class Cluster:
         except Exception as e:  # noqa: BLE001 - transport errors
             raise RemoteError(f"reading Job {name}: cannot reach the cluster: {_short(e)}") from None
 
-    def delete_job(self, ns: str, name: str, grace_s: int = 10) -> None:
-        """Delete the Job and, before it is gone, its pods (foreground propagation); the pods get
-        ``grace_s`` seconds after SIGTERM, as `docker stop` gives a container."""
+    def delete_job(self, ns: str, name: str, uid: str, grace_s: int = 10) -> None:
+        """Delete the Job (that one: a Job of the same name made since is left alone) and, before it
+        is gone, its pods (foreground propagation); the pods get ``grace_s`` seconds after SIGTERM,
+        as `docker stop` gives a container."""
         k8s = self._k8s
-        body = k8s.client.V1DeleteOptions(propagation_policy="Foreground")
+        body = k8s.client.V1DeleteOptions(propagation_policy="Foreground",
+                                          preconditions=k8s.client.V1Preconditions(uid=uid))
         try:
             self.batch.delete_namespaced_job(name, ns, body=body)
         except k8s.client.ApiException as e:
-            if e.status != 404:
+            if e.status not in (404, 409):  # 409: the name is another Job's now
                 raise RemoteError(f"deleting Job {name}: {_short(e)}") from None
-        for pod in self.pods(ns, name):
+        for pod in self.pods(ns, uid):
             try:
                 self.core.delete_namespaced_pod(pod["metadata"]["name"], ns, grace_period_seconds=grace_s)
             except k8s.client.ApiException as e:
                 if e.status != 404:
                     raise RemoteError(f"deleting pod {pod['metadata']['name']}: {_short(e)}") from None
 
-    def delete_job_and_wait(self, ns: str, name: str, timeout_s: float = 120) -> None:
+    def delete_job_and_wait(self, ns: str, name: str, uid: str, timeout_s: float = 120) -> None:
         """Delete the Job and its pods; return when neither is left."""
         import time
 
-        self.delete_job(ns, name)
+        self.delete_job(ns, name, uid)
         deadline = time.monotonic() + timeout_s
-        while self.job(ns, name) is not None or self.pods(ns, name):
+        while job_uid(self.job(ns, name)) == uid or self.pods(ns, uid):
             if time.monotonic() > deadline:
                 raise RemoteError(f"Job {ns}/{name} was deleted but is still there after {timeout_s:.0f} s")
             time.sleep(0.5)
 
-    def pods(self, ns: str, job: str) -> list[Mapping[str, Any]]:
-        """The Job's pods, oldest first."""
-        found = self._call(f"listing the pods of Job {job}", self.core.list_namespaced_pod, ns,
-                           label_selector=f"job-name={job}")
+    def pods(self, ns: str, uid: str) -> list[Mapping[str, Any]]:
+        """The pods of the Job whose UID is ``uid``, oldest first. By UID, not by name: anyone who may
+        create pods in the namespace can label one ``job-name=...``; the Job's controller labels its
+        own with the Job's UID and names the Job as their controlling owner."""
+        found = self._call("listing the pods of the Job", self.core.list_namespaced_pod, ns,
+                           label_selector=f"controller-uid={uid}")
         pods = [self._api.sanitize_for_serialization(p) for p in found.items]
+        pods = [p for p in pods if any(ref.get("uid") == uid and ref.get("controller")
+                                       for ref in p["metadata"].get("ownerReferences") or [])]
         return sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
 
     def events(self, ns: str, pod: str) -> list[Mapping[str, Any]]:

@@ -10,6 +10,7 @@ from ...store.liveness import alive
 from ...store.records import ACTIVE, RunRecord, RunStore
 from ..handle import RunHandle, follow_logs, shielded
 from ..outcome import record_end
+from .state import job_uid
 from .watch import job_info, start_watcher
 
 POLL_S = 0.1
@@ -17,6 +18,7 @@ POLL_S = 0.1
 
 class KubernetesRun(RunHandle):
     poll_s = POLL_S
+    cancel_summary = "cancelled and its Job deleted"
 
     def __init__(self, store: RunStore, run_id: str, cluster: Any = None):
         super().__init__(store, run_id)
@@ -52,7 +54,9 @@ class KubernetesRun(RunHandle):
         info = self._info() if (self._store.run_dir(self.run_id) / "kubernetes.json").exists() else None
         with shielded():
             if info:
-                self.cluster.delete_job_and_wait(info["namespace"], info["job"])
+                uid = info.get("uid") or job_uid(self.cluster.job(info["namespace"], info["job"]))
+                if uid:
+                    self.cluster.delete_job_and_wait(info["namespace"], info["job"], uid)
             record_end(self._store, self.run_id, "KILLED", None, "cancelled")
 
     def follow(self, out: IO[bytes], err: IO[bytes], follow: bool = True) -> RunRecord:

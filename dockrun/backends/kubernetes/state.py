@@ -46,6 +46,11 @@ def verdict(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Verdic
     return Verdict(started, stuck=stuck, fatal=fatal, pod=name)
 
 
+def job_uid(job: Mapping[str, Any] | None) -> str | None:
+    """The Job's UID: what tells it from a Job of the same name made before or after it."""
+    return ((job or {}).get("metadata") or {}).get("uid")
+
+
 def _container(pod: Mapping[str, Any] | None) -> Mapping[str, Any]:
     statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
     return statuses[0] if statuses else {}

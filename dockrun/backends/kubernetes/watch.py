@@ -21,8 +21,10 @@ from typing import Any, Callable
 from ...errors import DockrunError
 from ...store.liveness import alive, start_token
 from ...store.records import RunStore
+from ...terminal import printable
+from ..module_command import module_command
 from ..outcome import record_end
-from .state import Verdict, verdict
+from .state import Verdict, job_uid, verdict
 
 POLL_S = float(os.environ.get("DOCKRUN_K8S_POLL_S", "0.5"))
 # How long a pod may stay unschedulable (a cluster autoscaler may be adding a node) before the run fails.
@@ -34,7 +36,7 @@ def start_watcher(store: RunStore, run_id: str, attached: bool) -> tuple[int, st
     """The run's watcher, in its own session (Ctrl-C in the terminal reaches the driver, which
     cancels); returns its pid and start token."""
     run_dir = store.run_dir(run_id)
-    args = [sys.executable, "-m", "dockrun.backends.kubernetes.watch", run_id, "--home", str(store.home)]
+    args = [*module_command("dockrun.backends.kubernetes.watch"), run_id, "--home", str(store.home)]
     with open(run_dir / "watcher.log", "ab") as log:
         proc = subprocess.Popen(args + (["--watch-driver"] if attached else []), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -53,6 +55,7 @@ def watch(store: RunStore, cluster: Any, run_id: str, watch_driver: bool) -> Non
     run_dir = store.run_dir(run_id)
     info = job_info(run_dir)
     ns, name = info["namespace"], info["job"]
+    uid = info.get("uid") or job_uid(cluster.job(ns, name))  # a record from before the UID was kept
     ending: list[str] = []  # why the watcher is deleting the Job, if it is
     gone: list[str] = []  # ... and once the Job and its pods are gone
 
@@ -60,7 +63,7 @@ def watch(store: RunStore, cluster: Any, run_id: str, watch_driver: bool) -> Non
         if ending:
             return
         ending.append(reason)
-        cluster.delete_job_and_wait(ns, name)
+        cluster.delete_job_and_wait(ns, name, uid)
         gone.append(reason)
 
     if watch_driver and rec.driver_pid:
@@ -81,10 +84,10 @@ def watch(store: RunStore, cluster: Any, run_id: str, watch_driver: bool) -> Non
                 time.sleep(POLL_S)
                 continue
             job = cluster.job(ns, name)
-            if job is None:
+            if job is None or job_uid(job) != uid:  # gone, or another Job of that name since
                 record_end(store, run_id, "FAILED", None, f"the Job {ns}/{name} was deleted before the run ended")
                 return
-            v = verdict(job, cluster.pods(ns, name))
+            v = verdict(job, cluster.pods(ns, uid))
             if v.started:
                 store.transition(run_id, "RUNNING", ("SCHEDULED",), started=time.time())
             if v.pod and v.started and v.pod not in streamed:
@@ -97,7 +100,7 @@ def watch(store: RunStore, cluster: Any, run_id: str, watch_driver: bool) -> Non
             stuck_since = (stuck_since or time.monotonic()) if v.stuck else None
             if v.stuck and v.stuck != said:
                 said = v.stuck
-                err.write(f"dockrun: waiting: {v.stuck}\n".encode())
+                err.write(f"dockrun: waiting: {printable(v.stuck)}\n".encode())  # the kubelet's words
                 err.flush()
             if _fatal(v, stuck_since):
                 end_job(v.stuck or "stuck")
@@ -116,7 +119,7 @@ def _stream(cluster: Any, ns: str, pod: str, out: Any, err: Any) -> None:
             out.write(chunk)
             out.flush()
     except DockrunError as e:  # the pod went before its log was read: say so, the outcome still counts
-        err.write(f"dockrun: the output of pod {pod} could not be read: {e}\n".encode())
+        err.write(f"dockrun: the output of pod {pod} could not be read: {printable(str(e))}\n".encode())
         err.flush()
 
 

@@ -21,6 +21,13 @@ class LocalBackend:
     placement = IN_CONTAINER
 
     def configure(self, request: RunRequest, environ: Mapping[str, str]) -> Any:
+        """-A options are checked here, with every other user error: a typo, or GPUs on an engine
+        without a GPU runtime, is one line before a cold build, not after it."""
+        if request.docker_args:
+            from .docker_args import check_gpus, parse_pairs, to_create_options
+
+            to_create_options(parse_pairs(request.docker_args))
+            check_gpus(request.docker_args, environ)
         return None
 
     def submit(self, prepared: PreparedRun, log: Callable[[str], None]) -> LocalRun:

@@ -12,7 +12,8 @@ from ...images.plan import WORKDIR
 from ...project.params import RenderedCommand
 from ...project.spec import DockerEnv
 from .docker_args import parse_pairs, to_create_options
-from .transfer import copy_back_label
+from .files import FilesPlan, Staged, stage_outputs
+from .transfer import copy_back_limit
 
 LABEL_RUN = "dockrun.run-id"
 
@@ -22,7 +23,7 @@ class RunContext:
     run_id: str
     project: str
     image: str
-    outputs: Path
+    outputs: Path  # DOCKRUN_OUTPUT_DIR, in the run's own folder (where outputs are staged too)
     rendered: RenderedCommand
     docker_env: DockerEnv | None = None
     docker_args: Mapping[str, str] | None = None
@@ -33,6 +34,30 @@ class RunContext:
     # The engine cannot see this machine's files (engine.client.engine_is_remote): what would be
     # bind-mounted from here is copied in instead, and the writable part copied back.
     remote: bool = False
+
+
+def files_plan(ctx: RunContext, environ: Mapping[str, str] | None = None) -> FilesPlan:
+    """What the run writes on the host (pure): its outputs' staging folders in the run's folder,
+    and on a remote engine which folders come back and how much may."""
+    host_env = os.environ if environ is None else environ
+    outputs = [m.path for m in ctx.rendered.mounts if m.output]
+    writable = [host for host, inside, mode in ctx.extra_mounts if mode == "rw" and host == inside]
+    staged = stage_outputs(outputs, ctx.outputs.parent, writable)
+    if not ctx.remote:
+        return FilesPlan(staged)
+    back = tuple((host, inside) for host, inside, mode in _own(ctx, staged) if mode == "rw")
+    return FilesPlan(staged, back, copy_back_limit(host_env))
+
+
+def _own(ctx: RunContext, staged: tuple[Staged, ...]) -> list[tuple[str, str, str]]:
+    """dockrun's own mounts (host, container, mode): inputs read-only, each output's folder the
+    run's own staging folder, DOCKRUN_OUTPUT_DIR, a --dev folder."""
+    own = [(m.path, m.path, "ro") for m in ctx.rendered.mounts if not m.output]
+    own += [(s.stage, s.folder, "rw") for s in staged]
+    own.append((str(ctx.outputs), str(ctx.outputs), "rw"))
+    if ctx.dev_root is not None:
+        own.append((str(ctx.dev_root), WORKDIR, "rw"))
+    return own
 
 
 def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) -> ContainerSpec:
@@ -61,10 +86,8 @@ def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) ->
             value = host_env[name]
         env[name] = value
     env.update(ctx.extra_env or {})
-    own = [(m.path, m.path, "ro" if m.read_only else "rw") for m in ctx.rendered.mounts]
-    own.append((str(ctx.outputs), str(ctx.outputs), "rw"))
+    own = _own(ctx, files_plan(ctx, host_env).staged)
     if ctx.dev_root is not None:
-        own.append((str(ctx.dev_root), WORKDIR, "rw"))
         env.setdefault("PYTHONUNBUFFERED", "1")  # as the project image sets it: output is seen live
     if ctx.remote and ctx.extra_mounts:
         raise ConfigError("a local MLflow store cannot be reached from a remote Docker engine; track to a "
@@ -90,8 +113,9 @@ def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) ->
         name, _, value = item.partition("=")
         labels[name] = value
     # `-A rm` asks for what dockrun always does: the container is removed when the run is over.
-    labels.update({LABEL_RUN: ctx.run_id, "dockrun.project": ctx.project})  # dockrun's own win
-    labels.update(copy_back_label(copies))
+    # dockrun's own win. None of them is read back to decide anything on the host: the engine
+    # adds every label of the image, which whoever built it chose (files.py keeps the plan).
+    labels.update({LABEL_RUN: ctx.run_id, "dockrun.project": ctx.project})
     return ContainerSpec(
         image=ctx.image,
         command=("sh", "-c", ctx.rendered.command),

@@ -27,6 +27,23 @@ def _gpus(v: str) -> Any:
     return [docker.types.DeviceRequest(count=count, device_ids=ids, capabilities=[["gpu"]])]
 
 
+def check_gpus(docker_args: Any, environ: Mapping[str, str]) -> None:
+    """``-A gpus=...`` on an engine with no GPU runtime fails only when the container starts ("could
+    not select device driver"), after the build: say so before anything is done. The engine's
+    ``Runtimes`` name the NVIDIA one when its toolkit is set up for docker."""
+    wanted = [v for k, v in parse_pairs(docker_args) if k == "gpus"]
+    if not wanted:
+        return
+    from ...engine.lean import connect
+
+    runtimes = connect(environ).runtimes()
+    if not any("nvidia" in f"{name} {(spec or {}).get('path', '')}".lower() for name, spec in runtimes.items()):
+        raise ConfigError(f"--docker-args gpus={wanted[0]}: this Docker engine has no GPU runtime (its runtimes: "
+                          f"{', '.join(sorted(runtimes)) or 'none'}); install the NVIDIA Container Toolkit where "
+                          "the engine runs and set docker up for it (nvidia-ctk runtime configure --runtime=docker), "
+                          "or run without -A gpus")
+
+
 def _cpus(v: str) -> int:
     return int(float(v) * 1e9)
 

@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 
 from ...errors import ExecutionError
+from ..module_command import module_command
 
 
 def fork_supervisor(args: list[str], run_dir: Path) -> int:
@@ -93,7 +94,7 @@ class ForkServer:
     def _ensure(self) -> subprocess.Popen:
         if self.proc is None or self.proc.poll() is not None:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dockrun.backends.local.launch"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                module_command("dockrun.backends.local.launch"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, text=True, bufsize=1)
         return self.proc
 

@@ -16,11 +16,13 @@ from ...engine.client import Docker
 from ...errors import ConfigError, Interrupted
 from ...store.liveness import alive, start_token
 from ...store.records import ACTIVE, RunRecord, RunStore, new_run_id
+from ...tracking.compat import schema_matters
 from ..handle import RunHandle, follow_logs, new_record, shielded
 from ..outcome import record_end
-from .container import RunContext, container_spec
+from .container import RunContext, container_spec, files_plan
+from .files import finish_files, make_run_dir, save_plan
 from .launch import fork_server, fork_supervisor
-from .transfer import bring_back, copy_in, save_sent
+from .transfer import copy_in, save_sent
 from .wake import Listener, listen
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ class LocalRun(RunHandle):
     """A submitted local run (the API's SubmittedRun); usable from any process that knows the ID."""
 
     poll_s = POLL_S
+    cancel_summary = "cancelled and its container removed"
 
     def __init__(self, store: RunStore, run_id: str, docker: Docker | None = None, wake: Listener | None = None):
         super().__init__(store, run_id)
@@ -93,18 +96,20 @@ def reconcile(store: RunStore, rec: RunRecord, docker: Callable[[], Docker]) -> 
         owner = "submitting process"
     d = docker()
     container = d.get_container(rec.container_id) if rec.container_id else None
+    run_dir = store.run_dir(rec.run_id)
     if container is None:
+        finish_files(d, None, run_dir, ok=False)  # what the run wrote, into place, as the supervisor would
         record_end(store, rec.run_id, "FAILED", None, f"the {owner} and the container vanished")
     else:
         state = container.attrs.get("State", {})
         if state.get("Running"):
             d.stop_and_remove(container)
+            finish_files(d, None, run_dir, ok=False)
             record_end(store, rec.run_id, "FAILED", None, f"the {owner} vanished; the container was stopped")
         else:
-            run_dir = store.run_dir(rec.run_id)
             _save_logs(run_dir, container)
             code = state.get("ExitCode") if state.get("Status") == "exited" else None
-            lost = bring_back(d, container, run_dir)
+            lost = finish_files(d, container, run_dir, ok=code == 0)
             d.stop_and_remove(container)
             status = "FINISHED" if code == 0 and not lost else "FAILED"
             reason = None if status == "FINISHED" else lost or f"the {owner} vanished; exit code {code}"
@@ -149,12 +154,18 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
         dev_root=prepared.source.root if request.dev else None,
         remote=docker.remote,
     )
-    spec = container_spec(ctx)  # validates -A and env passthrough before anything is recorded
+    spec = container_spec(ctx)  # validates -A, env passthrough and settings before anything is recorded
     experiment_id = mlflow_run_id = None
     if docker.remote and tracking and tracking.store_dir:  # before an MLflow run is started for nothing
         raise ConfigError(f"the local MLflow store {tracking.uri} cannot be reached from a remote Docker engine; "
                           "track to a server (MLFLOW_TRACKING_URI=http://...), or set DOCKRUN_REMOTE_ENGINE=0 "
                           "if the engine sees this machine's files")
+    if schema_matters(tracking):  # unpinned: the image's record says which MLflow it installed
+        from ...images.installed import image_installed
+        from ...tracking.compat import check_store_mlflow, host_mlflow, installed_mlflow
+
+        check_store_mlflow(tracking, installed_mlflow(image_installed(docker, image_id, settings.home)),
+                           host_mlflow())
     if tracking:
         from ...tracking.runs import start_tracked_run
         from ...tracking.tags import logged_params
@@ -164,9 +175,12 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
         experiment_id, mlflow_run_id = started.experiment_id, started.run_id
         ctx = dataclasses.replace(ctx, extra_env=started.env, extra_mounts=started.mounts)
         spec = container_spec(ctx)
-    outputs.mkdir(parents=True, exist_ok=True)
+    make_run_dir(run_dir)
+    outputs.mkdir(exist_ok=True)
+    save_plan(run_dir, files_plan(ctx))  # in the run's own folder: never read back from the engine
     store.insert(dataclasses.replace(
-        new_record(prepared, run_id, str(outputs)), image=image_ref, dev=request.dev, driver_pid=os.getpid(),
+        new_record(prepared, run_id, str(outputs)), image=image_ref, image_id=image_id, dev=request.dev,
+        driver_pid=os.getpid(),
         driver_start=start_token(os.getpid()), tracking_uri=tracking.uri if tracking else None,
         mlflow_run_id=mlflow_run_id, experiment_id=experiment_id))
     run = LocalRun(store, run_id, docker, listen(run_dir))  # listening before the supervisor starts
@@ -201,7 +215,7 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
     except KeyboardInterrupt:
         with shielded():
             run.cancel()
-        raise Interrupted(f"interrupted; run {run_id} was cancelled and its container removed") from None
+        raise Interrupted(f"interrupted; run {run_id} was {run.cancel_summary}") from None
     return run
 
 
@@ -209,6 +223,19 @@ def run_image(prepared: PreparedRun, docker: Docker, log: Callable[[str], None])
     """The image a run (or a shell) uses, made sure of: its reference and ID. The project image
     (environment + code), built if missing; under --dev the environment image alone, since the code
     is mounted, so an edit never builds anything."""
+    if prepared.request.image_id:  # a rerun: the very image the run used, if it can be had
+        from .pinned import compare_rebuilt, pinned_image
+
+        pinned = pinned_image(prepared, docker, log)
+        if pinned:
+            return pinned
+        ref, built = _made_sure_of(prepared, docker, log)
+        compare_rebuilt(prepared, docker, built, log)
+        return ref, built
+    return _made_sure_of(prepared, docker, log)
+
+
+def _made_sure_of(prepared: PreparedRun, docker: Docker, log: Callable[[str], None]) -> tuple[str, str]:
     plan, settings, rebuild = prepared.plan, prepared.settings, prepared.request.rebuild
     if not rebuild and not prepared.request.dev:
         # A warm run: the image is here (one inspect), and the build stack is not even imported.

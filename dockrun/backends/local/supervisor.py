@@ -21,7 +21,7 @@ from ...engine.lean import connect
 from ...store.liveness import alive
 from ...store.records import RunStore
 from ..outcome import record_end
-from .transfer import bring_back
+from .files import finish_files
 from .wake import notifier
 
 POLL_DRIVER_S = 0.5
@@ -78,11 +78,16 @@ def supervise(store: RunStore, docker: Docker, run_id: str, watch_driver: bool,
         exit_code = int(container.wait().get("StatusCode", 1))
     except Exception as e:  # the engine failed us: record it, never leave the run open
         docker.stop_and_remove(container)
-        record_end(store, run_id, "FAILED", exit_code, f"supervisor error: {e}".splitlines()[0])
+        try:
+            finish_files(docker, None, store.run_dir(run_id), ok=False)  # what it wrote, into place
+        finally:
+            record_end(store, run_id, "FAILED", exit_code, f"supervisor error: {e}".splitlines()[0])
         raise
-    # A remote engine's run: its outputs come back before the container goes (whatever the outcome,
-    # as a bind mount would have kept them); a copy that failed fails the run, saying why.
-    lost = bring_back(docker, container, store.run_dir(run_id))
+    # Its outputs come back (a remote engine's run, before the container goes) and are put in
+    # place, whatever the outcome, before the end is recorded: a run that is over has its files
+    # where they belong. A copy or move that failed fails the run, saying why.
+    ok = exit_code == 0 and not why
+    lost = finish_files(docker, container, store.run_dir(run_id), ok)
     docker.remove(container)  # it has exited: no stop needed
     if why and why[0] == "driver vanished":
         record_end(store, run_id, "FAILED", exit_code, "the driver process vanished; the container was stopped")

@@ -1,36 +1,43 @@
 """A run's files on an engine that cannot see this machine's (``DOCKER_HOST=tcp://…``, ``ssh://…``).
 
-Instead of bind mounts, the container's ``copies`` (path parameters, ``DOCKRUN_OUTPUT_DIR``, a
-``--dev`` folder) go into the created container as one tar stream before it starts, at the paths
-the mounts would have had, and the writable ones come back after it ends. Streams, never whole
-files in memory; a line of progress now and then for large copies.
+Instead of bind mounts, the container's ``copies`` (path parameters, the staging folders of its
+outputs, ``DOCKRUN_OUTPUT_DIR``, a ``--dev`` folder) go into the created container as one tar stream
+before it starts, at the paths the mounts would have had, and the writable ones come back after it
+ends, as the run's plan (files.py, in the run's own folder) says: never as anything the engine says.
+Streams, never whole files in memory; a line of progress now and then for large copies.
 
 What a bind mount would show, the copy shows: the same paths, owners and modes, a path parameter
 that is a symlink resolved as a mount resolves it. Read-only inputs lose their write bits (the
-host's files are never written back either). Coming back, only files the run wrote are written
-(one that comes back as it was sent keeps the host's version, even if that changed meanwhile),
-each through a temporary file renamed into place, so a half-copied file is never seen; nothing
-outside the folder it came from is touched (links are not followed), and files the run deleted
-stay: a copy cannot tell a deletion from a file the run never saw.
+host's files are never written back either). Coming back, everything is first received into a
+spool in the run's folder, within a size limit (``DOCKRUN_COPY_BACK_LIMIT``, 2 GiB by default:
+over it, nothing is written); then only files the run wrote are put in place (one that comes back
+as it was sent keeps the host's version, even if that changed meanwhile), each renamed into place,
+so a half-copied file is never seen; nothing outside the folder it came from is touched (links are
+not followed, and links that lead out of it are not created), and files the run deleted stay: a
+copy cannot tell a deletion from a file the run never saw.
 """
 from __future__ import annotations
 
+import errno
 import filecmp
 import json
 import os
+import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable
 
 from ...engine.client import Docker
-from ...errors import ExecutionError
+from ...errors import ConfigError, ExecutionError
 
-LABEL_COPY_BACK = "dockrun.copy-back"  # on the container: JSON [[host, container], ...] to copy back
 CHUNK = 1 << 20
+LIMIT_ENV = "DOCKRUN_COPY_BACK_LIMIT"
+DEFAULT_COPY_BACK_LIMIT = 2 << 30  # as an archive's unpacked size
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 PROGRESS_STEP = 8 << 20  # no progress lines for copies smaller than this
 MB = 1 << 20
 SENT_FILE = "copied-in.json"  # in the run's folder: what copy_in sent into writable folders
@@ -46,11 +53,16 @@ class Entry:
     writable: bool
 
 
-def copy_back_label(copies: Sequence[tuple[str, str, str]]) -> dict[str, str]:
-    """The label that tells whoever ends the run (the supervisor, or ``reconcile`` after it
-    vanished) what to bring back: the container says so itself, so no other record is needed."""
-    back = [[host, inside] for host, inside, mode in copies if mode == "rw"]
-    return {LABEL_COPY_BACK: json.dumps(back)} if back else {}
+def copy_back_limit(environ: Mapping[str, str]) -> int:
+    """How many bytes a remote run's copy-back may write: ``DOCKRUN_COPY_BACK_LIMIT`` (bytes, or
+    with a K, M, G or T suffix, binary), else 2 GiB."""
+    text = environ.get(LIMIT_ENV, "").strip().upper().removesuffix("B").removesuffix("I")
+    if not text:
+        return DEFAULT_COPY_BACK_LIMIT
+    number, unit = (text[:-1], text[-1]) if text[-1] in _UNITS else (text, "")
+    if not number.isdigit() or int(number) <= 0:
+        raise ConfigError(f"{LIMIT_ENV}={environ[LIMIT_ENV]!r}: expected a size in bytes, such as 2G or 500M")
+    return int(number) * _UNITS[unit]
 
 
 def copy_in(docker: Docker, container: Any, copies: Sequence[tuple[str, str, str]],
@@ -65,14 +77,15 @@ def copy_in(docker: Docker, container: Any, copies: Sequence[tuple[str, str, str
     progress = Progress("copying the run's files to the engine", log, total)
     docker.put_archive(container, _tar_chunks(entries, progress))
     progress.done()
-    return {e.info.name: [e.info.size, e.info.mtime] for e in entries if e.writable and e.info.isreg()}
+    # Read-only ones too: an input inside a writable folder comes back with it, and is not written.
+    return {e.info.name: [e.info.size, e.info.mtime] for e in entries if e.info.isreg()}
 
 
 def save_sent(run_dir: Path, sent: Sent) -> None:
     (run_dir / SENT_FILE).write_text(json.dumps(sent))
 
 
-def _load_sent(run_dir: Path) -> Sent:
+def load_sent(run_dir: Path) -> Sent:
     try:
         return json.loads((run_dir / SENT_FILE).read_text())
     except FileNotFoundError:
@@ -155,88 +168,193 @@ def _tar_chunks(entries: Sequence[Entry], progress: Progress) -> Iterator[bytes]
     yield b"\0" * (2 * tarfile.BLOCKSIZE)
 
 
-def wants_copy_back(container: Any) -> bool:
-    return LABEL_COPY_BACK in _labels(container)
+def copy_back(docker: Docker, container: Any, plan: Sequence[tuple[str, str]], log: Callable[[str], None],
+              sent: Sent, spool_dir: Path, limit: int = DEFAULT_COPY_BACK_LIMIT) -> None:
+    """Bring the container's writable folders ``plan`` ((host, inside) pairs, from the run's own
+    plan) back to where they came from. Everything is received first (into a spool under
+    ``spool_dir``), so a copy over ``limit`` bytes writes nothing at all."""
+    spool = tempfile.mkdtemp(prefix=".incoming-", dir=spool_dir)
+    try:
+        incoming = Incoming(spool, limit)
+        for host, inside in plan:
+            progress = Progress(f"copying {inside} back from the engine", log)
+            stream = docker.get_archive(container, inside)
+            # A writable folder inside this one comes back on its own, to its own place.
+            inner = [other for _, other in plan if other != inside and _under(other, inside)]
+            with tarfile.open(fileobj=_Reader(stream, progress), mode="r|") as tar:
+                receive(tar, Path(host), inside, sent, incoming, inner)
+            progress.done()
+        commit(incoming.actions)
+        incoming.dropped.report(log)
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
 
 
-def _labels(container: Any) -> dict[str, str]:
-    return (container.attrs.get("Config") or {}).get("Labels") or {}
+def unpack(tar: tarfile.TarFile, root: Path, inside: str = "", sent: Sent | None = None,
+           limit: int = DEFAULT_COPY_BACK_LIMIT) -> Dropped:
+    """Receive and commit one archive of the container's folder ``inside`` into ``root``."""
+    spool = tempfile.mkdtemp(prefix="dockrun-incoming-")
+    try:
+        incoming = Incoming(spool, limit)
+        receive(tar, root, inside, sent or {}, incoming)
+        commit(incoming.actions)
+        return incoming.dropped
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
 
 
-def copy_back(docker: Docker, container: Any, log: Callable[[str], None], sent: Sent) -> None:
-    """Bring the writable copies named by the container's label back to where they came from."""
-    for host, inside in json.loads(_labels(container).get(LABEL_COPY_BACK) or "[]"):
-        progress = Progress(f"copying {inside} back from the engine", log)
-        stream = docker.get_archive(container, inside)
-        with tarfile.open(fileobj=_Reader(stream, progress), mode="r|") as tar:
-            unpack(tar, Path(host), inside, sent)
-        progress.done()
+class Dropped:
+    """Links not created because they lead out of their folder: counted, and said once."""
+
+    def __init__(self) -> None:
+        self.count, self.first = 0, ""
+
+    def add(self, name: str, target: str) -> None:
+        self.count += 1
+        self.first = self.first or f"{name} -> {target}"
+
+    def report(self, log: Callable[[str], None]) -> None:
+        if self.count:
+            log(f"{self.count} link(s) in the run's outputs led outside their folder and were not created "
+                f"(the first: {self.first})")
 
 
-def bring_back(docker: Docker, container: Any, run_dir: Path) -> str | None:
-    """Copy a remote run's writable files back, with progress lines in its stderr.log (which its
-    driver shows); None, or why they did not all come back, which is also written there."""
-    if not wants_copy_back(container):  # a local engine's run: nothing to do, no file touched
-        return None
-    with open(run_dir / "stderr.log", "a") as err:
-        def log(line: str) -> None:
-            err.write(f"dockrun: {line}\n")
-            err.flush()
-
-        try:
-            copy_back(docker, container, log, _load_sent(run_dir))
-        except Exception as e:  # noqa: BLE001 - any failure here means lost outputs: say so, never hide it
-            why = f"its outputs could not be copied back from the engine: {e}".splitlines()[0]
-            log(why)
-            return why
-    return None
+def leads_out(rel: str, target: str) -> bool:
+    """Does a link at ``rel`` (a path inside its folder) pointing at ``target`` lead out of it?"""
+    if os.path.isabs(target):
+        return True
+    resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+    return resolved == ".." or resolved.startswith("../")
 
 
-def unpack(tar: tarfile.TarFile, root: Path, inside: str = "", sent: Sent | None = None) -> None:
-    """Write the archive of the container's folder ``inside`` (its top member is the folder itself)
-    into ``root``: folders, links, and files the run wrote (not as ``sent``), where they differ;
-    nothing outside ``root``, and nothing through a link."""
-    real_root = os.path.realpath(root)
-    sent = sent or {}
+@dataclass(frozen=True)
+class Action:
+    """One thing to write on the host once everything has come back."""
+
+    kind: str  # dir | file | link | hard
+    root: str
+    path: str
+    mode: int = 0o755
+    source: str = ""  # file: the spooled copy; link: its target; hard: the file it names
+
+
+@dataclass
+class Incoming:
+    """What has come back so far: spooled files and what to do with them, within ``limit`` bytes."""
+
+    spool: str
+    limit: int
+    actions: list[Action] = field(default_factory=list)
+    size: int = 0
+    sizes: dict[str, int] = field(default_factory=dict)
+    dropped: Dropped = field(default_factory=Dropped)
+
+    def take(self, n: int) -> None:
+        self.size += n
+        if self.size > self.limit:
+            raise ExecutionError(f"the run's outputs are over the copy-back limit of {_size(self.limit)} "
+                                 f"({LIMIT_ENV}); nothing was copied back")
+
+
+def receive(tar: tarfile.TarFile, root: Path, inside: str, sent: Sent, incoming: Incoming,
+            skip: Sequence[str] = ()) -> None:
+    """Read the archive of the container's folder ``inside`` (its top member is the folder itself,
+    which is ``root`` here): files the run wrote (not as ``sent``) into the spool, the rest as
+    actions, leaving out what is under ``skip``; names that climb out are refused, links that lead
+    out are left out."""
     for member in tar:
-        path = _inside(root, real_root, member.name)
-        if path is None:
+        parts = _parts(member.name)
+        if not parts:
             continue  # the folder itself: it is ``root``, which exists
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        name = os.path.join(inside, *member.name.split("/")[1:]).lstrip("/")
+        path = os.path.join(root, *parts)
+        name = os.path.join(inside, *parts).lstrip("/")
+        if any(_under("/" + name, s) for s in skip):
+            continue
         if member.isdir():
-            if os.path.islink(path) or not os.path.isdir(path):
-                _replace_with_dir(path)
-            os.chmod(path, _mode(member))
+            incoming.actions.append(Action("dir", str(root), path, _mode(member)))
         elif member.isreg() and sent.get(name) == [member.size, int(member.mtime)]:
             continue  # as it was sent: the run did not write it
         elif member.isreg():
-            _write_file(tar.extractfile(member), path, _mode(member))
+            incoming.take(member.size)
+            spooled = os.path.join(incoming.spool, str(len(incoming.actions)))
+            data = tar.extractfile(member)
+            with open(spooled, "wb") as out:
+                while data is not None and (chunk := data.read(CHUNK)):
+                    out.write(chunk)
+            incoming.sizes[path] = member.size
+            incoming.actions.append(Action("file", str(root), path, _mode(member), spooled))
         elif member.issym():
-            if not (os.path.islink(path) and os.readlink(path) == member.linkname):
-                tmp = f"{path}.dockrun-{os.getpid()}"
-                os.symlink(member.linkname, tmp)
-                os.replace(tmp, path)
+            if leads_out("/".join(parts), member.linkname):
+                incoming.dropped.add(name, member.linkname)
+                continue
+            incoming.actions.append(Action("link", str(root), path, source=member.linkname))
         elif member.islnk():  # the engine sends a second name of a file as a hard link
-            source = _inside(root, real_root, member.linkname)
-            if source is None or os.path.islink(source) or not os.path.isfile(source):
+            source_parts = _parts(member.linkname)
+            if not source_parts:
                 raise ExecutionError(f"the engine sent a hard link {member.name!r} to {member.linkname!r}")
-            with open(source, "rb") as f:
-                _write_file(f, path, stat.S_IMODE(os.lstat(source).st_mode))
+            source = os.path.join(root, *source_parts)
+            size = incoming.sizes.get(source)
+            if size is None:
+                size = os.lstat(source).st_size if os.path.isfile(source) else 0
+            incoming.take(size)
+            incoming.actions.append(Action("hard", str(root), path, source=source))
 
 
-def _inside(root: Path, real_root: str, name: str) -> str | None:
-    """Where member ``name`` goes under ``root`` (None for the top itself); an error for a name that
-    climbs out, or whose folder is reached through a link that leads out."""
-    parts = name.split("/")[1:]  # the top member is the folder itself
-    if not parts:
-        return None
+def commit(actions: Sequence[Action]) -> None:
+    """Write what came back, in the order it came: nothing outside its root, nothing through a
+    link, each file renamed into place."""
+    for a in actions:
+        real_root = os.path.realpath(a.root)
+        if not _under(os.path.realpath(os.path.dirname(a.path)), real_root):
+            raise ExecutionError(f"the engine sent {os.path.relpath(a.path, a.root)!r}, which would land "
+                                 f"outside {a.root}")
+        os.makedirs(os.path.dirname(a.path), exist_ok=True)
+        if a.kind == "dir":
+            if os.path.islink(a.path) or not os.path.isdir(a.path):
+                _replace_with_dir(a.path)
+            os.chmod(a.path, a.mode)
+        elif a.kind == "file":
+            _put_file(a.source, a.path, a.mode)
+        elif a.kind == "link":
+            if not (os.path.islink(a.path) and os.readlink(a.path) == a.source):
+                tmp = f"{a.path}.dockrun-{os.getpid()}"
+                os.symlink(a.source, tmp)
+                os.replace(tmp, a.path)
+        else:  # hard: a copy of a file that is now in place
+            if os.path.islink(a.source) or not os.path.isfile(a.source):
+                raise ExecutionError(f"the engine sent a hard link {a.path!r} to {a.source!r}")
+            with open(a.source, "rb") as f:
+                _write_file(f, a.path, stat.S_IMODE(os.lstat(a.source).st_mode))
+
+
+def _parts(name: str) -> list[str]:
+    """The path of member ``name`` below the folder (the top member); an error for a name that
+    climbs out."""
+    parts = name.split("/")[1:]
     if any(p in ("", ".", "..") for p in parts):
         raise ExecutionError(f"the engine sent an unsafe path {name!r}")
-    path = os.path.join(root, *parts)
-    if not _under(os.path.realpath(os.path.dirname(path)), real_root):
-        raise ExecutionError(f"the engine sent {name!r}, which would land outside {root}")
-    return path
+    return parts
+
+
+def _put_file(spooled: str, path: str, mode: int) -> None:
+    """Rename a spooled file into place; keep the old file when it is the same."""
+    if os.path.isfile(path) and not os.path.islink(path) and filecmp.cmp(spooled, path, shallow=False):
+        return
+    os.chmod(spooled, mode)
+    try:
+        os.replace(spooled, path)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        with open(spooled, "rb") as f:
+            _write_file(f, path, mode)
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor} {unit}"
+    return f"{n} bytes"
 
 
 def _mode(member: tarfile.TarInfo) -> int:

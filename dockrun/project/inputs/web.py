@@ -3,12 +3,11 @@
 A file is fetched again only when the server says it changed: the request carries the last
 download's ETag (If-None-Match) and Last-Modified (If-Modified-Since), a 304 keeps the copy, and a
 200 whose ETag and size match the copy's is closed unread (servers that ignore conditional
-requests). Credentials in the URL (user:password@) become a Basic header that is not sent on to a
-redirect's host; the URL is only ever shown with userinfo and query redacted.
+requests). Credentials in the URL (user:password@) become a Basic header sent to that origin alone
+(httpauth); the URL is only ever shown with userinfo and query redacted.
 """
 from __future__ import annotations
 
-import base64
 import http.client
 import os
 import posixpath
@@ -21,6 +20,7 @@ from typing import Callable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ...errors import ParameterError
+from ...httpauth import basic, open_url, split_userinfo
 from .local import Download, Fetched, Fingerprint, safe_rel, write_aside
 
 
@@ -43,9 +43,9 @@ def fetch(d: Download, save: Callable[[Mapping[str, Fingerprint]], None]) -> Fet
     name = safe_rel(posixpath.basename(unquote(parts.path)) or parts.hostname, d, unquote(parts.path))
     local = d.root / name
     known = d.known.get(name) if local.is_file() else None
-    request = _request(d.uri, known)
+    request, credentials = _request(d.uri, known)
     try:
-        with urllib.request.urlopen(request, timeout=60, context=_tls()) as resp:
+        with open_url(request, credentials, 60, _tls()) as resp:
             got = {"etag": resp.headers.get("ETag"), "last_modified": resp.headers.get("Last-Modified"),
                    "size": _int(resp.headers.get("Content-Length"))}
             if known and _same(known, got):
@@ -69,20 +69,15 @@ def fetch(d: Download, save: Callable[[Mapping[str, Fingerprint]], None]) -> Fet
     return Fetched(str(local), {name: got})
 
 
-def _request(uri: str, known: Fingerprint | None) -> urllib.request.Request:
-    parts = urlsplit(uri)
-    host = parts.netloc.rpartition("@")[2]
-    request = urllib.request.Request(urlunsplit((parts.scheme, host, parts.path, parts.query, "")),
-                                     headers={"User-Agent": "dockrun"})
-    if parts.username is not None:
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-        # unredirected: urllib copies ordinary headers to wherever a redirect points
-        request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(pair).decode())
+def _request(uri: str, known: Fingerprint | None) -> tuple[urllib.request.Request, dict[str, str]]:
+    """The request, and the credentials its URL carries (sent to its own origin alone)."""
+    clean, user, password = split_userinfo(uri)
+    request = urllib.request.Request(clean, headers={"User-Agent": "dockrun"})
     if known and known.get("etag"):
         request.add_header("If-None-Match", known["etag"])
     if known and known.get("last_modified"):
         request.add_header("If-Modified-Since", known["last_modified"])
-    return request
+    return request, basic(user, password) if user or password else {}
 
 
 def _same(known: Fingerprint, got: Fingerprint) -> bool:

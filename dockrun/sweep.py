@@ -1,0 +1,263 @@
+"""`dockrun sweep` and `dockrun.sweep()`: one project over a grid of parameter values, at most N runs
+at once, on any backend. One build (the first runs to need an image wait for it under its lock),
+one record per run, and a sweep record under ``$DOCKRUN_HOME/sweeps/`` that ``--resume`` reads to
+run only what did not finish. A failed run does not stop the others; Ctrl-C cancels every run
+started and starts no more. The end is a table of each run's parameters, status and the metrics it
+wrote (``metrics.json`` or ``metrics.csv`` in ``$DOCKRUN_OUTPUT_DIR``)."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .api import submit_prepared
+from .backends import get_backend
+from .backends.handle import RunHandle, shielded
+from .config import load_settings
+from .errors import BuildError, ConfigError, Interrupted
+from .locks import make_private_dir, write_atomic
+from .prepare import prepare
+from .request import RunRequest
+from .store.records import RunStore
+
+METRIC_FILES = ("metrics.json", "metrics.csv")
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    index: int
+    parameters: Mapping[str, str]
+    run_id: str | None
+    status: str  # FINISHED, FAILED, KILLED, or NOT STARTED
+    metrics: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    sweep_id: str
+    rows: tuple[SweepRow, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "FINISHED" for r in self.rows)
+
+
+def grid_points(axes: Mapping[str, Sequence[str]]) -> list[dict[str, str]]:
+    """Every combination of the axes' values, the first axis varying slowest."""
+    names = list(axes)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
+def parse_axes(pairs: Sequence[str]) -> dict[str, list[str]]:
+    """``-P alpha=0.1,0.3 -P l1=0,1`` -> {"alpha": ["0.1", "0.3"], "l1": ["0", "1"]}."""
+    axes: dict[str, list[str]] = {}
+    for item in pairs:
+        key, sep, values = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"-P {item!r}: expected KEY=V1,V2,...")
+        if key in axes:
+            raise ConfigError(f"-P {key}: given more than once; list its values after one =, comma-separated")
+        axes[key] = [v for v in values.split(",")]
+    return axes
+
+
+def read_points(path: str) -> list[dict[str, str]]:
+    """A list of points from a file: JSON (a list of objects) or CSV (a header of parameter names)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"--grid {path}: no such file") from None
+    if path.endswith(".json"):
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"--grid {path}: not valid JSON ({e})") from None
+        if not isinstance(data, list) or not all(isinstance(p, dict) for p in data):
+            raise ConfigError(f"--grid {path}: expected a JSON list of objects (parameter -> value)")
+        return [{str(k): str(v) for k, v in p.items()} for p in data]
+    rows = list(csv.DictReader(text.splitlines()))
+    if not rows:
+        raise ConfigError(f"--grid {path}: expected a CSV file with a header of parameter names and a row per run")
+    return [{k: v for k, v in r.items() if k} for r in rows]
+
+
+def sweep(template: RunRequest, points: Sequence[Mapping[str, str]], parallel: int = 4,
+          resume: str | None = None, log: Any = None) -> SweepResult:
+    """Run ``template`` once per point (its parameters updated by the point), at most ``parallel``
+    at once. With ``resume``, the points and template come from that sweep's record, and only
+    points whose run did not finish run again."""
+    if parallel < 1:
+        raise ConfigError(f"--parallel {parallel}: expected at least 1")
+    home = load_settings().home
+    if resume:
+        record = _load(home, resume)
+        template = _template_from(record)
+        points = record["points"]
+    else:
+        if not points:
+            raise ConfigError("a sweep needs at least one point: -P NAME=V1,V2 or --grid FILE")
+        record = {"sweep_id": uuid.uuid4().hex[:12], "created": time.time(), "points": [dict(p) for p in points],
+                  "request": _template_data(template), "runs": {}}
+    store = RunStore(home)
+    todo = [i for i in range(len(points)) if not _finished(store, record["runs"].get(str(i)))]
+    backend = get_backend(template.backend)
+    # Every point is checked before any runs: a bad value in the grid is one line, nothing started.
+    prepared = {i: prepare(dataclasses.replace(template, parameters={**template.parameters, **points[i]},
+                                               synchronous=False), backend) for i in todo}
+    started: dict[int, RunHandle] = {}
+    lock, stop = threading.Lock(), threading.Event()
+    record.pop("errors", None)
+    _save(home, record)
+
+    def one(i: int) -> None:
+        if stop.is_set():
+            return
+        try:
+            handle = submit_prepared(prepared[i], backend, log or (lambda line: None))
+        except Exception as e:  # noqa: BLE001 - one point's failure to start is its row, not the sweep's end
+            with lock:
+                record.setdefault("errors", {})[str(i)] = str(e).splitlines()[0]
+                _save(home, record)
+            if isinstance(e, BuildError):  # the image every point needs: no point building it again
+                stop.set()
+            return
+        with lock:
+            started[i] = handle
+            record["runs"][str(i)] = handle.run_id
+            _save(home, record)
+        if stop.is_set():  # Ctrl-C came while this one was starting
+            with shielded():
+                handle.cancel()
+            return
+        handle.wait()
+
+    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="dockrun-sweep")
+    futures = [pool.submit(one, i) for i in todo]
+    try:
+        for f in futures:
+            while not f.done():
+                time.sleep(0.05)  # in the main thread, so that Ctrl-C reaches it
+    except KeyboardInterrupt:
+        stop.set()
+        with shielded():
+            for f in futures:
+                f.cancel()
+            with lock:
+                handles = list(started.values())
+            for h in handles:
+                if h.record().ended is None:
+                    h.cancel()
+            pool.shutdown(wait=True)
+        raise Interrupted(f"interrupted; sweep {record['sweep_id']}'s runs were cancelled "
+                          f"(dockrun sweep --resume {record['sweep_id']} runs what did not finish)") from None
+    pool.shutdown(wait=True)
+    return SweepResult(record["sweep_id"], tuple(_row(store, record, i, p) for i, p in enumerate(points)))
+
+
+def _finished(store: RunStore, run_id: str | None) -> bool:
+    rec = store.get(run_id) if run_id else None
+    return rec is not None and rec.status == "FINISHED"
+
+
+def _row(store: RunStore, record: Mapping[str, Any], i: int, point: Mapping[str, str]) -> SweepRow:
+    run_id = record["runs"].get(str(i))
+    rec = store.get(run_id) if run_id else None
+    status = rec.status if rec else ("NOT STARTED" if str(i) not in record.get("errors", {}) else "FAILED")
+    return SweepRow(i, dict(point), run_id, status, read_metrics(Path(rec.outputs)) if rec and rec.outputs else {})
+
+
+def read_metrics(outputs: Path) -> dict[str, float]:
+    """What a run wrote in ``$DOCKRUN_OUTPUT_DIR``: metrics.json (an object of numbers) or
+    metrics.csv (a header and one row, the last row if several); numbers only."""
+    out: dict[str, float] = {}
+    try:
+        if (outputs / "metrics.json").is_file():
+            data = json.loads((outputs / "metrics.json").read_text(encoding="utf-8"))
+            items = data.items() if isinstance(data, dict) else ()
+        elif (outputs / "metrics.csv").is_file():
+            rows = list(csv.DictReader((outputs / "metrics.csv").read_text(encoding="utf-8").splitlines()))
+            items = rows[-1].items() if rows else ()
+        else:
+            return out
+    except (OSError, ValueError):
+        return out
+    for k, v in items:
+        try:
+            out[str(k)] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def table(result: SweepResult, sort: str | None = None) -> str:
+    """The sweep's table; ``sort``: a metric (ascending) or ``-metric`` (descending); rows without
+    it last."""
+    from .errors import printable
+
+    rows = list(result.rows)
+    if sort:
+        key, reverse = sort.lstrip("-"), sort.startswith("-")
+        if not any(key in r.metrics for r in rows):
+            raise ConfigError(f"--sort {sort}: no run wrote a metric {key!r} "
+                              f"(found: {', '.join(sorted({m for r in rows for m in r.metrics})) or 'none'})")
+        have = sorted((r for r in rows if key in r.metrics), key=lambda r: r.metrics[key], reverse=reverse)
+        rows = have + [r for r in rows if key not in r.metrics]
+    params = list(dict.fromkeys(k for r in rows for k in r.parameters))
+    # A metric named as a parameter is the run echoing its input (metrics.csv often starts so).
+    metrics = list(dict.fromkeys(k for r in rows for k in r.metrics if k not in params))
+    lines = [["RUN ID", "STATUS", *params, *metrics]]
+    for r in rows:
+        lines.append([r.run_id or "-", r.status, *(printable(r.parameters.get(p, "")) for p in params),
+                      *(f"{r.metrics[m]:.6g}" if m in r.metrics else "" for m in metrics)])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+# ---- the sweep record ------------------------------------------------------------------------
+
+_KEPT = ("uri", "version", "entry_point", "parameters", "docker_args", "backend", "backend_config",
+         "env_manager", "experiment_name", "experiment_id", "tracking_uri", "base_image", "cwd", "trust")
+
+
+def _template_data(request: RunRequest) -> dict[str, Any]:
+    data = {k: getattr(request, k) for k in _KEPT}
+    data["cwd"] = str(request.cwd) if request.cwd else None
+    data["docker_args"] = dict(request.docker_args) if isinstance(request.docker_args, Mapping) else list(
+        request.docker_args)
+    data["parameters"] = dict(request.parameters)
+    return data
+
+
+def _template_from(record: Mapping[str, Any]) -> RunRequest:
+    data = dict(record["request"])
+    data["cwd"] = Path(data["cwd"]) if data.get("cwd") else None
+    args = data.get("docker_args") or ()
+    data["docker_args"] = dict(args) if isinstance(args, Mapping) else tuple(args)
+    return RunRequest(**data)
+
+
+def _path(home: Path, sweep_id: str) -> Path:
+    if not sweep_id.isalnum():
+        raise ConfigError(f"--resume {sweep_id}: not a sweep ID")
+    return home / "sweeps" / f"{sweep_id}.json"
+
+
+def _save(home: Path, record: Mapping[str, Any]) -> None:
+    make_private_dir(home)
+    write_atomic(_path(home, record["sweep_id"]), json.dumps(record, indent=1, sort_keys=True, default=str))
+
+
+def _load(home: Path, sweep_id: str) -> dict[str, Any]:
+    try:
+        return json.loads(_path(home, sweep_id).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--resume {sweep_id}: no such sweep in {home / 'sweeps'}") from None
