@@ -52,7 +52,7 @@ def test_a_cached_build_installs_what_the_classic_build_installs(cli, tmp_path: 
         first = cli("build", str(project), "--rebuild", timeout=900)
         assert first.code == 0, first.err[-3000:]
         (project / "requirements.txt").write_text(REQUIREMENTS + "idna==3.7\n")
-    cached = cli("build", str(project), "--rebuild", timeout=900)  # built now, whatever ran before
+    cached = cli("build", str(project), "--rebuild", "--verbose", timeout=900)  # built now, whatever ran before
     assert cached.code == 0, cached.err[-3000:]
     assert CACHED in cached.err  # the one line that says which path the build took
     assert ("only the difference is installed" in cached.err) == derived
@@ -107,7 +107,7 @@ def test_a_cache_over_its_limit_is_emptied_and_prune_removes_it(cli, tmp_path: P
     project = _project(tmp_path, name="envcache-limit")
     warm = cli("build", str(project), timeout=900)
     assert warm.code == 0, warm.err[-3000:]
-    over = cli("build", str(project), "--rebuild", env={"DOCKRUN_CACHE_MAX_GB": "0.0001"}, timeout=900)
+    over = cli("build", str(project), "--rebuild", "--verbose", env={"DOCKRUN_CACHE_MAX_GB": "0.0001"}, timeout=900)
     assert over.code == 0, over.err[-3000:]
     assert "over its limit (DOCKRUN_CACHE_MAX_GB); emptying it" in over.err
     bad = cli("build", str(project), "--rebuild", env={"DOCKRUN_CACHE_MAX_GB": "lots"})

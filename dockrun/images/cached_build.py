@@ -228,6 +228,7 @@ def build_env_cached(plan: ImagePlan, settings: Settings, docker: BuildEngine,
     # Removing the container deletes its copy of the environment: seconds on a busy engine that
     # the run need not wait for.
     docker.discard_build_container(cid)
+    log(f"Successfully tagged {plan.env_image}")  # a build's last line, as the engine's builder says it
     mark_used(settings.home)
     if plan.env.kind == "uv":
         remember(settings.home, Built(plan.env_image, image_id, start, plan.env.python, frozenset(names),
