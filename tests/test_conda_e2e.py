@@ -21,7 +21,7 @@ from dockrun.config import load_settings
 from dockrun.errors import ConfigError
 from dockrun.images.build import env_context
 from dockrun.images.environment import canonical_conda, env_spec
-from dockrun.images.plan import env_dockerfile, environment_key
+from dockrun.images.plan import env_dockerfile, env_scripts, environment_key
 from dockrun.project.spec import load_project
 
 # These tests are about the py-rattler path: a DOCKRUN_MICROMAMBA_IMAGE set on the machine must not
@@ -136,11 +136,13 @@ def test_conda_template(tmp_path: Path) -> None:
                                                       "PIP_INDEX_URL": "https://u:tok@mirror.example/simple"})
     text = env_dockerfile(plan, s)
     _check("env-conda.Dockerfile", text)
-    assert re.search(r"py-rattler==\d+\.\d+\.\d+", text)  # pinned: same key, same installer
+    # pinned in the script both build paths run: same key, same installer
+    assert re.search(r"py-rattler==\d+\.\d+\.\d+", env_scripts(plan)["tools.sh"])
     final = text.rsplit("\nFROM ", 1)[1]
     assert "ca.pem" not in final and "ARG" not in final and "tok" not in text
     with env_context(plan, s) as ctx, tarfile.open(fileobj=ctx) as tar:
-        assert sorted(tar.getnames()) == ["Dockerfile", "conda_install.py", "dockrun-ca.pem", "environment.json"]
+        assert sorted(tar.getnames()) == ["Dockerfile", "conda_install.py", "dockrun-ca.pem", "env.sh",
+                                          "environment.json", "tools.sh"]
         _check("environment.json", tar.extractfile("environment.json").read().decode())
 
 

@@ -168,10 +168,14 @@ def test_lock_then_a_rebuild_from_nothing_installs_the_same_versions(cli, tmp_pa
     r = cli("run", "--rebuild", "--verbose", "--detach", str(root), env=fresh, timeout=900)
     assert r.code == 0, r.err[-2000:]
     lines = r.err.splitlines()
-    step = next(i for i, line in enumerate(lines)
-                if line.startswith("Step ") and " : RUN " in line
-                and {"uv": "uv pip install", "conda": "conda_install.py"}[kind] in line)
-    assert "Running in" in lines[step + 1], r.err  # installed again, not taken from the layer cache
+    if any("in a build container with the package cache" in line for line in lines):
+        # dockrun's build container has no layer cache: the install ran (from the package cache)
+        assert {"uv": "Installed ", "conda": "installed "}[kind] in r.err, r.err
+    else:
+        step = next(i for i, line in enumerate(lines)
+                    if line.startswith("Step ") and " : RUN " in line
+                    and "/tmp/dockrun/in/env.sh" in line)  # the environment's install script
+        assert "Running in" in lines[step + 1], r.err  # installed again, not taken from the layer cache
     second_id = r.out.strip()
     assert cli("runs", "wait", second_id, env=fresh).code == 0
     second = _environment(cli, second_id, env=fresh)  # read from the new image, into the new home

@@ -16,7 +16,7 @@ from dockrun.errors import ConfigError, ProjectError
 from dockrun.images import templates
 from dockrun.images.build import env_context
 from dockrun.images.environment import env_spec, lock_header, lock_input_digest
-from dockrun.images.plan import env_dockerfile, environment_key, plan_images
+from dockrun.images.plan import env_dockerfile, env_scripts, environment_key, plan_images
 from dockrun.locking import UV_PIN, lock_project
 from dockrun.project.folder import resolve_folder
 from dockrun.project.spec import load_project
@@ -105,15 +105,18 @@ def test_the_build_context_carries_the_lock_and_the_template_requires_hashes(tmp
     env = env_spec(project, SETTINGS)
     plan = plan_images(project, resolve_folder(str(root)), env, SETTINGS)
     with env_context(plan, SETTINGS) as ctx, tarfile.open(fileobj=ctx) as tar:
-        assert sorted(tar.getnames()) == ["Dockerfile", "requirements.lock"]
+        assert sorted(tar.getnames()) == ["Dockerfile", "env.sh", "requirements.lock", "tools.sh"]
         assert tar.extractfile("requirements.lock").read().decode() == env.lock[0] + "\n"
     text = env_dockerfile(plan, SETTINGS)
     check_golden(GOLDEN / "env-uv-locked.Dockerfile", text)
-    assert "uv pip install --require-hashes --no-deps" in text and "requirements.txt" not in text
+    assert "COPY env.sh requirements.lock" in text and "requirements.txt" not in text
+    script = env_scripts(plan)["env.sh"]  # what both build paths run
+    assert "set -- --require-hashes --no-deps --requirement /tmp/dockrun/in/requirements.lock" in script
+    assert "requirements.txt" not in script
 
 
 def test_lock_resolves_with_the_uv_the_template_installs() -> None:
-    assert f"pip install --quiet {UV_PIN}\n" in templates.template_source("env-uv.Dockerfile.j2")
+    assert f"pip install --quiet {UV_PIN}\n" in templates.template_source("tools.sh.j2")
 
 
 @pytest.mark.parametrize("uri", ["https://github.com/org/repo.git", "proj.tar.gz"])
@@ -251,8 +254,8 @@ def test_the_conda_build_context_carries_the_lock(tmp_path: Path) -> None:
         assert "conda-lock.txt" in tar.getnames()
         assert tar.extractfile("conda-lock.txt").read().decode() == "".join(line + "\n" for line in env.lock)
     text = env_dockerfile(plan, SETTINGS)
-    assert "COPY conda-lock.txt /tmp/dockrun/conda-lock.txt" in text
-    assert "/opt/dockrun/installed.json /tmp/dockrun/conda-lock.txt\n" in text
+    assert "COPY env.sh conda_install.py environment.json conda-lock.txt /tmp/dockrun/in/" in text
+    assert "/opt/dockrun/installed.json /tmp/dockrun/in/conda-lock.txt\n" in env_scripts(plan)["env.sh"]
 
 
 def test_a_stale_conda_lock_is_refused(tmp_path: Path) -> None:
@@ -288,4 +291,4 @@ def test_bad_conda_locks_are_one_line_errors(tmp_path: Path, lock: str, expected
 def test_conda_lock_solves_with_the_installer_the_template_installs() -> None:
     from dockrun.locking import RATTLER_PIN
 
-    assert f"pip install --quiet {RATTLER_PIN}\n" in templates.template_source("env-conda.Dockerfile.j2")
+    assert f"pip install --quiet {RATTLER_PIN}\n" in templates.template_source("tools.sh.j2")

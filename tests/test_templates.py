@@ -16,7 +16,7 @@ from conftest import check_golden, write_project
 from dockrun.config import load_settings
 from dockrun.images.build import env_context, project_context
 from dockrun.images.environment import env_spec
-from dockrun.images.plan import env_dockerfile, plan_images, project_dockerfile
+from dockrun.images.plan import env_dockerfile, env_scripts, plan_images, project_dockerfile
 from dockrun.project.folder import resolve_folder
 from dockrun.project.spec import load_project
 from dockrun.project.treehash import tree_hash, walk
@@ -101,7 +101,7 @@ def test_no_secret_in_final_stage(tmp_path: Path, ca: str) -> None:
 def test_env_context_holds_only_env_files(tmp_path: Path) -> None:
     plan, settings = _plan(tmp_path, {"requirements.txt": "b\na # c\n", "train.py": "x"}, {})
     with env_context(plan, settings) as ctx, tarfile.open(fileobj=ctx) as tar:
-        assert sorted(tar.getnames()) == ["Dockerfile", "requirements.txt"]
+        assert sorted(tar.getnames()) == ["Dockerfile", "env.sh", "requirements.txt", "tools.sh"]
         assert tar.extractfile("requirements.txt").read() == b"a\nb\n"
 
 
@@ -185,5 +185,6 @@ def test_code_that_changed_since_its_key_was_taken_is_never_packed(tmp_path: Pat
 
 def test_the_installer_is_pinned_so_a_key_means_one_environment(tmp_path: Path) -> None:
     plan, settings = _plan(tmp_path, {"requirements.txt": "tabulate\n"}, {})
-    text = env_dockerfile(plan, settings)
-    assert "pip install --quiet uv==" in text and "UV_PYTHON_DOWNLOADS=never" in text
+    scripts = env_scripts(plan)  # what both build paths run: the classic Dockerfile and the build container
+    assert "pip install --quiet uv==" in scripts["tools.sh"] and "UV_PYTHON_DOWNLOADS=never" in scripts["env.sh"]
+    assert "COPY tools.sh" in env_dockerfile(plan, settings)

@@ -251,6 +251,121 @@ class Docker:
         finally:
             api.remove_container(created["Id"], force=True)
 
+    # ---- build containers (images/cached_build.py) -----------------------------------------
+    def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        """Create the named volume unless it exists (creating an existing one is a no-op)."""
+        docker = _docker()
+        try:
+            self.client.api.create_volume(name, labels=dict(labels))
+        except docker.errors.APIError as e:
+            raise BuildError(f"cannot create the volume {name}: {_short(e)}") from None
+
+    def images_named(self, repository: str) -> list[dict[str, Any]]:
+        return self.client.api.images(name=repository)
+
+    def volumes_with_label(self, label: str) -> list[dict[str, Any]]:
+        return self.client.api.volumes(filters={"label": label}).get("Volumes") or []
+
+    def volume_sizes(self) -> dict[str, int]:
+        """Each volume's size in bytes, as the engine counts it (``docker system df -v``; slow)."""
+        return {v["Name"]: int((v.get("UsageData") or {}).get("Size", -1))
+                for v in self.client.api.df().get("Volumes") or ()}
+
+    def remove_volume(self, name: str) -> bool:
+        """False if it is in use (a build is running) or gone."""
+        docker = _docker()
+        try:
+            self.client.api.remove_volume(name)
+        except docker.errors.APIError:
+            return False
+        return True
+
+    def image_config(self, ref: str) -> dict[str, Any]:
+        return self.client.api.inspect_image(ref).get("Config") or {}
+
+    def run_build_container(self, image: str, command: list[str], volumes: Mapping[str, tuple[str, bool]],
+                            inputs: Iterable[bytes], labels: Mapping[str, str],
+                            log: Callable[[str], None]) -> tuple[str, int, list[str]]:
+        """Create a container from ``image`` with ``volumes`` (container path -> (volume, read_only))
+        and an anonymous volume at /tmp/dockrun/in that gets the tar ``inputs``, a tmpfs at /tmp,
+        nothing else from the host; run ``command`` to its end, its output to ``log``. Returns the
+        container's ID (stopped, for a commit; the caller removes it), its exit code and its
+        last lines of output."""
+        mounts = [{"Target": t, "Source": v, "Type": "volume", "ReadOnly": ro} for t, (v, ro) in volumes.items()]
+        mounts.append({"Target": "/tmp/dockrun/in", "Type": "volume", "ReadOnly": False})
+        body = {"Image": image, "Entrypoint": command, "Cmd": [], "Labels": dict(labels),
+                "HostConfig": {"Mounts": mounts, "Tmpfs": {"/tmp": "exec"}, "Init": True}}
+        cid = self._build_call("creating a build container from " + image, self._create_build, body,
+                               f"dockrun-build-{os.urandom(6).hex()}")
+        tail: deque[str] = deque(maxlen=15)
+        try:
+            self._build_call("copying the build's inputs", self._put_inputs, cid, b"".join(inputs))
+            pending = b""
+            for chunk in self._build_call("running the build container", self._start_and_follow, cid):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    text = _ANSI.sub("", line.decode("utf-8", "replace")).rstrip()
+                    if text.strip():
+                        tail.append(text)
+                        log(text)
+            if pending.strip():
+                tail.append(pending.decode("utf-8", "replace").rstrip())
+                log(tail[-1])
+            code = self._build_call("waiting for the build container", self._wait_exit, cid)
+        except BaseException:
+            self.remove_build_container(cid)
+            raise
+        return cid, code, list(tail)
+
+    def _build_call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        docker = _docker()
+        try:
+            return fn(*args)
+        except docker.errors.APIError as e:
+            raise BuildError(f"{what} failed: {_short(e)}") from None
+
+    def _create_build(self, body: dict[str, Any], name: str) -> str:
+        api = self.client.api
+        host = api.create_host_config(tmpfs=body["HostConfig"]["Tmpfs"], init=True)
+        host["Mounts"] = body["HostConfig"]["Mounts"]
+        return api.create_container(body["Image"], entrypoint=body["Entrypoint"], command=body["Cmd"],
+                                    labels=body["Labels"], name=name, host_config=host)["Id"]
+
+    def _put_inputs(self, cid: str, data: bytes) -> None:
+        self.client.api.put_archive(cid, "/tmp/dockrun/in", data)
+
+    def _start_and_follow(self, cid: str) -> Iterator[bytes]:
+        self.client.api.start(cid)
+        return self.client.api.logs(cid, stream=True, follow=True)
+
+    def _wait_exit(self, cid: str) -> int:
+        return int(self.client.api.wait(cid).get("StatusCode", 1))
+
+    def commit(self, container_id: str, ref: str, config: Mapping[str, Any]) -> str:
+        """The container's changes as one layer on its image, with ``config`` as the image's
+        config (the engine merges in what it leaves out: see images/cached_build.py); its ID."""
+        docker = _docker()
+        repo, tag = _split(ref)
+        try:
+            return self.client.api.commit(container_id, repository=repo, tag=tag, conf=dict(config))["Id"]
+        except docker.errors.APIError as e:
+            raise BuildError(f"committing {ref} failed: {_short(e)}") from None
+
+    def discard_build_container(self, container_id: str) -> None:
+        """Remove it without making the caller wait (a thread the process still waits for at exit)."""
+        import threading
+
+        threading.Thread(target=self.remove_build_container, args=(container_id,), name="dockrun-build-cleanup").start()
+
+    def remove_build_container(self, container_id: str) -> None:
+        """Remove it and its anonymous volume (the build's inputs); quiet if it is gone."""
+        docker = _docker()
+        try:
+            self.client.api.remove_container(container_id, force=True, v=True)
+        except docker.errors.APIError:
+            pass
+
     # ---- containers -----------------------------------------------------------------------
     def create(self, spec: ContainerSpec) -> Any:
         docker = _docker()

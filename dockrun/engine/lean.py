@@ -140,6 +140,77 @@ class LeanDocker(Docker):
             chunks.close()  # now, not when the error's traceback goes: a build stopped early is cancelled
         return image_id or self.image_id(tag) or _fail(tag)
 
+    # ---- build containers (images/cached_build.py), as Docker's but over the socket ----------
+    def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        try:
+            self._json("POST", "/volumes/create", {"Name": name, "Labels": dict(labels)})
+        except EngineError as e:
+            raise BuildError(f"cannot create the volume {name}: {e}") from None
+
+    def image_config(self, ref: str) -> dict[str, Any]:
+        info = self._inspect_image(ref)
+        if info is None:
+            raise BuildError(f"image {ref} is not on the engine")
+        return info.get("Config") or {}
+
+    def _build_call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (EngineError, OSError) as e:
+            raise BuildError(f"{what} failed: {_reason(e)}") from None
+
+    def _create_build(self, body: dict[str, Any], name: str) -> str:
+        return self._json("POST", "/containers/create?" + urlencode({"name": name}), body)[1]["Id"]
+
+    def _put_inputs(self, cid: str, data: bytes) -> None:
+        status, payload = _exchange(self.path, "PUT", f"/containers/{_q(cid)}/archive?path=/tmp/dockrun/in",
+                                    data, TIMEOUT_S)
+        if status >= 400:
+            raise EngineError(status, _message(payload, status))
+
+    def _start_and_follow(self, cid: str) -> Iterator[bytes]:
+        frames = self.stream_output(LeanContainer(self, cid, {"Config": {"Tty": False}}))  # attached before start
+        try:
+            self._call("POST", f"/containers/{_q(cid)}/start")
+        except BaseException:
+            frames.close()
+            raise
+        return (out or err or b"" for out, err in frames)
+
+    def _wait_exit(self, cid: str) -> int:
+        _, payload = self._call("POST", f"/containers/{_q(cid)}/wait", timeout=None)
+        return int(json.loads(payload).get("StatusCode", 1))
+
+    def commit(self, container_id: str, ref: str, config: Mapping[str, Any]) -> str:
+        repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
+        query = urlencode({"container": container_id, "repo": repo, "tag": tag})
+        try:
+            return self._json("POST", f"/commit?{query}", dict(config))[1]["Id"]
+        except EngineError as e:
+            raise BuildError(f"committing {ref} failed: {e}") from None
+
+    def remove_build_container(self, container_id: str) -> None:
+        try:
+            self._call("DELETE", f"/containers/{_q(container_id)}?v=1&force=1")
+        except (EngineError, OSError):
+            pass
+
+    def discard_build_container(self, container_id: str) -> None:
+        """Ask for the removal and go: deleting a container's copy of an environment takes seconds
+        on a busy engine, and the engine finishes a removal whether or not its caller waits (the
+        request is sent whole before this returns)."""
+        data = (f"DELETE /containers/{_q(container_id)}?v=1&force=1 HTTP/1.1\r\nHost: localhost\r\n"
+                "Content-Length: 0\r\n\r\n").encode()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(TIMEOUT_S)
+            sock.connect(self.path)
+            sock.sendall(data)  # whole in the socket's buffer: the engine reads it after the close too
+        except OSError:
+            self.remove_build_container(container_id)
+        finally:
+            sock.close()
+
     # ---- containers -----------------------------------------------------------------------
     def create(self, spec: ContainerSpec) -> Any:
         """As ``Docker.create`` (the same request docker-py sends); options it does not know go

@@ -3,7 +3,6 @@ the engine adapter, under a per-image lock), or pull it from the team's registry
 from __future__ import annotations
 
 import io
-import json
 import os
 import stat
 import tarfile
@@ -19,28 +18,14 @@ from ..locks import file_lock
 from ..project.treehash import DISK_ERRNOS, TreeDigest, walk
 from ..store.records import RunStore
 from .feedback import build_failed
-from .plan import CONDA_INSTALLER, ImagePlan, env_dockerfile, local_code, project_dockerfile
+from .inputs import env_inputs
+from .plan import ImagePlan, env_dockerfile, local_code, project_dockerfile
 
 
 def env_context(plan: ImagePlan, settings: Settings) -> IO[bytes]:
-    """Build context of the environment image: the Dockerfile, the canonical environment file (or
-    the canonical lock, which replaces it) and the host's CA bundle (used by the installing stage only)."""
-    files: dict[str, bytes] = {"Dockerfile": env_dockerfile(plan, settings).encode()}
-    if plan.env.kind == "uv" and plan.env.lock is not None:
-        files["requirements.lock"] = "".join(r + "\n" for r in plan.env.lock).encode()
-    elif plan.env.kind == "uv":
-        files["requirements.txt"] = "".join(r + "\n" for r in plan.env.requirements).encode()
-    if plan.env.kind == "conda" and plan.env.lock is not None:  # conda's explicit list, as conda_install reads it
-        files["conda-lock.txt"] = "".join(r + "\n" for r in plan.env.lock).encode()
-    if plan.env.kind == "micromamba":
-        assert plan.env.conda is not None
-        files["environment.yml"] = plan.env.conda.encode()
-    if plan.env.kind == "conda":  # the installer reads JSON: its stage has no YAML parser
-        import yaml  # here: a code-only rebuild has no environment file to read
-
-        assert plan.env.conda is not None
-        files["environment.json"] = json.dumps(yaml.safe_load(plan.env.conda), indent=1, sort_keys=True).encode()
-        files["conda_install.py"] = CONDA_INSTALLER.read_bytes()
+    """Build context of the environment image: the Dockerfile, the environment's inputs
+    (``env_inputs``) and the host's CA bundle (used by the installing stage only)."""
+    files: dict[str, bytes] = {"Dockerfile": env_dockerfile(plan, settings).encode(), **env_inputs(plan)}
     if settings.ca_bundle is not None:
         files["dockrun-ca.pem"] = settings.ca_bundle.read_bytes()
     buf = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller closes it
@@ -191,7 +176,20 @@ def ensure_env_image(
         found = None if rebuild else _present(docker, plan.env_image, settings, log)
         if found:
             return found, False
-        log(f"building environment image {plan.env_image} ({plan.env.kind})")
+        from .cached_build import build_env_cached, classic_reason  # the build stack: only when building
+
+        why_classic = classic_reason(plan, os.environ)
+        if why_classic is None:  # one line that says which path the build took
+            log(f"building environment image {plan.env_image} ({plan.env.kind}) in a build container with the "
+                "package cache (volume dockrun-cache)")
+            try:
+                built = build_env_cached(plan, settings, docker, log)  # type: ignore[arg-type]
+            except BuildError:
+                log(build_failed(plan.env_image))
+                raise
+            return _made(settings, built, plan.env_image), True
+        log(f"building environment image {plan.env_image} ({plan.env.kind}) with the classic builder, no "
+            f"package cache ({why_classic})")
         with env_context(plan, settings) as ctx:
             built = _build(docker, ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log)
         return _made(settings, built, plan.env_image), True

@@ -194,7 +194,8 @@ def install_pip(requirements: list[str], prefix: str) -> None:
              "(add python to dependencies, or move the packages out of pip:)")
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("".join(r + "\n" for r in requirements))
-    r = subprocess.run([python, "-m", "pip", "install", "--no-cache-dir", "--requirement", f.name])
+    # pip's cache: PIP_CACHE_DIR (dockrun's build container) or none (PIP_NO_CACHE_DIR, the classic build).
+    r = subprocess.run([python, "-m", "pip", "install", "--requirement", f.name])
     if r.returncode:
         fail(f"conda environment: pip: installing {', '.join(requirements)} failed (see the output above)")
 
@@ -207,7 +208,9 @@ def main(argv: list[str]) -> None:
         env = json.load(f)
     specs = [d for d in env.get("dependencies", []) if isinstance(d, str)]
     pip = [r for d in env.get("dependencies", []) if isinstance(d, dict) for r in d.get("pip", [])]
-    cache = tempfile.mkdtemp(prefix="dockrun-conda-")
+    # DOCKRUN_CONDA_CACHE: the package cache that dockrun's build container keeps on the engine
+    # (repodata and package archives, shared by builds); else a fresh folder, gone with the stage.
+    cache = os.environ.get("DOCKRUN_CONDA_CACHE") or tempfile.mkdtemp(prefix="dockrun-conda-")
     if lock_only:  # the explicit list on stdout, and nothing else there
         records = asyncio.run(solve(specs, list(env.get("channels", [])), _client(), cache)) if specs else []
         sys.stdout.write(explicit(records))

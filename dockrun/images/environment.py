@@ -6,6 +6,7 @@ the template's own text. Equivalent files give the same key; any real change giv
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import posixpath
@@ -75,6 +76,8 @@ class EnvSpec:
     # exactly, with hashes required and no resolution; None: no lock, resolve ``requirements``.
     # conda with a conda-lock.txt: its canonical explicit lines (images/conda_lock.py).
     lock: tuple[str, ...] | None = None
+    # OS packages from an apt.txt beside the environment file (images/os_packages.py), sorted.
+    apt: tuple[str, ...] = ()
 
     @property
     def needs_build(self) -> bool:
@@ -97,6 +100,8 @@ class EnvSpec:
             canonical["installer_image"] = self.installer_image
         if self.lock is not None:
             canonical["lock"] = list(self.lock)
+        if self.apt:  # only where asked for: other environments keep their keys
+            canonical["apt"] = list(self.apt)
         if base_id is not None:
             canonical["base_id"] = base_id
         return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
@@ -105,7 +110,17 @@ class EnvSpec:
 def env_spec(project: ProjectSpec, settings: Settings, env_manager: str = "auto", read_lock: bool = True) -> EnvSpec:
     """The environment ``project`` runs in, given the user's ``--env-manager`` choice. With
     ``read_lock`` (always, except for `dockrun lock`, which must work past a stale or broken lock
-    to replace it) a requirements.lock beside a python environment file is what gets installed."""
+    to replace it) a requirements.lock beside a python environment file is what gets installed.
+    An apt.txt beside the environment file adds OS packages to a built environment."""
+    spec = _env_spec(project, settings, env_manager, read_lock)
+    if not spec.needs_build:
+        return spec
+    from .os_packages import read_apt_file  # here: most projects have none
+
+    return dataclasses.replace(spec, apt=read_apt_file(project.root, project.env_file))
+
+
+def _env_spec(project: ProjectSpec, settings: Settings, env_manager: str, read_lock: bool) -> EnvSpec:
     if env_manager not in ENV_MANAGERS:
         raise ConfigError(f"--env-manager: expected one of {', '.join(ENV_MANAGERS)}, got {env_manager!r}")
     kind = project.env_kind

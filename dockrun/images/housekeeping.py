@@ -14,6 +14,7 @@ from ..config import load_settings
 from ..engine.client import Docker
 from ..store.records import RunStore
 from ..terminal import printable
+from .cached_build import prune_build_cache
 from .installed import image_installed, package_lines
 from .plan import LABEL_ENV, LABEL_PROJECT
 
@@ -120,6 +121,8 @@ def prune(older_than_days: float, project: str | None = None) -> list[str]:
     for i in (i for i in infos if not i.project):
         if i.env_key not in kept_envs and i.last_used <= cutoff and project is None:
             removed += _remove(docker, store, i)
+    if project is None:  # the build cache (images/cached_build.py): shared, so never for one project
+        removed += prune_build_cache(docker, settings.home, older_than_days)
     return [printable(r) for r in removed]
 
 

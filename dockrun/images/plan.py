@@ -26,6 +26,11 @@ ENV_TEMPLATES = {"uv": "env-uv.Dockerfile.j2", "conda": "env-conda.Dockerfile.j2
 # What the conda template runs in its install stage: shipped in the build context, keyed like a template.
 CONDA_INSTALLER = Path(__file__).with_name("conda_install.py")
 PROJECT_TEMPLATE = "project.Dockerfile.j2"
+# The scripts both build paths run (the classic Dockerfile's stages, dockrun's build container):
+# the tools (uv, py-rattler), the environment's install, and its OS packages.
+ENV_SCRIPTS = {"uv": "env-uv.sh.j2", "conda": "env-conda.sh.j2"}
+TOOLS_SCRIPT = "tools.sh.j2"
+OS_SCRIPT = "os-packages.sh.j2"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ def environment_key(env: EnvSpec, base_id: str | None = None) -> str:
     labels the images: a base image tag moved to other content then builds anew."""
     template = ENV_TEMPLATES.get(env.kind)
     text = templates.template_source(template) if template else ""
+    if env.kind in ENV_SCRIPTS:
+        text += "".join(templates.template_source(t) for t in (ENV_SCRIPTS[env.kind], TOOLS_SCRIPT, OS_SCRIPT))
     if env.kind == "conda":
         text += CONDA_INSTALLER.read_text(encoding="utf-8")
     return env.key(text + templates.template_source(PROJECT_TEMPLATE), base_id)
@@ -105,7 +112,23 @@ def env_dockerfile(plan: ImagePlan, settings: Settings) -> str:
         ca_bundle=settings.ca_bundle is not None,
         build_args=_declared_build_args(settings),
         channel_alias=None,
+        apt=env.apt,
     )
+
+
+def env_scripts(plan: ImagePlan) -> dict[str, str]:
+    """The scripts that install the environment (by file name), for either build path: ``tools.sh``
+    (uv or py-rattler, pinned), ``env.sh`` (the environment) and ``os.sh`` (its OS packages)."""
+    env = plan.env
+    if env.kind not in ENV_SCRIPTS:
+        return {}
+    values = {"base_image": env.base_image, "installer_image": env.installer_image, "python": env.python,
+              "locked": env.lock is not None, "apt": env.apt}
+    return {
+        "tools.sh": templates.render(TOOLS_SCRIPT, tool="uv" if env.kind == "uv" else "py-rattler", **values),
+        "env.sh": templates.render(ENV_SCRIPTS[env.kind], **values),
+        "os.sh": templates.render(OS_SCRIPT, **values),
+    }
 
 
 _PREDEFINED_ARGS = {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "FTP_PROXY", "ALL_PROXY"}

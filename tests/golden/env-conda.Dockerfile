@@ -9,21 +9,31 @@ ARG PIP_INDEX_URL
 ARG UV_DEFAULT_INDEX
 
 USER root
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN command -v python3 >/dev/null 2>&1 || { echo "dockrun-check: the image python:3.12-slim has no python3, \
-which installs the conda environment; use a base image with python3 >= 3.10 and venv (--base-image)"; exit 1; } \
- && python3 -c "import platform, sys; sys.exit(0 if sys.version_info >= (3, 10) else \
-'dockrun-check: the image python:3.12-slim has Python ' + platform.python_version() + \
-', the conda installer (py-rattler) needs 3.10 or later; use another base image (--base-image)')"
-RUN python3 -m venv /tmp/dockrun/tools \
- && /tmp/dockrun/tools/bin/pip install --quiet py-rattler==0.28.0
-COPY conda_install.py environment.json /tmp/dockrun/
-RUN /tmp/dockrun/tools/bin/python /tmp/dockrun/conda_install.py /tmp/dockrun/environment.json /opt/dockrun/conda \
-    /opt/dockrun/installed.json
+ENV PIP_NO_CACHE_DIR=1
+COPY tools.sh /tmp/dockrun/in/tools.sh
+RUN sh /tmp/dockrun/in/tools.sh
+COPY env.sh conda_install.py environment.json /tmp/dockrun/in/
+RUN sh /tmp/dockrun/in/env.sh
 
 FROM debian:bookworm-slim
 USER root
+RUN set -e; wanted='libgomp1'; required=''; missing=''; \
+if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then \
+  if [ -n "$required" ]; then echo "dockrun-check: apt.txt asks for $required, but the base image has no apt-get; use a Debian or Ubuntu based image (--base-image)"; exit 1; fi; \
+  echo "dockrun: no apt-get in the base image; OS packages ($wanted) not checked"; exit 0; \
+fi; \
+for p in $wanted; do dpkg-query -W -f='${Status}' "${p%%=*}" 2>/dev/null | grep -q ' installed$' || missing="$missing $p"; done; \
+if [ -n "$missing" ]; then \
+  opts=''; lock=''; \
+  if [ -n "${DOCKRUN_APT_CACHE:-}" ]; then mkdir -p "$DOCKRUN_APT_CACHE/cache/archives/partial" "$DOCKRUN_APT_CACHE/lists/partial"; \
+    opts="-o Dir::Cache=$DOCKRUN_APT_CACHE/cache -o Dir::State::Lists=$DOCKRUN_APT_CACHE/lists"; \
+    if command -v flock >/dev/null 2>&1; then lock="flock $DOCKRUN_APT_CACHE/.lock"; fi; fi; \
+  if [ -n "${SSL_CERT_FILE:-}" ]; then opts="$opts -o Acquire::https::CAInfo=$SSL_CERT_FILE"; fi; \
+  echo "dockrun: installing OS packages:$missing"; \
+  DEBIAN_FRONTEND=noninteractive $lock sh -c "apt-get $opts update -qq && apt-get $opts install -y -qq --no-install-recommends $missing" \
+  || { echo "dockrun-check: installing the OS packages$missing with apt-get failed (see the lines above)"; exit 1; }; \
+  if [ -z "${DOCKRUN_APT_CACHE:-}" ]; then apt-get clean; rm -rf /var/lib/apt/lists/*; fi; \
+fi
 COPY --from=install /opt/dockrun/conda /opt/dockrun/conda
 COPY --from=install /opt/dockrun/installed.json /opt/dockrun/installed.json
 ENV CONDA_PREFIX=/opt/dockrun/conda \

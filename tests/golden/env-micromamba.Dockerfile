@@ -18,6 +18,23 @@ RUN micromamba create --yes --prefix /opt/dockrun/conda --file /tmp/dockrun/envi
 
 FROM debian:bookworm-slim
 USER root
+RUN set -e; wanted='libgomp1'; required=''; missing=''; \
+if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then \
+  if [ -n "$required" ]; then echo "dockrun-check: apt.txt asks for $required, but the base image has no apt-get; use a Debian or Ubuntu based image (--base-image)"; exit 1; fi; \
+  echo "dockrun: no apt-get in the base image; OS packages ($wanted) not checked"; exit 0; \
+fi; \
+for p in $wanted; do dpkg-query -W -f='${Status}' "${p%%=*}" 2>/dev/null | grep -q ' installed$' || missing="$missing $p"; done; \
+if [ -n "$missing" ]; then \
+  opts=''; lock=''; \
+  if [ -n "${DOCKRUN_APT_CACHE:-}" ]; then mkdir -p "$DOCKRUN_APT_CACHE/cache/archives/partial" "$DOCKRUN_APT_CACHE/lists/partial"; \
+    opts="-o Dir::Cache=$DOCKRUN_APT_CACHE/cache -o Dir::State::Lists=$DOCKRUN_APT_CACHE/lists"; \
+    if command -v flock >/dev/null 2>&1; then lock="flock $DOCKRUN_APT_CACHE/.lock"; fi; fi; \
+  if [ -n "${SSL_CERT_FILE:-}" ]; then opts="$opts -o Acquire::https::CAInfo=$SSL_CERT_FILE"; fi; \
+  echo "dockrun: installing OS packages:$missing"; \
+  DEBIAN_FRONTEND=noninteractive $lock sh -c "apt-get $opts update -qq && apt-get $opts install -y -qq --no-install-recommends $missing" \
+  || { echo "dockrun-check: installing the OS packages$missing with apt-get failed (see the lines above)"; exit 1; }; \
+  if [ -z "${DOCKRUN_APT_CACHE:-}" ]; then apt-get clean; rm -rf /var/lib/apt/lists/*; fi; \
+fi
 COPY --from=install /opt/dockrun/conda /opt/dockrun/conda
 ENV CONDA_PREFIX=/opt/dockrun/conda \
     PATH=/opt/dockrun/conda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

@@ -1,23 +1,33 @@
 # dockrun environment image (uv) -- rendered from templates/env-uv.Dockerfile.j2
+# The classic builder's path (no package cache): dockrun's build container runs the same scripts
+# with a cache (images/cached_build.py) wherever the engine allows it.
 FROM python:3.12-slim AS install
 
 ENV UV_NO_CACHE=1 \
-    UV_PYTHON_PREFERENCE=only-system \
-    UV_PYTHON_DOWNLOADS=never \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python3 -m venv /tmp/dockrun/tools \
- && /tmp/dockrun/tools/bin/pip install --quiet uv==0.13.9
-COPY requirements.txt /tmp/dockrun/requirements.txt
-RUN /tmp/dockrun/tools/bin/uv venv --seed --python python3 /opt/dockrun/venv \
- && VIRTUAL_ENV=/opt/dockrun/venv /tmp/dockrun/tools/bin/uv pip install --requirement /tmp/dockrun/requirements.txt
-RUN /opt/dockrun/venv/bin/python -c "import importlib.metadata as m, json, platform, re; \
-dists = {re.sub('[-_.]+', '-', d.metadata['Name']).lower(): d.version for d in m.distributions() if d.metadata['Name']}; \
-json.dump({'schema': 1, 'installer': 'uv', 'python': platform.python_version(), 'packages': \
-[{'name': n, 'version': v, 'source': 'pypi'} for n, v in sorted(dists.items())]}, \
-open('/opt/dockrun/installed.json', 'w'), indent=1, sort_keys=True)"
+    PIP_NO_CACHE_DIR=1
+COPY tools.sh /tmp/dockrun/in/tools.sh
+RUN sh /tmp/dockrun/in/tools.sh
+COPY env.sh requirements.txt /tmp/dockrun/in/
+RUN sh /tmp/dockrun/in/env.sh
 
 FROM python:3.12-slim
+RUN set -e; wanted='libgomp1'; required=''; missing=''; \
+if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then \
+  if [ -n "$required" ]; then echo "dockrun-check: apt.txt asks for $required, but the base image has no apt-get; use a Debian or Ubuntu based image (--base-image)"; exit 1; fi; \
+  echo "dockrun: no apt-get in the base image; OS packages ($wanted) not checked"; exit 0; \
+fi; \
+for p in $wanted; do dpkg-query -W -f='${Status}' "${p%%=*}" 2>/dev/null | grep -q ' installed$' || missing="$missing $p"; done; \
+if [ -n "$missing" ]; then \
+  opts=''; lock=''; \
+  if [ -n "${DOCKRUN_APT_CACHE:-}" ]; then mkdir -p "$DOCKRUN_APT_CACHE/cache/archives/partial" "$DOCKRUN_APT_CACHE/lists/partial"; \
+    opts="-o Dir::Cache=$DOCKRUN_APT_CACHE/cache -o Dir::State::Lists=$DOCKRUN_APT_CACHE/lists"; \
+    if command -v flock >/dev/null 2>&1; then lock="flock $DOCKRUN_APT_CACHE/.lock"; fi; fi; \
+  if [ -n "${SSL_CERT_FILE:-}" ]; then opts="$opts -o Acquire::https::CAInfo=$SSL_CERT_FILE"; fi; \
+  echo "dockrun: installing OS packages:$missing"; \
+  DEBIAN_FRONTEND=noninteractive $lock sh -c "apt-get $opts update -qq && apt-get $opts install -y -qq --no-install-recommends $missing" \
+  || { echo "dockrun-check: installing the OS packages$missing with apt-get failed (see the lines above)"; exit 1; }; \
+  if [ -z "${DOCKRUN_APT_CACHE:-}" ]; then apt-get clean; rm -rf /var/lib/apt/lists/*; fi; \
+fi
 COPY --from=install /opt/dockrun/venv /opt/dockrun/venv
 COPY --from=install /opt/dockrun/installed.json /opt/dockrun/installed.json
 ENV VIRTUAL_ENV=/opt/dockrun/venv \
