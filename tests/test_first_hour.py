@@ -79,3 +79,20 @@ def test_a_docker_option_typo_is_refused_before_a_cold_build(cli, tmp_path: Path
     assert r.code == 2, r.err
     assert len(r.err.strip().splitlines()) == 1 and "shm-sise" in r.err
     assert "building" not in r.err and not (home / "runs").exists()
+
+
+def test_an_environment_ships_its_bytecode(cli, tmp_path: Path, no_leaks) -> None:
+    # A run is the caller's uid, which cannot write __pycache__ into the environment: without
+    # bytecode compiled at build time, every run of a large library compiles it again.
+    from conftest import write_project
+
+    project = write_project(tmp_path / "pyc", {
+        "requirements.txt": "tabulate==0.9.0\n",
+        "check.py": """
+            import importlib.util, os
+            origin = importlib.util.find_spec("tabulate").origin  # found, not imported: nothing compiled now
+            print("bytecode", os.path.exists(importlib.util.cache_from_source(origin)))
+        """})
+    r = cli("run", str(project), "-e", "check.py", "-q")
+    assert r.code == 0, r.err
+    assert "bytecode True" in r.out
