@@ -427,3 +427,27 @@ def test_a_file_removed_after_it_was_listed_is_left_out_and_the_stream_stays_who
         names = tar.getnames()
         assert tar.extractfile("data/z.txt").read() == b"after it\n"
     assert "data/keep.txt" in names and "data/runs.db-wal" not in names
+
+
+def test_a_hard_link_through_links_that_lead_out_copies_nothing(tmp_path: Path) -> None:
+    # A hostile engine: links that each stay inside lead out through one another (a -> ., b -> a/..),
+    # and a hard link names a file of this machine through them.
+    root = tmp_path / "outputs"
+    root.mkdir()
+    (tmp_path / "secret.txt").write_text("host secret\n")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, target in (("outputs/a", "."), ("outputs/b", "a/..")):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+        hard = tarfile.TarInfo("outputs/stolen.txt")
+        hard.type, hard.linkname = tarfile.LNKTYPE, "outputs/b/secret.txt"
+        tar.addfile(hard)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tar:
+        try:
+            unpack(tar, root)
+        except ExecutionError:
+            pass
+    assert not (root / "stolen.txt").exists()

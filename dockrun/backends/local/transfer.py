@@ -334,7 +334,10 @@ def commit(actions: Sequence[Action]) -> None:
                 os.symlink(a.source, tmp)
                 os.replace(tmp, a.path)
         else:  # hard: a copy of a file that is now in place
-            if os.path.islink(a.source) or not os.path.isfile(a.source):
+            # The name may lead out through links the engine sent before (a -> ., b -> a/..): only a
+            # file that really is under the root is copied.
+            if (os.path.islink(a.source) or not os.path.isfile(a.source)
+                    or not _under(os.path.realpath(a.source), real_root)):
                 raise ExecutionError(f"the engine sent a hard link {a.path!r} to {a.source!r}")
             with open(a.source, "rb") as f:
                 _write_file(f, a.path, stat.S_IMODE(os.lstat(a.source).st_mode))
