@@ -22,6 +22,7 @@ def _hello(tmp_path: Path) -> Path:
 
 def test_a_code_only_build_is_one_line_with_its_time_among_the_runs_output(cli, tmp_path: Path, no_leaks) -> None:
     root = _hello(tmp_path)
+    assert cli("build", "-q", str(root)).code == 0  # the environment is there: what follows is code only
     (root / "train.py").write_text((root / "train.py").read_text() + f"# {os.urandom(8).hex()}\n")  # new code
     r = cli("run", str(root), "-P", "alpha=0.3")
     assert r.code == 0, r.err
@@ -51,13 +52,15 @@ def test_a_failing_install_step_shows_its_output_once_and_one_line_naming_the_st
     r = cli("build", str(root))
     assert r.code == 1
     lines = r.err.strip().splitlines()
-    assert re.fullmatch(r"building environment image dockrun-env:\S+ \(uv\) \.\.\. failed after \d+\.\d s",
+    # The build container's path (the default here) or the classic builder's: either way the stage
+    # line, the failing step's own output once, and one line that ends with its last line.
+    assert re.fullmatch(r"building environment image dockrun-env:\S+ \(uv\)[^.]* \.\.\. failed after \d+\.\d s",
                         lines[0]), r.err
-    assert lines[1].startswith("Step ") and " : RUN " in lines[1] and "uv pip install" in lines[1]
-    assert r.err.count("uv pip install") == 1, r.err  # the command once: in the step's own line
-    assert [line for line in lines[2:] if ENGINE_LINES.match(line)] == [], r.err
+    assert r.err.count("uv pip install") <= 1, r.err  # the command at most once: in a step's own line
+    assert r.err.count("No solution found") == 1, r.err  # the step's output once
+    assert [line for line in lines[1:] if ENGINE_LINES.match(line) and not line.startswith("Step ")] == [], r.err
     error = lines[-1]
-    assert re.fullmatch(r"dockrun: error: building dockrun-env:\S+ failed at step \d+/\d+ \(RUN, exit code \d+\): .+",
+    assert re.fullmatch(r"dockrun: error: building \S+.* failed (at step \d+/\d+ )?\(.*exit code \d+\): .+",
                         error), r.err
     assert error.endswith(lines[-2].strip())  # the step's last line of output says why
     assert all(len(line) > 2 for line in lines), r.err  # lines are whole, not the engine's pieces

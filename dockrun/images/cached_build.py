@@ -330,9 +330,11 @@ def _check(code: int, tail: list[str], what: str) -> None:
     said = [line[len(prefix):] for line in tail if line.startswith(prefix)]
     if said:
         raise BuildError(f"building {what}: {said[-1]}")
-    last = "\n".join(tail)
-    raise BuildError(f"building {what} failed (exit code {code})"
-                     + (f"\nlast lines of output:\n{last}" if last else ""))
+    # One line, as a classic build's failure: the step's output was shown above it, once; its last
+    # line says why.
+    last = next((line.strip() for line in reversed(tail) if line.strip()), "")
+    raise BuildError(f"building {what} failed (exit code {code})" + (f": {last}" if last else ""),
+                     output=tuple(tail))
 
 
 def mark_used(home: Path) -> None:
