@@ -147,12 +147,21 @@ def test_ctrl_c_cancels_a_served_run_and_killing_the_command_stops_it(env, runti
     helper_pid(runtime)
     for sig in (signal.SIGINT, signal.SIGKILL):
         before = {r.run_id for r in RunStore(home).list(100)}
+        # SIGINT as a foreground shell has it, whatever the test runner inherited (a CI script's
+        # background job ignores it, and an ignored Ctrl-C stays ignored, served or not).
         proc = subprocess.Popen([sys.executable, "-m", "dockrun", "run", ".", "-P", "sleep=60"], env=env,
-                                cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         run_id = _wait_running(home, before)
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
-        rec = _wait_over(home, run_id)
+        if sig == signal.SIGKILL:  # the command is gone at once; its pipes may outlive it for a moment
+            proc.wait(timeout=60)
+            out, err = "", ""
+            proc.stdout.close()
+            proc.stderr.close()
+        else:
+            out, err = proc.communicate(timeout=60)
+        rec = _wait_over(home, run_id, timeout=120)
         if sig == signal.SIGINT:  # as in-process: cancelled, exit 130, one line
             assert proc.returncode == 130 and "cancelled" in err and rec.status == "KILLED", (err, rec)
         else:  # as if the command itself were killed: its supervisor stops the run

@@ -143,6 +143,9 @@ def _preexec(cond: Condition):
         os.close(slave_fd)
 
     def child() -> None:
+        # From the dispositions of a foreground shell, whatever the test runner inherited (a CI
+        # script's background job ignores SIGINT): then the condition's own.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         for sig in cond.ignore:
             signal.signal(sig, signal.SIG_IGN)
         if slave is not None:  # a session leader opening a terminal makes it its controlling one
@@ -207,7 +210,10 @@ def _driver_state(pid: int) -> dict:
     stat = Path(proc, "stat").read_text().rpartition(")")[2].split()
     fds = {}
     for name in os.listdir(f"{proc}/fd"):
-        flags = int(Path(proc, "fdinfo", name).read_text().split("flags:")[1].split()[0], 8)
+        try:
+            flags = int(Path(proc, "fdinfo", name).read_text().split("flags:")[1].split()[0], 8)
+        except FileNotFoundError:  # a descriptor the driver held for a moment (a socket to the engine)
+            continue
         if not flags & os.O_CLOEXEC:  # what it got from its caller, and passes on
             fds[int(name)] = re.sub(r"\[\d+\]", "[N]", os.readlink(f"{proc}/fd/{name}"))
     return {**client.shared_facts(proc), "nice": stat[15], "tty": stat[4] != "0", "cwd": os.readlink(f"{proc}/cwd"),
