@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, dockrun_containers
+from conftest import REPO, dockrun_containers, unavailable
 from dockrun.store.records import RunStore
 from dockrun.warmstart import client
 
@@ -250,10 +250,12 @@ def test_other_code_is_refused_and_the_helper_makes_way(env, runtime, project) -
     assert not list((runtime / "dockrun").glob("*.sock"))  # its socket went with it
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
 def test_another_user_is_refused(env, project) -> None:
     import shutil
     import tempfile
+
+    if os.getuid() != 0:
+        unavailable("acting as another user needs root")
 
     # A runtime folder the other user can reach at all (pytest's own tmp folders are private).
     runtime = Path(tempfile.mkdtemp(prefix="dockrun-warm-", dir="/tmp"))
@@ -399,10 +401,11 @@ def test_the_helper_keeps_no_commands_environment(env, runtime, home, project) -
         proc.communicate(timeout=60)
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None or os.getuid() != 0, reason="needs root and unshare")
 def test_contexts_that_come_and_go_do_not_pile_up_helpers(env, runtime, project) -> None:
     """`unshare -n dockrun run` is a new network namespace every time, so a new context: each run
     is in-process and may start a helper for it, but no more than MAX_HELPERS of one dockrun."""
+    if shutil.which("unshare") is None or os.getuid() != 0:
+        unavailable("a new network namespace per command needs root and unshare")
     for i in range(client.MAX_HELPERS + 2):
         r = subprocess.run(["unshare", "-n", sys.executable, "-m", "dockrun", "run", "."], env=env, cwd=project,
                            capture_output=True, timeout=300)

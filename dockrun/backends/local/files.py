@@ -20,6 +20,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...engine.client import Docker
-from .transfer import DEFAULT_COPY_BACK_LIMIT, Dropped, copy_back, leads_out, load_sent
+from .transfer import DEFAULT_COPY_BACK_LIMIT, Dropped, copy_back, leads_out, load_sent, write_file
 
 PLAN_FILE = "files.json"
 STAGED = "staged"  # under the run's folder: one folder per output folder
@@ -209,16 +210,8 @@ def _move_file(src: str, dest: str) -> None:
     except OSError as e:
         if e.errno != errno.EXDEV:
             raise
-    fd, tmp = tempfile.mkstemp(prefix=".dockrun-", dir=os.path.dirname(dest))
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
-            shutil.copyfileobj(f, out)
-        shutil.copymode(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with open(src, "rb") as f:
+        write_file(f, dest, stat.S_IMODE(os.fstat(f.fileno()).st_mode))
 
 
 def _drop_links_out(top: str, dropped: Dropped) -> None:

@@ -340,7 +340,7 @@ def commit(actions: Sequence[Action]) -> None:
                     or not _under(os.path.realpath(a.source), real_root)):
                 raise ExecutionError(f"the engine sent a hard link {a.path!r} to {a.source!r}")
             with open(a.source, "rb") as f:
-                _write_file(f, a.path, stat.S_IMODE(os.lstat(a.source).st_mode))
+                write_file(f, a.path, stat.S_IMODE(os.lstat(a.source).st_mode))
 
 
 def _parts(name: str) -> list[str]:
@@ -363,7 +363,7 @@ def _put_file(spooled: str, path: str, mode: int) -> None:
         if e.errno != errno.EXDEV:
             raise
         with open(spooled, "rb") as f:
-            _write_file(f, path, mode)
+            write_file(f, path, mode)
 
 
 def _size(n: int) -> str:
@@ -383,7 +383,7 @@ def _replace_with_dir(path: str) -> None:
     os.mkdir(path, 0o755)
 
 
-def _write_file(data: IO[bytes] | None, path: str, mode: int) -> None:
+def write_file(data: IO[bytes] | None, path: str, mode: int) -> None:
     """Write through a temporary file in the same folder; keep the old file when it is the same."""
     if data is None:
         return
