@@ -2,8 +2,9 @@
 at once, on any backend. One build (the first runs to need an image wait for it under its lock),
 one record per run, and a sweep record under ``$DOCKRUN_HOME/sweeps/`` that ``--resume`` reads to
 run only what did not finish. A failed run does not stop the others; Ctrl-C cancels every run
-started and starts no more. The end is a table of each run's parameters, status and the metrics it
-wrote (``metrics.json`` or ``metrics.csv`` in ``$DOCKRUN_OUTPUT_DIR``)."""
+started and starts no more. The end is a table of each run's parameters, status and its metrics:
+what it logged to MLflow when tracked, and what it wrote (``metrics.json`` or ``metrics.csv`` in
+``$DOCKRUN_OUTPUT_DIR``)."""
 from __future__ import annotations
 
 import csv
@@ -163,7 +164,7 @@ def sweep(template: RunRequest, points: Sequence[Mapping[str, str]], parallel: i
         raise Interrupted(f"interrupted; sweep {record['sweep_id']}'s runs were cancelled "
                           f"(dockrun sweep --resume {record['sweep_id']} runs what did not finish)") from None
     pool.shutdown(wait=True)
-    return SweepResult(record["sweep_id"], tuple(_row(store, record, i, p) for i, p in enumerate(points)))
+    return SweepResult(record["sweep_id"], tuple(_row(store, record, i, p, log) for i, p in enumerate(points)))
 
 
 def _finished(store: RunStore, run_id: str | None) -> bool:
@@ -171,11 +172,19 @@ def _finished(store: RunStore, run_id: str | None) -> bool:
     return rec is not None and rec.status == "FINISHED"
 
 
-def _row(store: RunStore, record: Mapping[str, Any], i: int, point: Mapping[str, str]) -> SweepRow:
+def _row(store: RunStore, record: Mapping[str, Any], i: int, point: Mapping[str, str], log: Any) -> SweepRow:
     run_id = record["runs"].get(str(i))
     rec = store.get(run_id) if run_id else None
     status = rec.status if rec else ("NOT STARTED" if str(i) not in record.get("errors", {}) else "FAILED")
-    return SweepRow(i, dict(point), run_id, status, read_metrics(Path(rec.outputs)) if rec and rec.outputs else {})
+    metrics = read_metrics(Path(rec.outputs)) if rec and rec.outputs else {}
+    if rec and rec.tracking_uri and rec.mlflow_run_id:
+        from .tracking.metrics import logged_metrics
+
+        try:  # what MLflow has is what the user will look up: it wins over a file's same name
+            metrics.update(logged_metrics(rec.tracking_uri, rec.mlflow_run_id, os.environ))
+        except ConfigError as e:  # the table still shows the rest; say why this run's are missing
+            (log or (lambda line: None))(f"run {rec.run_id}: its MLflow metrics were not read: {e}")
+    return SweepRow(i, dict(point), run_id, status, metrics)
 
 
 def read_metrics(outputs: Path) -> dict[str, float]:

@@ -107,3 +107,29 @@ def test_run_id_logs_into_an_existing_mlflow_run(cli, mlflow_server: str) -> Non
     assert f"logged to MLflow run {existing}" in r.out
     run = _get(mlflow_server, "runs/get", run_id=existing)["run"]
     assert run["info"]["status"] == "FINISHED" and any(m["key"] == "accuracy" for m in run["data"]["metrics"])
+
+
+def test_a_tracked_sweep_tables_the_metrics_each_run_logged_to_mlflow(cli, mlflow_server: str, tmp_path) -> None:
+    """The sweep's table shows what each run logged to MLflow, read back from the server (this copy
+    of the example logs `logged_accuracy` to MLflow only and writes no metrics file), sorted by it."""
+    import shutil
+
+    project = tmp_path / "conda-uv"
+    shutil.copytree(EXAMPLE, project)
+    train = (project / "train.py").read_text()
+    train = train.replace('os.environ.get("DOCKRUN_OUTPUT_DIR", ".")', '"/tmp"')
+    (project / "train.py").write_text(train.replace('log_metric("accuracy"', 'log_metric("logged_accuracy"'))
+    r = cli("sweep", str(project), "--env-manager", "uv", "-P", "C=0.01,1.0", "--parallel", "2",
+            "--experiment-name", "dockrun-sweep", "--sort", "-logged_accuracy",
+            env={"MLFLOW_TRACKING_URI": mlflow_server}, timeout=900)
+    assert r.code == 0, r.err[-2000:]
+    lines = r.out.strip().splitlines()
+    header, rows = lines[1].split(), [line.split() for line in lines[2:]]
+    assert header[-1] == "logged_accuracy" and [row[1] for row in rows] == ["FINISHED", "FINISHED"], r.out
+    logged = []
+    for row in rows:
+        record = json.loads(cli("runs", "show", row[0]).out)
+        run = _get(mlflow_server, "runs/get", run_id=record["mlflow_run_id"])["run"]
+        logged.append(next(m["value"] for m in run["data"]["metrics"] if m["key"] == "logged_accuracy"))
+    assert [float(row[-1]) for row in rows] == [float(f"{v:.6g}") for v in logged]
+    assert logged == sorted(logged, reverse=True) and logged[0] != logged[1], logged

@@ -441,3 +441,19 @@ def test_the_store_mounts_reach_the_container_spec(tmp_path: Path) -> None:
     spec = container_spec(RunContext(run_id="r1", project="p", image="img", outputs=tmp_path / "out",
                                      rendered=RenderedCommand("true", {}, ()), extra_mounts=(store,)), environ={})
     assert store in spec.mounts
+
+
+def test_logged_metrics_are_read_back_from_a_local_store(tmp_path: Path) -> None:
+    """What a sweep's table shows for a run tracked in a sqlite store: each metric's latest value,
+    as MLflow's own client logged it."""
+    from dockrun.tracking.metrics import logged_metrics
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    run = client.create_run("0")
+    client.log_metric(run.info.run_id, "loss", 0.5, step=0)
+    client.log_metric(run.info.run_id, "loss", 0.25, step=1)
+    client.log_metric(run.info.run_id, "acc", 0.9)
+    assert logged_metrics(uri, run.info.run_id, {}) == {"loss": 0.25, "acc": 0.9}
+    with pytest.raises(ConfigError, match="MLflow store"):
+        logged_metrics(uri, "0" * 32, {})

@@ -85,6 +85,12 @@ def end_run(uri: str, run_id: str, status: str) -> None:
         _client(uri).set_terminated(run_id, status)
 
 
+def run_metrics(uri: str, run_id: str) -> dict[str, float]:
+    """The latest value of each metric the run logged."""
+    with _one_line(uri):
+        return {k: float(v) for k, v in _client(uri).get_run(run_id).data.metrics.items()}
+
+
 def _experiment_id(client: Any, name: str) -> str:
     from mlflow.exceptions import MlflowException
 
