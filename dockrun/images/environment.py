@@ -28,7 +28,6 @@ from .requirements import canonical_requirements, python_env, split_local
 from .requirements_lock import has_hashes, lock_file, lock_input_digest, read_lock_file
 
 KEY_SCHEMA = 1  # bump when the meaning of a key changes
-__all__ = ["ENV_MANAGERS", "EnvSpec", "env_spec", "environment_key", "image_key"]
 
 
 @dataclasses.dataclass(frozen=True)
