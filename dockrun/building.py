@@ -1,7 +1,7 @@
 """``dockrun build``: the project's image for CI, optionally tagged and pushed."""
 from __future__ import annotations
 
-from .engine.client import Docker
+from .engine.lean import connect
 from .images.build import ensure_images, push_pinned
 from .images.feedback import build_feedback
 from .prepare import prepare_image
@@ -13,7 +13,7 @@ def build_project(request: RunRequest, tag: str | None = None, push: bool = Fals
     """Build (or reuse) the project image, optionally tag and push it; return its reference."""
     prepared = prepare_image(request)
     settings, plan = prepared.settings, prepared.plan
-    docker = Docker()
+    docker = connect()
     with build_feedback(quiet, verbose=verbose) as log:
         ensure_images(plan, prepared.source.root, settings, docker, request.rebuild, log)
         ref = plan.project_image

@@ -1,5 +1,5 @@
 """``dockrun lock``: resolve an environment once into a lock file beside its environment file;
-builds then install exactly that (images/environment.py reads it).
+builds then install exactly that (images/requirements_lock.py, images/conda_lock.py read it).
 
 A python environment gets ``requirements.lock`` (pinned, with hashes: ``uv pip compile
 --generate-hashes``); a conda.yaml gets ``conda-lock.txt`` (conda's explicit list, ``URL#MD5``,
@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Callable
 
 from .config import Settings
-from .engine.client import CHECK_PREFIX, Docker
+from .engine.client import CHECK_PREFIX
+from .engine.lean import connect
 from .errors import BuildError, ConfigError
 from .images.conda_lock import conda_lock_digest, conda_lock_file, conda_lock_header
-from .images.environment import canonical_conda, lock_file, lock_header, lock_input_digest
-from .images.plan import CONDA_INSTALLER
+from .images.conda_spec import canonical_conda
+from .images.kinds import CONDA, CONDA_INSTALLER, MICROMAMBA, UV, kind_of
+from .images.requirements_lock import lock_file, lock_header, lock_input_digest
 from .locks import write_atomic
 from .prepare import prepare_image
 from .project.resolve import is_git_uri, unquote_uri
@@ -63,17 +65,18 @@ def lock_project(request: RunRequest, log: Callable[[str], None] = lambda line: 
     # The current lock is left out: a stale or broken one must not stop its own replacement.
     prepared = prepare_image(request, read_lock=False)
     settings, project, env = prepared.settings, prepared.project, prepared.env
-    if env.kind == "micromamba":
+    kind = kind_of(env.kind)
+    if kind is MICROMAMBA:
         raise ConfigError("dockrun lock: conda projects are locked (and their locks installed) with the py-rattler "
                           "installer; unset DOCKRUN_MICROMAMBA_IMAGE")
-    if env.kind == "conda":
+    if kind is CONDA:
         return _lock_conda(prepared.project, env.conda or "", env.installer_image or env.base_image, settings, log)
     rel = lock_file(project)
-    if env.kind != "uv" or rel is None:
+    if kind is not UV or rel is None:
         raise ConfigError("dockrun lock: lock files are for python and conda environments (python_env.yaml, "
                           "requirements.txt, conda.yaml); this project's environment is none of them")
     assert project.env_file is not None
-    Docker().ensure_pulled(env.base_image, log)  # no engine or no image: one line, before any work
+    connect().ensure_pulled(env.base_image, log)  # no engine or no image: one line, before any work
     log(f"resolving {project.env_file} in {env.base_image}")
     args = ["--python", "python3", *(["--python-version", env.python] if env.python else [])]
     body = _run(env.base_image, SCRIPT, args, "".join(r + "\n" for r in env.requirements), settings)
@@ -94,7 +97,7 @@ def _lock_conda(project: ProjectSpec, conda: str, image: str, settings: Settings
     import yaml
 
     rel = project.env_file or "conda.yaml"
-    Docker().ensure_pulled(image, log)
+    connect().ensure_pulled(image, log)
     log(f"solving {rel} in {image}")
     body = _run(image, CONDA_SCRIPT, [CONDA_INSTALLER.read_text(encoding="utf-8")],
                 json.dumps(yaml.safe_load(conda), sort_keys=True), settings)

@@ -21,6 +21,7 @@ from .backends.local.files import STAGED, finish_files, make_run_dir, save_plan
 from .backends.local.runs import run_image
 from .backends.local.transfer import copy_in, save_sent
 from .engine.client import ContainerSpec, Docker
+from .engine.lean import connect
 from .errors import ConfigError
 from .images.feedback import build_feedback
 from .prepare import fetch_inputs, prepare
@@ -59,7 +60,7 @@ def open_shell(request: RunRequest, command: Sequence[str] = (), quiet: bool = F
     if cli is None:
         raise ConfigError("dockrun shell: the docker command is not on PATH (it attaches the terminal)")
     prepared = prepare(request, get_backend("local"), command_needed=False)
-    docker = Docker()
+    docker = connect()
     with build_feedback(quiet, verbose=verbose) as log:
         prepared = fetch_inputs(prepared, log)
         _, image_id = run_image(prepared, docker, log)

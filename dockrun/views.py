@@ -19,7 +19,9 @@ def list_table(limit: int) -> str:
 
     def lazy_docker() -> Docker:  # only if some run needs reconciling
         if not docker:
-            docker.append(Docker())
+            from .engine.lean import connect  # here: `runs list` needs no engine client
+
+            docker.append(connect())
         return docker[0]
 
     records = [reconcile(store, r, lazy_docker) for r in store.list(limit if limit > 0 else -1)]
@@ -54,7 +56,8 @@ def _environment(rec: RunRecord) -> dict[str, Any]:
     """What the run's image installed (read from the image once, then from the cache)."""
     if rec.backend == "databricks":
         return {"recorded": False, "why": "not recorded: the run used the cluster's environment, not an image"}
+    from .engine.lean import connect
     from .images.installed import run_installed, summary  # the image stack only for `show`
 
     # By content ID where the record has one: the tag may name a rebuilt image by now.
-    return summary(run_installed(load_settings().home, rec.run_id, rec.image_id or rec.image, Docker))
+    return summary(run_installed(load_settings().home, rec.run_id, rec.image_id or rec.image, connect))

@@ -11,8 +11,7 @@ import pytest
 
 from conftest import write_project
 from dockrun.config import load_settings
-from dockrun.images.environment import env_spec
-from dockrun.images.plan import environment_key
+from dockrun.images.environment import env_spec, environment_key
 from dockrun.project.spec import load_project
 
 TRAIN = """

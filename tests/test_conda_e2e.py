@@ -20,8 +20,9 @@ from conftest import image_files_containing, unavailable, write_project
 from dockrun.config import load_settings
 from dockrun.errors import ConfigError
 from dockrun.images.build import env_context
-from dockrun.images.environment import canonical_conda, env_spec
-from dockrun.images.plan import env_dockerfile, env_scripts, environment_key
+from dockrun.images.conda_spec import canonical_conda
+from dockrun.images.environment import env_spec, environment_key
+from dockrun.images.plan import env_dockerfile, env_scripts
 from dockrun.project.spec import load_project
 
 # These tests are about the py-rattler path: a DOCKRUN_MICROMAMBA_IMAGE set on the machine must not

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from conftest import write_project
 from dockrun.config import load_settings
 from dockrun.errors import ConfigError, ProjectError
-from dockrun.images.environment import canonical_requirements, env_spec
+from dockrun.images.environment import env_spec
+from dockrun.images.requirements import canonical_requirements
 from dockrun.project.spec import load_project
 
 SETTINGS = load_settings({"DOCKRUN_BASE_IMAGE": "base:1"})
@@ -85,9 +86,9 @@ def test_local_code_requirements_are_kept_apart_for_the_project_image(tmp_path: 
     files = {"pyproject.toml": "[project]\nname='p'\n", "libs/a/setup.py": "", "libs/b/pyproject.toml": ""}
     s = spec_of(tmp_path / "a", {**files, "requirements.txt": "x\n-e .\n./libs/a/\n--editable=libs/b\n"})
     assert s.requirements == ("x",) and s.local_code == ("-e .", "-e ./libs/b", "./libs/a")
-    key = s.key()
+    key = s.digest()
     # The environment (and its key) does not change with local code: the code is in the source key.
-    assert spec_of(tmp_path / "b", {**files, "requirements.txt": "x\n"}).key() == key
+    assert spec_of(tmp_path / "b", {**files, "requirements.txt": "x\n"}).digest() == key
     conda = spec_of(tmp_path / "c", {**files, "conda.yaml": "dependencies: [python=3.11, {pip: [-e ., tabulate]}]\n"})
     assert conda.local_code == ("-e .",) and "-e" not in conda.conda
     for line, msg in [("-e ../shared", "must be inside the project"), ("/abs/pkg", "relative to the project"),
@@ -113,14 +114,14 @@ def test_key_ignores_order_spacing_comments_and_duplicates(tmp_path_factory, ord
         lines.append(order[0])
     root = write_project(tmp_path_factory.mktemp("k") / "p", {"requirements.txt": "\n".join(lines) + "\n"})
     base = write_project(tmp_path_factory.mktemp("k") / "p", {"requirements.txt": "\n".join(REQS) + "\n"})
-    key = env_spec(load_project(root), SETTINGS).key("t")
-    assert key == env_spec(load_project(base), SETTINGS).key("t")
+    key = env_spec(load_project(root), SETTINGS).digest("t")
+    assert key == env_spec(load_project(base), SETTINGS).digest("t")
 
 
 def test_real_changes_change_the_key(tmp_path: Path) -> None:
     def key(files: dict[str, str], base: str = "base:1", template: str = "t") -> str:
         root = write_project(tmp_path / str(len(list(tmp_path.iterdir()))), files)
-        return env_spec(load_project(root), load_settings({"DOCKRUN_BASE_IMAGE": base})).key(template)
+        return env_spec(load_project(root), load_settings({"DOCKRUN_BASE_IMAGE": base})).digest(template)
 
     k = key({"requirements.txt": "pandas==2.1.0\n"})
     assert k == key({"requirements.txt": "Pandas == 2.1.0  # same\n"})
@@ -134,7 +135,7 @@ def test_conda_key_keeps_channel_order(tmp_path: Path) -> None:
     a = spec_of(tmp_path / "a", {"conda.yaml": "channels: [conda-forge, bioconda]\ndependencies: [b, a]\n"})
     b = spec_of(tmp_path / "b", {"conda.yaml": "channels: [conda-forge, bioconda]\ndependencies: [a, b]\n"})
     c = spec_of(tmp_path / "c", {"conda.yaml": "channels: [bioconda, conda-forge]\ndependencies: [a, b]\n"})
-    assert a.key() == b.key() != c.key()
+    assert a.digest() == b.digest() != c.digest()
 
 
 def test_requirements_includes(tmp_path: Path) -> None:
@@ -148,7 +149,7 @@ def test_conda_channel_map(tmp_path: Path) -> None:
     assert "conda-forge" in mapped.conda and "defaults" not in mapped.conda
     assert "conda-forge::numpy" in mapped.conda
     plain = spec_of(tmp_path / "b", files, environ={})
-    assert plain.key() != mapped.key()
+    assert plain.digest() != mapped.digest()
     with pytest.raises(ConfigError, match="DOCKRUN_CONDA_CHANNEL_MAP: 'defaults': expected FROM=TO"):
         load_settings({"DOCKRUN_CONDA_CHANNEL_MAP": "defaults"})
 
@@ -169,10 +170,10 @@ def test_conda_key_ignores_order_quoting_comments(tmp_path_factory, order, quote
     ref = write_project(tmp_path_factory.mktemp("c") / "p", {"conda.yaml": (
         "channels: [conda-forge]\ndependencies: [numpy=1.26, pandas>=2, scikit-learn, conda-forge::xgboost, "
         "python=3.11, {pip: [tabulate, mlflow>=2]}]\n")})
-    assert env_spec(load_project(root), SETTINGS).key() == env_spec(load_project(ref), SETTINGS).key()
+    assert env_spec(load_project(root), SETTINGS).digest() == env_spec(load_project(ref), SETTINGS).digest()
     for manager in ("uv",):
-        assert env_spec(load_project(root), SETTINGS, manager).key() == env_spec(load_project(ref), SETTINGS,
-                                                                                manager).key()
+        assert env_spec(load_project(root), SETTINGS, manager).digest() == env_spec(load_project(ref), SETTINGS,
+                                                                                manager).digest()
 
 
 @settings(max_examples=30, deadline=None)
@@ -183,14 +184,14 @@ def test_python_env_key_ignores_order_and_spacing(tmp_path_factory, order, space
     root = write_project(tmp_path_factory.mktemp("p") / "p", {"python_env.yaml": text})
     ref = write_project(tmp_path_factory.mktemp("p") / "p", {"python_env.yaml": (
         "python: 3.11\ndependencies: [numpy, requests>=2, tabulate==0.9.0]\nbuild_dependencies: [pip]\n")})
-    assert env_spec(load_project(root), SETTINGS).key() == env_spec(load_project(ref), SETTINGS).key()
+    assert env_spec(load_project(root), SETTINGS).digest() == env_spec(load_project(ref), SETTINGS).digest()
 
 
 def test_conda_spec_forms_survive_canonicalisation(tmp_path: Path) -> None:
     """`numpy 1.26.*` once became `numpy1.26.*` in the file micromamba installs (another package)."""
     import yaml
 
-    from dockrun.images.environment import canonical_conda, conda_to_pypi
+    from dockrun.images.conda_spec import canonical_conda, conda_to_pypi
 
     specs = ["numpy 1.26.*", "python 3.11", "pandas=2.1", "scipy >=1.10, <1.12", "conda-forge::xgboost 2.0 py311_0",
              "tabulate==0.9.0=pyhd8ed1ab_0"]
@@ -220,7 +221,7 @@ def _meaning(spec: str) -> str:
 def _canonical_line(spec: str, tmp: Path) -> str:
     import yaml
 
-    from dockrun.images.environment import canonical_conda
+    from dockrun.images.conda_spec import canonical_conda
 
     root = write_project(tmp, {"conda.yaml": "dependencies:\n  - " + json.dumps(spec) + "\n"})  # JSON is YAML
     text, _ = canonical_conda(root, "conda.yaml")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conda_channel import build_channel
 
-from dockrun.images.plan import CONDA_INSTALLER
+from dockrun.images.kinds import CONDA_INSTALLER
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ from dockrun.config import load_settings
 from dockrun.errors import ConfigError, ProjectError
 from dockrun.images import templates
 from dockrun.images.build import env_context
-from dockrun.images.environment import env_spec, lock_header, lock_input_digest
-from dockrun.images.plan import env_dockerfile, env_scripts, environment_key, plan_images
+from dockrun.images.environment import env_spec, environment_key
+from dockrun.images.plan import env_dockerfile, env_scripts, plan_images
+from dockrun.images.requirements_lock import lock_header, lock_input_digest
 from dockrun.locking import UV_PIN, lock_project
 from dockrun.project.folder import resolve_folder
 from dockrun.project.spec import load_project
@@ -260,7 +261,7 @@ def test_the_conda_build_context_carries_the_lock(tmp_path: Path) -> None:
 
 def test_a_stale_conda_lock_is_refused(tmp_path: Path) -> None:
     from dockrun.images.conda_lock import conda_lock_digest, conda_lock_header
-    from dockrun.images.environment import canonical_conda
+    from dockrun.images.conda_spec import canonical_conda
 
     root = write_project(tmp_path / "a", {"conda.yaml": CONDA_ENV})
     header = conda_lock_header("conda.yaml", conda_lock_digest(canonical_conda(root, "conda.yaml")[0]))

@@ -21,6 +21,7 @@ import pytest
 
 from conftest import REPO, free_port, write_project
 from dockrun.errors import ConfigError
+from dockrun.images.environment import EnvSpec
 from dockrun.project.source import Source
 from dockrun.project.spec import EntryPoint, Parameter
 from dockrun.tracking import target as target_mod
@@ -250,7 +251,7 @@ def test_tags_are_mlflow_runs_own(tmp_path: Path) -> None:
     assert source_name(Source(str(repo), repo, "k", "c0ffee")) == f"file://{repo}"
     assert source_name(Source(str(plain), plain, "k")) == str(plain)
     git = Source("https://example.com/x.git#proj", tmp_path, "k", "abc")
-    tags = project_tags(git, "main", "micromamba", "dockrun-x:1", "sha256:9", "ann", "d1")
+    tags = project_tags(git, "main", EnvSpec("micromamba", "b").mlflow_env, "dockrun-x:1", "sha256:9", "ann", "d1")
     assert tags == {"mlflow.user": "ann", "mlflow.source.name": "https://example.com/x.git#proj",
                     "mlflow.source.type": "PROJECT", "mlflow.project.entryPoint": "main",
                     "mlflow.project.backend": "local", "mlflow.project.env": "conda",

@@ -3,7 +3,7 @@
 dockrun's images are those it recorded when it built them (the run store's ``images`` table), under
 the names it gave them. A label is no proof: every image a user builds FROM one of dockrun's
 inherits its labels, and anyone can set them. Labels only describe a recorded image (its project
-and environment key), and what they and its package list say is shown terminal-safe."""
+and image key), and what they and its package list say is shown terminal-safe."""
 from __future__ import annotations
 
 import time
@@ -12,11 +12,12 @@ from pathlib import Path
 
 from ..config import load_settings
 from ..engine.client import Docker
+from ..engine.lean import connect
 from ..store.records import RunStore
 from ..terminal import printable
 from .cached_build import prune_build_cache
 from .installed import image_installed, package_lines
-from .plan import LABEL_ENV, LABEL_PROJECT
+from .plan import LABEL_IMAGE_KEY, LABEL_PROJECT
 
 DAY = 86400.0
 
@@ -26,7 +27,7 @@ class ImageInfo:
     id: str
     refs: tuple[str, ...]
     project: str | None  # None for environment images
-    env_key: str
+    image_key: str
     size: int
     created: float
     last_used: float  # the latest run of it (or of a project image on it), else its creation
@@ -38,7 +39,7 @@ def dockrun_images(docker: Docker, store: RunStore) -> tuple[list[ImageInfo], in
     owned = store.owned_images()
     runs = store.last_use_by_image()
     infos, others = [], 0
-    for img in docker.images_with_label(LABEL_ENV):
+    for img in docker.images_with_label(LABEL_IMAGE_KEY):
         tags = [r for r in img.get("RepoTags") or () if r != "<none>:<none>"]
         refs = tuple(r for r in tags if r in owned.get(img["Id"], ()))
         if img["Id"] not in owned or (tags and not refs):  # not made here, or only the user's names left
@@ -46,15 +47,15 @@ def dockrun_images(docker: Docker, store: RunStore) -> tuple[list[ImageInfo], in
             continue
         labels = img.get("Labels") or {}
         used = max([runs.get(r, 0.0) for r in refs] + [float(img["Created"])])
-        infos.append(ImageInfo(img["Id"], refs, labels.get(LABEL_PROJECT), labels[LABEL_ENV], int(img["Size"]),
+        infos.append(ImageInfo(img["Id"], refs, labels.get(LABEL_PROJECT), labels[LABEL_IMAGE_KEY], int(img["Size"]),
                                float(img["Created"]), used))
     # An environment image is in use as long as a project image on it is.
-    by_env: dict[str, float] = {}
+    by_key: dict[str, float] = {}
     for i in infos:
         if i.project:
-            by_env[i.env_key] = max(by_env.get(i.env_key, 0.0), i.last_used)
-    infos = [i if i.project else ImageInfo(i.id, i.refs, None, i.env_key, i.size, i.created,
-                                           max(i.last_used, by_env.get(i.env_key, 0.0))) for i in infos]
+            by_key[i.image_key] = max(by_key.get(i.image_key, 0.0), i.last_used)
+    infos = [i if i.project else ImageInfo(i.id, i.refs, None, i.image_key, i.size, i.created,
+                                           max(i.last_used, by_key.get(i.image_key, 0.0))) for i in infos]
     return sorted(infos, key=lambda i: i.last_used, reverse=True), others
 
 
@@ -63,14 +64,14 @@ def list_table(packages: bool = False) -> tuple[str, str | None]:
     it installed (a project image shows its own only when its environment image is not listed).
     And a note, when other images carry dockrun's labels, saying why they are not listed."""
     settings = load_settings()
-    docker = Docker()
+    docker = connect()
     infos, others = dockrun_images(docker, RunStore(settings.home))
     note = (f"{others} more image(s) carry dockrun's labels but were not built with this DOCKRUN_HOME, or were "
-            f"built FROM its images: not listed, never pruned (docker image ls --filter label={LABEL_ENV})"
+            f"built FROM its images: not listed, never pruned (docker image ls --filter label={LABEL_IMAGE_KEY})"
             if others else None)
-    rows = [("IMAGE", "PROJECT", "ENV KEY", "SIZE", "LAST USED")]
+    rows = [("IMAGE", "PROJECT", "IMAGE KEY", "SIZE", "LAST USED")]
     for i in infos:
-        rows.append((_names(i)[0], printable(i.project) if i.project else "(environment)", printable(i.env_key[:12]),
+        rows.append((_names(i)[0], printable(i.project) if i.project else "(environment)", printable(i.image_key[:12]),
                      f"{i.size / 1e6:.0f} MB", _ago(i.last_used)))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
@@ -79,12 +80,12 @@ def list_table(packages: bool = False) -> tuple[str, str | None]:
     entries = [[line, *("  " + n for n in _names(i)[1:])] for i, line in zip(infos, lines[1:])]
     if not packages:
         return "\n".join([lines[0], *(line for entry in entries for line in entry)]), note
-    env_images = {i.env_key: i for i in infos if not i.project}
+    env_images = {i.image_key: i for i in infos if not i.project}
     out = lines[:1]
     for i, entry in zip(infos, entries):
         out += entry
-        if i.project and i.env_key in env_images:
-            out.append(f"    packages: as its environment image {_names(env_images[i.env_key])[0]}")
+        if i.project and i.image_key in env_images:
+            out.append(f"    packages: as its environment image {_names(env_images[i.image_key])[0]}")
         else:
             out += ["    " + printable(text) for text in _packages(docker, i.id, settings.home)]
     return "\n".join(out), note
@@ -107,19 +108,19 @@ def prune(older_than_days: float, project: str | None = None) -> list[str]:
     environment images no remaining project image needs): the names dockrun gave them, and so the
     image unless someone else named it or built on it. Returns what was removed."""
     settings = load_settings()
-    docker = Docker()
+    docker = connect()
     cutoff = time.time() - older_than_days * DAY
     store = RunStore(settings.home)
     infos, _ = dockrun_images(docker, store)
     removed: list[str] = []
-    kept_envs = set()
+    kept_keys = set()
     for i in (i for i in infos if i.project):
         if i.last_used <= cutoff and (project is None or i.project == project):
             removed += _remove(docker, store, i)
         else:
-            kept_envs.add(i.env_key)
+            kept_keys.add(i.image_key)
     for i in (i for i in infos if not i.project):
-        if i.env_key not in kept_envs and i.last_used <= cutoff and project is None:
+        if i.image_key not in kept_keys and i.last_used <= cutoff and project is None:
             removed += _remove(docker, store, i)
     if project is None:  # the build cache (images/cached_build.py): shared, so never for one project
         removed += prune_build_cache(docker, settings.home, older_than_days)

@@ -4,27 +4,32 @@ from __future__ import annotations
 
 import json
 
-from .plan import CONDA_INSTALLER, ImagePlan, env_scripts
+from .kinds import kind_of
+from .plan import ImagePlan, env_scripts
 
 
 def env_inputs(plan: ImagePlan) -> dict[str, bytes]:
-    """What installs the environment, by file name: the canonical environment file (or the
-    canonical lock, which replaces it), the conda installer and the install scripts. Both build
-    paths use exactly these (the classic context, dockrun's build container)."""
+    """What installs the environment, by file name: the canonical environment file and lock (the
+    names the kind gives them), its installer and the install scripts. Both build paths use exactly
+    these (the classic context, dockrun's build container)."""
+    env, kind = plan.env, kind_of(plan.env.kind)
     files = {name: text.encode() for name, text in env_scripts(plan).items() if name != "os.sh"}
-    if plan.env.kind == "uv" and plan.env.lock is not None:
-        files["requirements.lock"] = "".join(r + "\n" for r in plan.env.lock).encode()
-    elif plan.env.kind == "uv":
-        files["requirements.txt"] = "".join(r + "\n" for r in plan.env.requirements).encode()
-    if plan.env.kind == "conda" and plan.env.lock is not None:  # conda's explicit list, as conda_install reads it
-        files["conda-lock.txt"] = "".join(r + "\n" for r in plan.env.lock).encode()
-    if plan.env.kind == "micromamba":
-        assert plan.env.conda is not None
-        files["environment.yml"] = plan.env.conda.encode()
-    if plan.env.kind == "conda":  # the installer reads JSON: its stage has no YAML parser
+    if env.lock is not None and kind.lock_file:
+        files[kind.lock_file] = "".join(r + "\n" for r in env.lock).encode()
+    if kind.env_file and not (env.lock is not None and kind.lock_replaces_env_file):
+        files[kind.env_file] = _env_file(kind.env_file, plan)
+    if kind.installer is not None:
+        files[kind.installer.name] = kind.installer.read_bytes()
+    return files
+
+
+def _env_file(name: str, plan: ImagePlan) -> bytes:
+    """The canonical environment in the format its file name says."""
+    if name.endswith(".txt"):  # requirement lines
+        return "".join(r + "\n" for r in plan.env.requirements).encode()
+    assert plan.env.conda is not None
+    if name.endswith(".json"):  # for an installer whose stage has no YAML parser
         import yaml  # here: a code-only rebuild has no environment file to read
 
-        assert plan.env.conda is not None
-        files["environment.json"] = json.dumps(yaml.safe_load(plan.env.conda), indent=1, sort_keys=True).encode()
-        files["conda_install.py"] = CONDA_INSTALLER.read_bytes()
-    return files
+        return json.dumps(yaml.safe_load(plan.env.conda), indent=1, sort_keys=True).encode()
+    return plan.env.conda.encode()

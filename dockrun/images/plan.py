@@ -1,7 +1,8 @@
 """Decide which images a run needs, their names, labels and Dockerfiles (pure).
 
-Two images per project: the environment image, tagged by the environment key, and the project
-image (environment + code), tagged by the source key on top. If a tag exists, nothing is built.
+Two images per project: the environment image, tagged by the image key (environment.image_key),
+and the project image (environment + code), tagged by the source key and the image key. If a tag
+exists, nothing is built. What each kind of environment installs with is images/kinds.py.
 """
 from __future__ import annotations
 
@@ -9,35 +10,29 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..config import Settings
 from ..project.source import Source
 from ..project.spec import ProjectSpec
 from . import templates
-from .environment import EnvSpec
+from .environment import EnvSpec, environment_key, image_key
+from .kinds import OS_SCRIPT, PROJECT_TEMPLATE, TOOLS_SCRIPT, kind_of
 
 WORKDIR = "/project"
 LABEL_PROJECT = "dockrun.project"
-LABEL_ENV = "dockrun.env-hash"
+# Holds the *image key* (environment.image_key). Its name on the engine stays "dockrun.env-hash":
+# CONTRACT.md lists it for users' tooling (`docker image ls --filter label=dockrun.env-hash`), and
+# `dockrun images` finds the images of earlier versions by it.
+LABEL_IMAGE_KEY = "dockrun.env-hash"
 LABEL_SOURCE = "dockrun.source"
-ENV_TEMPLATES = {"uv": "env-uv.Dockerfile.j2", "conda": "env-conda.Dockerfile.j2",
-                 "micromamba": "env-micromamba.Dockerfile.j2"}
-# What the conda template runs in its install stage: shipped in the build context, keyed like a template.
-CONDA_INSTALLER = Path(__file__).with_name("conda_install.py")
-PROJECT_TEMPLATE = "project.Dockerfile.j2"
-# The scripts both build paths run (the classic Dockerfile's stages, dockrun's build container):
-# the tools (uv, py-rattler), the environment's install, and its OS packages.
-ENV_SCRIPTS = {"uv": "env-uv.sh.j2", "conda": "env-conda.sh.j2"}
-TOOLS_SCRIPT = "tools.sh.j2"
-OS_SCRIPT = "os-packages.sh.j2"
 
 
 @dataclass(frozen=True)
 class ImagePlan:
     project: str
     env: EnvSpec
-    env_key: str
+    env_key: str  # environment.environment_key: the same for every backend (the record's env_key)
+    image_key: str  # environment.image_key: names the images, their LABEL_IMAGE_KEY
     env_image: str  # the environment image's reference (the given image for docker_env/system)
     project_image: str
     source_key: str
@@ -62,38 +57,25 @@ def repo_name(name: str) -> str:
     return cleaned or "project"
 
 
-def environment_key(env: EnvSpec, base_id: str | None = None) -> str:
-    """The environment's key: its canonical form plus the text of the templates that install it,
-    so a template change makes a new key for every backend alike. With ``base_id`` (the base
-    image's content identity, where images are built on it) it is the *image key* that names and
-    labels the images: a base image tag moved to other content then builds anew."""
-    template = ENV_TEMPLATES.get(env.kind)
-    text = templates.template_source(template) if template else ""
-    if env.kind in ENV_SCRIPTS:
-        text += "".join(templates.template_source(t) for t in (ENV_SCRIPTS[env.kind], TOOLS_SCRIPT, OS_SCRIPT))
-    if env.kind == "conda":
-        text += CONDA_INSTALLER.read_text(encoding="utf-8")
-    return env.key(text + templates.template_source(PROJECT_TEMPLATE), base_id)
-
-
 def plan_images(project: ProjectSpec, source: Source, env: EnvSpec, settings: Settings,
                 base_id: str | None = None) -> ImagePlan:
-    env_key, image_key = environment_key(env), environment_key(env, base_id)
+    key = image_key(env, base_id)
     prefix = f"{settings.registry}/" if settings.registry else ""
-    env_image = f"{prefix}dockrun-env:{image_key[:32]}" if env.needs_build else env.base_image
+    env_image = f"{prefix}dockrun-env:{key[:32]}" if env.needs_build else env.base_image
     name = repo_name(project.name)
     return ImagePlan(
         project=project.name,
         env=env,
-        env_key=env_key,
+        env_key=environment_key(env),
+        image_key=key,
         env_image=env_image,
-        project_image=f"{prefix}dockrun-{name}:{source.key[:20]}-{image_key[:12]}",
+        project_image=f"{prefix}dockrun-{name}:{source.key[:20]}-{key[:12]}",
         source_key=source.key,
         source_key_is_tree_hash=source.key_is_tree_hash,
-        env_labels={LABEL_ENV: image_key},
+        env_labels={LABEL_IMAGE_KEY: key},
         project_labels={
             LABEL_PROJECT: project.name,
-            LABEL_ENV: image_key,
+            LABEL_IMAGE_KEY: key,
             LABEL_SOURCE: source.commit or source.key,
         },
         base_id=base_id,
@@ -102,8 +84,10 @@ def plan_images(project: ProjectSpec, source: Source, env: EnvSpec, settings: Se
 
 def env_dockerfile(plan: ImagePlan, settings: Settings) -> str:
     env = plan.env
+    template = kind_of(env.kind).dockerfile
+    assert template is not None, f"{env.kind} environments have no image to build"
     return templates.render(
-        ENV_TEMPLATES[env.kind],
+        template,
         base_image=env.base_image,
         micromamba_image=env.micromamba_image,
         installer_image=env.installer_image,
@@ -120,13 +104,14 @@ def env_scripts(plan: ImagePlan) -> dict[str, str]:
     """The scripts that install the environment (by file name), for either build path: ``tools.sh``
     (uv or py-rattler, pinned), ``env.sh`` (the environment) and ``os.sh`` (its OS packages)."""
     env = plan.env
-    if env.kind not in ENV_SCRIPTS:
+    kind = kind_of(env.kind)
+    if kind.script is None:
         return {}
     values = {"base_image": env.base_image, "installer_image": env.installer_image, "python": env.python,
               "locked": env.lock is not None, "apt": env.apt}
     return {
-        "tools.sh": templates.render(TOOLS_SCRIPT, tool="uv" if env.kind == "uv" else "py-rattler", **values),
-        "env.sh": templates.render(ENV_SCRIPTS[env.kind], **values),
+        "tools.sh": templates.render(TOOLS_SCRIPT, tool=kind.tool, **values),
+        "env.sh": templates.render(kind.script, **values),
         "os.sh": templates.render(OS_SCRIPT, **values),
     }
 
@@ -138,13 +123,9 @@ def _declared_build_args(settings: Settings) -> list[str]:
     return sorted(k for k in settings.build_args if k.upper() not in _PREDEFINED_ARGS)
 
 
-# Where each kind of environment lives in its image (local code is installed into it).
-PREFIXES = {"uv": "/opt/dockrun/venv", "conda": "/opt/dockrun/conda", "micromamba": "/opt/dockrun/conda"}
-
-
 def local_code(plan: ImagePlan) -> tuple[str, ...]:
     """The project's own code to install in the project image (none where nothing is installed)."""
-    return plan.env.local_code if plan.env.kind in PREFIXES else ()
+    return plan.env.local_code if kind_of(plan.env.kind).prefix else ()
 
 
 def project_dockerfile(plan: ImagePlan, settings: Settings) -> str:
@@ -153,7 +134,7 @@ def project_dockerfile(plan: ImagePlan, settings: Settings) -> str:
         env_image=plan.env_image,
         workdir=WORKDIR,
         local_code=local_code(plan),
-        prefix=PREFIXES.get(plan.env.kind, ""),
+        prefix=kind_of(plan.env.kind).prefix,
         ca_bundle=settings.ca_bundle is not None,
         build_args=_declared_build_args(settings),
     )

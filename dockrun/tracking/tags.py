@@ -10,14 +10,12 @@ from ..project.source import Source
 from ..project.spec import EntryPoint
 
 MAX_PARAM_LENGTH = 6000  # MLflow refuses longer param values
-# MLflow's names for how the environment was made (mlflow.project.env), by dockrun's EnvSpec.kind.
-PROJECT_ENV = {"docker": "docker", "uv": "uv", "conda": "conda", "micromamba": "conda", "system": "local"}
 # What `mlflow run --run-id` sets on a run it did not create: the rest was the creator's to say.
 RESUME_TAGS = ("mlflow.project.env", "mlflow.project.backend", "mlflow.docker.image.uri",
                "mlflow.docker.image.id", "dockrun.run-id")
 
 
-def project_tags(source: Source, entry_point: str, env_kind: str, image: str, image_id: str,
+def project_tags(source: Source, entry_point: str, mlflow_env: str, image: str, image_id: str,
                  user: str, run_id: str) -> dict[str, str]:
     tags = {
         "mlflow.user": user,
@@ -25,7 +23,7 @@ def project_tags(source: Source, entry_point: str, env_kind: str, image: str, im
         "mlflow.source.type": "PROJECT",
         "mlflow.project.entryPoint": entry_point,
         "mlflow.project.backend": "local",  # as `mlflow run` with a docker_env: a local container
-        "mlflow.project.env": PROJECT_ENV.get(env_kind, env_kind),
+        "mlflow.project.env": mlflow_env,  # MLflow's name for the environment's kind (images/kinds.py)
         "mlflow.docker.image.uri": image,
         "mlflow.docker.image.id": image_id,
         "dockrun.run-id": run_id,

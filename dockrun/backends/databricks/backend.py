@@ -232,7 +232,8 @@ def start_tracking(prepared: PreparedRun, target: TrackingTarget | None, run_id:
     from ...tracking.tags import logged_params, login_name, project_tags
 
     image = prepared.env.base_image if prepared.env.kind == "docker" else ""
-    tags = project_tags(prepared.source, prepared.entry_point.name, prepared.env.kind, image, "", login_name(), run_id)
+    tags = project_tags(prepared.source, prepared.entry_point.name, prepared.env.mlflow_env, image, "", login_name(),
+                        run_id)
     tags["mlflow.project.backend"] = "databricks"
     tags = {k: v for k, v in tags.items() if v or not k.startswith("mlflow.docker.")}  # no image, no image tags
     started = start_tracked_run(target, os.environ, tags, logged_params(prepared.entry_point,

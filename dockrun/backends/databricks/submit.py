@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...images.environment import EnvSpec, conda_to_pypi, is_local_code
+from ...images.conda_spec import conda_to_pypi
+from ...images.environment import EnvSpec
+from ...images.kinds import DOCKER, kind_of
+from ...images.requirements import is_local_code
 from ...project.spec import ProjectSpec
 from ...project.treehash import TreeDigest, walk
 from .config import Cluster
@@ -17,9 +20,10 @@ from .launcher import encode_command
 
 
 def cluster_libraries(env: EnvSpec, project: ProjectSpec) -> list[dict[str, Any]]:
-    if env.kind == "uv":
+    reads = kind_of(env.kind).reads
+    if reads == "requirements":
         return [{"pypi": {"package": req}} for req in env.requirements]
-    if env.kind in ("conda", "micromamba"):  # the cluster has no conda: its PyPI-installable part, translated
+    if reads == "conda":  # the cluster has no conda: its PyPI-installable part, translated
         _, reqs = conda_to_pypi(project.root, project.env_file or "conda.yaml")
         return [{"pypi": {"package": req}} for req in reqs if not is_local_code(req)]
     return []
@@ -61,7 +65,7 @@ def submit_body(task_in: LauncherTask, cluster: Cluster, env: EnvSpec,
         body["environments"] = [{"environment_key": "dockrun", "spec": spec}]
     elif cluster.new_cluster is not None:
         new = dict(cluster.new_cluster)
-        if env.kind == "docker":
+        if env.kind == DOCKER.name:
             new.setdefault("docker_image", {"url": env.base_image})
         task["new_cluster"] = new
     else:

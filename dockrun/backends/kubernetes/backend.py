@@ -107,11 +107,11 @@ def push_image(prepared: PreparedRun, repository: str, log: Callable[[str], None
     """Build what is missing (the same keys as a local run), push the project image to
     ``repository`` unless the registry already has this image under that tag; the reference pinned
     by the digest of the image built here."""
-    from ...engine.client import Docker
+    from ...engine.lean import connect
     from ...images.build import ensure_images, push_pinned
 
     plan = prepared.plan
-    docker = Docker()
+    docker = connect()
     ensure_images(plan, prepared.source.root, prepared.settings, docker, prepared.request.rebuild, log)
     ref = f"{repository}:{plan.project_image.rpartition(':')[2]}"
     docker.tag(plan.project_image, ref)
@@ -149,8 +149,8 @@ def tracking_env(prepared: PreparedRun, run_id: str, image: str) -> Tracked:
     from ...tracking.runs import start_tracked_run
     from ...tracking.tags import logged_params, login_name, project_tags
 
-    tags = project_tags(prepared.source, prepared.entry_point.name, prepared.env.kind, image, image.rpartition("@")[2],
-                        login_name(), run_id)
+    tags = project_tags(prepared.source, prepared.entry_point.name, prepared.env.mlflow_env, image,
+                        image.rpartition("@")[2], login_name(), run_id)
     tags["mlflow.project.backend"] = "kubernetes"
     started = start_tracked_run(target, os.environ, tags, logged_params(prepared.entry_point,
                                                                         prepared.request.parameters))

@@ -253,7 +253,7 @@ def mlflow_tags(prepared: PreparedRun, run_id: str, image_id: str, image_ref: st
     """The tags `mlflow run` sets on a project run, for this run's source, entry point and image."""
     from ...tracking.tags import login_name, project_tags
 
-    return project_tags(prepared.source, prepared.entry_point.name, prepared.env.kind,
+    return project_tags(prepared.source, prepared.entry_point.name, prepared.env.mlflow_env,
                         image_ref, image_id, login_name(), run_id)
 
 
