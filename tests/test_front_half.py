@@ -169,7 +169,7 @@ FLOORS = [  # a module may import from its own floor and the floors below it, ne
     ("tracking",),
     ("engine", "store"),
     ("images",),
-    ("request",),
+    ("request", "options"),
     ("backends",),
     ("prepare", "building", "locking", "shell", "views", "api", "rerun", "sweep", "cli", "__init__"),
     ("warmstart", "__main__"),
