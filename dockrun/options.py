@@ -161,7 +161,7 @@ class RunRequest:
     experiment_name: str | None = option("--experiment-name", default=None, commands=("run", "sweep"))
     experiment_id: str | None = option("--experiment-id", default=None)
     run_name: str | None = option("--run-name", default=None)
-    tracking_uri: str | None = option("--tracking-uri", default=None)
+    tracking_uri: str | None = option("--tracking-uri", default=None, commands=("run", "sweep"))
     mlflow_run_id: str | None = option("--run-id", default=None, keyword="run_id",  # log into this existing run
                                        help="Log into this existing MLflow run (as mlflow run --run-id).")
     # Nothing reads it: dockrun always builds the code into the image.

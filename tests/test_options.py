@@ -156,5 +156,5 @@ def test_sweep_tracking_uri_reaches_every_run_and_a_bad_one_is_one_line(tmp_path
     r = _dockrun(home, "sweep", str(project), "-P", "a=1,2", "--tracking-uri", "sqlite:///nowhere/m.db")
     assert r.returncode == 2
     (line,) = r.stderr.splitlines()
-    assert line.startswith("dockrun: error: --tracking-uri sqlite:///nowhere/m.db") and "does not exist" in line
+    assert line.startswith("dockrun: error: --tracking-uri 'sqlite:///nowhere/m.db'") and "does not exist" in line
     assert not (home / "runs").exists()
