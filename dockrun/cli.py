@@ -38,7 +38,7 @@ def request_options(command: str, after: Mapping[str, tuple[Callable[[F], F], ..
             elif opt.multiple:
                 how["multiple"] = True
             else:
-                how["default"] = options.RunRequest.__dataclass_fields__[name].default
+                how["default"] = opt.default
             if opt.choices:
                 how["type"] = click.Choice(opt.choices)
             f = click.option(*opt.flags, name, **how)(f)

@@ -45,6 +45,7 @@ class Option:
     from_python: Callable[[Any], Any] | None = None  # execute()'s value -> the field's
     keyword: str | None = None  # execute()'s keyword (MLflow's name where MLflow has it); None: not one
     refusable: bool = True  # False: chooses the backend rather than asking something of it
+    default: Any = None  # the field's (filled in by OPTIONS; a factory's is not needed: those are `multiple`)
 
 
 def option(*flags: str, default: Any = dataclasses.MISSING, default_factory: Any = dataclasses.MISSING,
@@ -103,6 +104,10 @@ def _str_values(params: Mapping[str, Any] | None) -> dict[str, str]:
     return {k: str(v) for k, v in (params or {}).items()}
 
 
+def _or_auto(env_manager: str | None) -> str:  # MLflow's default, None, is its own choice: auto
+    return env_manager or "auto"
+
+
 def _docker_args(args: Mapping[str, Any] | list[str] | tuple[str, ...] | None) -> Any:
     if not args:
         return ()
@@ -149,7 +154,7 @@ class RunRequest:
         help="databricks: a cluster spec; kubernetes: MLflow's kubernetes_config.json (a JSON file or string).",
         from_cli=json_config)
     env_manager: str = option("--env-manager", default="auto", show_default=True, choices=ENV_MANAGERS,
-                              commands=COMMANDS, help=ENV_MANAGER_HELP)
+                              commands=COMMANDS, help=ENV_MANAGER_HELP, from_python=_or_auto)
     base_image: str | None = option(
         "--base-image", default=None, commands=("run", "sweep", "build", "shell", "lock"), backends=IMAGE_BUILDERS,
         help="Base image for built environments, and for dockrun lock to resolve in (also DOCKRUN_BASE_IMAGE).")
@@ -200,7 +205,8 @@ def _table() -> dict[str, Option]:
     for f in dataclasses.fields(RunRequest):
         if "option" in f.metadata:
             how = {"keyword": f.name, **f.metadata["option"]}
-            out[f.name] = Option(flags=f.metadata["flags"], **how)
+            default = None if f.default is dataclasses.MISSING else f.default
+            out[f.name] = Option(flags=f.metadata["flags"], default=default, **how)
     return out
 
 

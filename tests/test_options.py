@@ -90,6 +90,8 @@ def test_execute_takes_every_table_option_by_its_keyword(monkeypatch: pytest.Mon
     dockrun.execute("proj", parameters={"n": 3}, storage_dir="out", docker_args=["gpus=all"])
     assert seen[-1].parameters == {"n": "3"} and seen[-1].storage_dir == tmp_path / "out"
     assert seen[-1].docker_args == ("gpus=all",)
+    dockrun.execute("proj", env_manager=None)  # MLflow's default: the project's own choice
+    assert seen[-1].env_manager == "auto"
     for wrong in ("tracking_url", "image_id", "cwd", "mlflow_run_id"):  # not keywords: a typo, or set by a face
         with pytest.raises(TypeError, match=f"^execute\\(\\) got an unexpected keyword argument '{wrong}'$"):
             dockrun.execute("proj", **{wrong: "x"})
