@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 from .errors import ConfigError
 
-# Kept here, not imported from images.environment: `dockrun --help` must stay fast (a test checks
-# that the two lists agree).
+# Here, not imported from images.environment: `dockrun --help` must stay fast. This module is on the
+# bottom floor, so images.environment can take its list from here (until then a test checks they agree).
 ENV_MANAGERS = ("auto", "local", "virtualenv", "conda", "uv", "micromamba", "none")
 COMMANDS = ("run", "sweep", "build", "shell", "lock")  # the commands whose options come from here
 
