@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
 from .backends import get_backend
 from .backends.handle import RunHandle, RunNotFound, ended_error, shielded
 from .config import load_settings
 from .errors import Interrupted
+from .options import from_keywords
 from .prepare import fetch_inputs, prepare
 from .request import PreparedRun, RunRequest
 from .store.records import RunStore
@@ -28,26 +28,30 @@ def execute(
     version: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     docker_args: Mapping[str, Any] | list[str] | None = None,
+    experiment_name: str | None = None,
+    experiment_id: str | None = None,
     backend: str = "local",
     backend_config: Mapping[str, Any] | str | None = None,
-    env_manager: str = "auto",
-    synchronous: bool = True,
-    experiment_name: str | None = None,
-    run_name: str | None = None,
     storage_dir: str | None = None,
+    synchronous: bool = True,
+    run_id: str | None = None,
+    run_name: str | None = None,
+    env_manager: str = "auto",
+    build_image: bool = False,
+    docker_auth: Mapping[str, Any] | None = None,
     *,
-    base_image: str | None = None,
-    rebuild: bool = False,
     log: Callable[[str], None] | None = None,
     stdout: IO[bytes] | None = None,
     stderr: IO[bytes] | None = None,
-    experiment_id: str | None = None,
-    tracking_uri: str | None = None,
-    mlflow_run_id: str | None = None,
-    dev: bool = False,
-    trust: bool = False,
+    **options: Any,
 ) -> RunHandle:
-    """Run a project in a container (or on Databricks) and return the submitted run.
+    """Run a project in a container (or on Databricks, or Kubernetes) and return the submitted run.
+
+    The keywords up to ``docker_auth`` are ``mlflow.projects.run``'s, in its order (``run_id``:
+    log into this existing MLflow run; ``build_image``: accepted, dockrun always builds the code
+    into the image; ``docker_auth``: refused, dockrun uses the engine's own registry login).
+    ``options`` are dockrun's own, the fields of ``dockrun.options.RunRequest`` by name:
+    ``tracking_uri``, ``base_image``, ``rebuild``, ``dev``, ``trust``.
 
     ``synchronous=True`` streams the run's output (to ``stdout``/``stderr``, default the
     process's), returns when the run is over and raises ExecutionError if it did not finish;
@@ -57,18 +61,10 @@ def execute(
     built for the code. ``trust=True`` grants a project from a Git URI or an archive the host
     access its MLproject asks for (docker_env volumes and host variables), as ``--trust`` does.
     """
-    request = RunRequest(
-        uri=uri, entry_point=entry_point, version=version,
-        parameters={k: str(v) for k, v in (parameters or {}).items()},
-        docker_args=(dict(docker_args) if isinstance(docker_args, Mapping) else tuple(docker_args)) if docker_args
-        else (),
-        backend=backend, backend_config=backend_config, env_manager=env_manager, synchronous=synchronous,
-        experiment_name=experiment_name, experiment_id=experiment_id, run_name=run_name,
-        tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
-        storage_dir=Path(storage_dir).expanduser().resolve() if storage_dir else None,
-        base_image=base_image, rebuild=rebuild, cwd=Path.cwd(), dev=dev, trust=trust,
-    )
-    return submit(request, log=log, output=(stdout, stderr))
+    # First thing: the only names bound yet are the parameters. The rest follows from the table.
+    keywords = {k: v for k, v in locals().items() if k not in ("uri", "log", "stdout", "stderr", "options")}
+    keywords.update(options)
+    return submit(from_keywords(uri, keywords), log=log, output=(stdout, stderr))
 
 
 def submit(request: RunRequest, log: Callable[[str], None] | None = None,

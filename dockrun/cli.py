@@ -1,89 +1,55 @@
 """Command line: parse arguments, call one library function, turn errors into exit codes."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import sys
 import traceback
-from typing import Any, NoReturn
+from collections.abc import Mapping
+from typing import Any, Callable, NoReturn, TypeVar
 
 import click
 
+from . import options
 from .errors import DockrunError, ExecutionError, Interrupted, printable
 
-# Kept here, not imported from images.environment: `dockrun --help` must stay fast.
-ENV_MANAGERS = ["auto", "local", "virtualenv", "conda", "uv", "micromamba", "none"]
-ENV_MANAGER_HELP = ("As in mlflow run: local = the image's own Python, nothing installed; virtualenv = a Python "
-                    "environment (made with uv); conda = a conda prefix (py-rattler from PyPI; micromamba "
-                    "when DOCKRUN_MICROMAMBA_IMAGE is set); micromamba = always micromamba. auto: conda.yaml -> conda, "
-                    "python_env.yaml / requirements.txt -> virtualenv, docker_env -> its image. none = local.")
-
-
-TRUST_HELP = ("Give a project from a Git URI or an archive the host access its MLproject asks for (docker_env "
-              "volumes and host variables); without it such a project is refused. A local folder's is always given.")
+ENV_MANAGERS = list(options.ENV_MANAGERS)
 VERBOSE_HELP = "The engine's whole build log (without it: one line per image built; a failing step's output)."
-DEV_HELP = ("Mount the project folder at the project root instead of baking it into an image: edits are "
-            "live on the next run, nothing is built for the code (local folders only).")
 
-
-# Each option shared by several commands is declared once, here; a command lists the ones it takes.
-ENTRY_POINT = click.option("-e", "--entry-point", default="main", show_default=True,
-                           help="Entry point name or .py/.sh path (shell: the one whose command is in $DOCKRUN_COMMAND "
-                                "and whose path parameters are mounted).")
-VERSION = click.option("-v", "--version", "version", help="Git commit, branch or tag (Git URIs only).")
-PARAMS = click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=VALUE",
-                      help="A parameter (repeatable).")
-DOCKER_ARGS = click.option("-A", "--docker-args", "docker_args", multiple=True, metavar="KEY[=VALUE]",
-                           help="A docker run option, e.g. gpus=all, network=host, shm-size=1g (repeatable).")
-BACKEND = click.option("-b", "--backend", default="local", show_default=True, help="local, databricks or kubernetes.")
-BACKEND_CONFIG = click.option("-c", "--backend-config", help="databricks: a cluster spec; kubernetes: MLflow's "
-                              "kubernetes_config.json (a JSON file or string).")
-ENV_MANAGER = click.option("--env-manager", default="auto", show_default=True, type=click.Choice(ENV_MANAGERS),
-                           help=ENV_MANAGER_HELP)
-BASE_IMAGE = click.option("--base-image", help="Base image for built environments, and for dockrun lock to resolve "
-                          "in (also DOCKRUN_BASE_IMAGE).")
-REBUILD = click.option("--rebuild", is_flag=True, help="Ignore cached images.")
-EXPERIMENT_NAME = click.option("--experiment-name")
-DEV = click.option("--dev", is_flag=True, help=DEV_HELP)
-TRUST = click.option("--trust", is_flag=True, help=TRUST_HELP)
+# Options of the commands' own, not of a run (a run's are declared by options.RunRequest).
 QUIET = click.option("-q", "--quiet", is_flag=True, help="No build output (a failed build still shows why).")
 VERBOSE = click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def request_options(command: str, after: Mapping[str, tuple[Callable[[F], F], ...]] | None = None
+                    ) -> Callable[[F], F]:
+    """The click options of the RunRequest fields ``command`` takes (options.RunRequest says which),
+    in the table's order, each reaching the command as a keyword named like its field; ``after``
+    places the command's own options after a field's in its help."""
+    def apply(f: F) -> F:
+        for name, opt in reversed(options.for_command(command)):
+            for own in reversed((after or {}).get(name, ())):
+                f = own(f)
+            how: dict[str, Any] = {"help": opt.help, "show_default": opt.show_default, "metavar": opt.metavar}
+            if opt.is_flag:
+                how["is_flag"] = True
+            elif opt.multiple:
+                how["multiple"] = True
+            else:
+                how["default"] = opt.default
+            if opt.choices:
+                how["type"] = click.Choice(opt.choices)
+            f = click.option(*opt.flags, name, **how)(f)
+        return f
+    return apply
 
 
 class _OneLine(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         for line in record.getMessage().splitlines() or [""]:
             sys.stderr.write(f"dockrun: {record.levelname.lower()}: {printable(line, tabs=True)}\n")
-
-
-def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.UsageError(f"{flag} {item!r}: expected KEY=VALUE")
-        if key in out:  # as mlflow run: which of the two was meant is not ours to guess
-            raise click.UsageError(f"{flag} {key}: given more than once")
-        out[key] = value
-    return out
-
-
-def _backend_config(value: str | None) -> Any:
-    if not value:
-        return None
-    if os.path.isfile(value):
-        with open(value, encoding="utf-8") as f:
-            text, where = f.read(), value
-    elif value.lstrip()[:1] in ("{", "["):
-        text, where = value, "--backend-config"
-    else:  # neither a file nor JSON text: most likely a file name with a typo
-        raise click.UsageError(f"--backend-config {value}: no such file (expected a JSON file or a JSON object)")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise click.UsageError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,89 +60,42 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("uri")
-@ENTRY_POINT
-@VERSION
-@PARAMS
-@DOCKER_ARGS
-@BACKEND
-@BACKEND_CONFIG
-@ENV_MANAGER
-@BASE_IMAGE
-@REBUILD
-@click.option("--storage-dir", help="Where s3:// and dbfs:// path parameters are downloaded.")
-@EXPERIMENT_NAME
-@click.option("--experiment-id")
-@click.option("--run-name")
-@click.option("--tracking-uri")
-@click.option("--run-id", "mlflow_run_id", help="Log into this existing MLflow run (as mlflow run --run-id).")
-@click.option("--build-image", is_flag=True, hidden=False,
-              help="Accepted for mlflow run compatibility: dockrun always builds the code into the image.")
-@click.option("--detach", is_flag=True, help="Print the run ID and return at once.")
-@DEV
-@TRUST
+@request_options("run")
 @QUIET
 @VERBOSE
-def run(uri: str, entry_point: str, version: str | None, params: tuple[str, ...], docker_args: tuple[str, ...],
-        backend: str, backend_config: str | None, env_manager: str, base_image: str | None, rebuild: bool,
-        storage_dir: str | None, experiment_name: str | None, experiment_id: str | None,
-        run_name: str | None, tracking_uri: str | None, mlflow_run_id: str | None, build_image: bool,
-        detach: bool, dev: bool, trust: bool, quiet: bool, verbose: bool) -> None:
+def run(uri: str, quiet: bool, verbose: bool, **given: Any) -> None:
     """Run the project at URI (a folder or a Git URI, optionally #subdirectory)."""
-    from pathlib import Path
-
     from .api import submit
-    from .request import RunRequest
 
-    request = RunRequest(
-        uri=uri, entry_point=entry_point, version=version, parameters=_pairs(params, "-P"),
-        docker_args=docker_args, backend=backend, backend_config=_backend_config(backend_config),
-        env_manager=env_manager, synchronous=not detach, experiment_name=experiment_name,
-        experiment_id=experiment_id, run_name=run_name, tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
-        storage_dir=Path(storage_dir).expanduser().resolve() if storage_dir else None, base_image=base_image,
-        rebuild=rebuild, cwd=Path.cwd(), dev=dev, trust=trust,
-    )
+    request = options.from_cli("run", uri, given)
     submitted = submit(request, quiet=quiet, verbose=verbose)
-    if detach:
+    if not request.synchronous:
         click.echo(submitted.run_id)
 
 
 @cli.command("sweep")
 @click.argument("uri", required=False)
-@ENTRY_POINT
-@VERSION
-@click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=V1,V2,...",
-              help="A parameter's values (repeatable): every combination runs.")
-@click.option("--grid", "grid_file", metavar="FILE", help="The points from a file instead: JSON (a list of objects) "
-              "or CSV (a header of parameter names, a row per run).")
-@DOCKER_ARGS
-@BACKEND
-@BACKEND_CONFIG
-@ENV_MANAGER
-@BASE_IMAGE
-@EXPERIMENT_NAME
+@request_options("sweep", after={"version": (
+    click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=V1,V2,...",
+                 help="A parameter's values (repeatable): every combination runs."),
+    click.option("--grid", "grid_file", metavar="FILE", help="The points from a file instead: JSON (a list of "
+                 "objects) or CSV (a header of parameter names, a row per run)."))})
 @click.option("--parallel", default=4, show_default=True, help="At most this many runs at once.")
 @click.option("--resume", metavar="SWEEP", help="Run what did not finish in this sweep (its points and options).")
 @click.option("--sort", metavar="METRIC", help="Sort the table by a metric the runs wrote (-METRIC: descending).")
 @QUIET
 @VERBOSE
-def sweep_cmd(uri: str | None, entry_point: str, version: str | None, params: tuple[str, ...],
-              grid_file: str | None, docker_args: tuple[str, ...], backend: str, backend_config: str | None,
-              env_manager: str, base_image: str | None, experiment_name: str | None, parallel: int,
-              resume: str | None, sort: str | None, quiet: bool, verbose: bool) -> None:
+def sweep_cmd(uri: str | None, params: tuple[str, ...], grid_file: str | None, parallel: int, resume: str | None,
+              sort: str | None, quiet: bool, verbose: bool, **given: Any) -> None:
     """Run the project at URI for every combination of parameter values, at most --parallel at once,
     on any backend; print a table of each run's parameters, status and metrics (what it wrote to
     metrics.json or metrics.csv in $DOCKRUN_OUTPUT_DIR). Exit 1 if a run did not finish."""
-    from pathlib import Path
-
-    from .request import RunRequest
     from .sweep import grid_points, parse_axes, read_points, sweep, table
 
     if not uri and not resume:
         raise click.UsageError("missing URI (or --resume SWEEP)")
     points = read_points(grid_file) if grid_file else grid_points(parse_axes(params))
-    template = RunRequest(uri=uri or "", entry_point=entry_point, version=version, docker_args=docker_args,
-                          backend=backend, backend_config=_backend_config(backend_config), env_manager=env_manager,
-                          base_image=base_image, experiment_name=experiment_name, cwd=Path.cwd())
+    template = options.from_cli("sweep", uri or "", given)
     from .images.feedback import build_feedback
 
     with build_feedback(quiet, verbose=verbose) as log:
@@ -189,37 +108,30 @@ def sweep_cmd(uri: str | None, entry_point: str, version: str | None, params: tu
 
 @cli.command("build")
 @click.argument("uri")
-@VERSION
-@click.option("--tag", help="Also tag the project image as REF.")
-@click.option("--push", is_flag=True, help="Push the image (skipped when the registry has that tag).")
-@REBUILD
-@ENV_MANAGER
-@BASE_IMAGE
+@request_options("build", after={"version": (
+    click.option("--tag", help="Also tag the project image as REF."),
+    click.option("--push", is_flag=True, help="Push the image (skipped when the registry has that tag).")),
+})
 @QUIET
 @VERBOSE
-def build_cmd(uri: str, version: str | None, tag: str | None, push: bool, rebuild: bool, env_manager: str,
-              base_image: str | None, quiet: bool, verbose: bool) -> None:
+def build_cmd(uri: str, tag: str | None, push: bool, quiet: bool, verbose: bool, **given: Any) -> None:
     """Build the project's image (environment + code) and print its reference."""
     from .building import build_project
-    from .request import RunRequest
 
-    request = RunRequest(uri=uri, version=version, env_manager=env_manager, base_image=base_image, rebuild=rebuild)
-    ref = build_project(request, tag=tag, push=push, quiet=quiet, verbose=verbose)
+    ref = build_project(options.from_cli("build", uri, given), tag=tag, push=push, quiet=quiet, verbose=verbose)
     click.echo(ref)
 
 
 @cli.command("lock")
 @click.argument("uri")
-@ENV_MANAGER
-@BASE_IMAGE
+@request_options("lock")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def lock_cmd(uri: str, env_manager: str, base_image: str | None, quiet: bool) -> None:
+def lock_cmd(uri: str, quiet: bool, **given: Any) -> None:
     """Write requirements.lock (pinned, with hashes) beside the project's python_env.yaml or
     requirements.txt; builds then install exactly it. Local folders only."""
     from .locking import lock_project
-    from .request import RunRequest
 
-    request = RunRequest(uri=uri, env_manager=env_manager, base_image=base_image)
+    request = options.from_cli("lock", uri, given)
     path = lock_project(request, log=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)))
     click.echo(path)
 
@@ -227,31 +139,16 @@ def lock_cmd(uri: str, env_manager: str, base_image: str | None, quiet: bool) ->
 @cli.command("shell")
 @click.argument("uri")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD ...]")
-@VERSION
-@ENTRY_POINT
-@PARAMS
-@DOCKER_ARGS
-@ENV_MANAGER
-@BASE_IMAGE
-@DEV
-@TRUST
+@request_options("shell")
 @QUIET
 @VERBOSE
-def shell_cmd(uri: str, command: tuple[str, ...], version: str | None, entry_point: str, params: tuple[str, ...],
-              docker_args: tuple[str, ...], env_manager: str, base_image: str | None, dev: bool, trust: bool,
-              quiet: bool, verbose: bool) -> None:
+def shell_cmd(uri: str, command: tuple[str, ...], quiet: bool, verbose: bool, **given: Any) -> None:
     """A shell (bash if the image has it, else sh), or CMD, in the project's image, as a run of the
     entry point would see it: same user, working directory, variables and mounts. Exits with CMD's
     exit code; the container is removed."""
-    from pathlib import Path
-
-    from .request import RunRequest
     from .shell import open_shell
 
-    request = RunRequest(uri=uri, entry_point=entry_point, version=version, parameters=_pairs(params, "-P"),
-                         docker_args=docker_args, env_manager=env_manager, base_image=base_image, cwd=Path.cwd(),
-                         dev=dev, trust=trust)
-    sys.exit(open_shell(request, command, quiet=quiet, verbose=verbose))
+    sys.exit(open_shell(options.from_cli("shell", uri, given), command, quiet=quiet, verbose=verbose))
 
 
 @cli.group()
@@ -294,7 +191,7 @@ def runs_rerun(run: str, params: tuple[str, ...], detach: bool, quiet: bool, tru
     run: its image comes from DOCKRUN_REGISTRY)."""
     from .rerun import rerun
 
-    handle = rerun(run, _pairs(params, "-P"), synchronous=not detach, log=(lambda line: None) if quiet else None,
+    handle = rerun(run, options.key_values(params), synchronous=not detach, log=(lambda line: None) if quiet else None,
                    trust=trust)
     if detach:
         click.echo(handle.run_id)

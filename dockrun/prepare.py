@@ -24,12 +24,13 @@ from .errors import ConfigError, ParameterError, ProjectError
 from .images.environment import env_spec
 from .images.plan import local_code, plan_images
 from .locks import make_private_dir
+from .options import label, refused
 from .project.access import check_host_access, dangerous_mounts, requested_access
 from .project.params import RenderedCommand, render_command
 from .project.resolve import is_git_uri, resolve_source, unquote_uri
 from .project.spec import EntryPoint, load_project
 from .project.uri import is_archive_uri
-from .request import FLAGS, PreparedImage, PreparedRun, RunRequest
+from .request import PreparedImage, PreparedRun, RunRequest
 from .tracking.compat import check_store_mlflow, host_mlflow, pinned_mlflow, schema_matters
 from .tracking.target import tracking_target
 
@@ -139,10 +140,9 @@ def near_misses(ep: EntryPoint, given: Mapping[str, str]) -> list[str]:
 
 def check_options(request: RunRequest, backend: Backend) -> None:
     """An option the backend cannot honour is an error naming both, never silently dropped."""
-    unsupported = sorted(set(request.given()) - set(backend.options) - {"uri", "backend", "cwd"})
+    unsupported = refused(request, backend.options)
     if unsupported:
-        flags = ", ".join(FLAGS.get(name, name) for name in unsupported)
-        raise ConfigError(f"{flags}: not supported by backend {backend.name}")
+        raise ConfigError(f"{', '.join(label(name) for name in unsupported)}: not supported by backend {backend.name}")
 
 
 def check_project_access(image: PreparedImage, environ: Mapping[str, str]) -> None:

@@ -163,7 +163,7 @@ def test_databricks_tracking_never_falls_to_the_local_default_store(project: Pat
 # ---- the layout: imports flow one way ---------------------------------------------------------
 
 FLOORS = [  # a module may import from its own floor and the floors below it, never above
-    ("errors", "config", "locks", "terminal", "httpauth"),
+    ("errors", "config", "locks", "terminal", "httpauth", "options"),
     ("databricks_api",),
     ("project",),
     ("tracking",),

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ...databricks_api.workspace import check, connect
 from ...errors import ConfigError, RemoteError
+from ...options import honoured_by
 from ...project.params import Placement
 from ...store.records import RunStore, new_run_id
 from ..handle import new_record
@@ -45,8 +46,7 @@ class DatabricksBackend:
     name = "databricks"
     # Tracking is the workspace's own MLflow (config.remote_tracking); -A, --storage-dir, --base-image,
     # --rebuild and --dev mean nothing on a cluster and are refused by prepare.check_options.
-    options = frozenset({"entry_point", "version", "parameters", "backend_config", "env_manager", "synchronous",
-                         "experiment_name", "experiment_id", "run_name", "tracking_uri", "mlflow_run_id"})
+    options = honoured_by(name)
     placement = ON_CLUSTER
     # Where a tracked run goes when no tracking URI is given: the workspace's MLflow, not MLflow's local
     # default store. config.remote_tracking decides and submit ignores prepared.tracking; prepare.py

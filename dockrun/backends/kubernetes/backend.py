@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Callable
 
 from ...errors import ConfigError
+from ...options import honoured_by
 from ...project.params import Placement
 from ...store.liveness import start_token
 from ...store.records import RunStore, new_run_id
@@ -33,9 +34,7 @@ ON_CLUSTER = Placement(project_dir="/project", host_paths=False, name="the clust
 
 class KubernetesBackend:
     name = "kubernetes"
-    options = frozenset({"entry_point", "version", "parameters", "backend_config", "env_manager", "synchronous",
-                         "experiment_name", "experiment_id", "run_name", "tracking_uri", "mlflow_run_id",
-                         "base_image", "rebuild"})
+    options = honoured_by(name)
     placement = ON_CLUSTER
 
     def configure(self, request: RunRequest, environ: Mapping[str, str]) -> KubeSettings:

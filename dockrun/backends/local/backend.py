@@ -2,10 +2,10 @@
 into the container."""
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
+from ...options import honoured_by
 from ...project.params import IN_CONTAINER
 from ...request import RunRequest
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 class LocalBackend:
     name = "local"
-    options = frozenset(f.name for f in dataclasses.fields(RunRequest)) - {"backend_config"}
+    options = honoured_by(name)
     placement = IN_CONTAINER
 
     def configure(self, request: RunRequest, environ: Mapping[str, str]) -> Any:

@@ -1,0 +1,162 @@
+"""One definition per run option: RunRequest's fields (dockrun/options.py) drive the CLI's options,
+execute()'s keywords, the backends' options and the refusal of an option a backend does not honour.
+These read the table and check each place against it, so a new option cannot be half-added."""
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dockrun
+from conftest import REPO, write_project
+from dockrun import api
+from dockrun.backends import REGISTRY, get_backend
+from dockrun.options import COMMANDS, OPTIONS, RunRequest, for_command, honoured_by
+
+RUN_OPTIONS = [name for name, _ in for_command("run")]
+
+
+def _dockrun(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point, in-process (no warm helper left behind by a test that runs nothing)."""
+    env = {**os.environ, "DOCKRUN_HOME": str(home), "DOCKRUN_WARMSTART": "0"}
+    return subprocess.run([sys.executable, "-m", "dockrun", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _cli_value(name: str) -> list[str]:
+    """The option ``name`` on a command line, set to something other than its default."""
+    opt = OPTIONS[name]
+    if opt.is_flag:
+        return [opt.flags[-1]]
+    if opt.choices:
+        return [opt.flags[-1], opt.choices[-1]]
+    return [opt.flags[-1], "k=v" if opt.metavar and "=" in opt.metavar else "{}"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_offers_exactly_the_table_options_it_takes(home: Path, command: str) -> None:
+    from dockrun.cli import cli
+
+    r = _dockrun(home, command, "--help")
+    assert r.returncode == 0, r.stderr
+    taken = {name for name, _ in for_command(command)}
+    for name in taken:
+        for flag in OPTIONS[name].flags:
+            assert f" {flag}," in r.stdout or f" {flag} " in r.stdout or f" {flag}\n" in r.stdout, (command, flag)
+    params = {p.name: p for p in cli.commands[command].params}
+    assert {name for name in OPTIONS if name in params} == taken
+    assert all(params[name].opts + params[name].secondary_opts == list(OPTIONS[name].flags) for name in taken)
+
+
+def test_execute_keeps_mlflow_projects_runs_keywords_in_its_order() -> None:
+    import mlflow.projects
+
+    mlflow_names = list(inspect.signature(mlflow.projects.run).parameters)
+    ours = inspect.signature(api.execute).parameters
+    explicit = [n for n, p in ours.items() if p.kind == p.POSITIONAL_OR_KEYWORD]
+    assert explicit == mlflow_names
+    # Each of MLflow's keywords is an option of the table (uri aside: the project itself).
+    by_keyword = {opt.keyword: name for name, opt in OPTIONS.items() if opt.keyword}
+    assert set(explicit) - {"uri"} <= set(by_keyword)
+    # dockrun's own come through **options, checked against the table; nothing else is a keyword.
+    assert [n for n, p in ours.items() if p.kind == p.KEYWORD_ONLY] == ["log", "stdout", "stderr"]
+    assert [p.kind for p in ours.values()][-1] == inspect.Parameter.VAR_KEYWORD
+
+
+def _python_value(name: str) -> object:
+    default = getattr(RunRequest(uri="x"), name)
+    if isinstance(default, bool):
+        return not default
+    return {"parameters": {"k": 1}, "docker_args": ["k=v"], "env_manager": "uv",
+            "storage_dir": "relative/dir", "docker_auth": {"username": "u"}}.get(name, "set")
+
+
+def test_execute_takes_every_table_option_by_its_keyword(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: list[RunRequest] = []
+    monkeypatch.setattr(api, "submit", lambda request, **kw: seen.append(request))
+    monkeypatch.chdir(tmp_path)
+    keywords = {opt.keyword: name for name, opt in OPTIONS.items() if opt.keyword}
+    for keyword, name in keywords.items():
+        seen.clear()
+        dockrun.execute("proj", **{keyword: _python_value(name)})
+        (request,) = seen
+        assert set(request.given()) == {name, "cwd"}, keyword
+    assert request.cwd == tmp_path
+    # Converted as the table says: parameters as strings, a storage dir made absolute.
+    dockrun.execute("proj", parameters={"n": 3}, storage_dir="out", docker_args=["gpus=all"])
+    assert seen[-1].parameters == {"n": "3"} and seen[-1].storage_dir == tmp_path / "out"
+    assert seen[-1].docker_args == ("gpus=all",)
+    dockrun.execute("proj", env_manager=None)  # MLflow's default: the project's own choice
+    assert seen[-1].env_manager == "auto"
+    for wrong in ("tracking_url", "image_id", "cwd", "mlflow_run_id"):  # not keywords: a typo, or set by a face
+        with pytest.raises(TypeError, match=f"^execute\\(\\) got an unexpected keyword argument '{wrong}'$"):
+            dockrun.execute("proj", **{wrong: "x"})
+
+
+def test_each_backends_options_are_what_the_table_says() -> None:
+    for name in REGISTRY:
+        assert get_backend(name).options == honoured_by(name)
+    assert "backend_config" not in honoured_by("local") and "docker_args" not in honoured_by("databricks")
+
+
+REFUSALS = [(name, backend) for name in RUN_OPTIONS for backend in REGISTRY
+            if OPTIONS[name].refusable and name not in honoured_by(backend)]
+
+
+@pytest.mark.parametrize("name, backend", REFUSALS, ids=[f"{n}-{b}" for n, b in REFUSALS])
+def test_a_backend_that_does_not_honour_an_option_refuses_it_in_one_line(home: Path, name: str, backend: str) -> None:
+    r = _dockrun(home, "run", str(home / "no-such-project"), "-b", backend, *_cli_value(name))
+    assert r.returncode == 2
+    assert r.stderr == f"dockrun: error: {OPTIONS[name].label}: not supported by backend {backend}\n"
+    assert not home.exists()  # refused before anything was made
+
+
+def test_refusals_cover_every_option_some_backend_does_not_honour() -> None:
+    limited = {name for name in RUN_OPTIONS if OPTIONS[name].backends is not None}
+    assert limited == {name for name, _ in REFUSALS}
+    assert {"docker_args", "backend_config", "storage_dir", "base_image", "rebuild", "dev", "trust"} <= limited
+
+
+def test_execute_refuses_mlflows_docker_auth_naming_it(tmp_path: Path, home: Path) -> None:
+    # MLflow's registry login for docker_env images: dockrun uses the engine's own (docker login).
+    with pytest.raises(dockrun.ConfigError, match="^docker_auth: not supported by backend local$"):
+        dockrun.execute(str(tmp_path), docker_auth={"username": "u", "password": "p"})
+
+
+def test_sweep_takes_tracking_uri_through_the_table(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    # The option added to `dockrun sweep` by one edit (its `commands`): offered, and on each point's request.
+    import dockrun.sweep
+    from dockrun.cli import cli
+
+    seen = []
+
+    def fake_sweep(template, points, parallel, resume, log):  # noqa: ANN001, ANN202
+        seen.append(template)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(dockrun.sweep, "sweep", fake_sweep)
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "proj", "-P", "a=1,2", "--tracking-uri", "http://127.0.0.1:5000"],
+                 prog_name="dockrun", standalone_mode=False)
+    assert seen[0].tracking_uri == "http://127.0.0.1:5000"
+
+
+def test_sweep_tracking_uri_reaches_every_run_and_a_bad_one_is_one_line(tmp_path: Path, home: Path) -> None:
+    project = write_project(tmp_path / "p", {"MLproject": """
+        name: p
+        docker_env:
+          image: dockrun-base:bookworm
+        entry_points:
+          main:
+            parameters: {a: float}
+            command: "echo {a}"
+    """})
+    r = _dockrun(home, "sweep", str(project), "-P", "a=1,2", "--tracking-uri", "sqlite:///nowhere/m.db")
+    assert r.returncode == 2
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("dockrun: error: --tracking-uri 'sqlite:///nowhere/m.db'") and "does not exist" in line
+    assert not (home / "runs").exists()
