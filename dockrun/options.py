@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 from .errors import ConfigError
 
-# Here, not imported from images.environment: `dockrun --help` must stay fast. This module is on the
-# bottom floor, so images.environment can take its list from here (until then a test checks they agree).
+# --env-manager's names, MLflow's first; images/kinds.py says which kind each asks for (a test checks
+# that every name has its kind). Here: `dockrun --help` must not load images/.
 ENV_MANAGERS = ("auto", "local", "virtualenv", "conda", "uv", "micromamba", "none")
 COMMANDS = ("run", "sweep", "build", "shell", "lock")  # the commands whose options come from here
 

@@ -233,8 +233,10 @@ def test_tracking_from_the_environment_is_named_when_a_backend_cannot_report_to_
 
 
 def test_the_cli_offers_exactly_the_environment_managers_the_library_knows() -> None:
-    # cli.py keeps its own list (`dockrun --help` must not import the build stack): the two agree.
-    from dockrun import cli
-    from dockrun.images import environment
+    # The names are the option table's (`dockrun --help` must not import the build stack); each
+    # but "auto" asks for a kind in the table of kinds.
+    from dockrun import cli, options
+    from dockrun.images import environment, kinds
 
-    assert tuple(cli.ENV_MANAGERS) == environment.ENV_MANAGERS
+    assert tuple(cli.ENV_MANAGERS) == options.ENV_MANAGERS == environment.ENV_MANAGERS
+    assert set(kinds.MANAGERS) == set(options.ENV_MANAGERS) - {"auto"}

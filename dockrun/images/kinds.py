@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..options import ENV_MANAGERS  # noqa: F401 - re-exported: the names are the option table's
+
 # The templates every built kind shares (templates/): the project image on top of the environment,
 # and beside a kind's install script the tools it runs (uv, py-rattler) and its OS packages (apt.txt).
 PROJECT_TEMPLATE = "project.Dockerfile.j2"
@@ -65,12 +67,11 @@ SYSTEM = EnvKind("system", mlflow_env="local")  # the base image's own Python, n
 
 KINDS = {kind.name: kind for kind in (UV, CONDA, MICROMAMBA, DOCKER, SYSTEM)}
 
-# --env-manager's names (MLflow's first, in the order --help shows them) and the kind each asks for.
+# The kind each --env-manager name (options.ENV_MANAGERS, "auto" aside) asks for.
 # MLflow's mean what they mean under `mlflow run`: local = the image's own Python, nothing installed;
 # virtualenv = a Python environment (uv makes it); conda = the conda path (py-rattler, or micromamba
 # where DOCKRUN_MICROMAMBA_IMAGE is set). "auto" (the project's files decide) is not a kind.
 MANAGERS = {"local": SYSTEM, "virtualenv": UV, "conda": CONDA, "uv": UV, "micromamba": MICROMAMBA, "none": SYSTEM}
-ENV_MANAGERS = ("auto", *MANAGERS)
 # What "auto" picks for what a project declares (ProjectSpec.env_kind); a conda file goes to
 # micromamba instead where DOCKRUN_MICROMAMBA_IMAGE is set (environment.env_spec).
 AUTO = {"conda": CONDA, "python": UV, "requirements": UV, "docker": DOCKER, "none": SYSTEM}
