@@ -88,3 +88,24 @@ def test_gpus_without_a_gpu_runtime_fails_before_any_build(cli, home: Path, cold
     expected = "--docker-args gpus=all: this Docker engine has no GPU runtime"
     _refused(cli, home, cold, ("run", str(cold), "-A", "gpus=all"), expected)
     _refused(cli, home, cold, ("sweep", str(cold), "-P", "n=1,2", "-A", "gpus=all"), expected)
+
+
+def test_a_local_mlflow_store_a_remote_engine_cannot_reach_fails_before_any_build(cli, home: Path, cold: Path,
+                                                                                 tmp_path: Path) -> None:
+    # DOCKRUN_REMOTE_ENGINE=1: this engine is taken for one that cannot see this machine's files,
+    # so the store could not be mounted; that is known from the settings, before the build.
+    import importlib.util
+
+    if not all(importlib.util.find_spec(m) for m in ("mlflow", "sqlalchemy", "alembic")):
+        unavailable("a local MLflow store needs MLflow on this machine (dockrun[mlflow])")
+    store = tmp_path / "mlflow.db"
+    before = _images()
+    r = cli("run", str(cold), "--tracking-uri", f"sqlite:///{store}", env={"DOCKRUN_REMOTE_ENGINE": "1"})
+    assert r.code == 2, r.err
+    assert r.err.splitlines() == [f"dockrun: error: tracking: the local MLflow store sqlite:///{store} cannot be "
+                                  "reached from a remote Docker engine; track to a server (MLFLOW_TRACKING_URI="
+                                  "http://...), or set DOCKRUN_REMOTE_ENGINE=0 if the engine sees this machine's files"]
+    assert not store.exists() and _project_images(cold) == ""
+    _nothing_recorded(home)
+    if in_ci():
+        assert _images() - before == set()
