@@ -32,7 +32,7 @@ from .project.spec import EntryPoint, load_project
 from .project.uri import is_archive_uri
 from .request import PreparedImage, PreparedRun, RunRequest
 from .tracking.compat import check_store_mlflow, host_mlflow, pinned_mlflow, schema_matters
-from .tracking.target import tracking_target
+from .tracking.target import TrackingTarget, tracking_target
 
 log = logging.getLogger("dockrun")
 TRACKING_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
@@ -107,18 +107,29 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
         rendered = RenderedCommand(f"echo {shlex.quote(f'dockrun: {e}')} >&2; exit 2", {}, ())
     for warning in near_misses(ep, request.parameters):
         log.warning("%s", warning)
-    tracking = None
-    if getattr(backend, "default_tracking_uri", None):
-        pass  # a backend with a tracking home of its own (Databricks' workspace) decided in configure
-    elif "tracking_uri" in backend.options:
-        tracking = tracking_target(request.tracking_uri, request.experiment_name, request.experiment_id,
-                                   request.run_name, environ, request.mlflow_run_id, request.cwd)
-    elif any(environ.get(name) for name in TRACKING_VARS):  # options were refused by check_options
-        log.warning("%s is set, but backend %s does not report runs to it",
-                    next(name for name in TRACKING_VARS if environ.get(name)), backend.name)
+    tracking = run_tracking(request, backend, environ)
     if schema_matters(tracking) and image.env.kind == "uv":  # pinned: known before anything is built
         check_store_mlflow(tracking, pinned_mlflow(image.env.lock or image.env.requirements), host_mlflow())
     return PreparedRun(image, ep, rendered, tracking, backend_config)
+
+
+def run_tracking(request: RunRequest, backend: Backend, environ: Mapping[str, str]) -> TrackingTarget | None:
+    """Where the run is tracked, by MLflow's rules (tracking.target), for a backend that reports to
+    MLflow and has no default tracking URI of its own (one that has decides in ``configure``); a
+    local store only where the backend's runs can reach it."""
+    if "tracking_uri" not in backend.options:
+        if any(environ.get(name) for name in TRACKING_VARS):  # options were refused by check_options
+            log.warning("%s is set, but backend %s does not report runs to it",
+                        next(name for name in TRACKING_VARS if environ.get(name)), backend.name)
+        return None
+    if backend.default_tracking_uri is not None:
+        return None
+    target = tracking_target(request.tracking_uri, request.experiment_name, request.experiment_id,
+                             request.run_name, environ, request.mlflow_run_id, request.cwd)
+    refusal = backend.local_store_refusal(environ) if target and target.store_dir else None
+    if refusal:  # before an image is built or an MLflow run is started for nothing
+        raise ConfigError(f"tracking: the local MLflow store {target.uri} cannot be reached from {refusal}")
+    return target
 
 
 def near_misses(ep: EntryPoint, given: Mapping[str, str]) -> list[str]:

@@ -29,6 +29,16 @@ class Backend(Protocol):
     # RunRequest fields this backend acts on; setting any other is an error (prepare.check_options).
     options: frozenset[str]
     placement: Placement
+    # What it says about MLflow tracking. A tracked run given no tracking URI goes to its default:
+    # None is MLflow's own (prepare decides the target by MLflow's rules, tracking.target); a backend
+    # with a home of its own (Databricks: its workspace) decides the whole target by that home's rules
+    # in ``configure``, whose result carries it to ``submit``.
+    default_tracking_uri: str | None
+
+    def local_store_refusal(self, environ: Mapping[str, str]) -> str | None:
+        """Where its runs run and what to track to instead, when a local MLflow store (a folder or
+        sqlite file on this machine) cannot be reached from there; None when it can (it is mounted).
+        Asked by prepare, which refuses such a store in one line."""
 
     def configure(self, request: RunRequest, environ: Mapping[str, str]) -> Any:
         """Check --backend-config and credentials (no side effects); the result is passed on

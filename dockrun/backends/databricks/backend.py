@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Callable
 
 from ...databricks_api.workspace import check, connect
 from ...errors import ConfigError, RemoteError
+from ...images.kinds import DOCKER
 from ...options import honoured_by
 from ...project.params import Placement
 from ...store.records import RunStore, new_run_id
+from ...tracking.runs import ProjectRun, Tracked, start_project_run
 from ..handle import new_record
 from ..outcome import record_end
 from .config import NEEDS_VOLUME, Cluster, check_docker_env, cluster_from_config, remote_tracking
@@ -48,18 +50,21 @@ class DatabricksBackend:
     # --rebuild and --dev mean nothing on a cluster and are refused by prepare.check_options.
     options = honoured_by(name)
     placement = ON_CLUSTER
-    # Where a tracked run goes when no tracking URI is given: the workspace's MLflow, not MLflow's local
-    # default store. config.remote_tracking decides and submit ignores prepared.tracking; prepare.py
-    # does not read this yet (it still computes the local default store, which needs the mlflow extra).
+    # A tracked run goes to the workspace's MLflow, never to MLflow's local default store: its rules
+    # (config.remote_tracking) decide the target in configure, which carries it to submit.
     default_tracking_uri = "databricks"
 
-    def configure(self, request: RunRequest, environ: Mapping[str, str]) -> Cluster:
+    def local_store_refusal(self, environ: Mapping[str, str]) -> str | None:
+        # Never asked in practice: remote_tracking refuses any URI but the workspace's first.
+        return "a Databricks cluster; track to the workspace: --tracking-uri databricks"
+
+    def configure(self, request: RunRequest, environ: Mapping[str, str]) -> Configured:
         if request.backend_config is None:
             raise ConfigError("--backend databricks needs --backend-config: a cluster spec (JSON file or string)")
         cluster = cluster_from_config(request.backend_config)
-        remote_tracking(request, environ)  # where it is tracked: refusals before any request
+        tracking, note = remote_tracking(request, environ)  # where it is tracked: refusals before any request
         check(environ)  # credentials are checked before any work (no host contacted), used when submitting
-        return cluster
+        return Configured(cluster, tracking, note)
 
     def submit(self, prepared: PreparedRun, log: Callable[[str], None]) -> DatabricksRun:
         """Upload what the workspace lacks, start the MLflow run if tracked, record, submit; return the run."""
@@ -67,25 +72,25 @@ class DatabricksBackend:
         from .run import DatabricksRun
         from .submit import LauncherTask, cluster_libraries, project_archive, submit_body
 
-        check_docker_env(prepared.backend_config, prepared.env.kind)  # before any request
+        configured: Configured = prepared.backend_config
+        cluster, target = configured.cluster, configured.tracking
+        check_docker_env(cluster, prepared.env.kind)  # before any request
         client = DatabricksClient(connect(os.environ), log)
-        target, note = remote_tracking(prepared.request, os.environ)
-        if note:
-            log(note)
+        if configured.note:
+            log(configured.note)
         if target is not None:
             check_tracking_host(target, client.ws.host)
         source = prepared.source
         blob = project_archive(source.root, source.key if source.key_is_tree_hash else None)
-        root, archive, launcher = upload_code(client, prepared.backend_config, blob, log)
+        root, archive, launcher = upload_code(client, cluster, blob, log)
         run_id = new_run_id()
         outputs = f"{root}/runs/{run_id}/outputs"
         tracked = start_tracking(prepared, target, run_id)  # before the record: no run if it fails
         store = RunStore(prepared.settings.home)
         store.insert(dataclasses.replace(new_record(prepared, run_id, outputs), **tracked.record))
         task = LauncherTask(run_id, prepared.project.name, launcher, archive, prepared.rendered.command, outputs,
-                            hashlib.sha256(blob).hexdigest(), tracked.env)
-        body = submit_body(task, prepared.backend_config, prepared.env,
-                           cluster_libraries(prepared.env, prepared.project))
+                            hashlib.sha256(blob).hexdigest(), tuple(f"{k}={v}" for k, v in tracked.env.items()))
+        body = submit_body(task, cluster, prepared.env, cluster_libraries(prepared.env, prepared.project))
         try:
             remote_id = client.submit(body)
         except BaseException as e:
@@ -95,7 +100,7 @@ class DatabricksBackend:
         store.update(run_id, remote_run_id=remote_id, remote_url=url)
         log(f"submitted Databricks run {remote_id}: {url}")
         if target is not None:
-            tracked.tag_submitted(client.ws.host, remote_id, url, log)
+            tag_submitted(tracked, client.ws.host, remote_id, url, log)
         return DatabricksRun(store, run_id, client)
 
     def attach(self, store: RunStore, run_id: str) -> DatabricksRun:
@@ -176,40 +181,28 @@ def user_folder(user_name: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class Tracked:
-    """A run's MLflow run in the workspace, as the record and the task see it."""
+class Configured:
+    """What configure made of -c and the tracking options, carried to submit (prepared.backend_config)."""
 
-    uri: str | None = None
-    experiment_id: str | None = None
-    run_id: str | None = None
+    cluster: Cluster
+    tracking: TrackingTarget | None  # the workspace's MLflow (config.remote_tracking), or not tracked
+    note: str = ""  # a tracking setting left aside, said when the run is submitted
 
-    @property
-    def record(self) -> dict[str, str | None]:
-        return {"tracking_uri": self.uri, "mlflow_run_id": self.run_id, "experiment_id": self.experiment_id}
 
-    @property
-    def env(self) -> tuple[str, ...]:
-        """What the task's MLflow needs: the runtime knows its workspace and credentials, so no host and
-        no token travel (task parameters show on the run's page)."""
-        if self.run_id is None:
-            return ()
-        return ("MLFLOW_TRACKING_URI=databricks", f"MLFLOW_RUN_ID={self.run_id}",
-                f"MLFLOW_EXPERIMENT_ID={self.experiment_id}")
+def tag_submitted(tracked: Tracked, host: str, remote_id: str, url: str | None, log: Callable[[str], None]) -> None:
+    """The tags `mlflow run -b databricks` sets once the run is submitted (a failure is a line, not
+    a lost run: the run is already going)."""
+    from ...errors import DockrunError
+    from ...tracking.databricks import workspace_credentials
+    from ...tracking.rest import MlflowRest
 
-    def tag_submitted(self, host: str, remote_id: str, url: str | None, log: Callable[[str], None]) -> None:
-        """The tags `mlflow run -b databricks` sets once the run is submitted (a failure is a line, not
-        a lost run: the run is already going)."""
-        from ...errors import DockrunError
-        from ...tracking.databricks import workspace_credentials
-        from ...tracking.rest import MlflowRest
-
-        tags = {"mlflow.databricks.runURL": url or "", "mlflow.databricks.shellJobRunID": remote_id,
-                "mlflow.databricks.webappURL": host}
-        try:
-            creds = workspace_credentials(self.uri or "databricks", os.environ)
-            MlflowRest(creds.host, os.environ, token=creds.token).set_tags(self.run_id or "", tags)
-        except DockrunError as e:
-            log(f"could not tag MLflow run {self.run_id}: {e}")
+    tags = {"mlflow.databricks.runURL": url or "", "mlflow.databricks.shellJobRunID": remote_id,
+            "mlflow.databricks.webappURL": host}
+    try:
+        creds = workspace_credentials(tracked.uri or "databricks", os.environ)
+        MlflowRest(creds.host, os.environ, token=creds.token).set_tags(tracked.run_id or "", tags)
+    except DockrunError as e:
+        log(f"could not tag MLflow run {tracked.run_id}: {e}")
 
 
 def check_tracking_host(target: TrackingTarget, host: str) -> None:
@@ -224,18 +217,10 @@ def check_tracking_host(target: TrackingTarget, host: str) -> None:
 
 
 def start_tracking(prepared: PreparedRun, target: TrackingTarget | None, run_id: str) -> Tracked:
-    """Create the run's MLflow run in the workspace (or resume --run-id), with the tags and params a
-    local run gets (backend "databricks")."""
-    if target is None:
-        return Tracked()
-    from ...tracking.runs import start_tracked_run
-    from ...tracking.tags import logged_params, login_name, project_tags
-
-    image = prepared.env.base_image if prepared.env.kind == "docker" else ""
-    tags = project_tags(prepared.source, prepared.entry_point.name, prepared.env.mlflow_env, image, "", login_name(),
-                        run_id)
-    tags["mlflow.project.backend"] = "databricks"
-    tags = {k: v for k, v in tags.items() if v or not k.startswith("mlflow.docker.")}  # no image, no image tags
-    started = start_tracked_run(target, os.environ, tags, logged_params(prepared.entry_point,
-                                                                        prepared.request.parameters))
-    return Tracked(target.uri, started.experiment_id, started.run_id)
+    """The run's MLflow run in the workspace (or --run-id resumed), with a local run's tags and params
+    (backend "databricks", an image's tags only for a docker_env); the task is told where and into
+    which run, and no credential: the runtime has its own, and task parameters show on the run's page."""
+    image = prepared.env.base_image if prepared.env.kind == DOCKER.name else ""
+    run = ProjectRun(run_id, prepared.source, prepared.entry_point, prepared.request.parameters,
+                     prepared.env.mlflow_env, "databricks", image)
+    return start_project_run(target, run, os.environ, credentials=False)

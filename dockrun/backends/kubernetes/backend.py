@@ -12,11 +12,11 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Callable
 
-from ...errors import ConfigError
 from ...options import honoured_by
 from ...project.params import Placement
 from ...store.liveness import start_token
 from ...store.records import RunStore, new_run_id
+from ...tracking.runs import ProjectRun, Tracked, start_project_run
 from ..handle import new_record, shielded
 from ..outcome import record_end
 from .config import KubeSettings, kube_settings
@@ -36,6 +36,10 @@ class KubernetesBackend:
     name = "kubernetes"
     options = honoured_by(name)
     placement = ON_CLUSTER
+    default_tracking_uri = None  # MLflow's rules; a server (or Databricks) the pods can reach
+
+    def local_store_refusal(self, environ: Mapping[str, str]) -> str | None:
+        return "the cluster; give --tracking-uri http(s)://... (a tracking server) or databricks"
 
     def configure(self, request: RunRequest, environ: Mapping[str, str]) -> KubeSettings:
         from .cluster import check_installed
@@ -49,7 +53,6 @@ class KubernetesBackend:
         from .run import KubernetesRun
 
         settings: KubeSettings = prepared.backend_config
-        check_tracking(prepared)
         cluster = Cluster(settings.context)
         ns = namespace(settings, cluster.default_namespace)
         run_id = new_run_id()
@@ -57,9 +60,12 @@ class KubernetesBackend:
         # The cluster checks the filled-in template (namespace, fields, permissions) before a long build.
         cluster.create_job(ns, job_manifest(settings, parts), dry_run=True)
         image = push_image(prepared, settings.repository, log)
-        tracked = tracking_env(prepared, run_id, image)
-        secrets = tracked.secrets
-        parts = dataclasses.replace(parts, image=image, env=tracked.env, secret_env=tuple(secrets))
+        # As `mlflow run -b kubernetes`: the MLflow run is started before the Job is created.
+        tracked = start_project_run(prepared.tracking, ProjectRun(
+            run_id, prepared.source, prepared.entry_point, prepared.request.parameters, prepared.env.mlflow_env,
+            "kubernetes", image, image.rpartition("@")[2]), os.environ)
+        env, secrets = job_env(tracked, os.environ)
+        parts = dataclasses.replace(parts, image=image, env=env, secret_env=tuple(secrets))
         manifest = job_manifest(settings, parts)
         name = manifest["metadata"]["name"]
         store = RunStore(prepared.settings.home)
@@ -67,8 +73,7 @@ class KubernetesBackend:
         outputs = f"{outputs_dir(run_id)} in the Job's pod" + (f" (volume {kept})" if kept else " (not kept)")
         store.insert(dataclasses.replace(
             new_record(prepared, run_id, outputs), image=image, driver_pid=os.getpid(),
-            driver_start=start_token(os.getpid()), remote_run_id=f"{ns}/{name}",
-            tracking_uri=tracked.uri, mlflow_run_id=tracked.run_id, experiment_id=tracked.experiment_id))
+            driver_start=start_token(os.getpid()), remote_run_id=f"{ns}/{name}", **tracked.record))
         run_dir = store.run_dir(run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -118,47 +123,14 @@ def push_image(prepared: PreparedRun, repository: str, log: Callable[[str], None
     return f"{ref}@{push_pinned(docker, ref, log)}"
 
 
-@dataclasses.dataclass(frozen=True)
-class Tracked:
-    """A run's MLflow run, as the Job sees it."""
-
-    uri: str | None = None  # where dockrun reports the run's end
-    experiment_id: str | None = None
-    run_id: str | None = None
-    env: Mapping[str, str] = dataclasses.field(default_factory=dict)  # appended to the template's env
-    secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # in the run's Secret instead
-
-
-def check_tracking(prepared: PreparedRun) -> None:
-    """A local store (a file or sqlite database here) cannot be reached from a pod."""
-    from ...tracking.target import STORE
-
-    target = prepared.tracking
-    if target is not None and target.kind == STORE:
-        raise ConfigError(f"tracking: the local store {target.uri} cannot be reached from the cluster; give "
-                          "--tracking-uri http(s)://... (a tracking server) or databricks")
-
-
-def tracking_env(prepared: PreparedRun, run_id: str, image: str) -> Tracked:
-    """Start the run's MLflow run (as `mlflow run -b kubernetes` does before creating the Job) and
-    give the variables MLflow appends to the template's env; credentials go to a Secret."""
-    target = prepared.tracking
-    if target is None:
-        return Tracked()
-    from ...tracking.runs import start_tracked_run
-    from ...tracking.tags import logged_params, login_name, project_tags
-
-    tags = project_tags(prepared.source, prepared.entry_point.name, prepared.env.mlflow_env, image,
-                        image.rpartition("@")[2], login_name(), run_id)
-    tags["mlflow.project.backend"] = "kubernetes"
-    started = start_tracked_run(target, os.environ, tags, logged_params(prepared.entry_point,
-                                                                        prepared.request.parameters))
-    env = dict(started.env)
-    if os.environ.get("KUBE_MLFLOW_TRACKING_URI"):  # as MLflow: the URI the cluster reaches the server by
-        env.update(cluster_tracking_uri(os.environ["KUBE_MLFLOW_TRACKING_URI"]))
+def job_env(tracked: Tracked, environ: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The variables MLflow appends to the template's env, and those that go to the run's Secret
+    instead (credentials)."""
+    env = dict(tracked.env)
+    if tracked.run_id and environ.get("KUBE_MLFLOW_TRACKING_URI"):  # as MLflow: the URI the cluster reaches it by
+        env.update(cluster_tracking_uri(environ["KUBE_MLFLOW_TRACKING_URI"]))
     secrets = {k: v for k, v in env.items() if k in SECRET_VARS}
-    plain = {k: v for k, v in env.items() if k not in secrets}
-    return Tracked(target.uri, started.experiment_id, started.run_id, plain, secrets)
+    return {k: v for k, v in env.items() if k not in secrets}, secrets
 
 
 def cluster_tracking_uri(uri: str) -> dict[str, str]:

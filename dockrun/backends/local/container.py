@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...engine.client import REMOTE_ENV, ContainerSpec
+from ...engine.client import ContainerSpec
 from ...errors import ConfigError
 from ...images.plan import WORKDIR
 from ...project.params import RenderedCommand
@@ -60,6 +60,25 @@ def _own(ctx: RunContext, staged: tuple[Staged, ...]) -> list[tuple[str, str, st
     return own
 
 
+def check_docker_args(docker_args: Mapping[str, str] | tuple[str, ...] | None,
+                      environ: Mapping[str, str]) -> None:
+    """-A as prepare checks it (LocalBackend.configure), before anything is built: each option
+    known and well formed, the host variables it copies set, its volumes HOST:CONTAINER[:MODE]."""
+    _, special = to_create_options(parse_pairs(docker_args))
+    _environment(None, special, environ)
+    _volumes(None, special)
+
+
+def check_project_container(docker_env: DockerEnv | None, remote: bool, environ: Mapping[str, str]) -> None:
+    """What the project's docker_env asks of the container (host variables set, volumes well
+    formed) and a remote engine's copy-back limit, checked before anything is built or started, so
+    that planning the container (container_spec) after the MLflow run has started cannot fail."""
+    _environment(docker_env, {}, environ)
+    _volumes(docker_env, {})
+    if remote:
+        copy_back_limit(environ)
+
+
 def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) -> ContainerSpec:
     """Everything about the container as data: command, mounts, env, user, options."""
     host_env = os.environ if environ is None else environ
@@ -71,35 +90,16 @@ def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) ->
     }
     if uid != 0:
         env["HOME"] = "/tmp"  # the calling user has no home directory in the image
-    for name, value in ctx.docker_env.environment if ctx.docker_env else ():
-        if value is None:
-            if name not in host_env:
-                raise ConfigError(f"MLproject: docker_env.environment: {name} is to be copied from the "
-                                  "host environment, but it is not set")
-            value = host_env[name]
-        env[name] = value
-    for item in special.get("e", []) + special.get("env", []):
-        name, sep, value = item.partition("=")
-        if not sep:
-            if name not in host_env:
-                raise ConfigError(f"--docker-args env={name}: {name} is not set in the host environment")
-            value = host_env[name]
-        env[name] = value
+    env.update(_environment(ctx.docker_env, special, host_env))
     env.update(ctx.extra_env or {})
     own = _own(ctx, files_plan(ctx, host_env).staged)
     if ctx.dev_root is not None:
         env.setdefault("PYTHONUNBUFFERED", "1")  # as the project image sets it: output is seen live
-    if ctx.remote and ctx.extra_mounts:
-        raise ConfigError("a local MLflow store cannot be reached from a remote Docker engine; track to a "
-                          f"server (MLFLOW_TRACKING_URI=http://...) or set {REMOTE_ENV}=0 if the engine "
-                          "sees this machine's files")
     # Volumes (docker_env, -A v=) stay bind mounts on any engine: they name the engine's paths,
     # as `docker run -v` does.
     copies = tuple(own) if ctx.remote else ()
     mounts = ([] if ctx.remote else own) + list(ctx.extra_mounts)
-    volumes = list(ctx.docker_env.volumes if ctx.docker_env else ()) + special.get("v", []) + special.get("volume", [])
-    for vol in volumes:
-        mounts.append(_volume(vol))
+    mounts += _volumes(ctx.docker_env, special)
     if ctx.host_network and "network_mode" not in options:
         options["network_mode"] = "host"
     user = f"{uid}:{gid}"
@@ -128,6 +128,32 @@ def container_spec(ctx: RunContext, environ: Mapping[str, str] | None = None) ->
         options=options,
         copies=copies,
     )
+
+
+def _environment(docker_env: DockerEnv | None, special: Mapping[str, list[str]],
+                 host_env: Mapping[str, str]) -> dict[str, str]:
+    """The variables docker_env and -A e= set, those given by name alone copied from the host."""
+    env = {}
+    for name, value in docker_env.environment if docker_env else ():
+        if value is None:
+            if name not in host_env:
+                raise ConfigError(f"MLproject: docker_env.environment: {name} is to be copied from the "
+                                  "host environment, but it is not set")
+            value = host_env[name]
+        env[name] = value
+    for item in special.get("e", []) + special.get("env", []):
+        name, sep, value = item.partition("=")
+        if not sep:
+            if name not in host_env:
+                raise ConfigError(f"--docker-args env={name}: {name} is not set in the host environment")
+            value = host_env[name]
+        env[name] = value
+    return env
+
+
+def _volumes(docker_env: DockerEnv | None, special: Mapping[str, list[str]]) -> list[tuple[str, str, str]]:
+    volumes = list(docker_env.volumes if docker_env else ()) + special.get("v", []) + special.get("volume", [])
+    return [_volume(vol) for vol in volumes]
 
 
 def _volume(text: str) -> tuple[str, str, str]:

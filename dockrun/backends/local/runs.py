@@ -12,14 +12,15 @@ import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
-from ...engine.client import Docker
-from ...errors import ConfigError, Interrupted
+from ...engine.client import ContainerSpec, Docker
+from ...errors import Interrupted
 from ...store.liveness import alive, start_token
 from ...store.records import ACTIVE, RunRecord, RunStore, new_run_id
 from ...tracking.compat import schema_matters
+from ...tracking.runs import ProjectRun, Tracked, start_project_run
 from ..handle import RunHandle, follow_logs, new_record, shielded
 from ..outcome import record_end
-from .container import RunContext, container_spec, files_plan
+from .container import RunContext, check_project_container, container_spec, files_plan
 from .files import finish_files, make_run_dir, save_plan
 from .launch import fork_server, fork_supervisor
 from .transfer import copy_in, save_sent
@@ -74,6 +75,15 @@ class LocalRun(RunHandle):
                 with shielded():
                     self.docker.stop(container)
         self.wait()
+
+    def wait_started(self) -> None:
+        """Until the run is past SCHEDULED: woken by the supervisor at RUNNING (or the end)."""
+        while self.get_status() == "SCHEDULED":
+            self._wake.wait(WOKEN_POLL_S if self._wake.listening else POLL_S)
+
+    def stop_listening(self) -> None:
+        """Close this process's end of the wake line: from now on it polls, holding no descriptor."""
+        self._wake.close()
 
     def follow(self, out: IO[bytes], err: IO[bytes], follow: bool = True) -> RunRecord:
         """Copy the run's output to ``out``/``err`` as it is written, until the run is over."""
@@ -130,60 +140,78 @@ def _save_logs(run_dir: Path, container: Any) -> None:
 
 
 def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> LocalRun:
-    """Build what is missing, create the container and hand it to a supervisor; return once it
-    runs. ``prepared`` has been validated and its inputs fetched."""
-    settings, request = prepared.settings, prepared.request
+    """Build what is missing, start the MLflow run if tracked, plan the container, record the run,
+    create the container and hand it to a supervisor; return once it runs. ``prepared`` has been
+    validated (a local store the engine cannot reach was refused there) and its inputs fetched."""
     from ...engine.lean import connect
 
     docker = connect()
+    check_project_container(prepared.project.docker_env, docker.remote, os.environ)  # nothing built yet
     image_ref, image_id = run_image(prepared, docker, log)
-    store = RunStore(settings.home)
-    run_id = new_run_id()
-    run_dir = store.run_dir(run_id)
-    outputs = run_dir / "outputs"
-    tracking = prepared.tracking
-    ctx = RunContext(
-        run_id=run_id,
+    check_image_mlflow(prepared, docker, image_id)  # before an MLflow run is started for nothing
+    store, run_id = RunStore(prepared.settings.home), new_run_id()
+    tracked = start_project_run(prepared.tracking, ProjectRun(
+        run_id, prepared.source, prepared.entry_point, prepared.request.parameters, prepared.env.mlflow_env, "local",
+        image_ref, image_id), os.environ)
+    ctx = run_context(prepared, store.run_dir(run_id), image_id, docker.remote, tracked)
+    spec = container_spec(ctx)  # the one plan: everything it could refuse was checked above
+    run = record_scheduled(store, prepared, ctx, (image_ref, image_id), tracked, docker)
+    start_container(store, run, docker, spec, prepared.request.synchronous, log)
+    return until_running(run, prepared.request.synchronous)
+
+
+def check_image_mlflow(prepared: PreparedRun, docker: Docker, image_id: str) -> None:
+    """Can the image's MLflow open the host's sqlite store? An unpinned MLflow is known only now,
+    from what the image installed (a pinned one was checked in prepare)."""
+    if not schema_matters(prepared.tracking):
+        return
+    from ...images.installed import image_installed
+    from ...tracking.compat import check_store_mlflow, host_mlflow, installed_mlflow
+
+    installed = installed_mlflow(image_installed(docker, image_id, prepared.settings.home))
+    check_store_mlflow(prepared.tracking, installed, host_mlflow())
+
+
+def run_context(prepared: PreparedRun, run_dir: Path, image_id: str, remote: bool, tracked: Tracked) -> RunContext:
+    """What the run's container is made from: the prepared run, its image, where its files go and
+    its MLflow run's variables and mounts."""
+    request = prepared.request
+    return RunContext(
+        run_id=run_dir.name,
         project=prepared.project.name,
         image=image_id,
-        outputs=outputs,
+        outputs=run_dir / "outputs",
         rendered=prepared.rendered,
         docker_env=prepared.project.docker_env,
         docker_args=request.docker_args,
-        host_network=bool(tracking and tracking.host_network),
+        extra_env=tracked.env,
+        extra_mounts=tracked.mounts,
+        host_network=bool(prepared.tracking and prepared.tracking.host_network),
         dev_root=prepared.source.root if request.dev else None,
-        remote=docker.remote,
+        remote=remote,
     )
-    spec = container_spec(ctx)  # validates -A, env passthrough and settings before anything is recorded
-    experiment_id = mlflow_run_id = None
-    if docker.remote and tracking and tracking.store_dir:  # before an MLflow run is started for nothing
-        raise ConfigError(f"the local MLflow store {tracking.uri} cannot be reached from a remote Docker engine; "
-                          "track to a server (MLFLOW_TRACKING_URI=http://...), or set DOCKRUN_REMOTE_ENGINE=0 "
-                          "if the engine sees this machine's files")
-    if schema_matters(tracking):  # unpinned: the image's record says which MLflow it installed
-        from ...images.installed import image_installed
-        from ...tracking.compat import check_store_mlflow, host_mlflow, installed_mlflow
 
-        check_store_mlflow(tracking, installed_mlflow(image_installed(docker, image_id, settings.home)),
-                           host_mlflow())
-    if tracking:
-        from ...tracking.runs import start_tracked_run
-        from ...tracking.tags import logged_params
 
-        started = start_tracked_run(tracking, os.environ, mlflow_tags(prepared, run_id, image_id, image_ref),
-                                    logged_params(prepared.entry_point, request.parameters))
-        experiment_id, mlflow_run_id = started.experiment_id, started.run_id
-        ctx = dataclasses.replace(ctx, extra_env=started.env, extra_mounts=started.mounts)
-        spec = container_spec(ctx)
+def record_scheduled(store: RunStore, prepared: PreparedRun, ctx: RunContext, image: tuple[str, str],
+                     tracked: Tracked, docker: Docker) -> LocalRun:
+    """The run's folder (its files plan, kept there: never read back from the engine) and its
+    SCHEDULED record; its handle, listening for the supervisor's wakes before the supervisor starts."""
+    run_dir = ctx.outputs.parent
     make_run_dir(run_dir)
-    outputs.mkdir(exist_ok=True)
-    save_plan(run_dir, files_plan(ctx))  # in the run's own folder: never read back from the engine
+    ctx.outputs.mkdir(exist_ok=True)
+    save_plan(run_dir, files_plan(ctx))
     store.insert(dataclasses.replace(
-        new_record(prepared, run_id, str(outputs)), image=image_ref, image_id=image_id, dev=request.dev,
-        driver_pid=os.getpid(),
-        driver_start=start_token(os.getpid()), tracking_uri=tracking.uri if tracking else None,
-        mlflow_run_id=mlflow_run_id, experiment_id=experiment_id))
-    run = LocalRun(store, run_id, docker, listen(run_dir))  # listening before the supervisor starts
+        new_record(prepared, ctx.run_id, str(ctx.outputs)), image=image[0], image_id=image[1],
+        dev=prepared.request.dev, driver_pid=os.getpid(), driver_start=start_token(os.getpid()), **tracked.record))
+    return LocalRun(store, ctx.run_id, docker, listen(run_dir))
+
+
+def start_container(store: RunStore, run: LocalRun, docker: Docker, spec: ContainerSpec, synchronous: bool,
+                    log: Callable[[str], None]) -> None:
+    """Create the container (and on a remote engine copy the run's files in), then start its
+    supervisor. Whatever stops this (Ctrl-C included) ends the run and removes the container."""
+    run_id = run.run_id
+    run_dir = store.run_dir(run_id)
     container = None
     try:
         with shielded():
@@ -192,7 +220,7 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
         if spec.copies:  # a remote engine: the run's files go in before it starts (Ctrl-C may stop it)
             save_sent(run_dir, copy_in(docker, container, spec.copies, log))
         with shielded():
-            pid = _start_supervisor(settings.home, run_id, request.synchronous, run_dir)
+            pid = _start_supervisor(store.home, run_id, synchronous, run_dir)
             store.update(run_id, supervisor_pid=pid, supervisor_start=start_token(pid))
     except BaseException as e:
         with shielded():
@@ -201,21 +229,24 @@ def submit_local_run(prepared: PreparedRun, log: Callable[[str], None]) -> Local
             interrupted = isinstance(e, KeyboardInterrupt)
             record_end(store, run_id, "KILLED" if interrupted else "FAILED", None,
                        "interrupted before it started" if interrupted else f"could not start: {e}".splitlines()[0])
-            run._wake.close()
+            run.stop_listening()
         if isinstance(e, KeyboardInterrupt):
             raise Interrupted(f"interrupted; run {run_id} was not started and its container was removed") from None
         raise
+
+
+def until_running(run: LocalRun, synchronous: bool) -> LocalRun:
+    """Wait until the supervisor has the run RUNNING (or over); Ctrl-C meanwhile cancels it."""
     try:
-        while run.get_status() == "SCHEDULED":
-            run._wake.wait(WOKEN_POLL_S if run._wake.listening else POLL_S)  # woken at RUNNING (or the end)
-        if not request.synchronous:
+        run.wait_started()
+        if not synchronous:
             # Nobody may follow a detached run from here: a driver holding many of them must not
             # hold a descriptor for each.
-            run._wake.close()
+            run.stop_listening()
     except KeyboardInterrupt:
         with shielded():
             run.cancel()
-        raise Interrupted(f"interrupted; run {run_id} was {run.cancel_summary}") from None
+        raise Interrupted(f"interrupted; run {run.run_id} was {run.cancel_summary}") from None
     return run
 
 
@@ -247,14 +278,6 @@ def _made_sure_of(prepared: PreparedRun, docker: Docker, log: Callable[[str], No
     if prepared.request.dev:
         return plan.env_image, ensure_env_image(plan, settings, docker, rebuild, log)[0]
     return plan.project_image, ensure_images(plan, prepared.source.root, settings, docker, rebuild, log)
-
-
-def mlflow_tags(prepared: PreparedRun, run_id: str, image_id: str, image_ref: str) -> dict[str, str]:
-    """The tags `mlflow run` sets on a project run, for this run's source, entry point and image."""
-    from ...tracking.tags import login_name, project_tags
-
-    return project_tags(prepared.source, prepared.entry_point.name, prepared.env.mlflow_env,
-                        image_ref, image_id, login_name(), run_id)
 
 
 def _start_supervisor(home: Path, run_id: str, attached: bool, run_dir: Path) -> int:
