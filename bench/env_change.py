@@ -384,9 +384,9 @@ def profile_run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[list[tu
                                                         proc.stderr, re.M)}
     env_tag = at("image", "tag", lambda n: n == said.get("environment"))
     code_tag = at("image", "tag", lambda n: n == said.get("project"))
-    committed = [n for t, k, a, n in events if k == "container" and a == "commit" and n.startswith("dockrun-build-")
-                 and t - start <= env_tag + 0.5]
-    builder = committed[-1] if committed else ""
+    committed = sorted((abs(t - start - env_tag), n) for t, k, a, n in events
+                       if k == "container" and a == "commit" and n.startswith("dockrun-build-"))
+    builder = committed[0][1] if committed else ""  # the commit that made the environment's tag
     run_name = next((n for t, k, a, n in events if k == "container" and a == "create" and t - start >= code_tag
                      and n.startswith("dockrun-") and not n.startswith("dockrun-build-")), "")
     ours = lambda n: n == builder  # noqa: E731
