@@ -269,3 +269,25 @@ def test_an_image_with_onbuild_triggers_gets_its_code_layer_from_the_builder(cli
         assert _config(r.out.strip()).get("OnBuild") in (None, [])
     finally:
         _rmi(base, *([r.out.strip()] if r.code == 0 else []))
+
+
+def test_a_code_layer_that_cannot_be_made_fails_in_one_line_and_leaves_nothing(cli, tmp_path: Path,
+                                                                              base_image: str) -> None:
+    base = f"dockrun-test-code-base:{os.urandom(6).hex()}"
+    LeanDocker(DEFAULT_SOCKET).build(_tar({"Dockerfile": f"FROM {base_image}\nRUN touch /project\n"}),
+                                     base, {}, {}, lambda line: None)
+    root = write_project(tmp_path / "blocked", {
+        "MLproject": f"name: blocked\ndocker_env:\n  image: {base}\nentry_points:\n  main:\n    command: \"true\"\n",
+        "train.py": "print(1)\n"})
+    try:
+        r = cli("build", str(root))
+        assert r.code == 1
+        last = r.err.strip().splitlines()[-1]
+        assert last.startswith("dockrun: error: copying the code failed: ") and "not a directory" in last, r.err
+        prepared = prepare_image(RunRequest(uri=str(root)))
+        assert image_id(prepared.plan.project_image) is None
+        left = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"ancestor={base}"],
+                              capture_output=True, text=True, check=True).stdout.split()
+        assert left == []
+    finally:
+        _rmi(base)
