@@ -10,12 +10,15 @@ anything):
 - ``change``: a python_env project with numpy, pandas and scikit-learn; every round adds one small
   package to it. Arms: `dockrun run` (this checkout: a build container with the package cache),
   `mlflow run --env-manager uv` (MLflow from PyPI, its uv cache warm), the floor (`uv venv` and
-  `uv pip install` of the same set into a fresh venv, uv's cache warm), and dockrun as it was
-  (the main checkout, the classic builder). Each arm adds its own package, so no arm finds another's
+  `uv pip install` of the same set into a fresh venv, uv's cache warm), and the main checkout
+  (``--main``, default /work/main). Each arm adds its own package, so no arm finds another's
   environment ready.
+- ``profile``: one more package added, `dockrun run --verbose`, its lines and the engine's events
+  timed: where the seconds of a changed environment's run go.
 - ``new-env``: the first run of an environment whose packages are all in the cache (the base set
-  plus one package an earlier round installed): `dockrun run`, dockrun's environment build alone
-  (in-process, the engine call), and the floor.
+  plus two or three packages earlier rounds installed): `dockrun run`, dockrun's environment build
+  alone (in-process, the engine call), the same with nothing similar built before (a fresh
+  DOCKRUN_HOME: the whole environment is copied out of the cache, compiled and committed), and the floor.
 - ``unchanged``: a warm run and a code-only change, this checkout against main (nothing slower).
 - ``conda``: a conda.yaml environment on a local channel (built here with py-rattler-build, served
   on the docker bridge gateway, as tests/conda_channel.py does) changed by one package per round:
@@ -33,6 +36,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
@@ -87,7 +91,7 @@ def _timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> floa
 
 
 class Bench:
-    def __init__(self, work: Path, mlflow_venv: Path, base_image: str):
+    def __init__(self, work: Path, mlflow_venv: Path, base_image: str, main: Path):
         self.work = work
         self.bin = mlflow_venv / "bin"
         self.base_image = base_image
@@ -95,7 +99,7 @@ class Bench:
         common = {**os.environ, "DOCKRUN_BASE_IMAGE": base_image, "PYTHONUNBUFFERED": "1"}
         common.pop("DOCKRUN_ENV_BUILD", None)
         self.dockrun_env = {**common, "PYTHONPATH": str(REPO), "DOCKRUN_HOME": str(work / "home-new")}
-        self.main_env = {**common, "PYTHONPATH": "/work/main", "DOCKRUN_HOME": str(work / "home-main")}
+        self.main_env = {**common, "PYTHONPATH": str(main), "DOCKRUN_HOME": str(work / "home-main")}
         self.classic_env = {**self.dockrun_env, "DOCKRUN_ENV_BUILD": "classic"}
         self.uv_env = {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}", "UV_CACHE_DIR": str(work / "uv-cache"),
                        "UV_PYTHON_DOWNLOADS": "never", "MLFLOW_ENV_ROOT": str(work / "mlflow-envs"),
@@ -129,7 +133,7 @@ class Bench:
                         *packages], env=self.uv_env, check=True)
         return time.perf_counter() - t0
 
-    def env_build_only(self, packages: list[str]) -> float:
+    def env_build_only(self, packages: list[str], home: Path | None = None) -> float:
         """dockrun's environment build alone: prepare in-process, then time ensure_env_image."""
         root = self.work / "envonly-proj"
         _write_python_project(root, packages)
@@ -145,8 +149,8 @@ class Bench:
             ensure_env_image(prepared.plan, prepared.settings, docker)
             print(time.perf_counter() - t0)
             """)
-        out = subprocess.run([sys.executable, "-c", code], env=self.dockrun_env, capture_output=True, text=True,
-                             cwd=self.work)
+        env = self.dockrun_env if home is None else {**self.dockrun_env, "DOCKRUN_HOME": str(home)}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=self.work)
         if out.returncode:
             raise RuntimeError(out.stderr[-2500:])
         return float(out.stdout.strip().splitlines()[-1])
@@ -160,21 +164,27 @@ class Bench:
     def rounds(self, name: str, arms: dict[str, Callable[[int], float]], repeat: int, warmup: int,
                baseline: str) -> dict[str, list[float]]:
         times: dict[str, list[float]] = {a: [] for a in arms}
-        loads = [os.getloadavg()[0]]
+        loads: dict[str, list[float]] = {a: [] for a in arms}  # the 1-minute load as each counted arm started
         for r in range(warmup + repeat):
             for arm, fn in arms.items():
+                load = os.getloadavg()[0]
                 t = fn(r)
-                print(f"  {name} round {r}{' (warm-up)' if r < warmup else ''}: {arm} {t:.2f} s", flush=True)
+                print(f"  {name} round {r}{' (warm-up)' if r < warmup else ''}: {arm} {t:.2f} s (load {load:.1f})",
+                      flush=True)
                 if r >= warmup:
                     times[arm].append(t)
-            loads.append(os.getloadavg()[0])
-        self.say(f"load average (1 min) during the section: {min(loads):.1f}-{max(loads):.1f}")
+                    loads[arm].append(load)
+        every = [x for xs in loads.values() for x in xs]
+        self.say(f"load average (1 min) as each counted arm started: {min(every):.1f}-{max(every):.1f} "
+                 f"(median {statistics.median(every):.1f})")
         self.say("")
-        self.say(f"| arm | median s (min-max) | ratio to {baseline}, paired: median (min-max) |")
-        self.say("| --- | --- | --- |")
+        self.say(f"| arm | median s (min-max) | ratio to {baseline}, paired: median (min-max) "
+                 "| load at start: median |")
+        self.say("| --- | --- | --- | --- |")
         for arm, ts in times.items():
             r = summary(paired_ratios(ts, times[baseline]))
-            self.say(f"| {arm} | {summary(ts).fmt('', 2)} | {r.median:.2f} ({r.lo:.2f}-{r.hi:.2f}) |")
+            self.say(f"| {arm} | {summary(ts).fmt('', 2)} | {r.median:.2f} ({r.lo:.2f}-{r.hi:.2f}) | "
+                     f"{statistics.median(loads[arm]):.1f} |")
         self.say("")
         return times
 
@@ -198,8 +208,7 @@ class Bench:
             "dockrun (cached build)": dockrun,
             "mlflow run --env-manager uv": lambda r: self.mlflow_run(grow("mlflow")),
             "floor: uv venv + uv pip install, warm cache": lambda r: self.floor(floor_sets[-1]),
-            "dockrun as it was (main, classic builder)":
-                lambda r: self.dockrun_run(grow("main"), self.main_env, "main"),
+            "dockrun, main checkout": lambda r: self.dockrun_run(grow("main"), self.main_env, "main"),
         }
         times = self.rounds("change", arms, repeat, warmup, "mlflow run --env-manager uv")
         floor = times["floor: uv venv + uv pip install, warm cache"]
@@ -207,20 +216,46 @@ class Bench:
         self.say(f"dockrun minus the floor, paired: median {statistics.median(gaps):.2f} s "
                  f"(min {min(gaps):.2f}, max {max(gaps):.2f})")
         self.say("")
+        self.grown = sets["dockrun"]
+
+    def profile(self, repeat: int, warmup: int) -> None:
+        """One more package added to the change section's environment (or a fresh one), timed from
+        dockrun's own lines and the engine's events."""
+        self.say("## Where a changed environment's run goes: one package added, one run profiled")
+        self.say("")
+        packages = list(getattr(self, "grown", BASE)) + [self.next_extra()]
+        if not hasattr(self, "grown"):  # run alone: build the environment it changes first
+            self.dockrun_run(packages[:-1], self.dockrun_env, "new")
+        root = self.work / "new-proj"
+        _write_python_project(root, packages)
+        load = os.getloadavg()[0]
+        stages, total = profile_run([sys.executable, "-m", "dockrun", "run", "--verbose", str(root)],
+                                    self.dockrun_env, self.work)
+        self.say(f"load average (1 min) at the start: {load:.1f}; the whole `dockrun run`: {total:.2f} s")
+        self.say("")
+        self.say("| stage | s |")
+        self.say("| --- | --- |")
+        for stage, seconds in stages:
+            self.say(f"| {stage} | {seconds:.2f} |")
+        self.say("")
 
     def new_env(self, repeat: int, warmup: int) -> None:
         """After ``change``, which installed EXTRA[0], EXTRA[3], ... through dockrun: environments
         of the base set with two (or three) of those, never built before."""
         self.say("## First run of a new environment whose packages are all in the cache")
         self.say("")
-        self.say("Each round: the base set plus two (or three) packages the rounds above installed through "
+        self.say("Each round: the base set plus two (three, four) packages the rounds above installed through "
                  "dockrun: a new key, nothing to download.")
         self.say("")
         cached = [EXTRA[3 * i] for i in range(1, 6)]
         pairs, triples = list(itertools.combinations(cached, 2)), list(itertools.combinations(cached, 3))
+        # Four of six (EXTRA[0] went in during the warm-up): never a set another arm built.
+        quads = list(itertools.combinations([EXTRA[0], *cached], 4))
         arms = {
             "dockrun run (cached build)": lambda r: self.dockrun_run(BASE + list(pairs[r]), self.dockrun_env, "newenv"),
             "dockrun environment build alone": lambda r: self.env_build_only(BASE + list(triples[r])),
+            "the same, nothing similar built before (fresh DOCKRUN_HOME)":
+                lambda r: self.env_build_only(BASE + list(quads[r]), self.work / f"home-fresh-{r}"),
             "floor: uv venv + uv pip install, warm cache": lambda r: self.floor(BASE + list(pairs[r])),
         }
         self.rounds("new-env", arms, repeat, warmup, "floor: uv venv + uv pip install, warm cache")
@@ -310,11 +345,76 @@ def serve_channel(work: Path, count: int) -> tuple[str, subprocess.Popen]:
     return f"http://{host}:{port}/", server
 
 
+def profile_run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[list[tuple[str, float]], float]:
+    """Run ``cmd`` (a `dockrun run --verbose`), timing its output lines and the engine's events
+    (`docker events`): the stages of a changed environment's run, in seconds, and the whole."""
+    import threading
+
+    w0 = time.time()
+    events_proc = subprocess.Popen(["docker", "events", "--format", "{{json .}}", "--since", str(int(w0) - 1)],
+                                   stdout=subprocess.PIPE, text=True)
+    events: list[tuple[float, str, str, str]] = []
+
+    def read_events() -> None:
+        assert events_proc.stdout is not None
+        for line in events_proc.stdout:
+            e = json.loads(line)
+            name = ((e.get("Actor") or {}).get("Attributes") or {}).get("name", "")
+            events.append((e["timeNano"] / 1e9, e.get("Type", ""), e.get("Action", ""), name))
+
+    threading.Thread(target=read_events, daemon=True).start()
+    time.sleep(0.5)  # docker events is listening
+    start = time.time()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    total = time.time() - start
+    time.sleep(1.0)  # the last events
+    events_proc.terminate()
+    events_proc.wait(timeout=10)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+
+    def at(kind: str, action: str, name: Callable[[str], bool], after: float = 0.0) -> float:
+        found = [t - start for t, k, a, n in events
+                 if k == kind and a == action and name(n) and t - start >= after]
+        return found[0] if found else float("nan")
+
+    # Other sessions use the engine too: containers are told apart by name (the build container is
+    # the one committed as the environment image, the run's the first dockrun-<id> after the code layer).
+    said = {m.group(1): m.group(2) for m in re.finditer(r"^building (environment|project) image (\S+)",
+                                                        proc.stderr, re.M)}
+    env_tag = at("image", "tag", lambda n: n == said.get("environment"))
+    code_tag = at("image", "tag", lambda n: n == said.get("project"))
+    committed = sorted((abs(t - start - env_tag), n) for t, k, a, n in events
+                       if k == "container" and a == "commit" and n.startswith("dockrun-build-"))
+    builder = committed[0][1] if committed else ""  # the commit that made the environment's tag
+    run_name = next((n for t, k, a, n in events if k == "container" and a == "create" and t - start >= code_tag
+                     and n.startswith("dockrun-") and not n.startswith("dockrun-build-")), "")
+    ours = lambda n: n == builder  # noqa: E731
+    runs = lambda n: n == run_name  # noqa: E731
+    marks = [
+        ("dockrun's start, prepare, choosing what to start from", 0.0, at("container", "create", ours)),
+        ("build container: create, inputs, start", at("container", "create", ours), at("container", "start", ours)),
+        ("install in the build container (env.sh)", at("container", "start", ours), at("container", "die", ours)),
+        ("commit of the environment layer", at("container", "die", ours), env_tag),
+        ("code layer (the project image)", env_tag, code_tag),
+        ("from the project image to the run's container", code_tag, at("container", "create", runs)),
+        ("the run's container: create to start", at("container", "create", runs), at("container", "start", runs)),
+        ("the run's command, to its container's removal", at("container", "start", runs),
+         at("container", "destroy", runs)),
+    ]
+    stages = [(label, b - a) for label, a, b in marks]
+    last = at("container", "destroy", runs)
+    stages.append(("dockrun's own time after the run", total - last))
+    return stages, total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--only", type=lambda s: s.split(","), default=["change", "new-env", "conda", "unchanged"])
+    ap.add_argument("--only", type=lambda s: s.split(","),
+                    default=["change", "profile", "new-env", "conda", "unchanged"])
+    ap.add_argument("--main", type=Path, default=Path("/work/main"), help="the checkout to compare with")
     ap.add_argument("--mlflow-venv", type=Path, default=Path("/tmp/dockrun-env-bench/mlflow-venv"),
                     help="a venv with mlflow, docker and uv (made by: python -m venv V && V/bin/pip install "
                          "mlflow docker uv)")
@@ -322,7 +422,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dockrun-env-bench-"))
-    bench = Bench(work, args.mlflow_venv, args.base_image)
+    bench = Bench(work, args.mlflow_venv, args.base_image, args.main)
     python = str(args.mlflow_venv / "bin" / "python")
     version = subprocess.run([python, "-c", "import mlflow; print(mlflow.__version__)"],
                              capture_output=True, text=True).stdout.strip()
@@ -332,7 +432,8 @@ def main() -> None:
     bench.say(f"Command: `python bench/env_change.py {' '.join(sys.argv[1:])}`; MLflow {version}; "
               f"base image {args.base_image}; {args.warmup} uncounted warm-up round(s), {args.repeat} counted.")
     bench.say("")
-    sections = {"change": bench.change, "new-env": bench.new_env, "conda": bench.conda, "unchanged": bench.unchanged}
+    sections = {"change": bench.change, "profile": bench.profile, "new-env": bench.new_env, "conda": bench.conda,
+                "unchanged": bench.unchanged}
     try:
         for name in args.only:
             try:

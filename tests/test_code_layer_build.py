@@ -2,9 +2,12 @@
 behaviour: a code layer it builds is the one docker-py's path builds (same instructions, labels
 and files, so the engine's cache gives back the very same image), its output lines are the same,
 a failing build says the same thing and leaves nothing behind, and docker's config.json decides
-what is sent as docker-py decides it. Behaviour only; speed is measured in bench/build_times.py."""
+what is sent as docker-py decides it. A code layer made without the builder (a container that is
+created, given the code and committed) is the builder's layer and config. Behaviour only; speed is
+measured in bench/build_times.py and bench/env_change.py."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -167,3 +170,124 @@ def test_the_build_request_follows_dockers_config_as_docker_py_does(tmp_path: Pa
         assert _docker_config(env) is None, sent
     config.write_text("auth = dTpw\nemail = me@example\n")  # the legacy, non-JSON .dockercfg form
     assert _docker_config(env) is None
+
+
+def _config(ref: str) -> dict:
+    out = subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config}}", ref],
+                         capture_output=True, text=True, check=True).stdout
+    # The builder records its last step's image (Image) and the container's hostname; a commit neither.
+    return {k: v for k, v in json.loads(out).items() if k not in ("Image", "Hostname")}
+
+
+def _layers(ref: str) -> list[str]:
+    out = subprocess.run(["docker", "image", "inspect", "-f", "{{json .RootFS.Layers}}", ref],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def _top_layer(ref: str) -> list[tuple]:
+    """Every entry of the image's last layer as `docker save` gives it: name, type, mode, owner, size,
+    link, content hash, mtime (the folder the layer makes, /project, is stamped when it is made)."""
+    save = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE)
+    assert save.stdout is not None
+    layers: dict[str, bytes] = {}
+    manifest: list = []
+    with tarfile.open(fileobj=save.stdout, mode="r|") as outer:
+        for member in outer:
+            f = outer.extractfile(member) if member.isfile() else None
+            if f is None:
+                continue
+            if member.name == "manifest.json":
+                manifest = json.load(f)
+            elif member.name.endswith("/layer.tar"):
+                layers[member.name] = f.read()
+    assert save.wait() == 0
+    entries = []
+    with tarfile.open(fileobj=io.BytesIO(layers[manifest[0]["Layers"][-1]])) as tar:
+        for m in tar.getmembers():
+            data = tar.extractfile(m).read() if m.isfile() else b""
+            entries.append((m.name, m.type, oct(m.mode), m.uid, m.gid, m.size, m.linkname,
+                            hashlib.sha256(data).hexdigest(), None if m.name == "project" else m.mtime))
+    return entries
+
+
+@pytest.mark.parametrize("base_lines", [
+    "",  # the base as it is (a command, no entry point)
+    'ENTRYPOINT ["/bin/sh", "-c"]\nCMD ["echo hi"]\nUSER nobody\nWORKDIR /srv\nENV A=1 PYTHONUNBUFFERED=0 B=2\n'
+    "EXPOSE 8080\nSTOPSIGNAL SIGINT\nHEALTHCHECK CMD true\nLABEL team=ml\n",
+], ids=["plain-base", "base-with-its-own-config"])
+def test_a_committed_code_layer_is_the_layer_and_config_the_builder_makes(
+        cli, tmp_path: Path, home: Path, base_image: str, base_lines: str) -> None:
+    base = f"dockrun-test-code-base:{os.urandom(6).hex()}"
+    LeanDocker(DEFAULT_SOCKET).build(_tar({"Dockerfile": f"FROM {base_image}\n{base_lines}"}), base, {}, {},
+                                     lambda line: None)
+    root = write_project(tmp_path / "committed", {
+        "MLproject": f"name: committed\ndocker_env:\n  image: {base}\n"
+                     "entry_points:\n  main:\n    command: \"python3 train.py\"\n",
+        "train.py": f"print({os.urandom(8).hex()!r})\n", "lib/deep/util.py": "X = 1\n",
+        "run.sh": "#!/bin/sh\necho hi\n",
+        "secret.env": "not packed\n", ".dockerignore": "secret.env\n",
+    })
+    (root / "run.sh").chmod(0o755)
+    (root / "lib" / "link.py").symlink_to("deep/util.py")
+    tags = [base]
+    try:
+        r = cli("build", "--verbose", str(root))
+        assert r.code == 0, r.err
+        committed = r.out.strip()
+        tags.append(committed)
+        assert "committed from a container that never starts" in r.err and "Step " not in r.err, r.err
+        # The same project through the engine's builder (the template's Dockerfile), by its side.
+        prepared = prepare_image(RunRequest(uri=str(root)))
+        assert prepared.plan.project_image == committed
+        built = f"dockrun-test-code-layer:builder-{os.urandom(4).hex()}"
+        tags.append(built)
+        with project_context(prepared.plan, root, prepared.settings) as context:
+            LeanDocker(DEFAULT_SOCKET).build(context, built, {}, prepared.plan.project_labels, lambda line: None)
+        assert _config(committed) == _config(built)
+        assert _layers(committed)[:-1] == _layers(built)[:-1] == _layers(base)  # one layer on the base
+        layer = _top_layer(committed)
+        assert layer == _top_layer(built)
+        assert {e[0] for e in layer} >= {"project", "project/lib/link.py", "project/run.sh"}
+        assert not any("secret.env" in e[0] for e in layer)
+    finally:
+        _rmi(*tags)
+
+
+def test_an_image_with_onbuild_triggers_gets_its_code_layer_from_the_builder(cli, tmp_path: Path,
+                                                                               base_image: str) -> None:
+    base = f"dockrun-test-code-base:{os.urandom(6).hex()}"
+    LeanDocker(DEFAULT_SOCKET).build(_tar({"Dockerfile": f"FROM {base_image}\nONBUILD RUN echo trigger-ran\n"}),
+                                     base, {}, {}, lambda line: None)
+    root = write_project(tmp_path / "onbuild", {
+        "MLproject": f"name: onbuild\ndocker_env:\n  image: {base}\nentry_points:\n  main:\n    command: \"true\"\n",
+        "train.py": f"print({os.urandom(8).hex()!r})\n"})
+    try:
+        r = cli("build", "--verbose", str(root))
+        assert r.code == 0, r.err
+        assert "its ONBUILD triggers run in a build" in r.err and "trigger-ran" in r.err, r.err
+        assert _config(r.out.strip()).get("OnBuild") in (None, [])
+    finally:
+        _rmi(base, *([r.out.strip()] if r.code == 0 else []))
+
+
+def test_a_code_layer_that_cannot_be_made_fails_in_one_line_and_leaves_nothing(cli, tmp_path: Path,
+                                                                              base_image: str) -> None:
+    base = f"dockrun-test-code-base:{os.urandom(6).hex()}"
+    LeanDocker(DEFAULT_SOCKET).build(_tar({"Dockerfile": f"FROM {base_image}\nRUN touch /project\n"}),
+                                     base, {}, {}, lambda line: None)
+    root = write_project(tmp_path / "blocked", {
+        "MLproject": f"name: blocked\ndocker_env:\n  image: {base}\nentry_points:\n  main:\n    command: \"true\"\n",
+        "train.py": "print(1)\n"})
+    try:
+        r = cli("build", str(root))
+        assert r.code == 1
+        last = r.err.strip().splitlines()[-1]
+        assert last.startswith("dockrun: error: copying the code failed: ") and "not a directory" in last, r.err
+        prepared = prepare_image(RunRequest(uri=str(root)))
+        assert image_id(prepared.plan.project_image) is None
+        left = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"ancestor={base}"],
+                              capture_output=True, text=True, check=True).stdout.split()
+        assert left == []
+    finally:
+        _rmi(base)

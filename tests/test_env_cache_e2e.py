@@ -119,3 +119,25 @@ def test_a_cache_over_its_limit_is_emptied_and_prune_removes_it(cli, tmp_path: P
         assert "dockrun-cache" in _docker("volume", "ls", "-q")
     again = cli("build", str(project), "--rebuild", timeout=900)  # and a build makes it anew
     assert again.code == 0 and CACHED in again.err, again.err[-3000:]
+
+
+@pytest.mark.usefixtures("no_leaks")
+def test_after_a_prune_took_its_os_layers_name_a_changed_environment_still_starts_from_a_similar_one(
+        cli, tmp_path: Path) -> None:
+    project = _project(tmp_path, name="envcache-os-layer")
+    first = cli("build", str(project), "--rebuild", timeout=900)
+    assert first.code == 0, first.err[-3000:]
+    env_image = _env_image(first.out.strip())
+    # What `dockrun images prune` does to an OS layer: its name goes; its image stays while the
+    # environments built on it are there.
+    os_layer = _docker("image", "inspect", "-f", "{{.Parent}}", env_image).strip()
+    names = json.loads(_docker("image", "inspect", "-f", "{{json .RepoTags}}", os_layer))
+    assert names and all(n.startswith("dockrun-os:") for n in names)
+    for name in names:
+        _docker("rmi", name)
+    (project / "requirements.txt").write_text(REQUIREMENTS + "idna==3.7\n")
+    changed = cli("build", str(project), "--rebuild", "--verbose", timeout=900)
+    assert changed.code == 0, changed.err[-3000:]
+    assert "named the OS layer" in changed.err and "building OS layer" not in changed.err, changed.err
+    assert "only the difference is installed" in changed.err, changed.err
+    assert _docker("image", "inspect", "-f", "{{.Id}}", names[0]).strip() == os_layer

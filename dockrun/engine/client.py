@@ -342,6 +342,28 @@ class Docker:
     def _wait_exit(self, cid: str) -> int:
         return int(self.client.api.wait(cid).get("StatusCode", 1))
 
+    def commit_files(self, image: str, files: IO[bytes], ref: str, config: Mapping[str, Any]) -> str:
+        """``image`` with the tar ``files`` unpacked at / as one more layer, committed as ``ref``
+        with ``config`` (as ``commit``); its ID. The container that carries them is created, given
+        the files and committed without ever starting: no process, network or volume is set up. Its
+        command is the image's own (one the commit's config leaves empty is taken from the container),
+        so ``image`` must have one."""
+        body = {"Image": image, "Entrypoint": None, "Cmd": None, "Labels": {},
+                "HostConfig": {"Mounts": [], "Tmpfs": {}, "Init": True}}
+        cid = self._build_call("creating a container for the code layer on " + image, self._create_build, body,
+                               f"dockrun-build-{os.urandom(6).hex()}")
+        try:
+            self._build_call("copying the code", self._put_files, cid, "/", files)
+            image_id = self.commit(cid, ref, config)
+        except BaseException:
+            self.remove_build_container(cid)
+            raise
+        self.discard_build_container(cid)
+        return image_id
+
+    def _put_files(self, cid: str, path: str, files: IO[bytes]) -> None:
+        self.client.api.put_archive(cid, path, files)  # a file: streamed, never held in memory
+
     def commit(self, container_id: str, ref: str, config: Mapping[str, Any]) -> str:
         """The container's changes as one layer on its image, with ``config`` as the image's
         config (the engine merges in what it leaves out: see images/cached_build.py); its ID."""

@@ -168,6 +168,10 @@ class LeanDocker(Docker):
         if status >= 400:
             raise EngineError(status, _message(payload, status))
 
+    def _put_files(self, cid: str, path: str, files: IO[bytes]) -> None:
+        for _ in _post_stream(self.path, f"/containers/{_q(cid)}/archive?" + urlencode({"path": path}), files, "PUT"):
+            pass  # an error status raises; a success has nothing to say
+
     def _start_and_follow(self, cid: str) -> Iterator[bytes]:
         frames = self.stream_output(LeanContainer(self, cid, {"Config": {"Tty": False}}))  # attached before start
         try:
@@ -400,15 +404,15 @@ def _chunks(sock: socket.socket, data: bytes) -> Iterator[bytes]:
         del buf[:size + 2]
 
 
-def _post_stream(path: str, url: str, body: IO[bytes]) -> Iterator[bytes]:
-    """POST ``body`` (a tar file, sent as it is read) and stream the answer: its chunks, or its
+def _post_stream(path: str, url: str, body: IO[bytes], method: str = "POST") -> Iterator[bytes]:
+    """POST (or PUT) ``body`` (a tar file, sent as it is read) and stream the answer: its chunks, or its
     whole body if it is not chunked. An error status raises EngineError with the engine's
     message. Nothing times out once connected, as docker-py's build (a step may be silent long)."""
     body.flush()  # sent from its file descriptor: nothing may be left in the buffer
     start = body.tell()
     size = body.seek(0, os.SEEK_END) - start
     body.seek(start)
-    head = (f"POST {url} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    head = (f"{method} {url} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
             f"Content-Type: application/tar\r\nContent-Length: {size}\r\n\r\n")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

@@ -99,6 +99,7 @@ class BuildEngine(Protocol):
     """The part of engine.client.Docker the cached path uses."""
 
     def image_id(self, ref: str) -> str | None: ...
+    def tag(self, ref: str, target: str) -> None: ...
     def ensure_pulled(self, ref: str, log: Callable[[str], None]) -> str: ...
     def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None: ...
     def image_config(self, ref: str) -> dict[str, Any]: ...
@@ -293,20 +294,43 @@ def choose_parent(home: Path, start: str, python: str | None, names: set[str],
     return None
 
 
+OS_INDEX = Path("cache") / "os-layers.json"  # OS layer name -> the image ID it had when made here
+
+
 def _os_layer(docker: BuildEngine, settings: Settings, base_id: str, base_config: Mapping[str, Any],
               os_script: str, inputs: bytes, log: Callable[[str], None]) -> str:
-    """The base image with the environment's OS packages: made once per base and package list."""
+    """The base image with the environment's OS packages: made once per base and package list.
+    A prune removes its name, but not the image while environments built on it are there: that
+    image is named again rather than made anew, so those environments can still be started from."""
     ref = os_layer_ref(base_id, os_script, None)
     with file_lock(settings.home, ref):
+        known = _known_os_layers(settings.home)
         found = docker.image_id(ref)
-        if found:
-            return found
-        log(f"building OS layer {ref} (libgomp1 and apt.txt packages, once per base image)")
-        cid = _run(docker, base_id, "os.sh", {CACHE: (CACHE_VOLUME, False)}, inputs, {}, log, keep=True)
-        try:
-            return docker.commit(cid, ref, final_config(base_config, {}, {}))
-        finally:
-            docker.remove_build_container(cid)
+        kept = known.get(ref)
+        if found is None and kept is not None and docker.image_id(kept) == kept:
+            docker.tag(kept, ref)
+            log(f"named the OS layer {ref} again (its image was still there)")
+            found = kept
+        if found is None:
+            log(f"building OS layer {ref} (libgomp1 and apt.txt packages, once per base image)")
+            cid = _run(docker, base_id, "os.sh", {CACHE: (CACHE_VOLUME, False)}, inputs, {}, log, keep=True)
+            try:
+                found = docker.commit(cid, ref, final_config(base_config, {}, {}))
+            finally:
+                docker.remove_build_container(cid)
+        if kept != found:
+            known.pop(ref, None)
+            known[ref] = found
+            write_atomic(settings.home / OS_INDEX, json.dumps(dict(list(known.items())[-50:]), indent=1))
+        return found
+
+
+def _known_os_layers(home: Path) -> dict[str, str]:
+    try:
+        raw = json.loads((home / OS_INDEX).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(raw, dict) else {}
 
 
 def _run(docker: BuildEngine, image: str, step: str, volumes: Mapping[str, tuple[str, bool]], inputs: bytes,
