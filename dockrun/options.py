@@ -45,6 +45,9 @@ class Option:
     from_python: Callable[[Any], Any] | None = None  # execute()'s value -> the field's
     keyword: str | None = None  # execute()'s keyword (MLflow's name where MLflow has it); None: not one
     refusable: bool = True  # False: chooses the backend rather than asking something of it
+    # The faces that keep it to make the request again: "rerun" (a run's record) and "sweep" (a
+    # sweep's record, for --resume).
+    kept: tuple[str, ...] = ()
     default: Any = None  # the field's (filled in by OPTIONS; a factory's is not needed: those are `multiple`)
 
 
@@ -134,39 +137,43 @@ class RunRequest:
 
     uri: str
     entry_point: str = option(
-        "-e", "--entry-point", default="main", show_default=True, commands=("run", "sweep", "shell"),
+        "-e", "--entry-point", default="main", show_default=True, commands=("run", "sweep", "shell"), kept=("sweep",),
         help="Entry point name or .py/.sh path (shell: the one whose command is in $DOCKRUN_COMMAND "
              "and whose path parameters are mounted).")
     version: str | None = option("-v", "--version", default=None, commands=("run", "sweep", "build", "shell"),
+                                 kept=("sweep",),
                                  help="Git commit, branch or tag (Git URIs only).")
     parameters: Mapping[str, str] = option(
         "-P", "--param-list", default_factory=dict, multiple=True, metavar="KEY=VALUE", label="-P",
-        help="A parameter (repeatable).", commands=("run", "shell"), from_cli=key_values, from_python=_str_values)
+        help="A parameter (repeatable).", commands=("run", "shell"), from_cli=key_values, from_python=_str_values,
+        kept=("rerun", "sweep"))
     docker_args: tuple[str, ...] | Mapping[str, Any] = option(
         "-A", "--docker-args", default=(), multiple=True, metavar="KEY[=VALUE]", label="-A/--docker-args",
         help="A docker run option, e.g. gpus=all, network=host, shm-size=1g (repeatable).",
-        commands=("run", "sweep", "shell"), backends=("local",), from_python=_docker_args)
+        commands=("run", "sweep", "shell"), backends=("local",), from_python=_docker_args, kept=("rerun", "sweep"))
     backend: str = option("-b", "--backend", default="local", show_default=True, commands=("run", "sweep"),
-                          help="local, databricks or kubernetes.", refusable=False)
+                          help="local, databricks or kubernetes.", refusable=False, kept=("sweep",))
     # parsed JSON (or, from execute(), a JSON file name or text, or a mapping)
     backend_config: Any = option(
         "-c", "--backend-config", default=None, commands=("run", "sweep"), backends=("databricks", "kubernetes"),
         help="databricks: a cluster spec; kubernetes: MLflow's kubernetes_config.json (a JSON file or string).",
-        from_cli=json_config)
+        from_cli=json_config, kept=("sweep",))
     env_manager: str = option("--env-manager", default="auto", show_default=True, choices=ENV_MANAGERS,
-                              commands=COMMANDS, help=ENV_MANAGER_HELP, from_python=_or_auto)
+                              commands=COMMANDS, help=ENV_MANAGER_HELP, from_python=_or_auto, kept=("rerun", "sweep"))
     base_image: str | None = option(
         "--base-image", default=None, commands=("run", "sweep", "build", "shell", "lock"), backends=IMAGE_BUILDERS,
-        help="Base image for built environments, and for dockrun lock to resolve in (also DOCKRUN_BASE_IMAGE).")
+        help="Base image for built environments, and for dockrun lock to resolve in (also DOCKRUN_BASE_IMAGE).",
+        kept=("rerun", "sweep"))
     rebuild: bool = option("--rebuild", default=False, is_flag=True, commands=("run", "build"),
                            backends=IMAGE_BUILDERS, help="Ignore cached images.")
     storage_dir: Path | None = option("--storage-dir", default=None, backends=("local",),
                                       help="Where s3:// and dbfs:// path parameters are downloaded.",
-                                      from_cli=absolute_path, from_python=absolute_path)
-    experiment_name: str | None = option("--experiment-name", default=None, commands=("run", "sweep"))
-    experiment_id: str | None = option("--experiment-id", default=None)
+                                      from_cli=absolute_path, from_python=absolute_path, kept=("rerun",))
+    experiment_name: str | None = option("--experiment-name", default=None, commands=("run", "sweep"),
+                                         kept=("sweep",))
+    experiment_id: str | None = option("--experiment-id", default=None, kept=("sweep",))
     run_name: str | None = option("--run-name", default=None)
-    tracking_uri: str | None = option("--tracking-uri", default=None, commands=("run", "sweep"))
+    tracking_uri: str | None = option("--tracking-uri", default=None, commands=("run", "sweep"), kept=("sweep",))
     mlflow_run_id: str | None = option("--run-id", default=None, keyword="run_id",  # log into this existing run
                                        help="Log into this existing MLflow run (as mlflow run --run-id).")
     # Nothing reads it: dockrun always builds the code into the image.
@@ -182,10 +189,12 @@ class RunRequest:
     # Honour the host access a project from elsewhere (Git, archive) asks for in its MLproject
     # (docker_env volumes and host variables); a local folder's is honoured without it.
     trust: bool = option("--trust", default=False, is_flag=True, commands=("run", "shell"), backends=("local",),
-                         help=TRUST_HELP)
+                         help=TRUST_HELP, kept=("rerun", "sweep"))
     # MLflow's registry login for its docker_env images; dockrun uses the engine's own (docker login).
     docker_auth: Mapping[str, Any] | None = option(default=None, backends=(), label="docker_auth")
-    cwd: Path | None = None  # relative path parameters are taken from here (default: the process's)
+    # Relative path parameters are taken from here (default: the process's); set by the faces.
+    cwd: Path | None = option(default=None, keyword=None, refusable=False, from_python=absolute_path,
+                              kept=("rerun", "sweep"))
     # Set by a rerun: run exactly this image (by content ID) where it is still to be had, and
     # record which run this repeats.
     image_id: str | None = option(default=None, backends=("local",), label="runs rerun", keyword=None)
@@ -243,6 +252,31 @@ def from_cli(command: str, uri: str, values: Mapping[str, Any]) -> RunRequest:
     for name, opt in for_command(command):
         fields[name] = opt.from_cli(values[name]) if opt.from_cli else values[name]
     return RunRequest(uri=uri, cwd=Path.cwd(), **fields)
+
+
+def kept_options(request: RunRequest, face: str) -> dict[str, Any]:
+    """The options ``face`` ("rerun", "sweep") keeps of ``request`` to make it again: those set to
+    other than their default, as JSON values."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, Mapping):
+            return dict(value)
+        return list(value) if isinstance(value, tuple) else value
+
+    return {name: plain(value) for name, value in request.given().items()
+            if name in OPTIONS and face in OPTIONS[name].kept}
+
+
+def from_kept(data: Mapping[str, Any], face: str) -> dict[str, Any]:
+    """RunRequest fields of what ``kept_options`` kept (a record's JSON); what ``face`` does not keep
+    is left aside (a record written by another version may hold more)."""
+    out = {}
+    for name, value in data.items():
+        opt = OPTIONS.get(name)
+        if opt is not None and face in opt.kept:
+            out[name] = opt.from_python(value) if opt.from_python and value is not None else value
+    return out
 
 
 def from_keywords(uri: str, keywords: Mapping[str, Any], caller: str = "execute") -> RunRequest:

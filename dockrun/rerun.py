@@ -20,6 +20,7 @@ from .backends import get_backend
 from .config import load_settings
 from .errors import ConfigError
 from .locks import make_private_dir, write_atomic
+from .options import from_kept
 from .prepare import prepare
 from .project.access import requested_access
 from .project.resolve import is_git_uri
@@ -127,15 +128,10 @@ def rerun_request(record: Mapping[str, Any], overrides: Mapping[str, str]) -> Ru
     if "***" in uri:
         raise ConfigError(f"run {run_id}: its URI carried credentials, which records never keep; give them in "
                           "DOCKRUN_GIT_USERNAME / DOCKRUN_GIT_PASSWORD and run the URI without them")
-    docker_args = options.get("docker_args") or ()
-    return RunRequest(
-        uri=uri, version=version, entry_point=record["entry_point"],
-        parameters={**options.get("parameters", {}), **overrides},
-        docker_args=dict(docker_args) if isinstance(docker_args, Mapping) else tuple(docker_args),
-        env_manager=options.get("env_manager", "auto"), base_image=options.get("base_image"),
-        storage_dir=Path(options["storage_dir"]) if options.get("storage_dir") else None,
-        cwd=Path(options["cwd"]) if options.get("cwd") else None, trust=bool(options.get("trust")),
-        image_id=record["image_id"], rerun_of=run_id, source_key=record["source_key"])
+    kept = from_kept(options, "rerun")
+    kept["parameters"] = {**kept.get("parameters", {}), **overrides}
+    return RunRequest(uri=uri, version=version, entry_point=record["entry_point"], **kept,
+                      image_id=record["image_id"], rerun_of=run_id, source_key=record["source_key"])
 
 
 def _remember_environment(record: Mapping[str, Any]) -> None:

@@ -14,6 +14,7 @@ import pytest
 import dockrun
 from conftest import REPO, write_project
 from dockrun import api
+from dockrun import options as options_mod
 from dockrun.backends import REGISTRY, get_backend
 from dockrun.options import COMMANDS, OPTIONS, RunRequest, for_command, honoured_by
 
@@ -160,3 +161,22 @@ def test_sweep_tracking_uri_reaches_every_run_and_a_bad_one_is_one_line(tmp_path
     (line,) = r.stderr.splitlines()
     assert line.startswith("dockrun: error: --tracking-uri 'sqlite:///nowhere/m.db'") and "does not exist" in line
     assert not (home / "runs").exists()
+
+
+@pytest.mark.parametrize("face", ["rerun", "sweep"])
+def test_what_a_face_keeps_is_the_tables_and_comes_back_as_it_was(face: str, tmp_path: Path) -> None:
+    """A rerun's record and a sweep's record keep the options the table marks for them, as JSON,
+    and give them back as the request had them: a new option marked `kept` needs no other edit."""
+    import json
+
+    values = {"entry_point": "train", "version": "v1", "parameters": {"a": "1"}, "docker_args": ("shm-size=1g",),
+              "backend": "kubernetes", "backend_config": {"namespace": "x"}, "env_manager": "uv",
+              "base_image": "img:1", "storage_dir": tmp_path / "s", "experiment_name": "e", "experiment_id": "3",
+              "tracking_uri": "http://127.0.0.1:1", "trust": True, "cwd": tmp_path}
+    kept_names = {name for name, opt in OPTIONS.items() if face in opt.kept}
+    assert kept_names <= set(values), "give the new kept option a value here"
+    request = RunRequest(uri="u", **{k: v for k, v in values.items() if k in kept_names})
+    data = json.loads(json.dumps(options_mod.kept_options(request, face)))
+    assert set(data) == kept_names
+    again = RunRequest(uri="u", **options_mod.from_kept({**data, "not-an-option": 1}, face))
+    assert {k: getattr(again, k) for k in kept_names} == {k: getattr(request, k) for k in kept_names}

@@ -7,12 +7,13 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
 from ..errors import DockrunError, ExecutionError
+from ..options import kept_options
 from ..store.records import RunRecord, RunStore
 
 if TYPE_CHECKING:
@@ -139,18 +140,9 @@ def _without_credentials(options: dict[str, Any], prepared: PreparedRun) -> dict
 # parameters as the user gave them (the column has them as substituted, defaults included) and
 # the folder relative paths were taken from. Only what was given: a default is the default of the
 # dockrun that reruns.
-RERUN_OPTIONS = ("parameters", "cwd", "docker_args", "env_manager", "base_image", "storage_dir", "trust")
-
-
 def rerun_options(request: RunRequest) -> dict[str, Any]:
-    given = request.given()
-    out: dict[str, Any] = {}
-    for name in RERUN_OPTIONS:
-        if name in given:
-            value = given[name]
-            out[name] = str(value) if name in ("storage_dir", "cwd") else (
-                dict(value) if isinstance(value, Mapping) else list(value) if isinstance(value, tuple) else value)
-    return out
+    """What a run's record keeps of its request for a rerun (the option table says which)."""
+    return kept_options(request, "rerun")
 
 
 def ended_error(rec: RunRecord) -> ExecutionError:
