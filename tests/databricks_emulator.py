@@ -1,7 +1,8 @@
 """A strict local emulator of the documented Databricks REST API parts dockrun uses, for tests
 (Databricks itself cannot be reached from here): DBFS API 2.0, Jobs API 2.1 and 2.2 one-time runs
 (2.2's runs/get pages its arrays: ``page_size``), the Files API, and the workspace's MLflow REST API
-(experiments get-by-name/get/create, runs create/get/update/set-tag/log-batch: experiment names are
+(experiments get-by-name/get/create, runs create/get/update/set-tag/log-batch/log-metric/log-parameter,
+what MLflow's own client calls inside a task as well as dockrun's on the host: experiment names are
 absolute workspace paths, there is no experiment 0, params cannot change).
 
 Strict means the emulator refuses what the documentation does not allow, and, where the
@@ -1705,6 +1706,23 @@ class Mlflow:
             self._run(body.get("run_id") or body.get("run_uuid"))["data"]["tags"][body["key"]] = body["value"]
         return {}
 
+    def log_metric(self, body: Any) -> dict[str, Any]:
+        fields(body, "runs/log-metric", {"run_id": "string", "run_uuid": "string", "key": "string", "value": "any",
+                                         "timestamp": "integer", "step": "integer", "model_id": "string",
+                                         "dataset_name": "string", "dataset_digest": "string"},
+               ["key", "value", "timestamp"])
+        if isinstance(body["value"], bool) or not isinstance(body["value"], (int, float)):
+            raise invalid("runs/log-metric.value: expected a number")
+        metric = {k: body[k] for k in ("key", "value", "timestamp", "step") if k in body}
+        with self._lock:
+            self._run(body.get("run_id") or body.get("run_uuid"))["data"]["metrics"].append(metric)
+        return {}
+
+    def log_parameter(self, body: Any) -> dict[str, Any]:
+        fields(body, "runs/log-parameter", {"run_id": "string", "run_uuid": "string", **KEY_VALUE}, ["key", "value"])
+        run_id = body.get("run_id") or body.get("run_uuid") or ""
+        return self.log_batch({"run_id": run_id, "params": [{"key": body["key"], "value": body["value"]}]})
+
     def log_batch(self, body: Any) -> dict[str, Any]:
         fields(body, "runs/log-batch", {"run_id": "string", "metrics": "array", "params": "array", "tags": "array"},
                ["run_id"])
@@ -1891,6 +1909,8 @@ class DatabricksEmulator:
             ("POST", "/api/2.0/mlflow/runs/update"): (self.mlflow.update_run, None),
             ("POST", "/api/2.0/mlflow/runs/set-tag"): (self.mlflow.set_tag, None),
             ("POST", "/api/2.0/mlflow/runs/log-batch"): (self.mlflow.log_batch, None),
+            ("POST", "/api/2.0/mlflow/runs/log-metric"): (self.mlflow.log_metric, None),
+            ("POST", "/api/2.0/mlflow/runs/log-parameter"): (self.mlflow.log_parameter, None),
         }
 
     @property
