@@ -973,14 +973,16 @@ class Runtime:
         if lacks is None:
             # What Databricks Container Services needs to run a Python task: its virtualenv and bash.
             probe = f"test -x {RUNTIME_PYTHON} || echo {RUNTIME_PYTHON}; command -v bash >/dev/null || echo bash"
+            name = f"databricks-probe-{secrets.token_hex(6)}"
             try:
-                out = client.containers.run(image.id, ["sh", "-c", probe], remove=True, entrypoint=[],
+                out = client.containers.run(image.id, ["sh", "-c", probe], remove=True, entrypoint=[], name=name,
                                             labels={TASK_LABEL: "probe"})
                 lacks = out.decode(errors="replace").split()
-            except docker.errors.APIError as e:
-                lacks = [f"a shell ({e.explanation or e})"]
             except docker.errors.ContainerError as e:
                 lacks = [f"a working shell (exit {e.exit_status})"]
+            except docker.errors.APIError as e:  # made, but it did not start: removed here
+                lacks = [f"a shell ({e.explanation or e})"]
+                remove_container(client, name)
             lacks = " and ".join(lacks)
             with self._lock:
                 self._checked[image.id] = lacks
@@ -999,6 +1001,11 @@ def pull_failure(cluster_id: str, url: str, reason: str) -> str:
 
 
 RUNTIME = Runtime()
+
+
+def remove_container(client: Any, name: str) -> None:
+    with contextlib.suppress(Exception):  # never made, or already gone
+        client.containers.get(name).remove(force=True)
 
 
 class Environments:
@@ -1063,17 +1070,22 @@ class Environments:
         import docker
 
         client, folder = RUNTIME.client(), self._new("env")
-        user = f"{os.getuid()}:{os.getgid()}"
+        user, name = f"{os.getuid()}:{os.getgid()}", f"databricks-install-{secrets.token_hex(6)}"
         try:
             client.containers.run(image, ["cp", "-a", "/databricks/python3/.", "/out/"], remove=True, user=user,
                                   entrypoint=[], volumes={str(folder): {"bind": "/out", "mode": "rw"}},
-                                  labels={TASK_LABEL: "install"})
+                                  name=name + "-copy", labels={TASK_LABEL: "install"})
             client.containers.run(image, [RUNTIME_PYTHON, "-m", "pip", "install", "-q", "--no-index", "--no-cache-dir",
                                           "--disable-pip-version-check", "--find-links", "/wheels", *reqs],
                                   remove=True, user=user, entrypoint=[], environment={"HOME": "/tmp"},
-                                  network_mode="none", labels={TASK_LABEL: "install"},
+                                  network_mode="none", name=name, labels={TASK_LABEL: "install"},
                                   volumes={str(folder): {"bind": "/databricks/python3", "mode": "rw"},
                                            wheels: {"bind": "/wheels", "mode": "ro"}})
+        except docker.errors.APIError as e:  # made, but it did not start: removed here
+            for made in (name + "-copy", name):
+                remove_container(client, made)
+            shutil.rmtree(folder, ignore_errors=True)
+            return None, f"ERROR: pip could not run in the cluster's image: {e.explanation or e}"
         except docker.errors.ContainerError as e:
             shutil.rmtree(folder, ignore_errors=True)
             text = (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else str(e.stderr or "")
