@@ -1,7 +1,8 @@
 """The launcher on a runtime, end to end against the emulator, which runs a task as Databricks does:
-in the task's own Python (an isolated venv with the task's libraries installed), with only what that
-Python writes to sys.stdout/sys.stderr as the task's output (runs/get-output's ``logs``, the last
-5 MB of it), and an uncaught exception as ``error_trace``."""
+in a container of a runtime-like image (or the cluster's docker_image), by its /databricks/python3
+with the task's libraries installed into it, DBFS at /dbfs and volumes at /Volumes, with only what
+that Python writes to sys.stdout/sys.stderr as the task's output (runs/get-output's ``logs``, the
+last 5 MB of it), and an uncaught exception as ``error_trace``."""
 from __future__ import annotations
 
 import hashlib
