@@ -199,6 +199,33 @@ def test_an_image_the_cluster_cannot_run_fails_the_run(cli, databricks, tmp_path
     assert record["status"] == "FAILED" and record["reason"].startswith("CLUSTER_ERROR: ")
 
 
+def test_a_docker_image_is_pulled_only_from_the_tests_registry(cli, databricks, tmp_path: Path,  # noqa: F811
+                                                                dcs_image: str, registry) -> None:
+    """An image the engine lacks is pulled as a cluster pulls it, here from a registry on 127.0.0.1
+    (the emulator pulls from nowhere else); a tag the registry lacks fails the run as a pull failure."""
+    import contextlib
+
+    import docker
+
+    client = docker.from_env()
+    remote = f"{registry.address}/dockrun-dcs:{dcs_image.rsplit(':', 1)[1]}"
+    client.images.get(dcs_image).tag(remote)
+    try:
+        for line in client.images.push(remote, stream=True, decode=True):
+            assert "error" not in line, line
+        client.images.remove(remote)  # only the registry has it now
+        config = {**SPEC, "container_services": True}
+        r = _run(cli, _docker_env_project(tmp_path / "pulled", remote), config, _env(databricks, tmp_path))
+        assert r.code == 0, r.err
+        assert "from the custom image" in r.out and client.images.get(remote)
+        absent = f"{registry.address}/dockrun-dcs:absent"
+        r = _run(cli, _docker_env_project(tmp_path / "absent", absent), config, _env(databricks, tmp_path))
+        assert r.code == 1 and "DOCKER_IMAGE_PULL_FAILURE(CLIENT_ERROR)" in r.err and absent in r.err, r.err
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(remote)
+
+
 def test_double_braces_reach_the_command_as_typed(cli, databricks, tmp_path: Path) -> None:  # noqa: F811
     project = write_project(tmp_path / "br", {
         "MLproject": "name: br\nentry_points:\n  main:\n    parameters: {text: string}\n"
