@@ -344,3 +344,12 @@ def as_user(user_python: Path, base_image: str):
     yield user
     for folder in user.folders:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def databricks_runtime(base_image: str) -> str:
+    """The runtime-like image the Databricks emulator (tests/databricks_emulator.py) runs tasks in,
+    built once per session from the base image: its ID."""
+    from databricks_emulator import RUNTIME
+
+    return RUNTIME.image(base_image)

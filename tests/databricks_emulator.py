@@ -1,7 +1,8 @@
 """A strict local emulator of the documented Databricks REST API parts dockrun uses, for tests
 (Databricks itself cannot be reached from here): DBFS API 2.0, Jobs API 2.1 and 2.2 one-time runs
 (2.2's runs/get pages its arrays: ``page_size``), the Files API, and the workspace's MLflow REST API
-(experiments get-by-name/get/create, runs create/get/update/set-tag/log-batch: experiment names are
+(experiments get-by-name/get/create, runs create/get/update/set-tag/log-batch/log-metric/log-parameter,
+what MLflow's own client calls inside a task as well as dockrun's on the host: experiment names are
 absolute workspace paths, there is no experiment 0, params cannot change).
 
 Strict means the emulator refuses what the documentation does not allow, and, where the
@@ -29,18 +30,32 @@ documentation is silent, picks the stricter reading (each such choice is marked 
   endpoint (``client_id`` / ``client_secret``); ``GET /api/2.0/preview/scim/v2/Me`` says whose
   token it is.
 
-A submitted ``spark_python_task`` really runs here, in a scratch folder, with the emulator's
-environment plus the cluster's ``spark_env_vars`` and ``DOCKRUN_DBFS_FUSE=<dbfs_root>``. Clusters
-mount DBFS at /dbfs; that variable is the emulator's stand-in for the mount, and dockrun's launcher
-maps ``dbfs:/x`` and ``/dbfs/x`` below it when set.
+A submitted ``spark_python_task`` really runs, in a container on the Docker engine, as a cluster
+runs it: an image with the runtime's layout (``RUNTIME``: built once per test session from the local
+base image; a Python virtualenv at ``/databricks/python3``, bash, ``/databricks/driver`` as the
+working folder), or the new_cluster's ``docker_image`` (Databricks Container Services), with the
+emulator's DBFS root mounted at ``/dbfs`` (not on standard access modes, serverless compute or a
+disabled DBFS root) and its volumes at ``/Volumes``, the cluster's ``spark_env_vars``, and nothing
+of the test runner's environment. So the launcher under test is the one that ships, reading paths
+where clusters have them. The runtime's own credentials (what MLflow and the SDK inside a task use)
+are ``DATABRICKS_HOST``, the emulator as the container reaches it (the docker bridge's gateway, the
+only host address it reaches), and ``DATABRICKS_TOKEN``, a token that acts as the run's submitter
+while the task runs. Images come from the local engine or a registry on 127.0.0.1 only: any other
+image the engine lacks fails the run as a cluster that cannot pull it (life cycle INTERNAL_ERROR,
+result FAILED, ``termination_details.code`` CLUSTER_ERROR, DOCKER_IMAGE_PULL_FAILURE in the
+state_message); an image without ``/databricks/python3/bin/python`` or bash fails it the same way
+(strict: the termination reason is DOCKER_CONTAINER_CREATION_EXCEPTION; where exactly a workspace
+stops such an image is not documented). Every container is removed when its task ends, and
+``stop()`` removes any left.
 
-Its Python is an isolated environment (``python -m venv``, none of the test runner's packages) with
-the task's PyPI libraries (a cluster's ``libraries[].pypi``, a serverless ``environments[].spec.
-dependencies``) installed by pip from the package index: one venv per distinct set, made once per
-test session and shared by every emulator (``ENVIRONMENTS``). A set pip cannot install fails the run
-as Databricks does: life cycle INTERNAL_ERROR, result FAILED, the library and pip's error in
-``state_message``, ``status.termination_details.code`` LIBRARY_INSTALLATION_ERROR. JVM and R
-libraries (jar, maven, cran) are recorded only: a Python task never sees them.
+The task's PyPI libraries (a cluster's ``libraries[].pypi``, a serverless ``environments[].spec.
+dependencies``) are installed by pip into a copy of the image's ``/databricks/python3``, from wheels
+the test runner's pip fetched (the stand-in for the cluster's access to PyPI): one copy per image and
+distinct set, made once per test session and shared by every emulator (``ENVIRONMENTS``). A set pip
+cannot install fails the run as Databricks does: life cycle INTERNAL_ERROR, result FAILED, the
+library and pip's error in ``state_message``, ``status.termination_details.code``
+LIBRARY_INSTALLATION_ERROR. JVM and R libraries (jar, maven, cran) are recorded only: a Python task
+never sees them.
 
 The file runs as the runtime runs it: in a Python process whose ``sys.stdout`` and ``sys.stderr``
 the driver captures (that capture is runs/get-output's ``logs``: the last 5 MB, ``logs_truncated``
@@ -59,12 +74,12 @@ from __future__ import annotations
 import atexit
 import base64
 import binascii
+import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -866,53 +881,217 @@ def pip_requirements(task: Mapping[str, Any], environments: Mapping[str, Any]) -
     return tuple(lib["pypi"]["package"] for lib in task.get("libraries", []) if "pypi" in lib), "pypi"
 
 
+class ClusterError(Exception):
+    """The task's cluster could not start (its image cannot be had or cannot run a Python task): the
+    message is the run's state_message."""
+
+
+# The runtime-like image every task runs in unless its cluster names a docker_image: what a
+# Databricks Runtime has where a Python task needs it (a virtualenv at /databricks/python3 with pip,
+# bash, the driver's working folder /databricks/driver). /dbfs and /Volumes are mounted at run time.
+RUNTIME_DOCKERFILE = """\
+FROM {base}
+RUN python3 -m venv /databricks/python3 && mkdir -p /databricks/driver && chmod 1777 /databricks/driver
+ENV PATH=/databricks/python3/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+WORKDIR /databricks/driver
+LABEL dockrun-test.databricks-runtime="1"
+"""
+RUNTIME_PYTHON = "/databricks/python3/bin/python"
+TASK_LABEL = "dockrun-test.databricks-emulator"  # on every task container: the emulator's id
+
+
+class Runtime:
+    """The engine and the runtime-like image (built once per test session from the local base image,
+    named by a hash of its Dockerfile and the base's ID, so later sessions reuse it). Images come from
+    the local engine or a registry on 127.0.0.1 (the tests' own), never from the internet."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._image: str | None = None
+        self.tag = ""  # the runtime image's name, once built
+        self._gateway: str | None = None
+        self._checked: dict[str, str] = {}  # image ID -> "" (runs Python tasks) or what it lacks
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import docker
+
+                self._client = docker.from_env(timeout=600)
+            return self._client
+
+    def image(self, base: str | None = None) -> str:
+        """The runtime image's ID, built from ``base`` ($DOCKRUN_BASE_IMAGE, else dockrun-base:bookworm)."""
+        client = self.client()
+        with self._lock:
+            if self._image is None:
+                import hashlib
+                import io
+
+                base = base or os.environ.get("DOCKRUN_BASE_IMAGE") or "dockrun-base:bookworm"
+                text = RUNTIME_DOCKERFILE.format(base=base)
+                digest = hashlib.sha256(f"{text}\0{client.images.get(base).id}".encode()).hexdigest()[:16]
+                tag = f"dockrun-test-databricks-runtime:{digest}"
+                try:
+                    self._image = client.images.get(tag).id
+                except Exception:  # noqa: BLE001 - not built yet
+                    image, _ = client.images.build(fileobj=io.BytesIO(text.encode()), tag=tag, rm=True,
+                                                   forcerm=True, pull=False)
+                    self._image = image.id
+                self.tag = tag
+            return self._image
+
+    def gateway(self) -> str:
+        """The docker bridge's gateway: the one host address a task container reaches the emulator at."""
+        client = self.client()
+        with self._lock:
+            if self._gateway is None:
+                config = client.networks.get("bridge").attrs["IPAM"]["Config"]
+                self._gateway = next(c["Gateway"] for c in config if c.get("Gateway"))
+            return self._gateway
+
+    def cluster_image(self, url: str, auth: Mapping[str, str] | None, cluster_id: str) -> str:
+        """A docker_image (Databricks Container Services) as the cluster gets it: its ID, or
+        ClusterError as a cluster that cannot start says it."""
+        import docker
+
+        client = self.client()
+        try:
+            image = client.images.get(url)
+        except docker.errors.ImageNotFound:
+            registry = url.split("/", 1)[0] if "/" in url else ""
+            if registry.rsplit(":", 1)[0] not in ("127.0.0.1", "localhost"):
+                raise ClusterError(pull_failure(cluster_id, url, "not found (this emulator pulls only from a "
+                                                "registry on 127.0.0.1, never from the internet)")) from None
+            try:
+                image = client.images.pull(url, auth_config=dict(auth) if auth else None)
+            except docker.errors.APIError as e:
+                raise ClusterError(pull_failure(cluster_id, url, str(e.explanation or e))) from None
+        with self._lock:
+            lacks = self._checked.get(image.id)
+        if lacks is None:
+            # What Databricks Container Services needs to run a Python task: its virtualenv and bash.
+            probe = f"test -x {RUNTIME_PYTHON} || echo {RUNTIME_PYTHON}; command -v bash >/dev/null || echo bash"
+            name = f"databricks-probe-{secrets.token_hex(6)}"
+            try:
+                out = client.containers.run(image.id, ["sh", "-c", probe], remove=True, entrypoint=[], name=name,
+                                            labels={TASK_LABEL: "probe"})
+                lacks = out.decode(errors="replace").split()
+            except docker.errors.ContainerError as e:
+                lacks = [f"a working shell (exit {e.exit_status})"]
+            except docker.errors.APIError as e:  # made, but it did not start: removed here
+                lacks = [f"a shell ({e.explanation or e})"]
+                remove_container(client, name)
+            lacks = " and ".join(lacks)
+            with self._lock:
+                self._checked[image.id] = lacks
+        if lacks:
+            raise ClusterError(f"Cluster {cluster_id} could not start: DOCKER_CONTAINER_CREATION_EXCEPTION"
+                               f"(CLIENT_ERROR): the container image {url} has no {lacks}, which Databricks "
+                               "Container Services needs to run Python tasks")
+        return str(image.id)
+
+
+def pull_failure(cluster_id: str, url: str, reason: str) -> str:
+    """The state_message of a run whose cluster could not pull its image (the termination reason is
+    the Clusters API's DOCKER_IMAGE_PULL_FAILURE, the run's termination code CLUSTER_ERROR)."""
+    return (f"Cluster {cluster_id} could not start: DOCKER_IMAGE_PULL_FAILURE(CLIENT_ERROR): "
+            f"failed to pull the container image {url}: {reason}")
+
+
+RUNTIME = Runtime()
+
+
+def remove_container(client: Any, name: str) -> None:
+    with contextlib.suppress(Exception):  # never made, or already gone
+        client.containers.get(name).remove(force=True)
+
+
 class Environments:
-    """One venv per distinct set of requirements, made with ``python -m venv`` and filled by pip (the
-    test runner's pip, pointed at the venv with ``--python``: its index and certificate settings are
-    the machine's), kept for the test session; failures are kept too. Concurrent tasks needing the
-    same set wait for the one making it."""
+    """A task's libraries as the cluster installs them: into a copy of its image's /databricks/python3,
+    one per (image, set of requirements), made once per test session and mounted at
+    /databricks/python3 in the task's container. pip runs in a container of that image with no
+    network: the wheels come from the test runner's pip (``pip wheel``, whose index and certificate
+    settings are the machine's), the stand-in for the cluster's own access to PyPI. Failures are kept
+    too. Concurrent tasks needing the same set wait for the one making it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._root: Path | None = None
-        self._made: dict[tuple[str, ...], tuple[str | None, str]] = {}  # key -> (python, pip's errors)
+        self._made: dict[tuple[str, ...], tuple[str | None, str]] = {}  # key -> (folder, pip's errors)
         self._making: dict[tuple[str, ...], threading.Lock] = {}
         self.installs = 0  # how many sets pip was asked for (tests check the cache)
 
-    def python(self, requirements: Iterable[str], kind: str = "pypi") -> str:
-        key = tuple(sorted({r.strip() for r in requirements}))
+    def folder(self, image: str, requirements: Iterable[str], kind: str = "pypi") -> str | None:
+        """The host folder to mount at /databricks/python3 (None: no libraries, the image's own)."""
+        reqs = tuple(sorted({r.strip() for r in requirements}))
+        if not reqs:
+            return None
+        wheels = self._once(("wheels", *reqs), lambda: self._wheels(reqs))
+        if wheels[0] is not None:
+            wheels = self._once(("env", image, *reqs), lambda: self._install(image, wheels[0] or "", reqs))
+        folder, errors = wheels
+        if folder is None:
+            raise LibraryError(library_error(reqs, kind, errors))
+        return folder
+
+    def _once(self, key: tuple[str, ...], make: Callable[[], tuple[str | None, str]]) -> tuple[str | None, str]:
         with self._lock:
             making = self._making.setdefault(key, threading.Lock())
         with making:
             if key not in self._made:
-                self._made[key] = self._make(key)
-        python, errors = self._made[key]
-        if python is None:
-            raise LibraryError(library_error(key, kind, errors))
-        return python
+                self._made[key] = make()
+            return self._made[key]
 
-    def _make(self, key: tuple[str, ...]) -> tuple[str | None, str]:
+    def _new(self, name: str) -> Path:
         with self._lock:
             if self._root is None:
                 self._root = Path(tempfile.mkdtemp(prefix="databricks-emulator-envs-"))
                 atexit.register(shutil.rmtree, self._root, True)
-            folder = self._root / f"env-{len(self._making)}-{secrets.token_hex(4)}"
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True,
-                       capture_output=True, timeout=120)
-        python = str(folder / "bin" / "python")
-        if key:
-            self.installs += 1
-            bad = [r for r in key if r.startswith("-") or not r]
-            if bad:  # options (-r, -e, --index-url) would need files or settings the emulator has not
-                return None, f"ERROR: {bad[0]!r}: not supported by this emulator"
-            r = subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-input",
-                                "--disable-pip-version-check", "-q", *key],
-                               capture_output=True, text=True, timeout=600)
-            if r.returncode != 0:
-                shutil.rmtree(folder, ignore_errors=True)
-                errors = [line for line in (r.stderr + r.stdout).splitlines() if line.startswith("ERROR")]
-                return None, " ".join(errors) or f"pip exited with code {r.returncode}"
-        return python, ""
+            folder = self._root / f"{name}-{len(self._making)}-{secrets.token_hex(4)}"
+        folder.mkdir()
+        return folder
+
+    def _wheels(self, reqs: tuple[str, ...]) -> tuple[str | None, str]:
+        self.installs += 1
+        bad = [r for r in reqs if r.startswith("-") or not r]
+        if bad:  # options (-r, -e, --index-url) would need files or settings the emulator has not
+            return None, f"ERROR: {bad[0]!r}: not supported by this emulator"
+        folder = self._new("wheels")
+        r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-input", "--disable-pip-version-check", "-q",
+                            "-w", str(folder), *reqs], capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            errors = [line for line in (r.stderr + r.stdout).splitlines() if line.startswith("ERROR")]
+            return None, " ".join(errors) or f"pip exited with code {r.returncode}"
+        return str(folder), ""
+
+    def _install(self, image: str, wheels: str, reqs: tuple[str, ...]) -> tuple[str | None, str]:
+        import docker
+
+        client, folder = RUNTIME.client(), self._new("env")
+        user, name = f"{os.getuid()}:{os.getgid()}", f"databricks-install-{secrets.token_hex(6)}"
+        try:
+            client.containers.run(image, ["cp", "-a", "/databricks/python3/.", "/out/"], remove=True, user=user,
+                                  entrypoint=[], volumes={str(folder): {"bind": "/out", "mode": "rw"}},
+                                  name=name + "-copy", labels={TASK_LABEL: "install"})
+            client.containers.run(image, [RUNTIME_PYTHON, "-m", "pip", "install", "-q", "--no-index", "--no-cache-dir",
+                                          "--disable-pip-version-check", "--find-links", "/wheels", *reqs],
+                                  remove=True, user=user, entrypoint=[], environment={"HOME": "/tmp"},
+                                  network_mode="none", name=name, labels={TASK_LABEL: "install"},
+                                  volumes={str(folder): {"bind": "/databricks/python3", "mode": "rw"},
+                                           wheels: {"bind": "/wheels", "mode": "ro"}})
+        except docker.errors.APIError as e:  # made, but it did not start: removed here
+            for made in (name + "-copy", name):
+                remove_container(client, made)
+            shutil.rmtree(folder, ignore_errors=True)
+            return None, f"ERROR: pip could not run in the cluster's image: {e.explanation or e}"
+        except docker.errors.ContainerError as e:
+            shutil.rmtree(folder, ignore_errors=True)
+            text = (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else str(e.stderr or "")
+            errors = [line for line in text.splitlines() if line.startswith("ERROR")]
+            return None, " ".join(errors) or f"pip exited with code {e.exit_status}"
+        return str(folder), ""
 
 
 def library_error(key: tuple[str, ...], kind: str, errors: str) -> str:
@@ -974,14 +1153,14 @@ TERMINAL = "TERMINATED"
 class TaskRun:
     run_id: int
     spec: dict[str, Any]
-    log: Path
+    folder: Path  # the task's own: driver/ (its working folder) and capture/ (its logs and trace)
     life: str = "PENDING"
     result: str | None = None
     message: str = "Waiting for cluster"
     start: int = 0
     end: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
-    proc: subprocess.Popen[bytes] | None = None
+    container: Any = None  # the task's container (docker-py), while it exists
     code: str = ""  # status.termination_details.code, once terminated
 
     @property
@@ -989,8 +1168,12 @@ class TaskRun:
         return str(self.spec["task_key"])
 
     @property
+    def log(self) -> Path:  # what the file's sys.stdout/sys.stderr wrote (get-output's logs)
+        return self.folder / "capture" / "log"
+
+    @property
     def trace(self) -> Path:  # an uncaught exception's traceback (get-output's error_trace)
-        return self.log.with_suffix(".trace")
+        return self.folder / "capture" / "trace"
 
 
 @dataclass
@@ -1007,6 +1190,7 @@ class Run:
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     code: str = ""
+    principal: str = ""  # who submitted it: the task's own token acts as them
 
 
 # Jobs API 2.1's life cycle states as the newer ``status.state`` (RunLifecycleStateV2State) says them.
@@ -1015,6 +1199,7 @@ STATE_V2 = {"PENDING": "PENDING", "QUEUED": "QUEUED", "BLOCKED": "BLOCKED", "WAI
             "SKIPPED": "TERMINATED", "INTERNAL_ERROR": "TERMINATED"}
 # status.termination_details.code -> its type (TerminationTypeType), for the codes the emulator sends.
 TERMINATION_TYPES = {"SUCCESS": "SUCCESS", "USER_CANCELED": "SUCCESS", "CANCELED": "CLIENT_ERROR",
+                     "CLUSTER_ERROR": "CLIENT_ERROR",
                      "RUN_EXECUTION_ERROR": "CLIENT_ERROR", "LIBRARY_INSTALLATION_ERROR": "CLIENT_ERROR",
                      "INVALID_RUN_CONFIGURATION": "CLIENT_ERROR", "RESOURCE_NOT_FOUND": "CLIENT_ERROR"}
 RESULT_CODES = {"SUCCESS": "SUCCESS", "CANCELED": "USER_CANCELED", "TIMEDOUT": "CANCELED",
@@ -1070,6 +1255,7 @@ class Jobs:
             if token in self._tokens:  # the docs promise exactly one run per token
                 return {"run_id": self._tokens[token]}
             run = self._new_run(body)
+            run.principal = self.emu.caller
             if token is not None:
                 self._tokens[token] = run.run_id
         self.emu.submitted.append(body)
@@ -1099,7 +1285,7 @@ class Jobs:
         tasks = []
         for spec in body["tasks"]:
             task_id = next(self._ids)
-            tasks.append(TaskRun(task_id, spec, self.emu.work / f"task-{task_id}.log"))
+            tasks.append(TaskRun(task_id, spec, self.emu.work / f"task-{task_id}"))
         run = Run(run_id, job_id, body, tasks)
         self.runs[run_id] = run
         for task in tasks:
@@ -1239,7 +1425,7 @@ class Jobs:
         result = overall_result(run)
         message = "" if result == "SUCCESS" else {"CANCELED": "Run cancelled", "TIMEDOUT": "Run timed out"}.get(
             result, "Workload failed, see run output for details")
-        broken = [t for t in run.tasks if t.code == "LIBRARY_INSTALLATION_ERROR"]
+        broken = [t for t in run.tasks if t.code in ("LIBRARY_INSTALLATION_ERROR", "CLUSTER_ERROR")]
         if broken and result == "FAILED":  # the run did not get to run its code: Databricks says why
             self._set(run, life="INTERNAL_ERROR", result=result, message=broken[0].message, code=broken[0].code,
                       end=now_ms())
@@ -1255,33 +1441,54 @@ class Jobs:
             self._set(task, life=TERMINAL, result="CANCELED", message="Run cancelled", end=now_ms())
             return
         deadline = min(run_deadline, self._deadline(task.spec.get("timeout_seconds", 0)))
-        self._set(task, message="Installing libraries")
         try:
-            python = ENVIRONMENTS.python(*pip_requirements(task.spec, self._environments(run)))
-        except LibraryError as e:  # the cluster could not give the task its libraries: nothing runs
-            self._set(task, life="INTERNAL_ERROR", result="FAILED", message=str(e), code="LIBRARY_INSTALLATION_ERROR",
-                      end=now_ms())
+            image = self._cluster_image(run, task)  # the cluster starts (its image pulled) first
+            self._set(task, message="Installing libraries")
+            python_env = ENVIRONMENTS.folder(image, *pip_requirements(task.spec, self._environments(run)))
+        except (ClusterError, LibraryError) as e:  # the cluster could not give the task what it needs: nothing runs
+            code = "CLUSTER_ERROR" if isinstance(e, ClusterError) else "LIBRARY_INSTALLATION_ERROR"
+            self._set(task, life="INTERNAL_ERROR", result="FAILED", message=str(e), code=code, end=now_ms())
             return
         if task.cancel.is_set():  # cancelled while its libraries were installed
             self._set(task, life=TERMINAL, result="CANCELED", message="Run cancelled", code="USER_CANCELED",
                       end=now_ms())
             return
         self._set(task, life="RUNNING", message="In run", start=now_ms())
+        token = self.emu.task_token(run.principal)
         try:
-            proc = self._spawn(run, task, python)
-        except OSError as e:
-            result, message = "FAILED", f"Could not start the task: {e}"
-        else:
-            result, message = self._watch(task, proc, deadline)
+            try:
+                container = self._spawn(run, task, image, python_env, token)
+            except OSError as e:
+                result, message = "FAILED", f"Could not start the task: {e}"
+            else:
+                result, message = self._watch(task, container, deadline)
+        finally:
+            self.emu.revoke(token)
+            self._remove(task)
         self._set(task, life="TERMINATING", message="Cleaning up")
         time.sleep(self.emu.terminating_s)
         self._set(task, life=TERMINAL, result=result, message=message, code=RESULT_CODES[result], end=now_ms())
+
+    def _cluster_image(self, run: Run, task: TaskRun) -> str:
+        """The image the task's compute runs: its new_cluster's docker_image (Databricks Container
+        Services), else the runtime's (existing clusters and serverless compute: the runtime's)."""
+        image = (task.spec.get("new_cluster") or {}).get("docker_image")
+        if not image:
+            return RUNTIME.image()
+        cluster_id = f"{time.strftime('%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+        return RUNTIME.cluster_image(image["url"], image.get("basic_auth"), cluster_id)
 
     @staticmethod
     def _environments(run: Run) -> dict[str, Any]:
         return {env["environment_key"]: env["spec"] for env in run.body.get("environments", [])}
 
-    def _spawn(self, run: Run, task: TaskRun, python: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, run: Run, task: TaskRun, image: str, python_env: str | None, token: str) -> Any:
+        """The task's container: the python_file run by the image's /databricks/python3 as the runtime
+        runs it (CAPTURE), /dbfs and /Volumes mounted where clusters have them, the cluster's
+        spark_env_vars, and the workspace's address and a token of the submitter's (the runtime's own
+        credentials, which MLflow and the SDK inside a task use)."""
+        import docker
+
         spt = task.spec["spark_python_task"]
         python_file = spt["python_file"]
         if self.emu.before_task is not None:
@@ -1305,38 +1512,73 @@ class Jobs:
             source = self.emu.dbfs.file(dbfs_path(python_file[len("dbfs:"):], "python_file", False))
         if source is None:
             raise OSError(f"{python_file} no longer exists")
-        cwd = Path(tempfile.mkdtemp(prefix=f"task-{task.run_id}-", dir=self.emu.work))
-        script = cwd / Path(spt["python_file"]).name
-        script.write_bytes(source)
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-        fuse = self.emu.base / "no-dbfs-root" if standard or self.emu.dbfs.root_disabled else self.emu.dbfs_root
-        env.update(DOCKRUN_DBFS_FUSE=str(fuse), DOCKRUN_VOLUMES_ROOT=str(self.emu.uc_root))
-        env.update(task.spec.get("new_cluster", {}).get("spark_env_vars", {}))
+        driver, capture = task.folder / "driver", task.folder / "capture"
+        for folder in (driver, capture):
+            folder.mkdir(parents=True, exist_ok=True)
+        script = Path(spt["python_file"]).name
+        (driver / script).write_bytes(source)
+        task.log.touch()
+        mounts = {str(driver): {"bind": "/databricks/driver", "mode": "rw"},
+                  str(capture): {"bind": "/databricks/capture", "mode": "rw"},
+                  str(self.emu.volumes_root): {"bind": "/Volumes", "mode": "rw"}}
+        if not (standard or self.emu.dbfs.root_disabled):
+            mounts[str(self.emu.dbfs_root)] = {"bind": "/dbfs", "mode": "rw"}
+        if python_env is not None:  # the cluster's libraries, installed into its /databricks/python3
+            mounts[python_env] = {"bind": "/databricks/python3", "mode": "ro"}
+        url = self.emu.task_url
+        env = {**task.spec.get("new_cluster", {}).get("spark_env_vars", {}),
+               "DATABRICKS_HOST": url, "DATABRICKS_TOKEN": token}
         values = {"job.run_id": str(run.run_id), "run_id": str(run.run_id), "task.run_id": str(task.run_id),
                   "job.id": str(run.job_id), "job_id": str(run.job_id), "task.name": task.key, "task_key": task.key,
-                  "workspace.url": self.emu.url, "workspace.id": str(self.emu.workspace_id)}
+                  "workspace.url": url, "workspace.id": str(self.emu.workspace_id)}
         parameters = [resolve_references(p, values) for p in spt.get("parameters", [])]
-        task.log.touch()
-        with open(task.log.with_suffix(".driver"), "wb") as driver:
-            # The file's own sys.stdout/sys.stderr are the task's logs (CAPTURE); the descriptors go
-            # to the driver's log. A session of its own, so a cancel reaches the task's children.
-            proc = subprocess.Popen([python, "-c", CAPTURE, str(task.log), str(task.trace), str(script), *parameters],
-                                    cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=driver,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        self._set(task, proc=proc)
-        return proc
+        command = [RUNTIME_PYTHON, "-c", CAPTURE, "/databricks/capture/log", "/databricks/capture/trace",
+                   f"/databricks/driver/{script}", *parameters]
+        client = RUNTIME.client()
+        try:
+            # init: SIGTERM reaches the Python process, whose own descriptors are the driver's log.
+            container = client.containers.create(
+                image, command, entrypoint=[], environment=env, volumes=mounts, working_dir="/databricks/driver",
+                user=f"{os.getuid()}:{os.getgid()}", init=True, labels={TASK_LABEL: self.emu.id},
+                name=f"databricks-task-{task.run_id}-{secrets.token_hex(3)}")
+        except docker.errors.APIError as e:
+            raise OSError(f"the task's container could not be made: {e.explanation or e}") from None
+        self._set(task, container=container)
+        try:
+            container.start()
+        except docker.errors.APIError as e:
+            raise OSError(f"the task's container did not start: {e.explanation or e}") from None
+        return container
 
-    def _watch(self, task: TaskRun, proc: subprocess.Popen[bytes], deadline: float) -> tuple[str, str]:
-        while proc.poll() is None:
-            if task.cancel.wait(0.05):
-                kill(proc, self.emu.kill_grace_s)
-                return "CANCELED", "Run cancelled"
-            if time.monotonic() > deadline:
-                kill(proc, self.emu.kill_grace_s)
-                return "TIMEDOUT", "Run timed out"
-        if proc.returncode == 0:
+    def _watch(self, task: TaskRun, container: Any, deadline: float) -> tuple[str, str]:
+        ended, codes = threading.Event(), []
+
+        def wait() -> None:
+            try:
+                codes.append(container.wait()["StatusCode"])
+            except Exception as e:  # noqa: BLE001 - the engine lost it: said as the task's failure
+                codes.append(f"the engine lost the task's container: {e}")
+            ended.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        while not ended.wait(0.05):
+            for event, result, message in ((task.cancel, "CANCELED", "Run cancelled"),
+                                           (None, "TIMEDOUT", "Run timed out")):
+                if (event.is_set() if event else time.monotonic() > deadline):
+                    stop(container, ended, self.emu.kill_grace_s)
+                    return result, message
+        code = codes[0]
+        if code == 0:
             return "SUCCESS", ""
-        return "FAILED", f"Workload failed: the Python file exited with code {proc.returncode}"
+        if isinstance(code, str):
+            return "FAILED", code
+        return "FAILED", f"Workload failed: the Python file exited with code {code}"
+
+    def _remove(self, task: TaskRun) -> None:
+        container, task.container = task.container, None
+        if container is not None:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
 
     def shutdown(self) -> None:
         with self._lock:
@@ -1345,25 +1587,18 @@ class Jobs:
             run.cancel.set()
             for task in run.tasks:
                 task.cancel.set()
-                if task.proc is not None:
-                    kill(task.proc, 0.5)
         for run in runs:
             if run.thread is not None:
-                run.thread.join(timeout=10)
+                run.thread.join(timeout=30)
 
 
-def kill(proc: subprocess.Popen[bytes], grace_s: float) -> None:
-    """SIGTERM to the task's process group, SIGKILL if it is still there after `grace_s`."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=wait_s)
+def stop(container: Any, ended: threading.Event, grace_s: float) -> None:
+    """SIGTERM to the task's process, SIGKILL if it is still there after ``grace_s``."""
+    for sig, wait_s in (("SIGTERM", grace_s), ("SIGKILL", 10.0)):
+        with contextlib.suppress(Exception):  # already gone
+            container.kill(signal=sig)
+        if ended.wait(wait_s):
             return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 # ---- MLflow (the workspace's tracking server, REST API 2.0) --------------------------------------
@@ -1482,6 +1717,23 @@ class Mlflow:
         with self._lock:
             self._run(body.get("run_id") or body.get("run_uuid"))["data"]["tags"][body["key"]] = body["value"]
         return {}
+
+    def log_metric(self, body: Any) -> dict[str, Any]:
+        fields(body, "runs/log-metric", {"run_id": "string", "run_uuid": "string", "key": "string", "value": "any",
+                                         "timestamp": "integer", "step": "integer", "model_id": "string",
+                                         "dataset_name": "string", "dataset_digest": "string"},
+               ["key", "value", "timestamp"])
+        if isinstance(body["value"], bool) or not isinstance(body["value"], (int, float)):
+            raise invalid("runs/log-metric.value: expected a number")
+        metric = {k: body[k] for k in ("key", "value", "timestamp", "step") if k in body}
+        with self._lock:
+            self._run(body.get("run_id") or body.get("run_uuid"))["data"]["metrics"].append(metric)
+        return {}
+
+    def log_parameter(self, body: Any) -> dict[str, Any]:
+        fields(body, "runs/log-parameter", {"run_id": "string", "run_uuid": "string", **KEY_VALUE}, ["key", "value"])
+        run_id = body.get("run_id") or body.get("run_uuid") or ""
+        return self.log_batch({"run_id": run_id, "params": [{"key": body["key"], "value": body["value"]}]})
 
     def log_batch(self, body: Any) -> dict[str, Any]:
         fields(body, "runs/log-batch", {"run_id": "string", "metrics": "array", "params": "array", "tags": "array"},
@@ -1615,6 +1867,8 @@ class DatabricksEmulator:
         self.dbfs = Dbfs(self.dbfs_root, self.base / "staging", accept_dbfs_scheme, handle_idle_s)
         self.dbfs.root_disabled = dbfs_root_disabled
         self.uc_root = self.base / "uc"
+        self.volumes_root = self.uc_root / "Volumes"  # what clusters mount at /Volumes
+        self.volumes_root.mkdir(parents=True)
         self.volumes = Volumes(self.uc_root, self.base / "staging")
         for volume in volumes:
             self.volumes.create(volume)
@@ -1628,6 +1882,11 @@ class DatabricksEmulator:
         self.requests: list[tuple[str, str, int]] = []
         self.errors: list[str] = []
         self._server: ThreadingHTTPServer | None = None
+        # What task containers reach: the same API on the docker bridge's gateway, started with the first task.
+        self._task_server: ThreadingHTTPServer | None = None
+        self.id = secrets.token_hex(8)  # labels this emulator's task containers
+        # Tokens the "runtime" gives running tasks (token -> the principal who submitted the run).
+        self._task_tokens: dict[str, str] = {}
         self._faults_lock = threading.Lock()
         self._faults: dict[str, list[tuple[Any, ...]]] = {}
         self._rewrites: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -1662,6 +1921,8 @@ class DatabricksEmulator:
             ("POST", "/api/2.0/mlflow/runs/update"): (self.mlflow.update_run, None),
             ("POST", "/api/2.0/mlflow/runs/set-tag"): (self.mlflow.set_tag, None),
             ("POST", "/api/2.0/mlflow/runs/log-batch"): (self.mlflow.log_batch, None),
+            ("POST", "/api/2.0/mlflow/runs/log-metric"): (self.mlflow.log_metric, None),
+            ("POST", "/api/2.0/mlflow/runs/log-parameter"): (self.mlflow.log_parameter, None),
         }
 
     @property
@@ -1671,21 +1932,61 @@ class DatabricksEmulator:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> DatabricksEmulator:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
-        self._server.daemon_threads = True
-        # A short poll interval: shutdown() waits for it, and every test stops an emulator.
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                         name="databricks-emulator", daemon=True).start()
+        self._server = self._serve("127.0.0.1")
         return self
 
+    def _serve(self, address: str) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer((address, 0), _handler_class(self))
+        server.daemon_threads = True
+        # A short poll interval: shutdown() waits for it, and every test stops an emulator.
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                         name="databricks-emulator", daemon=True).start()
+        return server
+
+    @property
+    def task_url(self) -> str:
+        """The workspace as a task's container reaches it: through the docker bridge's gateway only."""
+        gateway = RUNTIME.gateway()
+        with self._faults_lock:
+            if self._task_server is None:
+                self._task_server = self._serve(gateway)
+            host, port = self._task_server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def task_token(self, principal: str) -> str:
+        """A token acting as ``principal`` while one task runs (revoke it when the task ends)."""
+        token = "dkea" + secrets.token_hex(16)
+        with self._faults_lock:
+            self._task_tokens[token] = principal
+        return token
+
+    def revoke(self, token: str) -> None:
+        with self._faults_lock:
+            self._task_tokens.pop(token, None)
+
+    @property
+    def caller(self) -> str:
+        """Who the request this server thread is answering comes from."""
+        return self.mlflow.principal
+
     def stop(self) -> None:
-        """Stop serving, kill every task process still running, remove the emulator's files."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        """Stop serving, stop and remove every task container, remove the emulator's files."""
+        for server in (self._server, self._task_server):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+        self._server = self._task_server = None
         self.jobs.shutdown()
+        if self.jobs.task_runs:  # tasks ran: containers were made
+            self._remove_containers()
         shutil.rmtree(self.base, ignore_errors=True)
+
+    def _remove_containers(self) -> None:
+        """Any container of this emulator's still there (a task thread that did not end in time)."""
+        client = RUNTIME.client()
+        for container in client.containers.list(all=True, filters={"label": f"{TASK_LABEL}={self.id}"}):
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
 
     def dbfs_file(self, path: str) -> bytes | None:
         """The bytes of a DBFS file ("/x", "dbfs:/x" or "/dbfs/x"), or None when there is none."""
@@ -1831,10 +2132,15 @@ class DatabricksEmulator:
         scheme, _, given = (header or "").partition(" ")
         if scheme != "Bearer" or not given.strip():
             raise ApiError(401, "UNAUTHENTICATED", "a valid bearer token is required (Authorization: Bearer <token>)")
-        if not (secrets.compare_digest(given.strip(), self.token) or self.oauth.valid(given.strip())):
+        given = given.strip()
+        with self._faults_lock:
+            task_principal = self._task_tokens.get(given)
+        if task_principal is not None:
+            return task_principal
+        if not (secrets.compare_digest(given, self.token) or self.oauth.valid(given)):
             # What Databricks answers for a wrong or expired token: 403, and a number as error_code.
             raise ApiError(403, "403", "Invalid access token.")
-        return self.user_name if secrets.compare_digest(given.strip(), self.token) else self.client_id
+        return self.user_name if secrets.compare_digest(given, self.token) else self.client_id
 
     def _no_route(self, method: str, path: str) -> ApiError:
         # Databricks routes on method and path together: a wrong method finds no API either.
@@ -1893,8 +2199,9 @@ def _handler_class(emulator: DatabricksEmulator) -> type[BaseHTTPRequestHandler]
 
 
 @pytest.fixture
-def databricks() -> Iterator[DatabricksEmulator]:
-    """A started emulator with a random token; stopped (task processes killed) after the test."""
+def databricks(databricks_runtime: str) -> Iterator[DatabricksEmulator]:
+    """A started emulator with a random token; stopped (task containers removed) after the test.
+    ``databricks_runtime`` (tests/conftest.py): the engine and the runtime image, or unavailable()."""
     emulator = DatabricksEmulator().start()
     try:
         yield emulator

@@ -6,7 +6,6 @@ import base64
 import http.client
 import json
 import os
-import sys
 import textwrap
 import time
 import urllib.error
@@ -279,7 +278,7 @@ def test_submit_top_level_checks(databricks: DatabricksEmulator) -> None:  # noq
 
 CHECK_SCRIPT = """
     import os, sys
-    fuse = os.environ["DOCKRUN_DBFS_FUSE"]
+    fuse = "/dbfs"  # where clusters mount DBFS
     print("args", sys.argv[1:])
     print("input", open(os.path.join(fuse, "data/in.txt")).read())
     print("flavour", os.environ["FLAVOUR"])
@@ -296,7 +295,7 @@ CHECK_SCRIPT = """
 def test_successful_run_executes_the_python_file(databricks: DatabricksEmulator) -> None:  # noqa: F811
     put(databricks, "/data/in.txt", b"from dbfs")
     libraries = [{"pypi": {"package": "tabulate"}}, {"jar": "dbfs:/jars/x.jar"}]
-    cluster = {**CLUSTER, "spark_env_vars": {"FLAVOUR": "vanilla"}, "docker_image": {"url": "python:3.11"}}
+    cluster = {**CLUSTER, "spark_env_vars": {"FLAVOUR": "vanilla"}}
     spt = {"python_file": script(databricks, CHECK_SCRIPT), "parameters": ["a b", "--x=1"]}
     status, answer = submit(databricks, task(new_cluster=cluster, spark_python_task=spt, libraries=libraries))
     assert status == 200 and set(answer) == {"run_id"}
@@ -319,7 +318,9 @@ def test_successful_run_executes_the_python_file(databricks: DatabricksEmulator)
     for line in ("args ['a b', '--x=1']", "input from dbfs", "flavour vanilla", "to stderr"):
         assert line in output["logs"]
     python = output["logs"].split("python ", 1)[1].split()[0]
-    assert python != sys.executable and "tabulate" in output["logs"] and "from a child" not in output["logs"]
+    # the runtime's Python, in the task's container; the cluster library installed into it
+    assert python == "/databricks/python3/bin/python" and "tabulate" in output["logs"]
+    assert "from a child" not in output["logs"]
     assert run["status"] == {"state": "TERMINATED", "termination_details": {
         "code": "SUCCESS", "type": "SUCCESS", "message": ""}}
     assert output["metadata"]["run_id"] == task_run["run_id"]
@@ -342,11 +343,11 @@ def test_cancel_of_a_sleeping_run(databricks: DatabricksEmulator) -> None:  # no
     script(databricks, "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n")
     run_id = submit(databricks, task())[1]["run_id"]
     assert wait(databricks, run_id, "RUNNING")["state"]["life_cycle_state"] == "RUNNING"
-    started = time.monotonic()
+    databricks.kill_grace_s = 60  # a cancel that had to wait out the grace would not end in wait()'s time
     assert call(databricks, "POST", "/api/2.1/jobs/runs/cancel", {"run_id": run_id}) == (200, {})
     assert get(databricks, run_id)["state"]["life_cycle_state"] in ("TERMINATING", "TERMINATED")
     run = wait(databricks, run_id)
-    assert time.monotonic() - started < 5
+    # SIGTERM ended the task (the script has no handler): no SIGKILL after a grace was needed
     assert run["state"]["result_state"] == "CANCELED" and run["state"]["user_cancelled_or_timedout"] is True
     assert run["tasks"][0]["state"]["result_state"] == "CANCELED"
     assert call(databricks, "POST", "/api/2.1/jobs/runs/cancel", {"run_id": run_id}) == (200, {})  # no-op
@@ -391,7 +392,7 @@ def test_runs_get_checks_run_id(databricks: DatabricksEmulator) -> None:  # noqa
     assert error(call(databricks, "GET", "/api/2.1/jobs/runs/get")) == (400, "INVALID_PARAMETER_VALUE")
 
 
-def test_logs_keep_the_tail_when_over_the_limit() -> None:
+def test_logs_keep_the_tail_when_over_the_limit(databricks_runtime: str) -> None:
     emu = DatabricksEmulator(logs_limit=1000, pending_s=0).start()
     try:
         script(emu, "print('x' * 5000)\nprint('the end')\n")
@@ -403,21 +404,30 @@ def test_logs_keep_the_tail_when_over_the_limit() -> None:
         emu.stop()
 
 
-def test_stop_kills_running_tasks() -> None:
+def test_stop_removes_running_tasks(databricks_runtime: str) -> None:
     emu = DatabricksEmulator(pending_s=0).start()
     try:
-        script(emu, "import os, time\nopen(os.environ['DOCKRUN_DBFS_FUSE'] + '/pid', 'w').write(str(os.getpid()))\n"
-                    "time.sleep(60)\n")
+        script(emu, "import socket, time\nopen('/dbfs/host', 'w').write(socket.gethostname())\ntime.sleep(60)\n")
         run_id = submit(emu, task())[1]["run_id"]
-        deadline = time.monotonic() + 10
-        while not emu.dbfs_file("/pid") and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while not emu.dbfs_file("/host") and time.monotonic() < deadline:
             time.sleep(0.05)
-        pid = int(emu.dbfs_file("/pid") or b"0")
-        assert pid and get(emu, run_id)["state"]["life_cycle_state"] == "RUNNING"
+        host = (emu.dbfs_file("/host") or b"").decode()
+        assert host and get(emu, run_id)["state"]["life_cycle_state"] == "RUNNING"
+        assert _containers(emu), "the task runs in a container of the emulator's"
     finally:
         emu.stop()
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    assert not _containers(emu)
+
+
+def _containers(emu: DatabricksEmulator) -> list[str]:
+    import subprocess
+
+    from databricks_emulator import TASK_LABEL
+
+    r = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label={TASK_LABEL}={emu.id}"],
+                       capture_output=True, text=True, check=True)
+    return r.stdout.split()
 
 
 # ---- Files API (Unity Catalog volumes), DBFS root disabled, access modes, OAuth, SCIM ---------
@@ -544,7 +554,7 @@ def test_a_library_that_does_not_install_fails_the_run_as_databricks_says(databr
     assert task_run["state"]["life_cycle_state"] == "INTERNAL_ERROR" and task_run["start_time"] == 0
     output = call(databricks, "GET", f"/api/2.1/jobs/runs/get-output?run_id={task_run['run_id']}")[1]
     assert output["error"] == message and output["logs"] == ""
-    assert not list(databricks.work.glob("task-*/ran"))  # the file never ran
+    assert not list(databricks.work.glob("task-*/driver/ran"))  # the file never ran
     # serverless: the environment's dependencies, the same way
     assert raw(databricks, "PUT", "/api/2.0/fs/files/Volumes/main/ml/dockrun/x.py", b"print(1)\n")[0] == 204
     env = {"environment_key": "e", "spec": {"environment_version": "2", "dependencies": [missing]}}
@@ -564,7 +574,7 @@ def test_each_set_of_libraries_is_installed_once_per_session(databricks: Databri
             installs = ENVIRONMENTS.installs
         pythons.append(call(databricks, "GET", f"/api/2.1/jobs/runs/get-output?run_id={run['tasks'][0]['run_id']}")[1]
                        ["logs"].strip())
-    assert pythons[0] == pythons[1] != sys.executable and ENVIRONMENTS.installs == installs
+    assert pythons == ["/databricks/python3/bin/python"] * 2 and ENVIRONMENTS.installs == installs
     # no libraries: an environment of its own, without the test runner's packages
     script(databricks, "import pytest\n")
     run = wait(databricks, submit(databricks, task())[1]["run_id"])

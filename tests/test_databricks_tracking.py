@@ -1,6 +1,8 @@
 """Tracking in remote mode: a run on Databricks is logged into its workspace's MLflow (the emulator
 serves MLflow's REST API as a workspace does), with the tags a local run gets; the task logs into it
-with MLFLOW_TRACKING_URI=databricks and no credential of the caller's."""
+from inside its container with MLflow's own client (mlflow-skinny, a cluster library), told only
+MLFLOW_TRACKING_URI=databricks and the run: no credential of the caller's travels, the runtime's own
+are used."""
 from __future__ import annotations
 
 import json
@@ -13,15 +15,24 @@ import pytest
 from conftest import write_project
 from databricks_emulator import DatabricksEmulator, databricks  # noqa: F401 - the fixture
 
-CLUSTER = json.dumps({"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 1})
+# MLflow's client for the task, as a cluster library (installed once per test session by the emulator).
+CLUSTER = json.dumps({"spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 1,
+                      "libraries": [{"pypi": {"package": "mlflow-skinny"}}]})
 EXPERIMENT = "/Users/someone@example.com/dockrun"
 PROJECT = {"MLproject": """
     name: tracked
     entry_points:
       main:
         parameters: {alpha: {type: float, default: 0.5}}
-        command: "echo run=$MLFLOW_RUN_ID exp=$MLFLOW_EXPERIMENT_ID uri=$MLFLOW_TRACKING_URI alpha={alpha}"
+        command: "echo run=$MLFLOW_RUN_ID exp=$MLFLOW_EXPERIMENT_ID uri=$MLFLOW_TRACKING_URI alpha={alpha}
+                  && python log.py {alpha}"
       fail: "exit 4"
+""", "log.py": """
+    import os, sys
+    if os.environ.get("MLFLOW_RUN_ID"):  # tracked: log as a training script would
+        import mlflow
+        mlflow.log_metric("alpha", float(sys.argv[1]))
+        print("logged into", mlflow.get_tracking_uri())
 """}
 
 
@@ -57,8 +68,11 @@ def test_a_remote_run_is_tracked_in_the_workspace(cli, databricks, tmp_path: Pat
     assert info["experiment_id"] == experiment["experiment_id"] and info["run_name"] == "first"
     assert info["status"] == "FINISHED" and info["end_time"] >= info["start_time"]
     assert info["user_id"] == databricks.user_name
-    # the task logged into that run, told nothing but where
+    # the task logged into that run with MLflow's client, told nothing but where
     assert f"run={mlflow_run_id} exp={experiment['experiment_id']} uri=databricks alpha=0.25" in r.out
+    assert "logged into databricks" in r.out
+    assert [(m["key"], m["value"]) for m in data["metrics"]] == [("alpha", 0.25)]
+    assert ("POST", "/api/2.0/mlflow/runs/log-metric", 200) in databricks.requests
     tags = data["tags"]
     assert tags["mlflow.project.backend"] == "databricks" and tags["mlflow.source.type"] == "PROJECT"
     assert tags["mlflow.source.name"] == str(project) and tags["mlflow.project.entryPoint"] == "main"

@@ -27,7 +27,7 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def no_dbfs_root() -> Iterator[DatabricksEmulator]:
+def no_dbfs_root(databricks_runtime: str) -> Iterator[DatabricksEmulator]:
     """A workspace created with the DBFS root disabled (the default for new workspaces)."""
     emulator = DatabricksEmulator(dbfs_root_disabled=True).start()
     try:
@@ -148,16 +148,82 @@ def test_serverless_refuses_a_docker_env_before_any_request(cli, databricks, tmp
     assert not databricks.requests and "dk" not in cli("runs", "list").out
 
 
-def test_a_docker_env_needs_container_services_named(cli, databricks, tmp_path: Path) -> None:  # noqa: F811
-    project = write_project(tmp_path / "dk", {"MLproject": "name: dk\ndocker_env:\n  image: org/dbr:1\n"
-                                                           "entry_points:\n  main: \"echo in the image\"\n"})
+@pytest.fixture(scope="session")
+def dcs_image(databricks_runtime: str) -> str:
+    """A Databricks Container Services image of a user's: the runtime's layout and a file of its own
+    (built once; the engine's cache keeps it for later sessions)."""
+    import hashlib
+    import io
+
+    import docker
+    from databricks_emulator import RUNTIME
+
+    text = f"FROM {RUNTIME.tag}\nRUN echo 'from the custom image' > /etc/dcs-marker\n"
+    tag = f"dockrun-test-dcs:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    docker.from_env().images.build(fileobj=io.BytesIO(text.encode()), tag=tag, rm=True, forcerm=True, pull=False)
+    return tag
+
+
+def _docker_env_project(tmp_path: Path, image: str) -> Path:
+    return write_project(tmp_path / "dk", {"MLproject": f"name: dk\ndocker_env:\n  image: {image}\n"
+                                                        "entry_points:\n  main: \"cat /etc/dcs-marker\"\n"})
+
+
+def test_a_docker_env_needs_container_services_named(cli, databricks, tmp_path: Path,  # noqa: F811
+                                                      dcs_image: str) -> None:
+    project = _docker_env_project(tmp_path, dcs_image)
     r = _run(cli, project, SPEC, _env(databricks, tmp_path))
     assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
     assert "docker_env runs on Databricks only with Databricks Container Services" in r.err
     assert not databricks.requests
     r = _run(cli, project, {**SPEC, "container_services": True}, _env(databricks, tmp_path))
     assert r.code == 0, r.err
-    assert databricks.submitted[-1]["tasks"][0]["new_cluster"] == {**SPEC, "docker_image": {"url": "org/dbr:1"}}
+    assert databricks.submitted[-1]["tasks"][0]["new_cluster"] == {**SPEC, "docker_image": {"url": dcs_image}}
+    assert "from the custom image" in r.out  # the task ran in that image
+
+
+@pytest.mark.parametrize("image, reason", [
+    ("org/dbr:1", "DOCKER_IMAGE_PULL_FAILURE"),  # not on this engine, and no registry here has it
+    (os.environ.get("DOCKRUN_BASE_IMAGE") or "dockrun-base:bookworm", "DOCKER_CONTAINER_CREATION_EXCEPTION"),
+], ids=["cannot be pulled", "no /databricks/python3"])
+def test_an_image_the_cluster_cannot_run_fails_the_run(cli, databricks, tmp_path: Path,  # noqa: F811
+                                                       image: str, reason: str) -> None:
+    r = _run(cli, _docker_env_project(tmp_path, image), {**SPEC, "container_services": True},
+             _env(databricks, tmp_path))
+    assert r.code == 1 and "from the custom image" not in r.out, r.out + r.err
+    last = r.err.strip().splitlines()[-1]
+    assert last.startswith("dockrun: error: run ") and "FAILED: CLUSTER_ERROR: Cluster " in last, last
+    assert f"{reason}(CLIENT_ERROR)" in last and image in last
+    run_id = databricks.submitted[-1]["tasks"][0]["spark_python_task"]["parameters"][2]
+    record = json.loads(cli("runs", "show", run_id).out)
+    assert record["status"] == "FAILED" and record["reason"].startswith("CLUSTER_ERROR: ")
+
+
+def test_a_docker_image_is_pulled_only_from_the_tests_registry(cli, databricks, tmp_path: Path,  # noqa: F811
+                                                                dcs_image: str, registry) -> None:
+    """An image the engine lacks is pulled as a cluster pulls it, here from a registry on 127.0.0.1
+    (the emulator pulls from nowhere else); a tag the registry lacks fails the run as a pull failure."""
+    import contextlib
+
+    import docker
+
+    client = docker.from_env()
+    remote = f"{registry.address}/dockrun-dcs:{dcs_image.rsplit(':', 1)[1]}"
+    client.images.get(dcs_image).tag(remote)
+    try:
+        for line in client.images.push(remote, stream=True, decode=True):
+            assert "error" not in line, line
+        client.images.remove(remote)  # only the registry has it now
+        config = {**SPEC, "container_services": True}
+        r = _run(cli, _docker_env_project(tmp_path / "pulled", remote), config, _env(databricks, tmp_path))
+        assert r.code == 0, r.err
+        assert "from the custom image" in r.out and client.images.get(remote)
+        absent = f"{registry.address}/dockrun-dcs:absent"
+        r = _run(cli, _docker_env_project(tmp_path / "absent", absent), config, _env(databricks, tmp_path))
+        assert r.code == 1 and "DOCKER_IMAGE_PULL_FAILURE(CLIENT_ERROR)" in r.err and absent in r.err, r.err
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(remote)
 
 
 def test_double_braces_reach_the_command_as_typed(cli, databricks, tmp_path: Path) -> None:  # noqa: F811

@@ -59,16 +59,14 @@ class Refused(Exception):
 
 
 def fuse(path):
-    """dbfs:/x -> /dbfs/x, where clusters mount DBFS; a volume's /Volumes/... is a path already
-    (DOCKRUN_DBFS_FUSE and DOCKRUN_VOLUMES_ROOT move them, for an emulator)."""
+    """dbfs:/x -> /dbfs/x, where clusters mount DBFS; a volume's /Volumes/... is a path already."""
     if path.startswith("/Volumes/"):
-        return os.environ.get("DOCKRUN_VOLUMES_ROOT", "").rstrip("/") + path
-    root = os.environ.get("DOCKRUN_DBFS_FUSE", "/dbfs")
+        return path
     if path.startswith("dbfs:"):
         path = path[len("dbfs:"):]
     elif path.startswith("/dbfs/"):
         path = path[len("/dbfs"):]
-    return root.rstrip("/") + "/" + path.lstrip("/")
+    return "/dbfs/" + path.lstrip("/")
 
 
 def read_once(path):
