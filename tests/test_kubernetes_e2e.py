@@ -285,3 +285,16 @@ def test_tracked_run_logs_into_the_server_with_credentials_in_a_secret(
 
 
 from test_tracking_e2e import mlflow_server  # noqa: E402,F401 - the module's MLflow server fixture
+
+
+def test_a_sweep_runs_on_the_cluster_with_one_push(
+        kube: Kube, namespace: str, cli, project: Path, tmp_path: Path, home: Path) -> None:  # noqa: F811
+    config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e")
+    r = cli("sweep", str(project), "-b", "kubernetes", "-c", config, "-P", "alpha=0.1,0.2,0.3", "--parallel", "2",
+            "-q", cwd=tmp_path, env=_env(kube))
+    assert r.code == 0, r.err
+    rows = [line.split() for line in r.out.strip().splitlines()[2:]]
+    assert [row[1] for row in rows] == ["FINISHED"] * 3 and [row[2] for row in rows] == ["0.1", "0.2", "0.3"]
+    records = RunStore(home).list(10)
+    assert len(records) == 3 and {rec.backend for rec in records} == {"kubernetes"}
+    assert len({rec.image for rec in records}) == 1  # one image, pinned by digest, for every run
