@@ -17,11 +17,11 @@ from ...project.params import Placement
 from ...store.liveness import start_token
 from ...store.records import RunStore, new_run_id
 from ..handle import new_record, shielded
+from ..local.launch import start_owner
 from ..outcome import record_end
 from .config import KubeSettings, kube_settings
 from .job import LABEL_RUN, SECRET_VARS, JobParts, job_manifest, kept_outputs, namespace, outputs_dir
 from .state import job_uid
-from .watch import start_watcher
 
 if TYPE_CHECKING:
     from ...request import PreparedRun, RunRequest
@@ -83,8 +83,8 @@ class KubernetesBackend:
                 # name made by someone else is never taken for this one.
                 (run_dir / "kubernetes.json").write_text(json.dumps(
                     {"context": settings.context, "namespace": ns, "job": name, "uid": job_uid(job)}))
-                pid, token = start_watcher(store, run_id, prepared.request.synchronous)
-                store.update(run_id, supervisor_pid=pid, supervisor_start=token)
+                pid = start_owner("kubernetes", store.home, run_id, prepared.request.synchronous, run_dir)
+                store.update(run_id, supervisor_pid=pid, supervisor_start=start_token(pid))
         except BaseException as e:
             with shielded():
                 made = cluster.job(ns, name)  # created, even if the answer was lost, when it carries our run ID

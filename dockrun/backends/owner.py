@@ -1,0 +1,109 @@
+"""A run's owner: the one process that follows a run from its start to its recorded end, whatever
+runs it (a local container, a Kubernetes Job).
+
+It is started in its own session by the submitting process (``launch.start_owner``: forked, or
+forked by the driver's fork server), so a detached run goes on after its CLI exits and Ctrl-C in
+the terminal reaches the driver, which cancels. What differs per backend is passed in as an
+``Owned`` (how to follow the run to its end and write that end, how to stop it); what is the same
+is here: the command line, watching a synchronous run's driver (the run is stopped if the driver
+dies, so nothing outlives the process that cared about it), and never leaving a run open when the
+backend's code fails.
+
+    python -m dockrun.backends.owner local|kubernetes RUN_ID --home HOME [--watch-driver]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Callable, Protocol
+
+from ..store.liveness import alive
+from ..store.records import RunStore
+
+POLL_DRIVER_S = 0.5
+DRIVER_VANISHED = "the driver process vanished"
+BACKENDS = ("local", "kubernetes")
+
+
+class Owned(Protocol):
+    """One run as its backend follows it (local: ``local/supervisor.Supervisor``; Kubernetes:
+    ``kubernetes/watch.Watcher``)."""
+
+    def follow(self, under_way: Callable[[], None]) -> None:
+        """Follow the run until its end is written (in the store, and in MLflow when tracked);
+        call ``under_way`` once the run has started: from then on ``stop`` may be called."""
+
+    def stop(self, reason: str) -> None:
+        """End the run now (stop its container, delete its Job), saying why; its end says so.
+        Called once at most, from another thread than ``follow``'s."""
+
+
+def own(store: RunStore, run_id: str, watch_driver: bool, owned: Owned) -> None:
+    """Follow the run to its recorded end; with ``watch_driver``, stop it if its driver dies."""
+    rec = store.get(run_id)
+    if rec is None or rec.over:
+        return
+    done = threading.Event()
+    stopping: list[str] = []
+
+    def stop(reason: str) -> None:
+        if not stopping:
+            stopping.append(reason)
+            owned.stop(reason)
+
+    def under_way() -> None:
+        if watch_driver and rec.driver_pid:
+            threading.Thread(target=watch_driver_of, args=(rec.driver_pid, rec.driver_start, stop, done),
+                             daemon=True).start()
+
+    try:
+        owned.follow(under_way)
+    finally:
+        done.set()
+
+
+def watch_driver_of(pid: int, token: str | None, stop: Callable[[str], None], done: threading.Event) -> None:
+    """Stop the run once its driver (pid and start token) is gone, unless the run is over first."""
+    while not done.wait(POLL_DRIVER_S):
+        if not alive(pid, token):
+            stop(DRIVER_VANISHED)
+            return
+
+
+def owner_args(backend: str, run_id: str, home: Path, attached: bool) -> list[str]:
+    """The owner's arguments (after ``python -m dockrun.backends.owner``)."""
+    return [backend, run_id, "--home", str(home)] + (["--watch-driver"] if attached else [])
+
+
+def _backend_run(backend: str, store: RunStore, run_id: str) -> AbstractContextManager[Owned]:
+    # Imported here, by name, so that the owner of a local run never imports the Kubernetes client.
+    if backend == "local":
+        from .local.supervisor import supervised
+
+        return supervised(store, run_id)
+    from .kubernetes.watch import watched
+
+    return watched(store, run_id)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m dockrun.backends.owner")
+    ap.add_argument("backend", choices=BACKENDS)
+    ap.add_argument("run_id")
+    ap.add_argument("--home", required=True)
+    ap.add_argument("--watch-driver", action="store_true")
+    args = ap.parse_args(argv)
+    store = RunStore(Path(args.home))
+    with _backend_run(args.backend, store, args.run_id) as owned:
+        own(store, args.run_id, args.watch_driver, owned)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # already recorded on the run; the log is for developers
+        sys.stderr.write(f"dockrun owner: {e}\n")
+        sys.exit(1)
