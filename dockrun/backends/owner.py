@@ -25,12 +25,14 @@ from ..store.records import RunStore
 
 POLL_DRIVER_S = 0.5
 DRIVER_VANISHED = "the driver process vanished"
-BACKENDS = ("local", "kubernetes")
+BACKENDS = ("local", "kubernetes", "kubernetes-sweep")
 
 
 class Owned(Protocol):
-    """One run as its backend follows it (local: ``local/supervisor.Supervisor``; Kubernetes:
-    ``kubernetes/watch.Watcher``)."""
+    """One run (or a sweep's runs) as the backend follows it (local: ``local/supervisor.Supervisor``;
+    Kubernetes: ``kubernetes/watch.Watcher``, a sweep's ``kubernetes/batch.SweepWatcher``)."""
+
+    driver: tuple[int, str | None] | None  # the process that waits for the run: pid, start token
 
     def follow(self, under_way: Callable[[], None]) -> None:
         """Follow the run until its end is written (in the store, and in MLflow when tracked);
@@ -41,11 +43,8 @@ class Owned(Protocol):
         Called once at most, from another thread than ``follow``'s."""
 
 
-def own(store: RunStore, run_id: str, watch_driver: bool, owned: Owned) -> None:
+def own(owned: Owned, watch_driver: bool) -> None:
     """Follow the run to its recorded end; with ``watch_driver``, stop it if its driver dies."""
-    rec = store.get(run_id)
-    if rec is None or rec.over:
-        return
     done = threading.Event()
     stopping: list[str] = []
 
@@ -55,9 +54,8 @@ def own(store: RunStore, run_id: str, watch_driver: bool, owned: Owned) -> None:
             owned.stop(reason)
 
     def under_way() -> None:
-        if watch_driver and rec.driver_pid:
-            threading.Thread(target=watch_driver_of, args=(rec.driver_pid, rec.driver_start, stop, done),
-                             daemon=True).start()
+        if watch_driver and owned.driver:
+            threading.Thread(target=watch_driver_of, args=(*owned.driver, stop, done), daemon=True).start()
 
     try:
         owned.follow(under_way)
@@ -73,32 +71,36 @@ def watch_driver_of(pid: int, token: str | None, stop: Callable[[str], None], do
             return
 
 
-def owner_args(backend: str, run_id: str, home: Path, attached: bool) -> list[str]:
+def owner_args(backend: str, owned_id: str, home: Path, attached: bool) -> list[str]:
     """The owner's arguments (after ``python -m dockrun.backends.owner``)."""
-    return [backend, run_id, "--home", str(home)] + (["--watch-driver"] if attached else [])
+    return [backend, owned_id, "--home", str(home)] + (["--watch-driver"] if attached else [])
 
 
-def _backend_run(backend: str, store: RunStore, run_id: str) -> AbstractContextManager[Owned]:
+def _backend_run(backend: str, store: RunStore, owned_id: str) -> AbstractContextManager[Owned]:
     # Imported here, by name, so that the owner of a local run never imports the Kubernetes client.
     if backend == "local":
         from .local.supervisor import supervised
 
-        return supervised(store, run_id)
+        return supervised(store, owned_id)
+    if backend == "kubernetes-sweep":
+        from .kubernetes.batch import swept
+
+        return swept(store, owned_id)
     from .kubernetes.watch import watched
 
-    return watched(store, run_id)
+    return watched(store, owned_id)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m dockrun.backends.owner")
     ap.add_argument("backend", choices=BACKENDS)
-    ap.add_argument("run_id")
+    ap.add_argument("id", help="the run's ID (a sweep's, for kubernetes-sweep)")
     ap.add_argument("--home", required=True)
     ap.add_argument("--watch-driver", action="store_true")
     args = ap.parse_args(argv)
     store = RunStore(Path(args.home))
-    with _backend_run(args.backend, store, args.run_id) as owned:
-        own(store, args.run_id, args.watch_driver, owned)
+    with _backend_run(args.backend, store, args.id) as owned:
+        own(owned, args.watch_driver)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ...errors import ConfigError
@@ -25,6 +27,7 @@ from .state import job_uid
 
 if TYPE_CHECKING:
     from ...request import PreparedRun, RunRequest
+    from .batch import KubeSweep
     from .run import KubernetesRun
 
 # The image holds the project at /project (as a local run); host paths do not exist on a node.
@@ -37,6 +40,20 @@ class KubernetesBackend:
                          "experiment_name", "experiment_id", "run_name", "tracking_uri", "mlflow_run_id",
                          "base_image", "rebuild"})
     placement = ON_CLUSTER
+
+    def __init__(self, sweep: KubeSweep | None = None):
+        self._sweep = sweep  # a sweep's runs share a cluster client, one image push and one owner
+
+    @contextmanager
+    def batch(self, sweep_id: str, home: Path) -> Iterator[KubernetesBackend]:
+        """This backend for the runs of one sweep (batch.py), until it has submitted its last."""
+        from .batch import KubeSweep
+
+        sweep = KubeSweep(home, sweep_id, lambda folder: start_owner("kubernetes-sweep", home, sweep_id, True, folder))
+        try:
+            yield KubernetesBackend(sweep)
+        finally:
+            sweep.close()
 
     def configure(self, request: RunRequest, environ: Mapping[str, str]) -> KubeSettings:
         from .cluster import check_installed
@@ -51,13 +68,19 @@ class KubernetesBackend:
 
         settings: KubeSettings = prepared.backend_config
         check_tracking(prepared)
-        cluster = Cluster(settings.context)
+        sweep = self._sweep
+        cluster = sweep.cluster(settings.context) if sweep else Cluster(settings.context)
         ns = namespace(settings, cluster.default_namespace)
         run_id = new_run_id()
-        parts = JobParts(run_id, prepared.project.name, f"{settings.repository}:check", prepared.rendered.command)
-        # The cluster checks the filled-in template (namespace, fields, permissions) before a long build.
-        cluster.create_job(ns, job_manifest(settings, parts), dry_run=True)
-        image = push_image(prepared, settings.repository, log)
+        parts = JobParts(run_id, prepared.project.name, f"{settings.repository}:check", prepared.rendered.command,
+                         labels=sweep.labels if sweep else {})
+
+        def check_and_push() -> str:
+            # The cluster checks the filled-in template (namespace, fields, permissions) before a long build.
+            cluster.create_job(ns, job_manifest(settings, parts), dry_run=True)
+            return push_image(prepared, settings.repository, log)
+
+        image = sweep.image(prepared.plan.project_image, check_and_push) if sweep else check_and_push()
         tracked = tracking_env(prepared, run_id, image)
         secrets = tracked.secrets
         parts = dataclasses.replace(parts, image=image, env=tracked.env, secret_env=tuple(secrets))
@@ -83,8 +106,12 @@ class KubernetesBackend:
                 # name made by someone else is never taken for this one.
                 (run_dir / "kubernetes.json").write_text(json.dumps(
                     {"context": settings.context, "namespace": ns, "job": name, "uid": job_uid(job)}))
-                pid = start_owner("kubernetes", store.home, run_id, prepared.request.synchronous, run_dir)
-                store.update(run_id, supervisor_pid=pid, supervisor_start=start_token(pid))
+                if sweep:
+                    pid, token = sweep.follow(run_id, ns, settings.context)
+                else:
+                    pid = start_owner("kubernetes", store.home, run_id, prepared.request.synchronous, run_dir)
+                    token = start_token(pid)
+                store.update(run_id, supervisor_pid=pid, supervisor_start=token)
         except BaseException as e:
             with shielded():
                 made = cluster.job(ns, name)  # created, even if the answer was lost, when it carries our run ID

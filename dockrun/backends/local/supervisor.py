@@ -45,6 +45,8 @@ class Supervisor:
         self.container: Any = None
         self.why: list[str] = []  # why the container was stopped before its command ended, if it was
         self.outside = False  # ... by the owner (the driver vanished), not by a cancel
+        rec = store.get(run_id)
+        self.driver = (rec.driver_pid, rec.driver_start) if rec and rec.driver_pid else None
 
     def stop(self, reason: str) -> None:
         """The owner stops the run (its driver vanished): the end says so."""
