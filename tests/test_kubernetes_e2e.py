@@ -390,3 +390,23 @@ def test_a_killed_sweep_driver_takes_its_jobs_with_it(kube: Kube, namespace: str
     for rec in store.list(10):
         assert rec.status == "FAILED" and "driver process vanished" in rec.reason
         assert kube.left("mlflow", rec.run_id) == []
+
+
+def test_a_sweeps_owner_waits_for_a_run_file_being_written(tmp_path: Path) -> None:
+    """The sweep's owner sees a Job (its watch) while the driver is still writing the run's
+    kubernetes.json: it waits for the file rather than failing every run it follows (it did, in
+    the 50-run bench: 'watcher error: Expecting value')."""
+    from dockrun.backends.kubernetes.batch import SweepWatcher
+
+    store = RunStore(tmp_path / "home")
+    run_dir = store.run_dir("r1")
+    run_dir.mkdir(parents=True)
+    (run_dir / "kubernetes.json").write_text("")  # opened for writing, nothing in it yet
+    job = {"metadata": {"name": "p-r1", "uid": "u1", "labels": {"dockrun.run-id": "r1"}}}
+    watcher = SweepWatcher(store, None, tmp_path, {"namespace": "mlflow", "sweep_id": "s1"})
+    watcher.jobs["r1"] = job
+    watcher._adopt()
+    assert watcher.followers == {}
+    (run_dir / "kubernetes.json").write_text(json.dumps({"namespace": "mlflow", "job": "p-r1", "uid": "u1"}))
+    watcher._adopt()
+    assert watcher.followers["r1"].uid == "u1"

@@ -1,15 +1,17 @@
 """A run's owner: the one process that follows a run from its start to its recorded end, whatever
-runs it (a local container, a Kubernetes Job).
+runs it (a local container, a Kubernetes Job; or every Job of a Kubernetes sweep).
 
 It is started in its own session by the submitting process (``launch.start_owner``: forked, or
 forked by the driver's fork server), so a detached run goes on after its CLI exits and Ctrl-C in
 the terminal reaches the driver, which cancels. What differs per backend is passed in as an
-``Owned`` (how to follow the run to its end and write that end, how to stop it); what is the same
-is here: the command line, watching a synchronous run's driver (the run is stopped if the driver
-dies, so nothing outlives the process that cared about it), and never leaving a run open when the
-backend's code fails.
+``Owned`` (how to follow the run to its end and write that end, how to stop it, which driver
+waits for it), made by the backend's context manager (which also fails the run, saying why, if
+the backend's own code fails); what is the same is here: the command line, and watching a
+synchronous run's driver (the run is stopped if the driver dies, so nothing outlives the process
+that cared about it).
 
     python -m dockrun.backends.owner local|kubernetes RUN_ID --home HOME [--watch-driver]
+    python -m dockrun.backends.owner kubernetes-sweep SWEEP_ID --home HOME --watch-driver
 """
 from __future__ import annotations
 

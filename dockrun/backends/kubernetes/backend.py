@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ...errors import ConfigError
+from ...locks import write_atomic
 from ...project.params import Placement
 from ...store.liveness import start_token
 from ...store.records import RunStore, new_run_id
@@ -104,7 +105,7 @@ class KubernetesBackend:
                     cluster.own_secret(ns, name, job)
                 # The Job's UID, not only its name: its pods are found by it, and a Job of the same
                 # name made by someone else is never taken for this one.
-                (run_dir / "kubernetes.json").write_text(json.dumps(
+                write_atomic(run_dir / "kubernetes.json", json.dumps(
                     {"context": settings.context, "namespace": ns, "job": name, "uid": job_uid(job)}))
                 if sweep:
                     pid, token = sweep.follow(run_id, ns, settings.context)

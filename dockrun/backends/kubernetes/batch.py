@@ -138,9 +138,12 @@ class SweepWatcher:
     def stop(self, reason: str) -> None:
         """The driver died: every Job of the sweep not over is deleted; each run ends saying why."""
         self.stopping.append(reason)
-        for run_id, follower in list(self.followers.items()):
-            if run_id not in self.done:
-                follower.stop(reason)
+        deleting = [threading.Thread(target=follower.stop, args=(reason,), daemon=True)
+                    for run_id, follower in list(self.followers.items()) if run_id not in self.done]
+        for thread in deleting:  # at once: each waits out its pods' grace period
+            thread.start()
+        for thread in deleting:
+            thread.join()
 
     def follow(self, under_way: Callable[[], None]) -> None:
         under_way()
@@ -203,10 +206,10 @@ class SweepWatcher:
         for run_id, job in self.jobs.items():
             if run_id in self.followers:
                 continue
-            run_dir = self.store.run_dir(run_id)
-            if not (run_dir / "kubernetes.json").exists():
+            try:
+                info = job_info(self.store.run_dir(run_id))
+            except (OSError, ValueError):  # not there yet, or being written by a driver before this one
                 continue
-            info = job_info(run_dir)
             if info.get("uid") == job_uid(job) and info.get("namespace") == self.ns:
                 self.followers[run_id] = RunFollower(self.store, self.cluster, run_id, info)
                 if self.stopping:
