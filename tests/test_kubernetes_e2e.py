@@ -18,7 +18,7 @@ import pytest
 
 from conftest import free_port, start_registry, write_project
 from dockrun.store.liveness import alive
-from dockrun.store.records import RunStore
+from dockrun.store.records import RunRecord, RunStore
 from kube_cluster import Kube, RefusingProxy, kube  # noqa: F401 - the fixture
 
 # MLflow's documented Job template (docs: "Execute a project on Kubernetes"), as users have it.
@@ -410,3 +410,40 @@ def test_a_sweeps_owner_waits_for_a_run_file_being_written(tmp_path: Path) -> No
     (run_dir / "kubernetes.json").write_text(json.dumps({"namespace": "mlflow", "job": "p-r1", "uid": "u1"}))
     watcher._adopt()
     assert watcher.followers["r1"].uid == "u1"
+
+
+class _EndedCluster:
+    """A cluster whose run has ended: its pod is there, though the sweep's pod watch has not said so."""
+
+    def __init__(self, pod: dict):
+        self.pod = pod
+
+    def pods(self, ns: str, uid: str) -> list[dict]:
+        return [self.pod]
+
+    def log_stream(self, ns: str, pod: str):  # noqa: ANN201
+        yield b"alpha  0.1\n"
+
+
+def test_a_sweeps_owner_keeps_the_output_of_a_job_whose_end_it_saw_first(tmp_path: Path) -> None:
+    """The Jobs' watch may report a Job complete before the pods' watch reports its pod: the run's
+    end waits for the pod's output (a sweep run once ended FINISHED with an empty log)."""
+    from dockrun.backends.kubernetes.batch import SweepWatcher
+
+    store = RunStore(tmp_path / "home")
+    store.insert(RunRecord(run_id="r1", status="SCHEDULED", created=time.time(), uri="/p", source_key="k",
+                           project="p", entry_point="main", parameters={}, command="c", image="i", env_key="e",
+                           outputs="/o"))
+    run_dir = store.run_dir("r1")
+    run_dir.mkdir(parents=True)
+    (run_dir / "kubernetes.json").write_text(json.dumps({"namespace": "mlflow", "job": "p-r1", "uid": "u1"}))
+    job = {"metadata": {"name": "p-r1", "uid": "u1", "labels": {"dockrun.run-id": "r1"}},
+           "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+    pod = {"metadata": {"name": "p-r1-x", "ownerReferences": [{"uid": "u1", "controller": True}]},
+           "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0}}}]}}
+    watcher = SweepWatcher(store, _EndedCluster(pod), tmp_path, {"namespace": "mlflow", "sweep_id": "s1"})
+    watcher.jobs["r1"] = job  # and no pod seen yet
+    watcher._adopt()
+    assert watcher.followers["r1"].step(job, watcher._pods_of("r1"))
+    assert store.get("r1").status == "FINISHED"
+    assert (run_dir / "stdout.log").read_bytes() == b"alpha  0.1\n"

@@ -24,7 +24,7 @@ from ...store.liveness import start_token
 from ...store.records import RunStore
 from ..outcome import record_end
 from .job import LABEL_RUN, LABEL_SWEEP
-from .state import job_uid
+from .state import job_uid, verdict
 from .watch import POLL_S, RunFollower, job_info
 
 WATCH_RETRIES = 5  # a watch that keeps failing (the cluster gone) fails the runs it follows
@@ -216,8 +216,12 @@ class SweepWatcher:
                     self.followers[run_id].stop(self.stopping[0])
 
     def _pods_of(self, run_id: str) -> list[Mapping[str, Any]]:
-        """The run's pods, oldest first: those its Job's controller made (by owner UID, not by label)."""
+        """The run's pods, oldest first: those its Job's controller made (by owner UID, not by label).
+        Once its Job is over they are read from the cluster: the pods' watch may not have caught up
+        with the Jobs' yet, and the run's end must come after its pod's output (one call a run)."""
         uid = self.followers[run_id].uid
+        if verdict(self.jobs.get(run_id) or {}, []).over:
+            return self.cluster.pods(self.ns, uid)
         pods = [p for p in self.pods.get(run_id, {}).values()
                 if any(ref.get("uid") == uid and ref.get("controller")
                        for ref in p["metadata"].get("ownerReferences") or [])]
