@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,10 +118,22 @@ def sweep(template: RunRequest, points: Sequence[Mapping[str, str]], parallel: i
     # Every point is checked before any runs: a bad value in the grid is one line, nothing started.
     prepared = {i: prepare(dataclasses.replace(template, parameters={**template.parameters, **points[i]},
                                                synchronous=False), backend) for i in todo}
-    started: dict[int, RunHandle] = {}
-    lock, stop = threading.Lock(), threading.Event()
     record.pop("errors", None)
     _save(home, record)
+    # A backend whose runs share more than the image (Kubernetes: one push, one owner process
+    # following every Job of the sweep) gives a backend for this sweep's runs.
+    batch = getattr(backend, "batch", None)
+    with batch(record["sweep_id"], home) if batch else nullcontext(backend) as runner:
+        _pool(runner, prepared, parallel, record, home, log)
+    return SweepResult(record["sweep_id"], tuple(_row(store, record, i, p, log) for i, p in enumerate(points)))
+
+
+def _pool(backend: Any, prepared: Mapping[int, Any], parallel: int, record: dict[str, Any], home: Path,
+          log: Any) -> None:
+    """Submit the prepared points, at most ``parallel`` at once, and wait for them; Ctrl-C cancels
+    every run started (all at once) and starts no more."""
+    started: dict[int, RunHandle] = {}
+    lock, stop = threading.Lock(), threading.Event()
 
     def one(i: int) -> None:
         if stop.is_set():
@@ -145,7 +158,7 @@ def sweep(template: RunRequest, points: Sequence[Mapping[str, str]], parallel: i
         handle.wait()
 
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="dockrun-sweep")
-    futures = [pool.submit(one, i) for i in todo]
+    futures = [pool.submit(one, i) for i in prepared]
     try:
         for f in futures:
             while not f.done():
@@ -156,15 +169,14 @@ def sweep(template: RunRequest, points: Sequence[Mapping[str, str]], parallel: i
             for f in futures:
                 f.cancel()
             with lock:
-                handles = list(started.values())
-            for h in handles:
-                if h.record().ended is None:
-                    h.cancel()
+                live = [h for h in started.values() if h.record().ended is None]
+            if live:  # at once: each cancel may wait out its run's grace period
+                with ThreadPoolExecutor(max_workers=len(live)) as cancels:
+                    list(cancels.map(lambda h: h.cancel(), live))
             pool.shutdown(wait=True)
         raise Interrupted(f"interrupted; sweep {record['sweep_id']}'s runs were cancelled "
                           f"(dockrun sweep --resume {record['sweep_id']} runs what did not finish)") from None
     pool.shutdown(wait=True)
-    return SweepResult(record["sweep_id"], tuple(_row(store, record, i, p, log) for i, p in enumerate(points)))
 
 
 def _finished(store: RunStore, run_id: str | None) -> bool:

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, start_registry, write_project
-from dockrun.store.records import RunStore
+from dockrun.store.liveness import alive
+from dockrun.store.records import RunRecord, RunStore
 from kube_cluster import Kube, RefusingProxy, kube  # noqa: F401 - the fixture
 
 # MLflow's documented Job template (docs: "Execute a project on Kubernetes"), as users have it.
@@ -58,6 +59,9 @@ PROJECT = {
             command: "cat {data}"
           fail: "python -c 'import sys; print(\\"failing now\\"); sys.exit(3)'"
           sleep: "echo started; sleep 300"
+          nap:
+            parameters: {alpha: float}
+            command: "echo started {alpha}; [ {alpha} = 0 ] || sleep $NAP"
     """,
     "python_env.yaml": """
         python: "3.11"
@@ -285,3 +289,161 @@ def test_tracked_run_logs_into_the_server_with_credentials_in_a_secret(
 
 
 from test_tracking_e2e import mlflow_server  # noqa: E402,F401 - the module's MLflow server fixture
+
+
+def test_a_sweep_runs_on_the_cluster_with_one_push(
+        kube: Kube, namespace: str, cli, project: Path, tmp_path: Path, home: Path) -> None:  # noqa: F811
+    config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e")
+    r = cli("sweep", str(project), "-b", "kubernetes", "-c", config, "-P", "alpha=0.1,0.2,0.3", "--parallel", "2",
+            "-q", cwd=tmp_path, env=_env(kube))
+    assert r.code == 0, r.err
+    rows = [line.split() for line in r.out.strip().splitlines()[2:]]
+    assert [row[1] for row in rows] == ["FINISHED"] * 3 and [row[2] for row in rows] == ["0.1", "0.2", "0.3"]
+    records = RunStore(home).list(10)
+    assert len(records) == 3 and {rec.backend for rec in records} == {"kubernetes"}
+    assert len({rec.image for rec in records}) == 1  # one image, pinned by digest, for every run
+    # One owner process followed every Job of the sweep (by its label), not a watcher per run.
+    assert len({(rec.supervisor_pid, rec.supervisor_start) for rec in records}) == 1
+    sweep_id = r.out.split()[1]
+    labelled = kube.kubectl("-n", "mlflow", "get", "jobs", "-l", f"dockrun.sweep={sweep_id}", "-o", "name").stdout
+    assert len(labelled.split()) == 3
+    for rec in records:  # each pod's output, kept in its run's log
+        assert f"alpha  {rec.parameters['alpha']}" in cli("runs", "logs", rec.run_id).out
+
+
+NAP_TEMPLATE = MLFLOW_TEMPLATE.replace(
+    'env: ["{appended with MLFLOW_TRACKING_URI, MLFLOW_RUN_ID and MLFLOW_EXPERIMENT_ID}"]',
+    'env: [{name: NAP, value: "300"}]')
+
+
+def test_ctrl_c_of_a_sweep_deletes_every_job_and_resume_runs_only_the_rest(
+        kube: Kube, namespace: str, cli, project: Path, tmp_path: Path, home: Path,  # noqa: F811
+        base_image: str) -> None:
+    config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e", NAP_TEMPLATE)
+    env = {**os.environ, **_env(kube), "DOCKRUN_HOME": str(home), "DOCKRUN_BASE_IMAGE": base_image}
+    p = subprocess.Popen([sys.executable, "-m", "dockrun", "sweep", str(project), "-b", "kubernetes", "-c", config,
+                          "-e", "nap", "-P", "alpha=0,1,2", "--parallel", "2", "-q"], cwd=tmp_path, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    store = RunStore(home)
+    try:
+        deadline = time.monotonic() + 300
+        while True:  # the first point has finished, the two others run their command in their pods
+            runs = {rec.parameters["alpha"]: rec for rec in store.list(10)}
+            napping = [r for a, r in runs.items() if a != "0" and r.status == "RUNNING"
+                       and b"started" in (store.run_dir(r.run_id) / "stdout.log").read_bytes()]
+            if "0" in runs and runs["0"].status == "FINISHED" and len(napping) == 2:
+                break
+            assert p.poll() is None and time.monotonic() < deadline, p.stderr.read() if p.poll() else "not started"
+            time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=180)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert b"Traceback" not in err and b"runs were cancelled" in err, err
+    sweep_id = err.split(b"--resume ")[1].split()[0].decode()
+    cancelled = [r for r in store.list(10) if r.parameters["alpha"] != "0"]
+    assert len(cancelled) == 2 and all(r.status == "KILLED" and r.over for r in cancelled)
+    # Only the finished run's Job is left (to the template's ttlSecondsAfterFinished, as for any run).
+    left = kube.kubectl("-n", "mlflow", "get", "jobs", "-l", f"dockrun.sweep={sweep_id}", "-o", "name")
+    assert left.returncode == 0 and left.stdout.split() == [f"job.batch/{runs['0'].remote_run_id.split('/')[1]}"]
+    for r in cancelled:
+        assert kube.left("mlflow", r.run_id) == [], "a Job or pod outlived the cancelled sweep"
+    owner = cancelled[0].supervisor_pid, cancelled[0].supervisor_start
+    deadline = time.monotonic() + 60
+    while alive(*owner):  # the sweep's owner is gone too: its runs are over and no more will come
+        assert time.monotonic() < deadline, "the sweep's owner outlived it"
+        time.sleep(0.2)
+
+    (tmp_path / "kubernetes_job_template.yaml").write_text(textwrap.dedent(NAP_TEMPLATE.replace('"300"', '"0"')))
+    again = cli("sweep", "--resume", sweep_id, "-q", cwd=tmp_path, env=_env(kube))
+    assert again.code == 0, again.err
+    rows = {row[2]: row for row in (line.split() for line in again.out.strip().splitlines()[2:])}
+    assert {a: row[1] for a, row in rows.items()} == {"0": "FINISHED", "1": "FINISHED", "2": "FINISHED"}
+    assert rows["0"][0] == runs["0"].run_id  # what had finished was not run again
+    assert len(store.list(10)) == 5  # 3 first, 2 resumed
+
+
+def test_a_killed_sweep_driver_takes_its_jobs_with_it(kube: Kube, namespace: str, project: Path,  # noqa: F811
+                                                      tmp_path: Path, home: Path, base_image: str) -> None:
+    config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e", NAP_TEMPLATE)
+    env = {**os.environ, **_env(kube), "DOCKRUN_HOME": str(home), "DOCKRUN_BASE_IMAGE": base_image}
+    p = subprocess.Popen([sys.executable, "-m", "dockrun", "sweep", str(project), "-b", "kubernetes", "-c", config,
+                          "-e", "nap", "-P", "alpha=1,2", "--parallel", "2", "-q"], cwd=tmp_path, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = RunStore(home)
+    try:
+        deadline = time.monotonic() + 300
+        while len([r for r in store.list(10) if r.status == "RUNNING"
+                   and b"started" in (store.run_dir(r.run_id) / "stdout.log").read_bytes()]) < 2:
+            assert p.poll() is None and time.monotonic() < deadline, "the sweep's runs never started"
+            time.sleep(0.5)
+        p.kill()  # kill -9: no chance to cancel; the sweep's owner sees its driver gone
+        p.wait()
+        deadline = time.monotonic() + 120
+        while not all(r.over for r in store.list(10)):
+            assert time.monotonic() < deadline, "the sweep's runs outlived their driver"
+            time.sleep(0.5)
+    finally:
+        p.kill()
+    for rec in store.list(10):
+        assert rec.status == "FAILED" and "driver process vanished" in rec.reason
+        assert kube.left("mlflow", rec.run_id) == []
+
+
+def test_a_sweeps_owner_waits_for_a_run_file_being_written(tmp_path: Path) -> None:
+    """The sweep's owner sees a Job (its watch) while the driver is still writing the run's
+    kubernetes.json: it waits for the file rather than failing every run it follows (it did, in
+    the 50-run bench: 'watcher error: Expecting value')."""
+    from dockrun.backends.kubernetes.batch import SweepWatcher
+
+    store = RunStore(tmp_path / "home")
+    run_dir = store.run_dir("r1")
+    run_dir.mkdir(parents=True)
+    (run_dir / "kubernetes.json").write_text("")  # opened for writing, nothing in it yet
+    job = {"metadata": {"name": "p-r1", "uid": "u1", "labels": {"dockrun.run-id": "r1"}}}
+    watcher = SweepWatcher(store, None, tmp_path, {"namespace": "mlflow", "sweep_id": "s1"})
+    watcher.jobs["r1"] = job
+    watcher._adopt()
+    assert watcher.followers == {}
+    (run_dir / "kubernetes.json").write_text(json.dumps({"namespace": "mlflow", "job": "p-r1", "uid": "u1"}))
+    watcher._adopt()
+    assert watcher.followers["r1"].uid == "u1"
+
+
+class _EndedCluster:
+    """A cluster whose run has ended: its pod is there, though the sweep's pod watch has not said so."""
+
+    def __init__(self, pod: dict):
+        self.pod = pod
+
+    def pods(self, ns: str, uid: str) -> list[dict]:
+        return [self.pod]
+
+    def log_stream(self, ns: str, pod: str):  # noqa: ANN201
+        yield b"alpha  0.1\n"
+
+
+def test_a_sweeps_owner_keeps_the_output_of_a_job_whose_end_it_saw_first(tmp_path: Path) -> None:
+    """The Jobs' watch may report a Job complete before the pods' watch reports its pod: the run's
+    end waits for the pod's output (a sweep run once ended FINISHED with an empty log)."""
+    from dockrun.backends.kubernetes.batch import SweepWatcher
+
+    store = RunStore(tmp_path / "home")
+    store.insert(RunRecord(run_id="r1", status="SCHEDULED", created=time.time(), uri="/p", source_key="k",
+                           project="p", entry_point="main", parameters={}, command="c", image="i", env_key="e",
+                           outputs="/o"))
+    run_dir = store.run_dir("r1")
+    run_dir.mkdir(parents=True)
+    (run_dir / "kubernetes.json").write_text(json.dumps({"namespace": "mlflow", "job": "p-r1", "uid": "u1"}))
+    job = {"metadata": {"name": "p-r1", "uid": "u1", "labels": {"dockrun.run-id": "r1"}},
+           "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+    pod = {"metadata": {"name": "p-r1-x", "ownerReferences": [{"uid": "u1", "controller": True}]},
+           "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0}}}]}}
+    watcher = SweepWatcher(store, _EndedCluster(pod), tmp_path, {"namespace": "mlflow", "sweep_id": "s1"})
+    watcher.jobs["r1"] = job  # and no pod seen yet
+    watcher._adopt()
+    assert watcher.followers["r1"].step(job, watcher._pods_of("r1"))
+    assert store.get("r1").status == "FINISHED"
+    assert (run_dir / "stdout.log").read_bytes() == b"alpha  0.1\n"

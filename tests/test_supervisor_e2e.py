@@ -6,7 +6,8 @@ import dataclasses
 import time
 from pathlib import Path
 
-from dockrun.backends.local.supervisor import supervise
+from dockrun.backends.local.supervisor import Supervisor
+from dockrun.backends.owner import own
 from dockrun.engine.client import ContainerSpec, Docker
 from dockrun.store.records import RunRecord, RunStore
 
@@ -26,7 +27,7 @@ def test_a_run_cancelled_before_it_started_never_runs_its_command(tmp_path: Path
     container = docker.create(spec)
     store.update("sched1", container_id=container.id)
     store.transition("sched1", "KILLED", ("SCHEDULED", "RUNNING"), reason="cancelled")  # the cancel wins the race
-    supervise(store, docker, "sched1", watch_driver=False)
+    own(Supervisor(store, docker, "sched1"), watch_driver=False)
     after = store.get("sched1")
     assert (after.status, after.ended is not None) == ("KILLED", True)
     assert docker.get_container(container.id) is None  # removed, never started
@@ -36,7 +37,7 @@ def test_a_run_cancelled_before_it_started_never_runs_its_command(tmp_path: Path
     second = docker.create(dataclasses.replace(spec, name="dockrun-test-sched2", labels={"dockrun.run-id": "sched2"}))
     store.update("sched2", container_id=second.id)
     store.run_dir("sched2").mkdir(parents=True)  # as the submitting process makes it
-    supervise(store, docker, "sched2", watch_driver=False)
+    own(Supervisor(store, docker, "sched2"), watch_driver=False)
     assert store.get("sched2").status == "FINISHED" and (marks / "ran").exists()
 
 

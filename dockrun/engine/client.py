@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,17 +21,23 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 CHECK_PREFIX = "dockrun-check: "  # a template's check prints this before failing the build
 
 
+# The first import of docker-py is one thread's: two threads inside the marker below (a sweep's
+# pool submitting its first points) would each remove it, the second finding it gone.
+_FIRST_IMPORT = threading.Lock()
+
+
 def _docker():  # lazy: importing docker-py costs ~0.3 s, which `dockrun --help` must not pay
     import sys
 
-    if "docker" not in sys.modules and "paramiko" not in sys.modules and local_socket(os.environ):
-        # docker-py imports paramiko (~0.13 s) whenever it is installed, for ssh:// engines only;
-        # on a local socket it is never used, so it is kept out while docker-py is imported.
-        sys.modules["paramiko"] = None  # type: ignore[assignment]
-        try:
-            import docker  # noqa: F401
-        finally:
-            del sys.modules["paramiko"]
+    with _FIRST_IMPORT:
+        if "docker" not in sys.modules and "paramiko" not in sys.modules and local_socket(os.environ):
+            # docker-py imports paramiko (~0.13 s) whenever it is installed, for ssh:// engines
+            # only; on a local socket it is never used, so it is kept out while docker-py is imported.
+            sys.modules["paramiko"] = None  # type: ignore[assignment]
+            try:
+                import docker  # noqa: F401
+            finally:
+                del sys.modules["paramiko"]
     import docker
 
     return docker

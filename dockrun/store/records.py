@@ -207,8 +207,14 @@ class RunStore:
     def _connect(self) -> sqlite3.Connection:
         make_private_dir(self.home)
         # The file holds commands, parameters and logs: its owner's only, whatever the umask (SQLite
-        # gives its -wal and -shm files the database file's mode).
-        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        # gives its -wal and -shm files the database file's mode). Made only when it is not there:
+        # closing a descriptor of the file would drop every SQLite lock this process holds on it
+        # (POSIX locks are the process's), and another process closing its connection would then
+        # take itself for the last, delete the WAL, and leave this one reading the deleted file.
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+        except FileExistsError:
+            pass
         # Not checked for the thread: close() may close a finished thread's connection.
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         try:

@@ -93,7 +93,7 @@ def test_the_fork_server_imports_nothing_from_the_working_folder(tmp_path: Path,
 
 
 @pytest.mark.parametrize("pythonpath", [None, ":/nonexistent", "/nonexistent:", "."])
-@pytest.mark.parametrize("module", ["dockrun.backends.local.launch", "dockrun.backends.kubernetes.watch"])
+@pytest.mark.parametrize("module", ["dockrun.backends.local.launch", "dockrun.backends.owner"])
 def test_a_helper_runs_the_callers_own_dockrun(tmp_path: Path, module: str, pythonpath: str | None) -> None:
     # The helper's command line, as dockrun builds it, from a working folder holding a `dockrun`
     # package of its own: the helper must not take it (nor the working folder's other files).
@@ -116,6 +116,6 @@ def test_a_helper_runs_the_callers_own_dockrun(tmp_path: Path, module: str, pyth
     p = subprocess.run([*argv, "--help"], cwd=folder, capture_output=True, text=True, timeout=120,
                        stdin=subprocess.DEVNULL, env=env)
     assert p.returncode == 0, p.stderr[-2000:]
-    if module.endswith("watch"):
-        assert p.stdout.startswith("usage: python -m dockrun.backends.kubernetes.watch"), p.stdout
+    if module.endswith("owner"):
+        assert p.stdout.startswith("usage: python -m dockrun.backends.owner"), p.stdout
     assert not marker.exists(), marker.read_text()

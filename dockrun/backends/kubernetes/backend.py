@@ -9,23 +9,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from ...locks import write_atomic
 from ...options import honoured_by
 from ...project.params import Placement
 from ...store.liveness import start_token
 from ...store.records import RunStore, new_run_id
 from ...tracking.runs import ProjectRun, Tracked, start_project_run
 from ..handle import new_record, shielded
+from ..local.launch import start_owner
 from ..outcome import record_end
 from .config import KubeSettings, kube_settings
 from .job import LABEL_RUN, SECRET_VARS, JobParts, job_manifest, kept_outputs, namespace, outputs_dir
 from .state import job_uid
-from .watch import start_watcher
 
 if TYPE_CHECKING:
     from ...request import PreparedRun, RunRequest
+    from .batch import KubeSweep
     from .run import KubernetesRun
 
 # The image holds the project at /project (as a local run); host paths do not exist on a node.
@@ -41,6 +45,20 @@ class KubernetesBackend:
     def local_store_refusal(self, environ: Mapping[str, str]) -> str | None:
         return "the cluster; give --tracking-uri http(s)://... (a tracking server) or databricks"
 
+    def __init__(self, sweep: KubeSweep | None = None):
+        self._sweep = sweep  # a sweep's runs share a cluster client, one image push and one owner
+
+    @contextmanager
+    def batch(self, sweep_id: str, home: Path) -> Iterator[KubernetesBackend]:
+        """This backend for the runs of one sweep (batch.py), until it has submitted its last."""
+        from .batch import KubeSweep
+
+        sweep = KubeSweep(home, sweep_id, lambda folder: start_owner("kubernetes-sweep", home, sweep_id, True, folder))
+        try:
+            yield KubernetesBackend(sweep)
+        finally:
+            sweep.close()
+
     def configure(self, request: RunRequest, environ: Mapping[str, str]) -> KubeSettings:
         from .cluster import check_installed
 
@@ -53,13 +71,19 @@ class KubernetesBackend:
         from .run import KubernetesRun
 
         settings: KubeSettings = prepared.backend_config
-        cluster = Cluster(settings.context)
+        sweep = self._sweep
+        cluster = sweep.cluster(settings.context) if sweep else Cluster(settings.context)
         ns = namespace(settings, cluster.default_namespace)
         run_id = new_run_id()
-        parts = JobParts(run_id, prepared.project.name, f"{settings.repository}:check", prepared.rendered.command)
-        # The cluster checks the filled-in template (namespace, fields, permissions) before a long build.
-        cluster.create_job(ns, job_manifest(settings, parts), dry_run=True)
-        image = push_image(prepared, settings.repository, log)
+        parts = JobParts(run_id, prepared.project.name, f"{settings.repository}:check", prepared.rendered.command,
+                         labels=sweep.labels if sweep else {})
+
+        def check_and_push() -> str:
+            # The cluster checks the filled-in template (namespace, fields, permissions) before a long build.
+            cluster.create_job(ns, job_manifest(settings, parts), dry_run=True)
+            return push_image(prepared, settings.repository, log)
+
+        image = sweep.image(prepared.plan.project_image, check_and_push) if sweep else check_and_push()
         # As `mlflow run -b kubernetes`: the MLflow run is started before the Job is created.
         tracked = start_project_run(prepared.tracking, ProjectRun(
             run_id, prepared.source, prepared.entry_point, prepared.request.parameters, prepared.env.mlflow_env,
@@ -85,9 +109,13 @@ class KubernetesBackend:
                     cluster.own_secret(ns, name, job)
                 # The Job's UID, not only its name: its pods are found by it, and a Job of the same
                 # name made by someone else is never taken for this one.
-                (run_dir / "kubernetes.json").write_text(json.dumps(
+                write_atomic(run_dir / "kubernetes.json", json.dumps(
                     {"context": settings.context, "namespace": ns, "job": name, "uid": job_uid(job)}))
-                pid, token = start_watcher(store, run_id, prepared.request.synchronous)
+                if sweep:
+                    pid, token = sweep.follow(run_id, ns, settings.context)
+                else:
+                    pid = start_owner("kubernetes", store.home, run_id, prepared.request.synchronous, run_dir)
+                    token = start_token(pid)
                 store.update(run_id, supervisor_pid=pid, supervisor_start=token)
         except BaseException as e:
             with shielded():

@@ -149,6 +149,34 @@ class Cluster:
                                        for ref in p["metadata"].get("ownerReferences") or [])]
         return sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
 
+    def watch(self, ns: str, kind: str, selector: str, timeout_s: int = 60) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """``(ADDED | MODIFIED | DELETED, object)`` for the Jobs or pods (``kind``: "jobs" or "pods")
+        matching the label selector: every one there is first, then each change as the cluster
+        reports it, without end. A watch the server closes is resumed from the last version seen;
+        one whose version has expired (410) lists again, so nothing is missed."""
+        k8s = self._k8s
+        list_fn = self.batch.list_namespaced_job if kind == "jobs" else self.core.list_namespaced_pod
+        version = None
+        while True:
+            if version is None:
+                listed = self._call(f"listing the {kind} of {selector}", list_fn, ns, label_selector=selector)
+                version = listed.metadata.resource_version
+                for item in listed.items:
+                    yield "ADDED", self._api.sanitize_for_serialization(item)
+            try:
+                for event in k8s.watch.Watch().stream(list_fn, ns, label_selector=selector, resource_version=version,
+                                                      timeout_seconds=timeout_s):
+                    obj = event["raw_object"]
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                    if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                        yield event["type"], obj
+            except k8s.client.ApiException as e:
+                if e.status != 410:
+                    raise RemoteError(f"watching the {kind} of {selector}: {_short(e)}") from None
+                version = None
+            except Exception as e:  # noqa: BLE001 - transport errors
+                raise RemoteError(f"watching the {kind} of {selector}: cannot reach the cluster: {_short(e)}") from None
+
     def events(self, ns: str, pod: str) -> list[Mapping[str, Any]]:
         found = self._call(f"reading the events of pod {pod}", self.core.list_namespaced_event, ns,
                            field_selector=f"involvedObject.name={pod}")

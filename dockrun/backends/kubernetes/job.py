@@ -16,6 +16,7 @@ from .config import KubeSettings, is_placeholder
 
 OUTPUTS_ROOT = "/dockrun/outputs"  # a template mounts a volume here to keep DOCKRUN_OUTPUT_DIR
 LABEL_RUN = "dockrun.run-id"
+LABEL_SWEEP = "dockrun.sweep"  # on every Job (and pod) of a sweep: what its owner watches
 SECRET_VARS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "DATABRICKS_TOKEN",
                "DATABRICKS_CLIENT_SECRET", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
@@ -30,6 +31,7 @@ class JobParts:
     command: str  # the rendered, quoted entry point command
     env: Mapping[str, str] = field(default_factory=dict)  # plain values
     secret_env: tuple[str, ...] = ()  # names whose values are in the run's Secret (named like the Job)
+    labels: Mapping[str, str] = field(default_factory=dict)  # more labels for the Job and its pods (a sweep's)
 
 
 def dns_label(text: str, limit: int = 63) -> str:
@@ -59,9 +61,9 @@ def job_manifest(settings: KubeSettings, parts: JobParts) -> dict[str, Any]:
     name = job_name(parts.project, parts.run_id)
     meta = job.setdefault("metadata", {})
     meta["name"] = name
-    meta.setdefault("labels", {})[LABEL_RUN] = parts.run_id
+    meta.setdefault("labels", {}).update({**parts.labels, LABEL_RUN: parts.run_id})
     pod = job["spec"]["template"]
-    pod.setdefault("metadata", {}).setdefault("labels", {})[LABEL_RUN] = parts.run_id
+    pod.setdefault("metadata", {}).setdefault("labels", {}).update({**parts.labels, LABEL_RUN: parts.run_id})
     pod["spec"].setdefault("restartPolicy", "Never")  # a Job's pods must not restart Always
     container = pod["spec"]["containers"][0]
     container["name"] = dns_label(parts.project)

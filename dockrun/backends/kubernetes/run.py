@@ -6,12 +6,13 @@ from __future__ import annotations
 import time
 from typing import IO, Any
 
-from ...store.liveness import alive
+from ...store.liveness import alive, start_token
 from ...store.records import ACTIVE, RunRecord, RunStore
 from ..handle import RunHandle, follow_logs, shielded
+from ..local.launch import start_owner
 from ..outcome import record_end
 from .state import job_uid
-from .watch import job_info, start_watcher
+from .watch import job_info
 
 POLL_S = 0.1
 
@@ -41,8 +42,8 @@ class KubernetesRun(RunHandle):
             return rec
         if not (self._store.run_dir(self.run_id) / "kubernetes.json").exists():
             return rec  # still being submitted
-        pid, token = start_watcher(self._store, self.run_id, attached=False)
-        self._store.update(self.run_id, supervisor_pid=pid, supervisor_start=token)
+        pid = start_owner("kubernetes", self._store.home, self.run_id, False, self._store.run_dir(self.run_id))
+        self._store.update(self.run_id, supervisor_pid=pid, supervisor_start=start_token(pid))
         return self._store.get(self.run_id) or rec
 
     def cancel(self) -> None:

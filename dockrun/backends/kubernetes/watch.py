@@ -1,119 +1,164 @@
-"""A Kubernetes run's watcher: the process that follows its Job from creation to end.
+"""Following Kubernetes runs: what a run's owner (``backends/owner.py``) does for a Job, from its
+creation to its end.
 
-Started by the submitting process in a new session (``python -m dockrun.backends.kubernetes.watch
-RUN_ID``), so a detached run is followed after its CLI exits. It writes the pod's output to the
-run's log file as the cluster streams it (the log is kept after the Job and its pods are gone),
-records RUNNING and then how the run ended, and deletes the Job when the run cannot go on: an image
-the node cannot pull, a pod that stays unschedulable, a synchronous driver that died.
+``RunFollower`` is one run: given its Job and pods as last seen, it records RUNNING, streams the
+pod's output into the run's log (kept after the Job and its pods are gone), records how the run
+ended, and deletes the Job when the run cannot go on (an image the node cannot pull, a pod that
+stays unschedulable, a synchronous driver that died). ``Watcher`` follows one run by looking at its
+Job every DOCKRUN_K8S_POLL_S; a sweep's owner (``batch.SweepWatcher``) follows all its runs from one
+watch of their labels.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from ...errors import DockrunError
-from ...store.liveness import alive, start_token
 from ...store.records import RunStore
 from ...terminal import printable
-from ..module_command import module_command
 from ..outcome import record_end
 from .state import Verdict, job_uid, verdict
 
 POLL_S = float(os.environ.get("DOCKRUN_K8S_POLL_S", "0.5"))
 # How long a pod may stay unschedulable (a cluster autoscaler may be adding a node) before the run fails.
 PENDING_S = float(os.environ.get("DOCKRUN_K8S_PENDING_TIMEOUT_S", "120"))
-POLL_DRIVER_S = 0.5
-
-
-def start_watcher(store: RunStore, run_id: str, attached: bool) -> tuple[int, str | None]:
-    """The run's watcher, in its own session (Ctrl-C in the terminal reaches the driver, which
-    cancels); returns its pid and start token."""
-    run_dir = store.run_dir(run_id)
-    args = [*module_command("dockrun.backends.kubernetes.watch"), run_id, "--home", str(store.home)]
-    with open(run_dir / "watcher.log", "ab") as log:
-        proc = subprocess.Popen(args + (["--watch-driver"] if attached else []), stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    return proc.pid, start_token(proc.pid)
+STREAM_END_S = 60  # how long a run's end waits for the rest of its pod's output
 
 
 def job_info(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "kubernetes.json").read_text())
 
 
-def watch(store: RunStore, cluster: Any, run_id: str, watch_driver: bool) -> None:
-    """Follow the run's Job until the run is over and recorded."""
+def driver_of(store: RunStore, run_id: str) -> tuple[int, str | None] | None:
     rec = store.get(run_id)
-    if rec is None or rec.over:
-        return
-    run_dir = store.run_dir(run_id)
-    info = job_info(run_dir)
-    ns, name = info["namespace"], info["job"]
-    uid = info.get("uid") or job_uid(cluster.job(ns, name))  # a record from before the UID was kept
-    ending: list[str] = []  # why the watcher is deleting the Job, if it is
-    gone: list[str] = []  # ... and once the Job and its pods are gone
+    return (rec.driver_pid, rec.driver_start) if rec and rec.driver_pid else None
 
-    def end_job(reason: str) -> None:
-        if ending:
+
+@contextmanager
+def watched(store: RunStore, run_id: str) -> Iterator[Watcher]:
+    """The run's Job as its owner follows it (an ``owner.Owned``); a failure of the watcher's own
+    fails the run, saying why: a run is never left open."""
+    from .cluster import Cluster
+
+    try:
+        yield Watcher(store, Cluster(job_info(store.run_dir(run_id)).get("context")), run_id)
+    except Exception as e:
+        record_end(store, run_id, "FAILED", None, f"watcher error: {e}".splitlines()[0])
+        raise
+
+
+class RunFollower:
+    """One run's Job, as its owner sees it change."""
+
+    def __init__(self, store: RunStore, cluster: Any, run_id: str, info: Mapping[str, Any]):
+        self.store, self.cluster, self.run_id = store, cluster, run_id
+        self.ns, self.name = info["namespace"], info["job"]
+        self.uid = info.get("uid") or job_uid(cluster.job(self.ns, self.name))  # a record from before the UID was kept
+        self.ending: list[str] = []  # why the owner is deleting the Job, if it is
+        self.gone: list[str] = []  # ... and once the Job and its pods are gone
+        self.streams: dict[str, threading.Thread] = {}  # pod -> the thread copying its output
+        self.stuck_since: float | None = None
+        self.said: str | None = None
+        self._files: tuple[IO[bytes], IO[bytes]] | None = None
+
+    def stop(self, reason: str) -> None:
+        """Delete the Job and its pods; the run ends FAILED with ``reason`` once they are gone."""
+        if self.ending:
             return
-        ending.append(reason)
-        cluster.delete_job_and_wait(ns, name, uid)
-        gone.append(reason)
+        self.ending.append(reason)
+        self.cluster.delete_job_and_wait(self.ns, self.name, self.uid)
+        self.gone.append(reason)
 
-    if watch_driver and rec.driver_pid:
-        threading.Thread(target=_watch_driver, args=(rec.driver_pid, rec.driver_start, end_job, ending),
-                         daemon=True).start()
-    streamed: set[str] = set()
-    stuck_since: float | None = None
-    said = None
-    with open(run_dir / "stdout.log", "ab") as out, open(run_dir / "stderr.log", "ab") as err:
+    def step(self, job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> bool:
+        """Act on the Job and its pods as last seen; True once the run is over."""
+        store, run_id = self.store, self.run_id
+        current = store.get(run_id)
+        if current is None or current.over or current.status == "KILLED":  # cancelled: the canceller deletes
+            return True
+        if self.ending:  # the driver died: the Job is being deleted
+            if self.gone:
+                self._end("FAILED", None, f"{self.gone[0]}; the Job was deleted")
+            return bool(self.gone)
+        if job is None or job_uid(job) != self.uid:  # gone, or another Job of that name since
+            self._end("FAILED", None, f"the Job {self.ns}/{self.name} was deleted before the run ended")
+            return True
+        v = verdict(job, pods)
+        if v.started:
+            store.transition(run_id, "RUNNING", ("SCHEDULED",), started=time.time())
+        if v.pod and v.started and v.pod not in self.streams:
+            self._stream(v.pod)
+        if v.over:
+            self._end(v.status, v.exit_code, v.reason)
+            return True
+        self.stuck_since = (self.stuck_since or time.monotonic()) if v.stuck else None
+        if v.stuck and v.stuck != self.said:
+            self.said = v.stuck
+            err = self._logs()[1]
+            err.write(f"dockrun: waiting: {printable(v.stuck)}\n".encode())  # the kubelet's words
+            err.flush()
+        if fatal(v, self.stuck_since):
+            self.stop(v.stuck or "stuck")
+            self._end("FAILED", None, v.stuck)
+            return True
+        return False
+
+    def _logs(self) -> tuple[IO[bytes], IO[bytes]]:
+        if self._files is None:
+            run_dir = self.store.run_dir(self.run_id)
+            # Open while the run is followed (a sweep's owner follows many), closed at its end.
+            self._files = (open(run_dir / "stdout.log", "ab"), open(run_dir / "stderr.log", "ab"))  # noqa: SIM115
+        return self._files
+
+    def _stream(self, pod: str) -> None:
+        """Copy the pod's output into the run's log, until its container ends (a thread of its own)."""
+        out, err = self._logs()
+        thread = threading.Thread(target=stream_log, args=(self.cluster, self.ns, pod, out, err), daemon=True)
+        self.streams[pod] = thread
+        thread.start()
+
+    def _end(self, status: str, exit_code: int | None, reason: str | None) -> None:
+        """The run's end, once the output its pods wrote is in its log; the log files closed."""
+        for thread in self.streams.values():
+            thread.join(STREAM_END_S)
+        if self._files is not None:
+            for f in self._files:
+                f.close()
+            self._files = None
+        record_end(self.store, self.run_id, status, exit_code, reason)
+
+
+class Watcher:
+    """Follows one run's Job, looking at it every POLL_S, until the run is over and recorded."""
+
+    def __init__(self, store: RunStore, cluster: Any, run_id: str):
+        self.follower = RunFollower(store, cluster, run_id, job_info(store.run_dir(run_id)))
+        self.driver = driver_of(store, run_id)
+
+    def stop(self, reason: str) -> None:
+        self.follower.stop(reason)
+
+    def follow(self, under_way: Callable[[], None]) -> None:
+        f = self.follower
+        under_way()
         while True:
-            current = store.get(run_id)
-            if current is None or current.over or current.status == "KILLED":  # cancelled: the canceller deletes
-                return
-            if ending:  # the driver died: the Job is being deleted
-                if gone:
-                    record_end(store, run_id, "FAILED", None, f"{gone[0]}; the Job was deleted")
-                    return
-                time.sleep(POLL_S)
-                continue
-            job = cluster.job(ns, name)
-            if job is None or job_uid(job) != uid:  # gone, or another Job of that name since
-                record_end(store, run_id, "FAILED", None, f"the Job {ns}/{name} was deleted before the run ended")
-                return
-            v = verdict(job, cluster.pods(ns, uid))
-            if v.started:
-                store.transition(run_id, "RUNNING", ("SCHEDULED",), started=time.time())
-            if v.pod and v.started and v.pod not in streamed:
-                streamed.add(v.pod)
-                _stream(cluster, ns, v.pod, out, err)  # returns when the container has ended
-                continue
-            if v.over:
-                record_end(store, run_id, v.status, v.exit_code, v.reason)
-                return
-            stuck_since = (stuck_since or time.monotonic()) if v.stuck else None
-            if v.stuck and v.stuck != said:
-                said = v.stuck
-                err.write(f"dockrun: waiting: {printable(v.stuck)}\n".encode())  # the kubelet's words
-                err.flush()
-            if _fatal(v, stuck_since):
-                end_job(v.stuck or "stuck")
-                record_end(store, run_id, "FAILED", None, v.stuck)
+            job = f.cluster.job(f.ns, f.name)
+            pods = f.cluster.pods(f.ns, f.uid) if job_uid(job) == f.uid else []
+            if f.step(job, pods):
                 return
             time.sleep(POLL_S)
 
 
-def _fatal(v: Verdict, stuck_since: float | None) -> bool:
+def fatal(v: Verdict, stuck_since: float | None) -> bool:
     return bool(v.stuck and (v.fatal or (stuck_since is not None and time.monotonic() - stuck_since > PENDING_S)))
 
 
-def _stream(cluster: Any, ns: str, pod: str, out: Any, err: Any) -> None:
+def stream_log(cluster: Any, ns: str, pod: str, out: IO[bytes], err: IO[bytes]) -> None:
     try:
         for chunk in cluster.log_stream(ns, pod):
             out.write(chunk)
@@ -121,36 +166,3 @@ def _stream(cluster: Any, ns: str, pod: str, out: Any, err: Any) -> None:
     except DockrunError as e:  # the pod went before its log was read: say so, the outcome still counts
         err.write(f"dockrun: the output of pod {pod} could not be read: {printable(str(e))}\n".encode())
         err.flush()
-
-
-def _watch_driver(pid: int, token: str | None, end_job: Callable[[str], None], ending: list[str]) -> None:
-    while not ending:
-        if not alive(pid, token):
-            end_job("the driver process vanished")
-            return
-        time.sleep(POLL_DRIVER_S)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from .cluster import Cluster
-
-    ap = argparse.ArgumentParser(prog="python -m dockrun.backends.kubernetes.watch")
-    ap.add_argument("run_id")
-    ap.add_argument("--home", required=True)
-    ap.add_argument("--watch-driver", action="store_true")
-    args = ap.parse_args(argv)
-    store = RunStore(Path(args.home))
-    try:
-        cluster = Cluster(job_info(store.run_dir(args.run_id)).get("context"))
-        watch(store, cluster, args.run_id, args.watch_driver)
-    except Exception as e:  # never leave the run open: record why the watcher stopped
-        record_end(store, args.run_id, "FAILED", None, f"watcher error: {e}".splitlines()[0])
-        raise
-
-
-if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # already recorded on the run; the log is for developers
-        sys.stderr.write(f"dockrun watcher: {e}\n")
-        sys.exit(1)

@@ -21,6 +21,19 @@ from pathlib import Path
 
 from ...errors import ExecutionError
 from ..module_command import module_command
+from ..owner import owner_args
+
+
+def start_owner(backend: str, home: Path, run_id: str, attached: bool, run_dir: Path) -> int:
+    """Start the run's owner (``backends/owner.py``, for any backend) in a new session (Ctrl-C in
+    the driver's terminal reaches the driver, which cancels cleanly) and return its pid. A
+    single-threaded caller (the CLI) forks it directly; a threaded one (a sweep driver) cannot fork
+    safely, and asks its fork server (a single-threaded helper process, started once) to fork it.
+    Either way a run costs milliseconds, not a new interpreter."""
+    args = owner_args(backend, run_id, home, attached)
+    if hasattr(os, "fork") and threading.active_count() == 1:
+        return fork_supervisor(args, run_dir)
+    return fork_server().start(args, run_dir)
 
 
 def fork_supervisor(args: list[str], run_dir: Path) -> int:
@@ -69,7 +82,7 @@ def _be_supervisor(args: list[str], run_dir: Path, report_fd: int) -> int:
     # process's own files (the run's logs).
     gc.freeze()
     try:
-        from .supervisor import main
+        from ..owner import main
 
         main(args)
         return 0
@@ -130,7 +143,8 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     from ...engine.address import local_socket
     from ...engine.client import _docker
-    from . import supervisor  # noqa: F401 - imported once here, so every fork starts warm
+    from .. import owner  # noqa: F401 - imported once here, so every fork starts warm
+    from . import supervisor  # noqa: F401
 
     if not local_socket(os.environ):  # the lean client needs no docker-py; any other engine does
         _docker()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
@@ -22,7 +21,7 @@ from ..handle import RunHandle, follow_logs, new_record, shielded
 from ..outcome import record_end
 from .container import RunContext, check_project_container, container_spec, files_plan
 from .files import finish_files, make_run_dir, save_plan
-from .launch import fork_server, fork_supervisor
+from .launch import start_owner
 from .transfer import copy_in, save_sent
 from .wake import Listener, listen
 
@@ -281,12 +280,5 @@ def _made_sure_of(prepared: PreparedRun, docker: Docker, log: Callable[[str], No
 
 
 def _start_supervisor(home: Path, run_id: str, attached: bool, run_dir: Path) -> int:
-    """Start the run's supervisor in a new session (Ctrl-C in the driver's terminal reaches the
-    driver, which cancels cleanly) and return its pid. A single-threaded caller (the CLI) forks it
-    directly; a threaded one (a sweep driver) cannot fork safely, and asks its fork server (a
-    single-threaded helper process, started once) to fork it. Either way a run costs milliseconds,
-    not a new interpreter."""
-    args = [run_id, "--home", str(home)] + (["--watch-driver"] if attached else [])
-    if hasattr(os, "fork") and threading.active_count() == 1:
-        return fork_supervisor(args, run_dir)
-    return fork_server().start(args, run_dir)
+    """Start the run's owner (``launch.start_owner``) and return its pid."""
+    return start_owner("local", home, run_id, attached, run_dir)
