@@ -29,6 +29,7 @@ from .backends.handle import RunHandle, shielded
 from .config import load_settings
 from .errors import BuildError, ConfigError, Interrupted
 from .locks import make_private_dir, write_atomic
+from .options import from_kept, kept_options
 from .prepare import prepare
 from .request import RunRequest
 from .store.records import RunStore
@@ -262,25 +263,14 @@ def table(result: SweepResult, sort: str | None = None) -> str:
 
 # ---- the sweep record ------------------------------------------------------------------------
 
-_KEPT = ("uri", "version", "entry_point", "parameters", "docker_args", "backend", "backend_config",
-         "env_manager", "experiment_name", "experiment_id", "tracking_uri", "base_image", "cwd", "trust")
-
-
 def _template_data(request: RunRequest) -> dict[str, Any]:
-    data = {k: getattr(request, k) for k in _KEPT}
-    data["cwd"] = str(request.cwd) if request.cwd else None
-    data["docker_args"] = dict(request.docker_args) if isinstance(request.docker_args, Mapping) else list(
-        request.docker_args)
-    data["parameters"] = dict(request.parameters)
-    return data
+    """What the sweep's record keeps of its template (the option table says which), for --resume."""
+    return {"uri": request.uri, **kept_options(request, "sweep")}
 
 
 def _template_from(record: Mapping[str, Any]) -> RunRequest:
-    data = dict(record["request"])
-    data["cwd"] = Path(data["cwd"]) if data.get("cwd") else None
-    args = data.get("docker_args") or ()
-    data["docker_args"] = dict(args) if isinstance(args, Mapping) else tuple(args)
-    return RunRequest(**data)
+    data = record["request"]
+    return RunRequest(uri=data["uri"], **from_kept(data, "sweep"))
 
 
 def _path(home: Path, sweep_id: str) -> Path:
