@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,8 +122,7 @@ def sweep(template: RunRequest, points: Sequence[Mapping[str, str]], parallel: i
     _save(home, record)
     # A backend whose runs share more than the image (Kubernetes: one push, one owner process
     # following every Job of the sweep) gives a backend for this sweep's runs.
-    batch = getattr(backend, "batch", None)
-    with batch(record["sweep_id"], home) if batch else nullcontext(backend) as runner:
+    with backend.batch(record["sweep_id"], home) as runner:
         _pool(runner, prepared, parallel, record, home, log)
     return SweepResult(record["sweep_id"], tuple(_row(store, record, i, p, log) for i, p in enumerate(points)))
 

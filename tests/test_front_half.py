@@ -5,6 +5,7 @@ These run without Docker: a backend here is a test double of a few lines, which 
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import subprocess
 import sys
@@ -52,10 +53,14 @@ class EchoBackend:
     name = "echo"
     options = frozenset({"entry_point", "parameters", "synchronous"})
     placement = IN_CONTAINER
+    default_tracking_uri = None
 
     def __init__(self, end: tuple[str, int, str | None] = ("FINISHED", 0, None)) -> None:
         self.submitted: list = []
         self.end = end
+
+    def local_store_refusal(self, environ):  # noqa: ANN001, ANN201
+        return None
 
     def configure(self, request, environ):  # noqa: ANN001, ANN201
         return None
@@ -72,6 +77,21 @@ class EchoBackend:
         handle = RunHandle(store, run_id)
         handle.follow = lambda out, err, follow=True: handle.record()  # type: ignore[method-assign]
         return handle
+
+    def batch(self, sweep_id, home):  # noqa: ANN001, ANN201
+        return contextlib.nullcontext(self)
+
+
+def test_every_backend_has_every_member_of_the_seam() -> None:
+    """The Backend protocol is the whole seam: the registered backends and the test double define
+    each of its members (no face asks a backend for something with getattr)."""
+    from dockrun.backends import Backend
+
+    members = {n for n in vars(Backend) if not n.startswith("_")} | set(Backend.__annotations__)
+    assert {"name", "options", "placement", "default_tracking_uri", "local_store_refusal", "configure", "submit",
+            "attach", "batch"} <= members
+    for backend in [get_backend(name) for name in REGISTRY] + [EchoBackend()]:
+        assert not [m for m in members if not hasattr(backend, m)], backend.name
 
 
 def test_a_test_double_backend_gets_one_validated_preparation(project: Path) -> None:

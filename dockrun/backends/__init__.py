@@ -1,11 +1,13 @@
 """The backend seam: where a prepared run goes. A backend is a small object with a name, the
-request options it honours, how it sees path parameters, and three calls; backends are chosen by
-name from one registry. A new backend (Kubernetes) is one new module and one line here.
+request options it honours, how it sees path parameters, what it says about tracking, and its
+calls; backends are chosen by name from one registry (ARCHITECTURE.md: where to add a backend).
 """
 from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..errors import ConfigError
@@ -49,6 +51,11 @@ class Backend(Protocol):
 
     def attach(self, store: RunStore, run_id: str) -> RunHandle:
         """A handle on a run this backend submitted earlier, from any process."""
+
+    def batch(self, sweep_id: str, home: Path) -> AbstractContextManager[Backend]:
+        """The backend a sweep's runs are submitted through, until its last is: itself where runs
+        share nothing but the image (local, Databricks); Kubernetes' shares one cluster client, one
+        push and one owner process following every Job of the sweep."""
 
 
 def get_backend(name: str) -> Backend:

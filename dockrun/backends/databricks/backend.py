@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -107,6 +108,9 @@ class DatabricksBackend:
         from .run import DatabricksRun
 
         return DatabricksRun(store, run_id)
+
+    def batch(self, sweep_id: str, home: Path) -> AbstractContextManager[DatabricksBackend]:
+        return nullcontext(self)  # a sweep's runs share nothing here but the image
 
 
 def upload_code(client: DatabricksClient, cluster: Cluster, blob: bytes,

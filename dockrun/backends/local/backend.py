@@ -3,6 +3,8 @@ into the container."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...options import honoured_by
@@ -56,3 +58,6 @@ class LocalBackend:
         from .runs import LocalRun
 
         return LocalRun(store, run_id)
+
+    def batch(self, sweep_id: str, home: Path) -> AbstractContextManager[LocalBackend]:
+        return nullcontext(self)  # a sweep's runs share nothing here but the image
