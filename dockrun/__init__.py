@@ -48,27 +48,26 @@ def get_run(run_id: str):  # noqa: ANN201 - returns dockrun.runs.LocalRun
     return _get_run(run_id)
 
 
-def rerun(run: str, parameters=None, synchronous: bool = True, trust: bool = False):  # noqa: ANN001, ANN201 - see dockrun.rerun.rerun
+def rerun(run: str, parameters=None, synchronous: bool = True, trust: bool = False):  # noqa: ANN001, ANN201 - see dockrun.experiments.rerun.rerun
     """Run a recorded run again exactly (same source, entry point, parameters and image); ``parameters``
     override values. Returns the new run's handle, as ``execute`` does. ``trust``: a record file
     (someone else's) may have what it asks of this machine (host paths, docker options, host access)."""
-    from .rerun import rerun as _rerun
+    from .experiments.rerun import rerun as _rerun
 
     return _rerun(run, parameters, synchronous, trust=trust)
 
 
-def sweep(uri: str, grid, parallel: int = 4, **options):  # noqa: ANN001, ANN003, ANN201 - see dockrun.sweep
+def sweep(uri: str, grid, parallel: int = 4, **options):  # noqa: ANN001, ANN003, ANN201 - see dockrun.experiments.sweep
     """Run ``uri`` for every point of ``grid`` (a mapping of parameter -> values, every combination;
     or a list of parameter mappings), at most ``parallel`` at once; ``options`` are ``execute``'s
     (entry_point, backend, docker_args, ...). Returns a SweepResult: ``.rows`` (parameters, run ID,
     status, metrics) and ``.sweep_id``."""
     from collections.abc import Mapping
-    from pathlib import Path
 
-    from .request import RunRequest
-    from .sweep import grid_points
-    from .sweep import sweep as _sweep
+    from .experiments.sweep import grid_points
+    from .experiments.sweep import sweep as _sweep
+    from .options import from_keywords
 
     points = grid_points({k: [str(v) for v in vs] for k, vs in grid.items()}) if isinstance(grid, Mapping) else [
         {k: str(v) for k, v in p.items()} for p in grid]
-    return _sweep(RunRequest(uri=uri, cwd=Path.cwd(), **options), points, parallel)
+    return _sweep(from_keywords(uri, options, "sweep"), points, parallel)

@@ -90,7 +90,7 @@ def sweep_cmd(uri: str | None, params: tuple[str, ...], grid_file: str | None, p
     """Run the project at URI for every combination of parameter values, at most --parallel at once,
     on any backend; print a table of each run's parameters, status and metrics (what it wrote to
     metrics.json or metrics.csv in $DOCKRUN_OUTPUT_DIR). Exit 1 if a run did not finish."""
-    from .sweep import grid_points, parse_axes, read_points, sweep, table
+    from .experiments.sweep import grid_points, parse_axes, read_points, sweep, table
 
     if not uri and not resume:
         raise click.UsageError("missing URI (or --resume SWEEP)")
@@ -189,7 +189,7 @@ def runs_rerun(run: str, params: tuple[str, ...], detach: bool, quiet: bool, tru
     options and image (by content ID; rebuilt from the same source and lock if gone, saying whether
     it installed the same). RUN is a run ID or a file `dockrun runs show` wrote (another machine's
     run: its image comes from DOCKRUN_REGISTRY)."""
-    from .rerun import rerun
+    from .experiments.rerun import rerun
 
     handle = rerun(run, options.key_values(params), synchronous=not detach, log=(lambda line: None) if quiet else None,
                    trust=trust)

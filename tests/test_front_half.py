@@ -191,7 +191,7 @@ FLOORS = [  # a module may import from its own floor and the floors below it, ne
     ("images",),
     ("request",),
     ("backends",),
-    ("prepare", "building", "locking", "shell", "views", "api", "rerun", "sweep", "cli", "__init__"),
+    ("prepare", "building", "locking", "shell", "views", "api", "experiments", "cli", "__init__"),
     ("warmstart", "__main__"),
 ]
 

@@ -130,7 +130,7 @@ def test_execute_refuses_mlflows_docker_auth_naming_it(tmp_path: Path, home: Pat
 
 def test_sweep_takes_tracking_uri_through_the_table(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     # The option added to `dockrun sweep` by one edit (its `commands`): offered, and on each point's request.
-    import dockrun.sweep
+    import dockrun.experiments.sweep
     from dockrun.cli import cli
 
     seen = []
@@ -139,7 +139,7 @@ def test_sweep_takes_tracking_uri_through_the_table(monkeypatch: pytest.MonkeyPa
         seen.append(template)
         raise SystemExit(0)
 
-    monkeypatch.setattr(dockrun.sweep, "sweep", fake_sweep)
+    monkeypatch.setattr(dockrun.experiments.sweep, "sweep", fake_sweep)
     with pytest.raises(SystemExit):
         cli.main(["sweep", "proj", "-P", "a=1,2", "--tracking-uri", "http://127.0.0.1:5000"],
                  prog_name="dockrun", standalone_mode=False)
@@ -180,3 +180,27 @@ def test_what_a_face_keeps_is_the_tables_and_comes_back_as_it_was(face: str, tmp
     assert set(data) == kept_names
     again = RunRequest(uri="u", **options_mod.from_kept({**data, "not-an-option": 1}, face))
     assert {k: getattr(again, k) for k in kept_names} == {k: getattr(request, k) for k in kept_names}
+
+
+def test_the_python_sweep_takes_executes_keywords_through_the_table(tmp_path: Path, base_image: str, home: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """dockrun.sweep(**options) converts as execute() does: MLflow's env_manager=None is auto, a
+    relative storage_dir is the caller's folder's; an unknown keyword is Python's TypeError."""
+    proj = write_project(tmp_path / "p", {"MLproject": f"""
+        name: p
+        docker_env:
+          image: {base_image}
+        entry_points:
+          main:
+            parameters:
+              a: {{type: float}}
+            command: "python3 -c 'import sys; print(float(sys.argv[1]))' {{a}}"
+    """})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DOCKRUN_WARMSTART", "0")
+    with pytest.raises(TypeError, match="sweep\\(\\) got an unexpected keyword argument 'nosuch'"):
+        dockrun.sweep(str(proj), {"a": [1]}, nosuch=1)
+    for _ in range(2):  # the second call too: the function, not the module of the same name
+        result = dockrun.sweep(str(proj), {"a": [1, 2]}, parallel=2, env_manager=None, storage_dir="data")
+        assert [r.status for r in result.rows] == ["FINISHED", "FINISHED"]
+    assert callable(dockrun.rerun) and callable(dockrun.sweep)

@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .api import submit_prepared
-from .backends import get_backend
-from .backends.handle import RunHandle, shielded
-from .config import load_settings
-from .errors import BuildError, ConfigError, Interrupted
-from .locks import make_private_dir, write_atomic
-from .options import from_kept, kept_options
-from .prepare import prepare
-from .request import RunRequest
-from .store.records import RunStore
+from ..api import submit_prepared
+from ..backends import get_backend
+from ..backends.handle import RunHandle, shielded
+from ..config import load_settings
+from ..errors import BuildError, ConfigError, Interrupted
+from ..locks import make_private_dir, write_atomic
+from ..options import from_kept, kept_options
+from ..prepare import prepare
+from ..request import RunRequest
+from ..store.records import RunStore
 
 METRIC_FILES = ("metrics.json", "metrics.csv")
 MAX_METRICS = 1 << 20  # bytes of a metrics file read
@@ -189,7 +189,7 @@ def _row(store: RunStore, record: Mapping[str, Any], i: int, point: Mapping[str,
     status = rec.status if rec else ("NOT STARTED" if str(i) not in record.get("errors", {}) else "FAILED")
     metrics = read_metrics(Path(rec.outputs)) if rec and rec.outputs else {}
     if rec and rec.tracking_uri and rec.mlflow_run_id:
-        from .tracking.metrics import logged_metrics
+        from ..tracking.metrics import logged_metrics
 
         try:  # what MLflow has is what the user will look up: it wins over a file's same name
             metrics.update(logged_metrics(rec.tracking_uri, rec.mlflow_run_id, os.environ))
@@ -238,7 +238,7 @@ def _run_file(path: Path) -> str | None:
 def table(result: SweepResult, sort: str | None = None) -> str:
     """The sweep's table; ``sort``: a metric (ascending) or ``-metric`` (descending); rows without
     it last."""
-    from .errors import printable
+    from ..errors import printable
 
     rows = list(result.rows)
     if sort:

@@ -15,17 +15,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from .api import submit_prepared
-from .backends import get_backend
-from .config import load_settings
-from .errors import ConfigError
-from .locks import make_private_dir, write_atomic
-from .options import from_kept
-from .prepare import prepare
-from .project.access import requested_access
-from .project.resolve import is_git_uri
-from .request import RunRequest
-from .terminal import printable
+from ..api import submit_prepared
+from ..backends import get_backend
+from ..config import load_settings
+from ..errors import ConfigError
+from ..locks import make_private_dir, write_atomic
+from ..options import from_kept
+from ..prepare import prepare
+from ..project.access import requested_access
+from ..project.resolve import is_git_uri
+from ..request import RunRequest
+from ..terminal import printable
 
 
 def rerun(run: str, parameters: Mapping[str, Any] | None = None, synchronous: bool = True,
@@ -95,7 +95,7 @@ def load_record(run: str) -> dict[str, Any]:
             raise ConfigError(f"{run}: not a run record (expected what `dockrun runs show ID` prints)")
         data.setdefault("options", {})
         return data
-    from .api import get_run
+    from ..api import get_run
 
     return dataclasses.asdict(get_run(run).record())
 
