@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -65,15 +65,16 @@ def option(*flags: str, default: Any = dataclasses.MISSING, default_factory: Any
 
 # ---- how values become a field's ---------------------------------------------------------------
 
-def key_values(values: tuple[str, ...], flag: str = "-P") -> dict[str, str]:
-    """-P KEY=VALUE pairs (a key given twice is an error: which was meant is not ours to guess)."""
+def key_values(values: Sequence[str], flag: str = "-P", shape: str = "KEY=VALUE", again: str = "") -> dict[str, str]:
+    """-P KEY=VALUE pairs (a key given twice is an error: which was meant is not ours to guess).
+    ``shape`` is what the message says was expected, ``again`` what it adds for a key given twice."""
     out = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
+            raise ConfigError(f"{flag} {item!r}: expected {shape}")
         if key in out:
-            raise ConfigError(f"{flag} {key}: given more than once")
+            raise ConfigError(f"{flag} {key}: given more than once{again}")
         out[key] = value
     return out
 

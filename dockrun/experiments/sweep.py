@@ -28,7 +28,7 @@ from ..backends.handle import RunHandle, shielded
 from ..config import load_settings
 from ..errors import BuildError, ConfigError, Interrupted
 from ..locks import make_private_dir, write_atomic
-from ..options import from_kept, kept_options
+from ..options import from_kept, kept_options, key_values
 from ..prepare import prepare
 from ..request import RunRequest
 from ..store.records import RunStore
@@ -64,15 +64,8 @@ def grid_points(axes: Mapping[str, Sequence[str]]) -> list[dict[str, str]]:
 
 def parse_axes(pairs: Sequence[str]) -> dict[str, list[str]]:
     """``-P alpha=0.1,0.3 -P l1=0,1`` -> {"alpha": ["0.1", "0.3"], "l1": ["0", "1"]}."""
-    axes: dict[str, list[str]] = {}
-    for item in pairs:
-        key, sep, values = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"-P {item!r}: expected KEY=V1,V2,...")
-        if key in axes:
-            raise ConfigError(f"-P {key}: given more than once; list its values after one =, comma-separated")
-        axes[key] = [v for v in values.split(",")]
-    return axes
+    pairs = key_values(pairs, "-P", "KEY=V1,V2,...", "; list its values after one =, comma-separated")
+    return {key: values.split(",") for key, values in pairs.items()}
 
 
 def read_points(path: str) -> list[dict[str, str]]:
