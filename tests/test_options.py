@@ -204,3 +204,13 @@ def test_the_python_sweep_takes_executes_keywords_through_the_table(tmp_path: Pa
         result = dockrun.sweep(str(proj), {"a": [1, 2]}, parallel=2, env_manager=None, storage_dir="data")
         assert [r.status for r in result.rows] == ["FINISHED", "FINISHED"]
     assert callable(dockrun.rerun) and callable(dockrun.sweep)
+
+
+@pytest.mark.parametrize("args, line", [
+    (["-P", "a"], "dockrun: error: -P 'a': expected KEY=V1,V2,..."),
+    (["-P", "a=1", "-P", "a=2"], "dockrun: error: -P a: given more than once; list its values after one =, "
+                                 "comma-separated"),
+])
+def test_a_sweeps_axes_are_read_as_run_pairs_are(tmp_path: Path, args: list[str], line: str) -> None:
+    r = _dockrun(tmp_path / "home", "sweep", str(tmp_path), *args)
+    assert (r.returncode, r.stderr.strip()) == (2, line) and not (tmp_path / "home" / "sweeps").exists()
