@@ -120,7 +120,7 @@ def _without_credentials(options: dict[str, Any], prepared: PreparedRun) -> dict
     """No credentials in the record (`runs show` prints it, a record file travels): a value dockrun
     downloaded (the command got the local copy) is kept without the URL's userinfo and query, which
     a rerun asks for again; a docker variable without its value."""
-    from ..project.inputs.web import redact
+    from ..httpauth import redact
     from .local.docker_args import parse_pairs
 
     out = dict(options)

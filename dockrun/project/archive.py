@@ -41,9 +41,8 @@ from urllib.parse import unquote, urlsplit
 
 from ..config import ARCHIVE_LIMIT_VARS, CA_VARS, ArchiveLimits, archive_limits, default_home
 from ..errors import SourceError
-from ..httpauth import basic, open_url, split_userinfo
+from ..httpauth import basic, open_url, redact, split_userinfo
 from ..locks import file_lock
-from .inputs.web import redact
 from .source import Source, clean_subdirectory
 from .uri import ARCHIVE_SUFFIXES, HTTP, is_archive_uri  # noqa: F401 - is_archive_uri: this module's API too
 

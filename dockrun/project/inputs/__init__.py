@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import ParameterError
+from ...httpauth import redact
 from ...locks import file_lock
 from .local import Download, load_known, save_known
-from .web import redact
 
 # scheme prefix -> module that downloads it; the MLflow-backed ones need the mlflow package.
 NATIVE = {"s3://": "s3", "http://": "web", "https://": "web", "dbfs:/": "dbfs"}

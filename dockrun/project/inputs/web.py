@@ -17,23 +17,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from typing import Callable
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from ...errors import ParameterError
 from ...httpauth import basic, open_url, split_userinfo
 from .local import Download, Fetched, Fingerprint, safe_rel, write_aside
-
-
-def redact(uri: str) -> str:
-    """The URI with any userinfo and query (pre-signed URLs carry their token there) replaced."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return uri.split("?", 1)[0]
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
 def fetch(d: Download, save: Callable[[Mapping[str, Fingerprint]], None]) -> Fetched:
