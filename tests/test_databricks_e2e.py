@@ -129,10 +129,13 @@ def test_ctrl_c_cancels_the_remote_run(databricks, remote_env, home: Path, tmp_p
                              "sleep", "-b", "databricks", "-c", _cluster_file(tmp_path)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=child,
                             start_new_session=True)
-    deadline = time.monotonic() + 30
-    while not databricks.submitted and time.monotonic() < deadline:
+    # SIGINT once the run is the workspace's: its record names the remote run the CLI will cancel.
+    from dockrun.store.records import RunStore
+
+    deadline = time.monotonic() + 60
+    while not (home / "runs.db").exists() or not any(r.remote_run_id for r in RunStore(home).list()):
+        assert time.monotonic() < deadline and proc.poll() is None, "the run was never submitted"
         time.sleep(0.1)
-    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
