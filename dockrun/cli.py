@@ -102,6 +102,11 @@ def sweep_cmd(uri: str | None, params: tuple[str, ...], grid_file: str | None, p
         result = sweep(template, points, parallel, resume, log=log)
     click.echo(f"sweep {result.sweep_id}")
     click.echo(table(result, sort))
+    for row in result.rows:
+        if row.note:  # a point that did not start, or a run whose MLflow metrics could not be read
+            point = ", ".join(f"{k}={v}" for k, v in row.parameters.items())
+            who = f"run {row.run_id}" if row.run_id else f"point {point}"
+            click.echo(f"dockrun: {printable(who)}: {printable(row.note)}", err=True)
     if not result.ok:
         raise SystemExit(1)
 

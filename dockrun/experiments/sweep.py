@@ -44,6 +44,7 @@ class SweepRow:
     run_id: str | None
     status: str  # FINISHED, FAILED, KILLED, or NOT STARTED
     metrics: Mapping[str, float]
+    note: str | None = None  # why it did not start, or why its MLflow metrics are missing
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def sweep(template: RunRequest, points: Sequence[Mapping[str, str]], parallel: i
     # following every Job of the sweep) gives a backend for this sweep's runs.
     with backend.batch(record["sweep_id"], home) as runner:
         _pool(runner, prepared, parallel, record, home, log)
-    return SweepResult(record["sweep_id"], tuple(_row(store, record, i, p, log) for i, p in enumerate(points)))
+    return SweepResult(record["sweep_id"], tuple(_row(store, record, i, p) for i, p in enumerate(points)))
 
 
 def _pool(backend: Any, prepared: Mapping[int, Any], parallel: int, record: dict[str, Any], home: Path,
@@ -176,19 +177,21 @@ def _finished(store: RunStore, run_id: str | None) -> bool:
     return rec is not None and rec.status == "FINISHED"
 
 
-def _row(store: RunStore, record: Mapping[str, Any], i: int, point: Mapping[str, str], log: Any) -> SweepRow:
+def _row(store: RunStore, record: Mapping[str, Any], i: int, point: Mapping[str, str]) -> SweepRow:
     run_id = record["runs"].get(str(i))
     rec = store.get(run_id) if run_id else None
-    status = rec.status if rec else ("NOT STARTED" if str(i) not in record.get("errors", {}) else "FAILED")
+    error = record.get("errors", {}).get(str(i))
+    status = rec.status if rec else ("FAILED" if error else "NOT STARTED")
+    note = f"did not start: {error}" if error and not rec else None
     metrics = read_metrics(Path(rec.outputs)) if rec and rec.outputs else {}
     if rec and rec.tracking_uri and rec.mlflow_run_id:
         from ..tracking.metrics import logged_metrics
 
         try:  # what MLflow has is what the user will look up: it wins over a file's same name
             metrics.update(logged_metrics(rec.tracking_uri, rec.mlflow_run_id, os.environ))
-        except ConfigError as e:  # the table still shows the rest; say why this run's are missing
-            (log or (lambda line: None))(f"run {rec.run_id}: its MLflow metrics were not read: {e}")
-    return SweepRow(i, dict(point), run_id, status, metrics)
+        except ConfigError as e:  # the table still shows the rest; the note says why these are missing
+            note = f"its MLflow metrics were not read: {e}"
+    return SweepRow(i, dict(point), run_id, status, metrics, note)
 
 
 def read_metrics(outputs: Path) -> dict[str, float]:
@@ -255,12 +258,24 @@ def table(result: SweepResult, sort: str | None = None) -> str:
 # ---- the sweep record ------------------------------------------------------------------------
 
 def _template_data(request: RunRequest) -> dict[str, Any]:
-    """What the sweep's record keeps of its template (the option table says which), for --resume."""
-    return {"uri": request.uri, **kept_options(request, "sweep")}
+    """What the sweep's record keeps of its template (the option table says which), for --resume;
+    a tracking server's password is not kept (a record may be shown or copied)."""
+    from ..tracking.target import split_userinfo
+
+    data = {"uri": request.uri, **kept_options(request, "sweep")}
+    if data.get("tracking_uri"):
+        data["tracking_uri"], pair = split_userinfo(data["tracking_uri"])
+        if pair:
+            data["tracking_credentials"] = "not kept"
+    return data
 
 
 def _template_from(record: Mapping[str, Any]) -> RunRequest:
     data = record["request"]
+    if data.get("tracking_credentials") and not (os.environ.get("MLFLOW_TRACKING_USERNAME")
+                                                 and os.environ.get("MLFLOW_TRACKING_PASSWORD")):
+        raise ConfigError(f"--resume {record['sweep_id']}: its --tracking-uri carried a user and password, which the "
+                          "sweep's record does not keep; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
     return RunRequest(uri=data["uri"], **from_kept(data, "sweep"))
 
 

@@ -34,3 +34,28 @@ def test_the_sweep_table_reads_only_the_runs_own_file_and_shows_its_names_escape
     assert "\x1b" not in r.out + r.err and "\x07" not in r.out
     assert "\\x1b]0;owned\\x07\\x1b[2Kacc" in r.out and "loss" in r.out, r.out
     assert "secret_pin" not in r.out and "4242" not in r.out, r.out
+
+
+def test_a_sweeps_record_keeps_no_tracking_password_and_resume_asks_for_it(
+        cli, tmp_path: Path, base_image: str, home: Path) -> None:
+    """`--tracking-uri http://user:password@...`: the sweep's record (which `--resume` reads) keeps
+    the URI without them; a resume needs them from MLflow's variables, and says so in one line."""
+    from conftest import free_port
+
+    root = write_project(tmp_path / "proj", {"MLproject": (
+        f"name: swept\ndocker_env:\n  image: {base_image}\nentry_points:\n  main:\n"
+        "    parameters:\n      a: string\n    command: \"echo {a}\"\n")})
+    server = f"http://alice:hunter2@127.0.0.1:{free_port()}"  # nothing answers: no run starts
+    r = cli("sweep", "-q", str(root), "-P", "a=1,2", "--tracking-uri", server)
+    assert r.code == 1, r.err
+    sweep_id = r.out.split()[1]
+    kept = (home / "sweeps" / f"{sweep_id}.json").read_text()
+    assert "hunter2" not in kept and "alice" not in kept and "127.0.0.1" in kept
+    again = cli("sweep", "--resume", sweep_id, env={"MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": ""})
+    assert again.code == 2 and again.err.strip().splitlines() == [
+        f"dockrun: error: --resume {sweep_id}: its --tracking-uri carried a user and password, which the sweep's "
+        "record does not keep; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"], again.err
+    given = cli("sweep", "--resume", sweep_id, env={"MLFLOW_TRACKING_USERNAME": "alice",
+                                                     "MLFLOW_TRACKING_PASSWORD": "hunter2"})
+    assert given.code == 1 and "cannot reach the MLflow tracking server" in given.out + given.err, given.err
+    assert "hunter2" not in given.out + given.err
