@@ -121,7 +121,7 @@ def _without_credentials(options: dict[str, Any], prepared: PreparedRun) -> dict
     downloaded (the command got the local copy) is kept without the URL's userinfo and query, which
     a rerun asks for again; a docker variable without its value."""
     from ..httpauth import redact
-    from .local.docker_args import parse_pairs
+    from .local.docker_args import without_values
 
     out = dict(options)
     if options.get("parameters"):
@@ -129,10 +129,7 @@ def _without_credentials(options: dict[str, Any], prepared: PreparedRun) -> dict
         out["parameters"] = {k: redact(v) if isinstance(v, str) and k in values and values[k] != v and redact(v) != v
                              else v for k, v in options["parameters"].items()}
     if options.get("docker_args"):
-        # -A e=NAME=VALUE: a variable's value is often a secret; kept as -A e=NAME, which a rerun
-        # copies from its environment (or says it is not set).
-        pairs = [(k, v.partition("=")[0] if k in ("e", "env") else v) for k, v in parse_pairs(options["docker_args"])]
-        out["docker_args"] = [f"{k}={v}" if v else k for k, v in pairs]
+        out["docker_args"] = without_values(options["docker_args"])
     return out
 
 

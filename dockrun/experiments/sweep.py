@@ -104,10 +104,12 @@ def sweep(template: RunRequest, points: Sequence[Mapping[str, str]], parallel: i
     else:
         if not points:
             raise ConfigError("a sweep needs at least one point: -P NAME=V1,V2 or --grid FILE")
-        record = {"sweep_id": uuid.uuid4().hex[:12], "created": time.time(), "points": [dict(p) for p in points],
+        record = {"sweep_id": uuid.uuid4().hex[:12], "created": time.time(), **_points_data(points),
                   "request": _template_data(template), "runs": {}}
     store = RunStore(home)
     todo = [i for i in range(len(points)) if not _finished(store, record["runs"].get(str(i)))]
+    if resume:
+        _check_kept(record, todo)
     backend = get_backend(template.backend)
     # Every point is checked before any runs: a bad value in the grid is one line, nothing started.
     prepared = {i: prepare(dataclasses.replace(template, parameters={**template.parameters, **points[i]},
@@ -259,15 +261,41 @@ def table(result: SweepResult, sort: str | None = None) -> str:
 
 def _template_data(request: RunRequest) -> dict[str, Any]:
     """What the sweep's record keeps of its template (the option table says which), for --resume;
-    a tracking server's password is not kept (a record may be shown or copied)."""
+    not a tracking server's password nor a docker variable's value (a record may be shown or copied)."""
+    from ..backends.local.docker_args import without_values
     from ..tracking.target import split_userinfo
 
     data = {"uri": request.uri, **kept_options(request, "sweep")}
+    if data.get("docker_args"):
+        data["docker_args"] = without_values(data["docker_args"])
     if data.get("tracking_uri"):
         data["tracking_uri"], pair = split_userinfo(data["tracking_uri"])
         if pair:
             data["tracking_credentials"] = "not kept"
     return data
+
+
+def _points_data(points: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """The points as the sweep's record keeps them: a URL value's credentials (user:password@, a
+    query such as a pre-signed URL's token) are not kept; which values lost them is."""
+    from ..httpauth import redact
+
+    kept, hidden = [], {}
+    for i, point in enumerate(points):
+        kept.append({k: redact(v) if "://" in v and redact(v) != v else v for k, v in point.items()})
+        if names := sorted(k for k, v in point.items() if kept[i][k] != v):
+            hidden[str(i)] = names
+    return {"points": kept, "credentials_not_kept": hidden} if hidden else {"points": kept}
+
+
+def _check_kept(record: Mapping[str, Any], todo: Sequence[int]) -> None:
+    """--resume can run again only what its record holds whole."""
+    hidden = record.get("credentials_not_kept", {})
+    for i in todo:
+        if str(i) in hidden:
+            names = ", ".join(hidden[str(i)])
+            raise ConfigError(f"--resume {record['sweep_id']}: a point still to run has a URL with credentials "
+                              f"({names}), which the sweep's record does not keep; run the sweep again")
 
 
 def _template_from(record: Mapping[str, Any]) -> RunRequest:

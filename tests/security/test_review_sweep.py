@@ -59,3 +59,24 @@ def test_a_sweeps_record_keeps_no_tracking_password_and_resume_asks_for_it(
                                                      "MLFLOW_TRACKING_PASSWORD": "hunter2"})
     assert given.code == 1 and "cannot reach the MLflow tracking server" in given.out + given.err, given.err
     assert "hunter2" not in given.out + given.err
+
+
+def test_a_sweeps_record_keeps_no_url_credentials_or_docker_variable_values(
+        cli, tmp_path: Path, base_image: str, home: Path) -> None:
+    """A grid value that is a URL with credentials, and `-A e=NAME=VALUE`, reach the runs but not the
+    sweep's record; `--resume` of a point that needs such a value says in one line that it cannot."""
+    root = write_project(tmp_path / "proj", {"MLproject": (
+        f"name: swept\ndocker_env:\n  image: {base_image}\nentry_points:\n  main:\n"
+        "    parameters:\n      src: string\n    command: \"test \\\"$TOKEN\\\" = hunter2 && test {src} = plain\"\n")})
+    url = "http://bob:s3cret@127.0.0.1:1/data.csv"
+    r = cli("sweep", "-q", str(root), "-P", f"src={url},plain", "-A", "e=TOKEN=hunter2")
+    assert r.code == 1, r.err  # the URL point fails (its test), the plain one finishes: the token reached it
+    lines = r.out.strip().splitlines()
+    assert [line.split()[1] for line in lines[2:]] == ["FAILED", "FINISHED"], r.out
+    sweep_id = lines[0].split()[1]
+    kept = (home / "sweeps" / f"{sweep_id}.json").read_text()
+    assert "s3cret" not in kept and "hunter2" not in kept and "127.0.0.1:1/data.csv" in kept and "TOKEN" in kept
+    again = cli("sweep", "--resume", sweep_id)
+    assert again.code == 2 and again.err.strip().splitlines() == [
+        f"dockrun: error: --resume {sweep_id}: a point still to run has a URL with credentials (src), which the "
+        "sweep's record does not keep; run the sweep again"], again.err

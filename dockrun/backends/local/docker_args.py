@@ -111,6 +111,13 @@ def _ulimit(v: str) -> list[Any]:
     return [docker.types.Ulimit(name=name, soft=int(soft), hard=int(hard or soft))]
 
 
+def without_values(items: list[str] | tuple[str, ...] | Mapping[str, Any]) -> list[str]:
+    """-A options as a record keeps them: ``e=NAME=VALUE`` as ``e=NAME`` (a variable's value is often
+    a secret; a rerun or a resumed sweep takes it from its own environment, or says it is not set)."""
+    pairs = [(k, v.partition("=")[0] if k in ("e", "env") else v) for k, v in parse_pairs(items)]
+    return [f"{k}={v}" if v else k for k, v in pairs]
+
+
 def parse_pairs(items: list[str] | tuple[str, ...] | Mapping[str, Any] | None) -> list[tuple[str, str]]:
     """``["shm-size=1g", "t", "e=A=1", "e=B=2"]`` -> ``[("shm-size", "1g"), ("t", ""), ("e", "A=1"),
     ("e", "B=2")]``: repeated keys all apply. From the API, a mapping's list values repeat the key
