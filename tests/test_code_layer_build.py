@@ -50,6 +50,14 @@ def _rmi(*refs: str) -> None:
     subprocess.run(["docker", "rmi", "-f", *refs], capture_output=True)
 
 
+def _base(base_image: str, lines: str) -> str:
+    """A throwaway base image: ``base_image`` plus Dockerfile ``lines``; its tag."""
+    tag = f"dockrun-test-code-base:{os.urandom(6).hex()}"
+    LeanDocker(DEFAULT_SOCKET).build(_tar({"Dockerfile": f"FROM {base_image}\n{lines}"}), tag, {}, {},
+                                     lambda line: None)
+    return tag
+
+
 def _tar(files: dict[str, str]) -> io.BytesIO:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -218,9 +226,7 @@ def _top_layer(ref: str) -> list[tuple]:
 ], ids=["plain-base", "base-with-its-own-config"])
 def test_a_committed_code_layer_is_the_layer_and_config_the_builder_makes(
         cli, tmp_path: Path, home: Path, base_image: str, base_lines: str) -> None:
-    base = f"dockrun-test-code-base:{os.urandom(6).hex()}"
-    LeanDocker(DEFAULT_SOCKET).build(_tar({"Dockerfile": f"FROM {base_image}\n{base_lines}"}), base, {}, {},
-                                     lambda line: None)
+    base = _base(base_image, base_lines)
     root = write_project(tmp_path / "committed", {
         "MLproject": f"name: committed\ndocker_env:\n  image: {base}\n"
                      "entry_points:\n  main:\n    command: \"python3 train.py\"\n",
@@ -256,9 +262,7 @@ def test_a_committed_code_layer_is_the_layer_and_config_the_builder_makes(
 
 def test_an_image_with_onbuild_triggers_gets_its_code_layer_from_the_builder(cli, tmp_path: Path,
                                                                                base_image: str) -> None:
-    base = f"dockrun-test-code-base:{os.urandom(6).hex()}"
-    LeanDocker(DEFAULT_SOCKET).build(_tar({"Dockerfile": f"FROM {base_image}\nONBUILD RUN echo trigger-ran\n"}),
-                                     base, {}, {}, lambda line: None)
+    base = _base(base_image, "ONBUILD RUN echo trigger-ran\n")
     root = write_project(tmp_path / "onbuild", {
         "MLproject": f"name: onbuild\ndocker_env:\n  image: {base}\nentry_points:\n  main:\n    command: \"true\"\n",
         "train.py": f"print({os.urandom(8).hex()!r})\n"})
@@ -273,9 +277,7 @@ def test_an_image_with_onbuild_triggers_gets_its_code_layer_from_the_builder(cli
 
 def test_a_code_layer_that_cannot_be_made_fails_in_one_line_and_leaves_nothing(cli, tmp_path: Path,
                                                                               base_image: str) -> None:
-    base = f"dockrun-test-code-base:{os.urandom(6).hex()}"
-    LeanDocker(DEFAULT_SOCKET).build(_tar({"Dockerfile": f"FROM {base_image}\nRUN touch /project\n"}),
-                                     base, {}, {}, lambda line: None)
+    base = _base(base_image, "RUN touch /project\n")
     root = write_project(tmp_path / "blocked", {
         "MLproject": f"name: blocked\ndocker_env:\n  image: {base}\nentry_points:\n  main:\n    command: \"true\"\n",
         "train.py": "print(1)\n"})

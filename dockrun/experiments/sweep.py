@@ -120,7 +120,8 @@ def sweep(template: RunRequest, points: Sequence[Mapping[str, str]], parallel: i
     # following every Job of the sweep) gives a backend for this sweep's runs.
     with backend.batch(record["sweep_id"], home) as runner:
         _pool(runner, prepared, parallel, record, home, log)
-    return SweepResult(record["sweep_id"], tuple(_row(store, record, i, p) for i, p in enumerate(points)))
+    readers: dict[str, Any] = {}  # tracking URI -> its metrics reader (or why there is none), made once
+    return SweepResult(record["sweep_id"], tuple(_row(store, record, i, p, readers) for i, p in enumerate(points)))
 
 
 def _pool(backend: Any, prepared: Mapping[int, Any], parallel: int, record: dict[str, Any], home: Path,
@@ -179,7 +180,8 @@ def _finished(store: RunStore, run_id: str | None) -> bool:
     return rec is not None and rec.status == "FINISHED"
 
 
-def _row(store: RunStore, record: Mapping[str, Any], i: int, point: Mapping[str, str]) -> SweepRow:
+def _row(store: RunStore, record: Mapping[str, Any], i: int, point: Mapping[str, str],
+         readers: dict[str, Any]) -> SweepRow:
     run_id = record["runs"].get(str(i))
     rec = store.get(run_id) if run_id else None
     error = record.get("errors", {}).get(str(i))
@@ -187,13 +189,26 @@ def _row(store: RunStore, record: Mapping[str, Any], i: int, point: Mapping[str,
     note = f"did not start: {error}" if error and not rec else None
     metrics = read_metrics(Path(rec.outputs)) if rec and rec.outputs else {}
     if rec and rec.tracking_uri and rec.mlflow_run_id:
-        from ..tracking.metrics import logged_metrics
-
         try:  # what MLflow has is what the user will look up: it wins over a file's same name
-            metrics.update(logged_metrics(rec.tracking_uri, rec.mlflow_run_id, os.environ))
+            metrics.update(_reader(readers, rec.tracking_uri)(rec.mlflow_run_id))
         except ConfigError as e:  # the table still shows the rest; the note says why these are missing
             note = f"its MLflow metrics were not read: {e}"
     return SweepRow(i, dict(point), run_id, status, metrics, note)
+
+
+def _reader(readers: dict[str, Any], uri: str) -> Any:
+    """The metrics reader of ``uri``, made once for all the sweep's rows (a failure to make it, once
+    too: every row tracked there says why)."""
+    from ..tracking.metrics import metrics_reader
+
+    if uri not in readers:
+        try:
+            readers[uri] = metrics_reader(uri, os.environ)
+        except ConfigError as e:
+            readers[uri] = e
+    if isinstance(readers[uri], ConfigError):
+        raise readers[uri]
+    return readers[uri]
 
 
 def read_metrics(outputs: Path) -> dict[str, float]:

@@ -4,27 +4,33 @@ Databricks through the REST adapter)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Callable
 
 from .databricks import workspace_credentials
 from .rest import MlflowRest
 from .target import DATABRICKS, STORE, uri_kind
 
 
-def logged_metrics(uri: str, run_id: str, environ: Mapping[str, str]) -> dict[str, float]:
-    """``{key: latest value}`` of the MLflow run ``run_id`` at ``uri``; ConfigError if the store or
-    server cannot be read (its message names it)."""
+def metrics_reader(uri: str, environ: Mapping[str, str]) -> Callable[[str], dict[str, float]]:
+    """A function of an MLflow run ID at ``uri`` giving ``{key: latest value}`` of its metrics; the
+    store or server is reached once per reader (a workspace's credentials resolved once, for every
+    run of a sweep). It, or the reader, raises ConfigError if the store or server cannot be read."""
     kind = uri_kind(uri)
     if kind == STORE:
         from .store import run_metrics
 
-        return run_metrics(uri, run_id)
+        return lambda run_id: run_metrics(uri, run_id)
     if kind == DATABRICKS:
         creds = workspace_credentials(uri, environ)
-        run = MlflowRest(creds.host, environ, token=creds.token).get_run(run_id)
+        rest = MlflowRest(creds.host, environ, token=creds.token)
     else:
-        run = MlflowRest(uri, environ).get_run(run_id)
-    return _numbers(run.get("data", {}).get("metrics", []))
+        rest = MlflowRest(uri, environ)
+    return lambda run_id: _numbers(rest.get_run(run_id).get("data", {}).get("metrics", []))
+
+
+def logged_metrics(uri: str, run_id: str, environ: Mapping[str, str]) -> dict[str, float]:
+    """``{key: latest value}`` of the MLflow run ``run_id`` at ``uri``."""
+    return metrics_reader(uri, environ)(run_id)
 
 
 def _numbers(items: Any) -> dict[str, float]:
