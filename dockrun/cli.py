@@ -1,49 +1,21 @@
-"""Command line: parse arguments, call one library function, turn errors into exit codes."""
+"""The `dockrun` command (after warm start): read the line, run one command, turn errors into
+exit codes and one line on stderr.
+
+`dockrun run`'s usual lines are read by argv.py and never import click; every other line goes to
+click (commands.py), which runs the command itself or, for `run`, gives its line back to be run
+here the same way.
+"""
 from __future__ import annotations
 
 import logging
 import os
 import signal
 import sys
-import traceback
-from collections.abc import Mapping
-from typing import Any, Callable, NoReturn, TypeVar
-
-import click
+from typing import Any, NoReturn
 
 from . import options
+from .argv import RunLine, read_run
 from .errors import DockrunError, ExecutionError, Interrupted, printable
-
-ENV_MANAGERS = list(options.ENV_MANAGERS)
-VERBOSE_HELP = "The engine's whole build log (without it: one line per image built; a failing step's output)."
-
-# Options of the commands' own, not of a run (a run's are declared by options.RunRequest).
-QUIET = click.option("-q", "--quiet", is_flag=True, help="No build output (a failed build still shows why).")
-VERBOSE = click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def request_options(command: str, after: Mapping[str, tuple[Callable[[F], F], ...]] | None = None
-                    ) -> Callable[[F], F]:
-    """The click options of the RunRequest fields ``command`` takes (options.RunRequest says which),
-    in the table's order, each reaching the command as a keyword named like its field; ``after``
-    places the command's own options after a field's in its help."""
-    def apply(f: F) -> F:
-        for name, opt in reversed(options.for_command(command)):
-            for own in reversed((after or {}).get(name, ())):
-                f = own(f)
-            how: dict[str, Any] = {"help": opt.help, "show_default": opt.show_default, "metavar": opt.metavar}
-            if opt.is_flag:
-                how["is_flag"] = True
-            elif opt.multiple:
-                how["multiple"] = True
-            else:
-                how["default"] = opt.default
-            if opt.choices:
-                how["type"] = click.Choice(opt.choices)
-            f = click.option(*opt.flags, name, **how)(f)
-        return f
-    return apply
 
 
 class _OneLine(logging.Handler):
@@ -52,227 +24,15 @@ class _OneLine(logging.Handler):
             sys.stderr.write(f"dockrun: {record.levelname.lower()}: {printable(line, tabs=True)}\n")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="dockrun", message="dockrun %(version)s")
-def cli() -> None:
-    """Run MLflow Projects in Docker containers."""
-
-
-@cli.command()
-@click.argument("uri")
-@request_options("run")
-@QUIET
-@VERBOSE
-def run(uri: str, quiet: bool, verbose: bool, **given: Any) -> None:
-    """Run the project at URI (a folder or a Git URI, optionally #subdirectory)."""
+def run_line(line: RunLine) -> None:
+    """`dockrun run`: submit the request; a detached run prints its ID."""
     from .api import submit
 
-    request = options.from_cli("run", uri, given)
-    submitted = submit(request, quiet=quiet, verbose=verbose)
+    request = options.from_cli("run", line.uri, line.values)
+    submitted = submit(request, quiet=line.quiet, verbose=line.verbose)
     if not request.synchronous:
-        click.echo(submitted.run_id)
-
-
-@cli.command("sweep")
-@click.argument("uri", required=False)
-@request_options("sweep", after={"version": (
-    click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=V1,V2,...",
-                 help="A parameter's values (repeatable): every combination runs."),
-    click.option("--grid", "grid_file", metavar="FILE", help="The points from a file instead: JSON (a list of "
-                 "objects) or CSV (a header of parameter names, a row per run)."))})
-@click.option("--parallel", default=4, show_default=True, help="At most this many runs at once.")
-@click.option("--resume", metavar="SWEEP", help="Run what did not finish in this sweep (its points and options).")
-@click.option("--sort", metavar="METRIC", help="Sort the table by a metric the runs wrote (-METRIC: descending).")
-@QUIET
-@VERBOSE
-def sweep_cmd(uri: str | None, params: tuple[str, ...], grid_file: str | None, parallel: int, resume: str | None,
-              sort: str | None, quiet: bool, verbose: bool, **given: Any) -> None:
-    """Run the project at URI for every combination of parameter values, at most --parallel at once,
-    on any backend; print a table of each run's parameters, status and metrics (what it wrote to
-    metrics.json or metrics.csv in $DOCKRUN_OUTPUT_DIR). Exit 1 if a run did not finish."""
-    from .experiments.sweep import grid_points, parse_axes, read_points, sweep, table
-
-    if not uri and not resume:
-        raise click.UsageError("missing URI (or --resume SWEEP)")
-    points = read_points(grid_file) if grid_file else grid_points(parse_axes(params))
-    template = options.from_cli("sweep", uri or "", given)
-    from .images.feedback import build_feedback
-
-    with build_feedback(quiet, verbose=verbose) as log:
-        result = sweep(template, points, parallel, resume, log=log)
-    click.echo(f"sweep {result.sweep_id}")
-    click.echo(table(result, sort))
-    for row in result.rows:
-        if row.note:  # a point that did not start, or a run whose MLflow metrics could not be read
-            point = ", ".join(f"{k}={v}" for k, v in row.parameters.items())
-            who = f"run {row.run_id}" if row.run_id else f"point {point}"
-            click.echo(f"dockrun: {printable(who)}: {printable(row.note)}", err=True)
-    if not result.ok:
-        raise SystemExit(1)
-
-
-@cli.command("build")
-@click.argument("uri")
-@request_options("build", after={"version": (
-    click.option("--tag", help="Also tag the project image as REF."),
-    click.option("--push", is_flag=True, help="Push the image (skipped when the registry has that tag).")),
-})
-@QUIET
-@VERBOSE
-def build_cmd(uri: str, tag: str | None, push: bool, quiet: bool, verbose: bool, **given: Any) -> None:
-    """Build the project's image (environment + code) and print its reference."""
-    from .building import build_project
-
-    ref = build_project(options.from_cli("build", uri, given), tag=tag, push=push, quiet=quiet, verbose=verbose)
-    click.echo(ref)
-
-
-@cli.command("lock")
-@click.argument("uri")
-@request_options("lock")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def lock_cmd(uri: str, quiet: bool, **given: Any) -> None:
-    """Write requirements.lock (pinned, with hashes) beside the project's python_env.yaml or
-    requirements.txt; builds then install exactly it. Local folders only."""
-    from .locking import lock_project
-
-    request = options.from_cli("lock", uri, given)
-    path = lock_project(request, log=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)))
-    click.echo(path)
-
-
-@cli.command("shell")
-@click.argument("uri")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD ...]")
-@request_options("shell")
-@QUIET
-@VERBOSE
-def shell_cmd(uri: str, command: tuple[str, ...], quiet: bool, verbose: bool, **given: Any) -> None:
-    """A shell (bash if the image has it, else sh), or CMD, in the project's image, as a run of the
-    entry point would see it: same user, working directory, variables and mounts. Exits with CMD's
-    exit code; the container is removed."""
-    from .shell import open_shell
-
-    sys.exit(open_shell(options.from_cli("shell", uri, given), command, quiet=quiet, verbose=verbose))
-
-
-@cli.group()
-def runs() -> None:
-    """Inspect, follow, wait for and cancel runs."""
-
-
-@runs.command("list")
-@click.option("-n", "--limit", default=20, show_default=True, help="How many of the latest runs.")
-@click.option("--all", "every", is_flag=True, help="Every run.")
-def runs_list(limit: int, every: bool) -> None:
-    """The latest runs, newest first."""
-    from .views import list_table
-
-    click.echo(list_table(0 if every else limit))
-
-
-@runs.command("show")
-@click.argument("run_id")
-def runs_show(run_id: str) -> None:
-    """The run's full record (JSON), with what its image installed ("environment": Python and every
-    package with its version; for conda also the explicit list)."""
-    from .views import show_json
-
-    click.echo(show_json(run_id))
-
-
-@runs.command("rerun")
-@click.argument("run")
-@click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=VALUE",
-              help="Change one parameter's value (repeatable); the rest are the run's.")
-@click.option("--detach", is_flag=True, help="Print the new run's ID and return at once.")
-@QUIET
-@click.option("--trust", is_flag=True, help="A record file is someone else's: allow what it asks of this machine "
-              "(host paths as parameters, docker options, the project's host access).")
-def runs_rerun(run: str, params: tuple[str, ...], detach: bool, quiet: bool, trust: bool) -> None:
-    """Run RUN again exactly: the same source (commit or content hash), entry point, parameters,
-    options and image (by content ID; rebuilt from the same source and lock if gone, saying whether
-    it installed the same). RUN is a run ID or a file `dockrun runs show` wrote (another machine's
-    run: its image comes from DOCKRUN_REGISTRY)."""
-    from .experiments.rerun import rerun
-
-    handle = rerun(run, options.key_values(params), synchronous=not detach, log=(lambda line: None) if quiet else None,
-                   trust=trust)
-    if detach:
-        click.echo(handle.run_id)
-
-
-@runs.command("logs")
-@click.argument("run_id")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing until the run is over.")
-def runs_logs(run_id: str, follow: bool) -> None:
-    """The run's output (stdout to stdout, stderr to stderr)."""
-    from .api import get_run
-
-    run = get_run(run_id)
-    try:
-        run.follow(sys.stdout.buffer, sys.stderr.buffer, follow=follow)
-    except KeyboardInterrupt:  # stops following; the run goes on
-        sys.exit(130)
-
-
-@runs.command("wait")
-@click.argument("run_id")
-def runs_wait(run_id: str) -> None:
-    """Wait until the run is over; exit 0 if it FINISHED, else 1."""
-    from .api import get_run
-    from .backends.handle import ended_error
-
-    run = get_run(run_id)
-    if not run.wait():
-        raise ended_error(run.record())
-    click.echo(f"{run.run_id} FINISHED")
-
-
-@runs.command("cancel")
-@click.argument("run_id")
-def runs_cancel(run_id: str) -> None:
-    """Stop the run's container, remove it, record KILLED."""
-    from .api import get_run
-
-    run = get_run(run_id)
-    run.cancel()
-    click.echo(f"{run.run_id} {run.get_status()}")
-
-
-@cli.group()
-def images() -> None:
-    """dockrun's images (those it built with this DOCKRUN_HOME): list them, prune unused ones."""
-
-
-@images.command("list")
-@click.option("--packages", is_flag=True, help="Under each environment image, what it installed: Python and "
-              "every package with its version.")
-def images_list(packages: bool) -> None:
-    """Project and environment images, most recently used first."""
-    from .images.housekeeping import list_table
-
-    table, note = list_table(packages)
-    click.echo(table)
-    if note:
-        click.echo(f"dockrun: {note}", err=True)
-
-
-@images.command("prune")
-@click.option("--older-than", "days", type=float, default=30.0, show_default=True, metavar="DAYS",
-              help="Remove images not used (run or built) for this many days.")
-@click.option("--project", help="Only this project's images.")
-def images_prune(days: float, project: str | None) -> None:
-    """Remove dockrun images not used for --older-than days: the names dockrun gave them (an image
-    someone built FROM one of them, or tagged, stays)."""
-    from .images.housekeeping import prune
-
-    removed = prune(days, project)
-    for ref in removed:
-        click.echo(f"removed {ref}")
-    if not removed:
-        click.echo(f"nothing to remove: no dockrun image{' of ' + project if project else ''} unused for "
-                   f"{days:g} days (--older-than DAYS)")
+        sys.stdout.write(f"{submitted.run_id}\n")
+        sys.stdout.flush()
 
 
 def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
@@ -280,27 +40,27 @@ def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
     logging.getLogger("dockrun").addHandler(_OneLine())
     logging.getLogger("dockrun").propagate = False
     # SIGTERM is handled like Ctrl-C: stop and remove the container, then exit.
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    debug = os.environ.get("DOCKRUN_DEBUG") == "1"
     try:
-        cli.main(args=argv, prog_name="dockrun", standalone_mode=False)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.Abort:
-        sys.stderr.write("dockrun: error: interrupted\n")
-        sys.exit(130)
-    except click.ClickException as e:
-        sys.stderr.write(f"dockrun: error: {e.format_message()}\n")
-        sys.exit(2)
+        line = read_run(args)
+        if line is None:
+            from .commands import click_main
+
+            line = click_main(args)
+        if line is not None:
+            run_line(line)
     except (Interrupted, KeyboardInterrupt) as e:
         msg = str(e) if isinstance(e, Interrupted) else "interrupted"
         sys.stderr.write(f"dockrun: error: {msg}\n")
         sys.exit(130)
     except DockrunError as e:
-        if debug:
+        if os.environ.get("DOCKRUN_DEBUG") == "1":
+            import traceback
+
             traceback.print_exc()
         lines = str(e).splitlines() or [type(e).__name__]
         # The first line is the error; lines after it (if any) are printed before it.

@@ -136,13 +136,13 @@ def near_misses(ep: EntryPoint, given: Mapping[str, str]) -> list[str]:
     """An undeclared key is passed on as ``--key value`` (MLflow's rule), so a typo fails inside the
     container, or worse, is taken by argparse as the declared option it is a prefix of: say so when
     an undeclared key is close to a declared one."""
-    import difflib
-
     declared = [p.name for p in ep.parameters]
     out = []
     for key in given:
         if key in declared:
             continue
+        import difflib  # here: a run whose keys are all declared needs none
+
         close = [d for d in declared if d.startswith(key)] or difflib.get_close_matches(key, declared, n=1, cutoff=0.75)
         if close:
             out.append(f"-P {key}: not declared by entry point {ep.name!r}; did you mean {close[0]}?")

@@ -191,7 +191,7 @@ FLOORS = [  # a module may import from its own floor and the floors below it, ne
     ("images",),
     ("request",),
     ("backends",),
-    ("prepare", "building", "locking", "shell", "views", "api", "experiments", "cli", "__init__"),
+    ("prepare", "building", "locking", "shell", "views", "api", "experiments", "argv", "commands", "cli", "__init__"),
     ("warmstart", "__main__"),
 ]
 
@@ -255,8 +255,8 @@ def test_tracking_from_the_environment_is_named_when_a_backend_cannot_report_to_
 def test_the_cli_offers_exactly_the_environment_managers_the_library_knows() -> None:
     # The names are the option table's (`dockrun --help` must not import the build stack); each
     # but "auto" asks for a kind in the table of kinds.
-    from dockrun import cli, options
+    from dockrun import commands, options
     from dockrun.images import environment, kinds
 
-    assert tuple(cli.ENV_MANAGERS) == options.ENV_MANAGERS == environment.ENV_MANAGERS
+    assert tuple(commands.ENV_MANAGERS) == options.ENV_MANAGERS == environment.ENV_MANAGERS
     assert set(kinds.MANAGERS) == set(options.ENV_MANAGERS) - {"auto"}

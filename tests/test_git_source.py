@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from dockrun.errors import SourceError
-from dockrun.project.git import dockrun_home, local_git_info, redact, resolve_git
+from dockrun.project.git import dockrun_home, redact, resolve_git
 from dockrun.project.resolve import resolve_source
+from dockrun.project.worktree import local_git_info
 from git_fixtures import *  # noqa: F403  (the fixtures git_home, project_remote, git_http_server)
 from git_fixtures import (
     GitHttpServer,

@@ -40,7 +40,7 @@ def _cli_value(name: str) -> list[str]:
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_offers_exactly_the_table_options_it_takes(home: Path, command: str) -> None:
-    from dockrun.cli import cli
+    from dockrun.commands import cli
 
     r = _dockrun(home, command, "--help")
     assert r.returncode == 0, r.stderr
@@ -131,7 +131,7 @@ def test_execute_refuses_mlflows_docker_auth_naming_it(tmp_path: Path, home: Pat
 def test_sweep_takes_tracking_uri_through_the_table(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     # The option added to `dockrun sweep` by one edit (its `commands`): offered, and on each point's request.
     import dockrun.experiments.sweep
-    from dockrun.cli import cli
+    from dockrun.commands import cli
 
     seen = []
 

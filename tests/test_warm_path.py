@@ -34,7 +34,7 @@ _PROBE = textwrap.dedent("""
         code = e.code
     else:
         code = 0
-    names = ("docker", "requests", "yaml", "dockrun.images.build", "http.client", "ssl")
+    names = ("docker", "requests", "yaml", "dockrun.images.build", "http.client", "ssl", "click")
     sys.stderr.write("IMPORTED " + " ".join(n for n in names if n in sys.modules) + "\\n")
     sys.exit(code)
 """)
@@ -88,7 +88,7 @@ def test_connect_on_the_local_socket_is_lean_and_a_missing_socket_is_one_error(t
         connect({"DOCKER_HOST": f"unix://{tmp_path}/no.sock"})
 
 
-def test_a_warm_run_on_the_local_socket_imports_no_docker_py_build_stack_yaml_or_http(
+def test_a_warm_run_on_the_local_socket_imports_no_docker_py_build_stack_yaml_http_or_click(
         docker_env_project: Path, home: Path, base_image: str) -> None:
     code, err, _ = _probe(home, base_image, "run", str(docker_env_project))  # cold: builds the project image
     assert code == 0, err

@@ -15,12 +15,11 @@ that cared about it).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from ..store.liveness import alive
 from ..store.records import RunStore
@@ -73,9 +72,16 @@ def watch_driver_of(pid: int, token: str | None, stop: Callable[[str], None], do
             return
 
 
-def owner_args(backend: str, owned_id: str, home: Path, attached: bool) -> list[str]:
-    """The owner's arguments (after ``python -m dockrun.backends.owner``)."""
-    return [backend, owned_id, "--home", str(home)] + (["--watch-driver"] if attached else [])
+def owner_args(backend: str, owned_id: str, home: Path, attached: bool) -> dict[str, Any]:
+    """``run_owner``'s arguments, as JSON values (a fork server is sent them)."""
+    return {"backend": backend, "owned_id": owned_id, "home": str(home), "watch_driver": attached}
+
+
+def run_owner(backend: str, owned_id: str, home: str, watch_driver: bool) -> None:
+    """Be the owner of run (or sweep) ``owned_id`` until its end is written."""
+    store = RunStore(Path(home))
+    with _backend_run(backend, store, owned_id) as owned:
+        own(owned, watch_driver)
 
 
 def _backend_run(backend: str, store: RunStore, owned_id: str) -> AbstractContextManager[Owned]:
@@ -94,15 +100,15 @@ def _backend_run(backend: str, store: RunStore, owned_id: str) -> AbstractContex
 
 
 def main(argv: list[str] | None = None) -> None:
+    import argparse  # here: a forked owner is given run_owner's arguments and never parses any
+
     ap = argparse.ArgumentParser(prog="python -m dockrun.backends.owner")
     ap.add_argument("backend", choices=BACKENDS)
     ap.add_argument("id", help="the run's ID (a sweep's, for kubernetes-sweep)")
     ap.add_argument("--home", required=True)
     ap.add_argument("--watch-driver", action="store_true")
     args = ap.parse_args(argv)
-    store = RunStore(Path(args.home))
-    with _backend_run(args.backend, store, args.id) as owned:
-        own(owned, args.watch_driver)
+    run_owner(args.backend, args.id, args.home, args.watch_driver)
 
 
 if __name__ == "__main__":

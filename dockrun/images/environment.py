@@ -21,11 +21,7 @@ from ..config import DEFAULT_CONDA_BASE, DEFAULT_PYTHON, EXAMPLE_MICROMAMBA_IMAG
 from ..errors import ConfigError
 from ..project.spec import ProjectSpec
 from . import kinds, templates
-from .conda_lock import conda_lock_file, read_conda_lock
-from .conda_spec import canonical_conda, conda_to_pypi
 from .kinds import AUTO, CONDA, DOCKER, ENV_MANAGERS, MANAGERS, MICROMAMBA, SYSTEM, UV
-from .requirements import canonical_requirements, python_env, split_local
-from .requirements_lock import has_hashes, lock_file, lock_input_digest, read_lock_file
 
 KEY_SCHEMA = 1  # bump when the meaning of a key changes
 
@@ -154,6 +150,10 @@ def _env_spec(project: ProjectSpec, settings: Settings, env_manager: str, read_l
 def _conda_spec(project: ProjectSpec, settings: Settings, read_lock: bool) -> EnvSpec:
     """conda.yaml installed as conda does: with py-rattler, or micromamba where
     DOCKRUN_MICROMAMBA_IMAGE is set."""
+    # Each kind's readers are imported by its spec: a docker_env run needs none of them.
+    from .conda_lock import conda_lock_file, read_conda_lock
+    from .conda_spec import canonical_conda
+
     rel = project.env_file or "conda.yaml"
     conda, local = canonical_conda(project.root, rel, settings.conda_channel_map)
     base = settings.base_image or DEFAULT_CONDA_BASE
@@ -173,6 +173,10 @@ def _conda_spec(project: ProjectSpec, settings: Settings, read_lock: bool) -> En
 
 def _uv_spec(project: ProjectSpec, settings: Settings, read_lock: bool) -> EnvSpec:
     """python_env.yaml, requirements.txt, or a conda.yaml's PyPI-installable part, installed by uv."""
+    from .conda_spec import conda_to_pypi
+    from .requirements import canonical_requirements, python_env, split_local
+    from .requirements_lock import has_hashes, lock_file, lock_input_digest, read_lock_file
+
     declared = project.env_kind
     if declared == "python":
         python, reqs = python_env(project.root, project.env_file or "python_env.yaml")

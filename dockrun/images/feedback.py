@@ -6,7 +6,6 @@ or a workspace's words are not dockrun's."""
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 import threading
 import time
@@ -109,6 +108,8 @@ class LiveView:
     def _draw(self) -> None:
         if not self.step:
             return
+        import shutil  # here: a warm run draws nothing, and shutil brings bz2 and lzma
+
         width = shutil.get_terminal_size((100, 20)).columns - 1
         text = f"[{time.monotonic() - self.started:5.1f}s] {self.step}"
         if self.last:

@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import SourceError
-from .git import local_git_info
 from .source import Source, clean_subdirectory
 from .treehash import tree_hash
+from .worktree import local_git_info
 
 
 def resolve_folder(uri: str, version: str | None = None, home: Path | None = None) -> Source:

@@ -13,7 +13,6 @@ import re
 import sqlite3
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -363,4 +362,4 @@ _PREFIX = re.compile(r"[0-9a-f]{4,32}")
 
 
 def new_run_id() -> str:
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()  # 16 random hex digits (the uuid module costs 2 ms to import)

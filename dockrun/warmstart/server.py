@@ -40,7 +40,7 @@ REQUEST_TIMEOUT_S = 5.0
 RECHECK_S = 10.0  # an idle helper checks this often whether it is still what its name says
 MAX_REQUEST = 16 << 20
 # What `dockrun run` imports on its way to the engine, and what a build or a first run adds.
-PRELOAD = ("dockrun.cli", "dockrun.api", "dockrun.prepare", "dockrun.backends.local.backend",
+PRELOAD = ("dockrun.cli", "dockrun.commands", "dockrun.api", "dockrun.prepare", "dockrun.backends.local.backend",
            "dockrun.backends.local.runs", "dockrun.backends.local.supervisor", "dockrun.engine.lean",
            "dockrun.images.build", "dockrun.images.feedback", "dockrun.tracking.tags", "difflib", "yaml",
            "jinja2", "ctypes")

@@ -13,7 +13,7 @@ from ...project.params import RenderedCommand
 from ...project.spec import DockerEnv
 from .docker_args import parse_pairs, to_create_options
 from .files import FilesPlan, Staged, stage_outputs
-from .transfer import copy_back_limit
+from .landing import copy_back_limit
 
 LABEL_RUN = "dockrun.run-id"
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import stat
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...engine.client import Docker
-from .transfer import DEFAULT_COPY_BACK_LIMIT, Dropped, copy_back, leads_out, load_sent, write_file
+from .landing import DEFAULT_COPY_BACK_LIMIT, Dropped, leads_out, write_file
 
 PLAN_FILE = "files.json"
 STAGED = "staged"  # under the run's folder: one folder per output folder
@@ -118,6 +116,8 @@ def finish_files(docker: Docker, container: Any, run_dir: Path, ok: bool,
     lost = None
     if plan.copy_back and container is not None:
         try:
+            from .transfer import copy_back, load_sent  # a remote engine's run
+
             copy_back(docker, container, plan.copy_back, log, load_sent(run_dir), run_dir, plan.copy_back_limit)
         except Exception as e:  # noqa: BLE001 - any failure here means lost outputs: say so, never hide it
             lost = f"its outputs could not be copied back from the engine: {e}".splitlines()[0]
@@ -166,6 +166,8 @@ def place_outputs(staged: Sequence[Staged], log: Callable[[str], None], ok: bool
             if not ok:
                 log(f"the run did not finish, but it wrote {dest}: put in place")
         if not kept:
+            import shutil  # here: with tempfile, 3 ms a run that stages no output never needs
+
             shutil.rmtree(s.stage, ignore_errors=True)  # what else the run wrote there goes with it
     dropped.report(log)
     return lost
@@ -191,6 +193,9 @@ def _place(src: str, dest: str, dropped: Dropped) -> bool:
     except OSError as e:
         if e.errno != errno.EXDEV:
             raise
+        import shutil
+        import tempfile
+
         tmp = tempfile.mkdtemp(prefix=".dockrun-", dir=os.path.dirname(dest))
         try:
             shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True)

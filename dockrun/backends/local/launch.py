@@ -13,15 +13,17 @@ import json
 import os
 import select
 import signal
-import subprocess
 import sys
 import threading
-import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ExecutionError
 from ..module_command import module_command
 from ..owner import owner_args
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 def start_owner(backend: str, home: Path, run_id: str, attached: bool, run_dir: Path) -> int:
@@ -36,7 +38,7 @@ def start_owner(backend: str, home: Path, run_id: str, attached: bool, run_dir: 
     return fork_server().start(args, run_dir)
 
 
-def fork_supervisor(args: list[str], run_dir: Path) -> int:
+def fork_supervisor(args: dict[str, Any], run_dir: Path) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     read_end, write_end = os.pipe()
@@ -63,7 +65,7 @@ def fork_supervisor(args: list[str], run_dir: Path) -> int:
     return int(data)
 
 
-def _be_supervisor(args: list[str], run_dir: Path, report_fd: int) -> int:
+def _be_supervisor(args: dict[str, Any], run_dir: Path, report_fd: int) -> int:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())  # the parent blocked them while starting us
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
@@ -82,11 +84,13 @@ def _be_supervisor(args: list[str], run_dir: Path, report_fd: int) -> int:
     # process's own files (the run's logs).
     gc.freeze()
     try:
-        from ..owner import main
+        from ..owner import run_owner
 
-        main(args)
+        run_owner(**args)
         return 0
     except BaseException:  # noqa: BLE001 - reported in the log; the run itself is reconciled
+        import traceback
+
         traceback.print_exc()
         sys.stderr.flush()
         return 1
@@ -105,13 +109,15 @@ class ForkServer:
         self.proc: subprocess.Popen | None = None
 
     def _ensure(self) -> subprocess.Popen:
+        import subprocess  # here: a CLI's run forks its owner itself
+
         if self.proc is None or self.proc.poll() is not None:
             self.proc = subprocess.Popen(
                 module_command("dockrun.backends.local.launch"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, text=True, bufsize=1)
         return self.proc
 
-    def start(self, args: list[str], run_dir: Path) -> int:
+    def start(self, args: dict[str, Any], run_dir: Path) -> int:
         with self.lock:
             proc = self._ensure()
             try:

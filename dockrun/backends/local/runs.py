@@ -22,7 +22,6 @@ from ..outcome import record_end
 from .container import RunContext, check_project_container, container_spec, files_plan
 from .files import finish_files, make_run_dir, save_plan
 from .launch import start_owner
-from .transfer import copy_in, save_sent
 from .wake import Listener, listen
 
 if TYPE_CHECKING:
@@ -217,6 +216,8 @@ def start_container(store: RunStore, run: LocalRun, docker: Docker, spec: Contai
             container = docker.create(spec)
             store.update(run_id, container_id=container.id)
         if spec.copies:  # a remote engine: the run's files go in before it starts (Ctrl-C may stop it)
+            from .transfer import copy_in, save_sent
+
             save_sent(run_dir, copy_in(docker, container, spec.copies, log))
         with shielded():
             pid = _start_supervisor(store.home, run_id, synchronous, run_dir)

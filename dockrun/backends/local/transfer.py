@@ -26,18 +26,15 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import Any, Callable
 
 from ...engine.client import Docker
-from ...errors import ConfigError, ExecutionError
+from ...errors import ExecutionError
+from .landing import CHUNK, DEFAULT_COPY_BACK_LIMIT, LIMIT_ENV, Dropped, leads_out, write_file
 
-CHUNK = 1 << 20
-LIMIT_ENV = "DOCKRUN_COPY_BACK_LIMIT"
-DEFAULT_COPY_BACK_LIMIT = 2 << 30  # as an archive's unpacked size
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 PROGRESS_STEP = 8 << 20  # no progress lines for copies smaller than this
 MB = 1 << 20
 SENT_FILE = "copied-in.json"  # in the run's folder: what copy_in sent into writable folders
@@ -51,18 +48,6 @@ class Entry:
     source: str
     info: tarfile.TarInfo
     writable: bool
-
-
-def copy_back_limit(environ: Mapping[str, str]) -> int:
-    """How many bytes a remote run's copy-back may write: ``DOCKRUN_COPY_BACK_LIMIT`` (bytes, or
-    with a K, M, G or T suffix, binary), else 2 GiB."""
-    text = environ.get(LIMIT_ENV, "").strip().upper().removesuffix("B").removesuffix("I")
-    if not text:
-        return DEFAULT_COPY_BACK_LIMIT
-    number, unit = (text[:-1], text[-1]) if text[-1] in _UNITS else (text, "")
-    if not number.isdigit() or int(number) <= 0:
-        raise ConfigError(f"{LIMIT_ENV}={environ[LIMIT_ENV]!r}: expected a size in bytes, such as 2G or 500M")
-    return int(number) * _UNITS[unit]
 
 
 def copy_in(docker: Docker, container: Any, copies: Sequence[tuple[str, str, str]],
@@ -216,30 +201,6 @@ def unpack(tar: tarfile.TarFile, root: Path, inside: str = "", sent: Sent | None
         shutil.rmtree(spool, ignore_errors=True)
 
 
-class Dropped:
-    """Links not created because they lead out of their folder: counted, and said once."""
-
-    def __init__(self) -> None:
-        self.count, self.first = 0, ""
-
-    def add(self, name: str, target: str) -> None:
-        self.count += 1
-        self.first = self.first or f"{name} -> {target}"
-
-    def report(self, log: Callable[[str], None]) -> None:
-        if self.count:
-            log(f"{self.count} link(s) in the run's outputs led outside their folder and were not created "
-                f"(the first: {self.first})")
-
-
-def leads_out(rel: str, target: str) -> bool:
-    """Does a link at ``rel`` (a path inside its folder) pointing at ``target`` lead out of it?"""
-    if os.path.isabs(target):
-        return True
-    resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
-    return resolved == ".." or resolved.startswith("../")
-
-
 @dataclass(frozen=True)
 class Action:
     """One thing to write on the host once everything has come back."""
@@ -381,26 +342,6 @@ def _replace_with_dir(path: str) -> None:
     if os.path.lexists(path):
         os.unlink(path)  # a file or link where the run made a folder
     os.mkdir(path, 0o755)
-
-
-def write_file(data: IO[bytes] | None, path: str, mode: int) -> None:
-    """Write through a temporary file in the same folder; keep the old file when it is the same."""
-    if data is None:
-        return
-    fd, tmp = tempfile.mkstemp(prefix=".dockrun-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := data.read(CHUNK):
-                out.write(chunk)
-        if os.path.isfile(path) and not os.path.islink(path) and filecmp.cmp(tmp, path, shallow=False):
-            os.unlink(tmp)
-            return
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class _Reader:
