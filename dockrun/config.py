@@ -32,6 +32,12 @@ class Settings:
     # for companies that may not use Anaconda's channels.
     conda_channel_map: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def yaml_cache(self) -> Path:
+        """Where what YAML made of a project's MLproject or python_env.yaml is kept (by the text's
+        SHA-256): a rerun of unchanged files needs no YAML parser (about 10 ms to import)."""
+        return self.home / "cache" / "yaml"
+
 
 @dataclass(frozen=True)
 class ArchiveLimits:

@@ -69,7 +69,7 @@ def prepare_image(request: RunRequest, read_lock: bool = True,
         raise ConfigError(f"run {request.rerun_of}: its source {source.uri} is not the code that ran any more "
                           f"(it hashes to {source.key[:12]}, the run had {request.source_key[:12]}); a rerun runs the "
                           "same code: restore it, or start a new run with dockrun run")
-    project = load_project(source.root, settings.home / "cache" / "mlproject")
+    project = load_project(source.root, settings.yaml_cache)
     env = env_spec(project, settings, request.env_manager, read_lock)
     try:
         base = base_id(env.base_image) if base_id else None

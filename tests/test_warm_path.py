@@ -101,6 +101,24 @@ def test_a_warm_run_on_the_local_socket_imports_no_docker_py_build_stack_yaml_ht
     assert dockrun_containers(run_dir.name) == []
 
 
+def test_a_warm_python_env_run_reads_its_unchanged_python_env_yaml_without_yaml(
+        tmp_path: Path, home: Path, base_image: str) -> None:
+    root = write_project(tmp_path / "pe", {
+        "MLproject": "name: warm-pe\npython_env: python_env.yaml\nentry_points:\n  main:\n"
+                     "    command: \"python -c 'print(42)'\"\n",
+        "python_env.yaml": "python: \"3.11\"\ndependencies: []\n"})
+    code, err, _ = _probe(home, base_image, "run", "-q", str(root))  # cold: builds the environment
+    assert code == 0, err
+    code, err, imported = _probe(home, base_image, "run", "-q", str(root))
+    assert code == 0, err
+    assert "yaml" not in imported, imported
+    # An edit is seen: the file is read again, and YAML parses the new text.
+    (root / "python_env.yaml").write_text("python: three\n")
+    code, err, imported = _probe(home, base_image, "run", "-q", str(root))
+    assert code == 2 and "yaml" in imported
+    assert err.strip() == "dockrun: error: python_env.yaml: python: expected a Python version like 3.11, got 'three'"
+
+
 def test_a_code_only_rebuild_on_the_local_socket_imports_no_docker_py(
         docker_env_project: Path, home: Path, base_image: str) -> None:
     code, err, _ = _probe(home, base_image, "run", "-q", str(docker_env_project))  # cold

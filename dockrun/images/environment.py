@@ -179,7 +179,7 @@ def _uv_spec(project: ProjectSpec, settings: Settings, read_lock: bool) -> EnvSp
 
     declared = project.env_kind
     if declared == "python":
-        python, reqs = python_env(project.root, project.env_file or "python_env.yaml")
+        python, reqs = python_env(project.root, project.env_file or "python_env.yaml", settings.yaml_cache)
     elif declared == "requirements" and has_hashes(project.root, "requirements.txt"):
         # pip-compile --generate-hashes output is a lock already: install exactly it.
         lock = read_lock_file(project.root, "requirements.txt", "", "requirements.txt")

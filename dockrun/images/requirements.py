@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import ProjectError
 from ..project.source import project_file
-from ..project.spec import yaml_problem
+from ..project.spec import yaml_data
 
 
 def python_version(version: Any, where: str) -> str:
@@ -27,19 +27,18 @@ def python_version(version: Any, where: str) -> str:
     return f"{m.group(1)}.{m.group(2)}"
 
 
-def read_yaml(root: Path, rel: str) -> Any:
-    import yaml  # here, not at the top: listing runs or images needs no environment parsing
-
+def read_yaml(root: Path, rel: str, cache: Path | None = None) -> Any:
+    """The project's YAML file ``rel``; with a ``cache`` folder, an unchanged file is read without
+    the YAML parser (spec.yaml_data)."""
     try:
-        return yaml.safe_load(project_file(root, rel).read_text(encoding="utf-8"))
+        text = project_file(root, rel).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ProjectError(f"{rel}: file not found in the project") from None
-    except yaml.YAMLError as e:
-        raise ProjectError(f"{rel}: not valid YAML: {yaml_problem(e)}") from None
+    return yaml_data(text, rel, cache)
 
 
-def python_env(root: Path, rel: str) -> tuple[str | None, tuple[str, ...]]:
-    data = read_yaml(root, rel) or {}
+def python_env(root: Path, rel: str, cache: Path | None = None) -> tuple[str | None, tuple[str, ...]]:
+    data = read_yaml(root, rel, cache) or {}
     if not isinstance(data, dict):
         raise ProjectError(f"{rel}: expected a mapping with python, build_dependencies, dependencies")
     python = python_version(data["python"], f"{rel}: python") if data.get("python") else None

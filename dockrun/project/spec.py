@@ -108,7 +108,7 @@ def load_project(root: Path, cache: Path | None = None) -> ProjectSpec:
     if path is None:
         return _conventions(root)
     text = path.read_text(encoding="utf-8")
-    data = _parsed(text, path.name, cache)
+    data = yaml_data(text, path.name, cache)
     if not isinstance(data, dict):
         raise ProjectError(f"{path.name}: expected a mapping with name, an environment and entry_points")
     return _from_mlproject(root, path.name, data)
@@ -117,8 +117,9 @@ def load_project(root: Path, cache: Path | None = None) -> ProjectSpec:
 _CACHE_FORMAT = b"mlproject-yaml-1\0"
 
 
-def _parsed(text: str, fname: str, cache: Path | None) -> Any:
-    """``yaml.safe_load(text) or {}``, through the cache when one is given. Only data that JSON
+def yaml_data(text: str, fname: str, cache: Path | None) -> Any:
+    """``yaml.safe_load(text) or {}`` (the MLproject, python_env.yaml), through the cache when one
+    is given. Only data that JSON
     gives back exactly is kept (no dates, no non-string keys), and only a text that parsed: an
     invalid file is reported on every run, by YAML itself."""
     import hashlib
