@@ -4,6 +4,7 @@ finder, none of the development machine's .pth files), served and in-process, ag
 
     python -m venv /tmp/vinst && /tmp/vinst/bin/pip install .
     setsid python bench/installed_warm.py 31 --dockrun /tmp/vinst/bin/dockrun < /dev/null
+    setsid python bench/installed_warm.py 31 --dockrun /tmp/vinst/bin/dockrun --python-env < /dev/null
 
 Run it without a controlling terminal (setsid): a command with one is not served. Needs
 DOCKRUN_BASE_IMAGE (a local image both arms run).
@@ -19,12 +20,19 @@ from pathlib import Path
 ap = argparse.ArgumentParser()
 ap.add_argument("rounds", type=int, nargs="?", default=21)
 ap.add_argument("--dockrun", default="dockrun", help="the installed dockrun command")
+ap.add_argument("--python-env", action="store_true",
+                help="a python_env project (no dependencies; its environment image built once) instead of docker_env")
 args = ap.parse_args()
 base = os.environ.get("DOCKRUN_BASE_IMAGE", "dockrun-base:bookworm")
 work = Path(tempfile.mkdtemp(prefix="dockrun-installed-warm-"))
 (work / "p").mkdir()
-(work / "p" / "MLproject").write_text(f"name: w\ndocker_env:\n  image: {base}\nentry_points:\n  main:\n"
-                                      "    command: \"true\"\n")
+if args.python_env:  # the usual project: its python_env.yaml is read on every run
+    (work / "p" / "MLproject").write_text("name: w\npython_env: python_env.yaml\nentry_points:\n  main:\n"
+                                          "    command: \"true\"\n")
+    (work / "p" / "python_env.yaml").write_text("python: \"3.11\"\ndependencies: []\n")
+else:
+    (work / "p" / "MLproject").write_text(f"name: w\ndocker_env:\n  image: {base}\nentry_points:\n  main:\n"
+                                          "    command: \"true\"\n")
 env = {**os.environ, "DOCKRUN_BASE_IMAGE": base, "DOCKRUN_HOME": str(work / "home")}
 arms = {
     "bare docker run": (["docker", "run", "--rm", base, "true"], {}),
