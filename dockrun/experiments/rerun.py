@@ -20,7 +20,7 @@ from ..backends import get_backend
 from ..config import load_settings
 from ..errors import ConfigError
 from ..locks import make_private_dir, write_atomic
-from ..options import from_kept
+from ..options import OPTIONS, from_kept
 from ..prepare import prepare
 from ..project.access import requested_access
 from ..project.resolve import is_git_uri
@@ -94,10 +94,45 @@ def load_record(run: str) -> dict[str, Any]:
         if not isinstance(data, dict) or "run_id" not in data or "uri" not in data:
             raise ConfigError(f"{run}: not a run record (expected what `dockrun runs show ID` prints)")
         data.setdefault("options", {})
+        _check_shape(data, run)
         return data
     from ..api import get_run
 
     return dataclasses.asdict(get_run(run).record())
+
+
+# The fields of a record file a rerun reads, and the JSON each must be (None: absent).
+_TEXT, _MAYBE_TEXT = ((str,), "text"), ((str, type(None)), "text or null")
+_RECORD_SHAPE = {"run_id": _TEXT, "uri": _TEXT, "entry_point": _TEXT, "image_id": _MAYBE_TEXT,
+                 "source_key": _MAYBE_TEXT, "commit_sha": _MAYBE_TEXT, "subdirectory": _MAYBE_TEXT,
+                 "backend": _MAYBE_TEXT, "dev": ((bool, type(None)), "true, false or null"),
+                 "options": ((dict,), "an object")}
+_SCALAR = (str, int, float, bool)
+
+
+def _check_shape(data: Mapping[str, Any], where: str) -> None:
+    """A record file is anyone's text: each field a rerun reads must be the JSON `runs show` writes,
+    or one line names it (not a Python error further on)."""
+    for name, (types, what) in _RECORD_SHAPE.items():
+        if not isinstance(data.get(name), types):
+            raise ConfigError(f"{where}: {name}: expected {what}")
+    for name, value in data["options"].items():
+        opt = OPTIONS.get(name)
+        if opt is None or "rerun" not in opt.kept or value is None:
+            continue  # what a rerun does not take is left aside (from_kept)
+        if name == "parameters":
+            ok = isinstance(value, dict) and all(isinstance(v, _SCALAR) for v in value.values())
+            what = "an object of parameter values"
+        elif opt.multiple:  # a list of docker options, or execute()'s mapping of them
+            ok = (isinstance(value, list) and all(isinstance(v, str) for v in value)) or (
+                isinstance(value, dict) and all(v is None or isinstance(v, _SCALAR) for v in value.values()))
+            what = "a list of texts or an object"
+        elif opt.is_flag:
+            ok, what = isinstance(value, bool), "true or false"
+        else:
+            ok, what = isinstance(value, str), "text"
+        if not ok:
+            raise ConfigError(f"{where}: options.{name}: expected {what}")
 
 
 def rerun_request(record: Mapping[str, Any], overrides: Mapping[str, str]) -> RunRequest:

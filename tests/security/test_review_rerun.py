@@ -135,3 +135,30 @@ def test_a_record_file_naming_a_folder_here_does_not_grant_its_host_access(
     assert "volume /etc:/hostetc" in r.err and "--trust" in r.err and "ran" not in r.out, r.err
     r = rerun(cli, victim, record, tmp_path, "-P", f"out={tmp_path / 'mine.txt'}", "--trust")
     assert r.code == 0 and "ran" in r.out, r.err
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("options.parameters", ["out=x"], "options.parameters: expected an object of parameter values"),
+    ("options.parameters", {"out": {"a": 1}}, "options.parameters: expected an object of parameter values"),
+    ("options.docker_args", "gpus=all", "options.docker_args: expected a list of texts or an object"),
+    ("options.trust", "yes", "options.trust: expected true or false"),
+    ("options.cwd", 7, "options.cwd: expected text"),
+    ("options", [], "options: expected an object"),
+    ("entry_point", ["main"], "entry_point: expected text"),
+    ("image_id", 1, "image_id: expected text or null"),
+])
+def test_a_record_file_of_the_wrong_shape_is_one_line_naming_the_field(
+        cli, tmp_path: Path, base_image: str, home: Path, victim: Path, no_leaks,
+        field: str, value: object, message: str) -> None:
+    remote = new_remote(tmp_path / "remotes", "colleague", project(base_image))
+    record = record_of(cli, home, remote.url, tmp_path)
+    where = record
+    *parents, last = field.split(".")
+    for name in parents:
+        where = where[name]
+    where[last] = value
+
+    r = rerun(cli, victim, record, tmp_path, "--trust")
+    assert r.code == 2, r.err
+    assert r.err.strip().splitlines() == [f"dockrun: error: {tmp_path / 'record.json'}: {message}"]
+    assert not (victim / "runs").exists() or not any((victim / "runs").iterdir())
