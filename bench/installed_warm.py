@@ -5,6 +5,7 @@ finder, none of the development machine's .pth files), served and in-process, ag
     python -m venv /tmp/vinst && /tmp/vinst/bin/pip install .
     setsid python bench/installed_warm.py 31 --dockrun /tmp/vinst/bin/dockrun < /dev/null
     setsid python bench/installed_warm.py 31 --dockrun /tmp/vinst/bin/dockrun --python-env < /dev/null
+    setsid python bench/installed_warm.py 21 --dockrun /tmp/vinst/bin/dockrun --before /tmp/vbase/bin/dockrun < /dev/null
 
 Run it without a controlling terminal (setsid): a command with one is not served. Needs
 DOCKRUN_BASE_IMAGE (a local image both arms run).
@@ -22,6 +23,8 @@ ap.add_argument("rounds", type=int, nargs="?", default=21)
 ap.add_argument("--dockrun", default="dockrun", help="the installed dockrun command")
 ap.add_argument("--python-env", action="store_true",
                 help="a python_env project (no dependencies; its environment image built once) instead of docker_env")
+ap.add_argument("--before", metavar="DOCKRUN",
+                help="another installed dockrun (say, main's) measured in the same rounds, both ways")
 args = ap.parse_args()
 base = os.environ.get("DOCKRUN_BASE_IMAGE", "dockrun-base:bookworm")
 work = Path(tempfile.mkdtemp(prefix="dockrun-installed-warm-"))
@@ -39,6 +42,9 @@ arms = {
     "installed dockrun, in-process": ([args.dockrun, "run", str(work / "p")], {"DOCKRUN_WARMSTART": "0"}),
     "installed dockrun, served": ([args.dockrun, "run", str(work / "p")], {}),
 }
+if args.before:
+    arms["before, in-process"] = ([args.before, "run", str(work / "p")], {"DOCKRUN_WARMSTART": "0"})
+    arms["before, served"] = ([args.before, "run", str(work / "p")], {})
 for cmd, extra in arms.values():  # warm up: image built, helper started, pyc written
     for _ in range(2):
         subprocess.run(cmd, env={**env, **extra}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
