@@ -55,12 +55,12 @@ def _project(root: Path, packages: list[str]) -> Path:
 
 
 class Bench:
-    def __init__(self, work: Path, checkouts: dict[str, Path], uv: str):
-        self.work, self.checkouts, self.uv = work, checkouts, uv
+    def __init__(self, work: Path, checkouts: dict[str, Path], uv: str, base_image: str):
+        self.work, self.checkouts, self.uv, self.base_image = work, checkouts, uv, base_image
 
     def env(self, arm: str) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(self.checkouts[arm]), "DOCKRUN_HOME": str(self.work / f"home-{arm}"),
-                "PYTHONUNBUFFERED": "1"}
+                "DOCKRUN_BASE_IMAGE": self.base_image, "PYTHONUNBUFFERED": "1"}
 
     def build(self, arm: str, packages: list[str], tag: str) -> float:
         root = _project(self.work / f"build-{arm}-{tag}", packages)
@@ -100,10 +100,11 @@ def main() -> None:
     ap.add_argument("--main", type=Path, default=Path("/work/main"), help="the checkout to compare with")
     ap.add_argument("--this", type=Path, default=REPO)
     ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--base-image", default=os.environ.get("DOCKRUN_BASE_IMAGE", "dockrun-base:bookworm"))
     ap.add_argument("--uv", default="/tmp/dockrun-env-bench/mlflow-venv/bin/uv", help="uv for the floor")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dockrun-newenv-"))
-    bench = Bench(work, {"main": args.main.resolve(), "this": args.this.resolve()}, args.uv)
+    bench = Bench(work, {"main": args.main.resolve(), "this": args.this.resolve()}, args.uv, args.base_image)
     try:
         print(f"the base environment, built once: {bench.build('main', BASE, 'seed'):.2f} s", flush=True)
         (work / "home-this" / "cache").mkdir(parents=True)
