@@ -42,6 +42,7 @@ from typing import Any, Callable, Protocol
 from ..config import Settings
 from ..errors import BuildError, ConfigError
 from ..locks import file_lock, write_atomic
+from .environment import install_text
 from .inputs import env_inputs
 from .plan import ImagePlan, env_scripts
 
@@ -203,8 +204,9 @@ def build_env_cached(plan: ImagePlan, settings: Settings, docker: BuildEngine,
     base_id = docker.ensure_pulled(base, log)
     base_config = docker.image_config(base_id)
     start = _os_layer(docker, settings, base_id, base_config, scripts["os.sh"], inputs, log)
-    names = requirement_names(plan)
-    parent = choose_parent(settings.home, start, plan.env.python, names, docker) if plan.env.kind == "uv" else None
+    names, script = requirement_names(plan), install_digest(plan)
+    parent = (choose_parent(settings.home, start, plan.env.python, names, docker, script)
+              if plan.env.kind == "uv" else None)
     if parent is not None:
         log(f"starting from {parent.image}, which has {len(parent.names & names)} of its {len(names)} "
             "requirements: only the difference is installed")
@@ -233,7 +235,7 @@ def build_env_cached(plan: ImagePlan, settings: Settings, docker: BuildEngine,
     mark_used(settings.home)
     if plan.env.kind == "uv":
         remember(settings.home, Built(plan.env_image, image_id, start, plan.env.python, frozenset(names),
-                                      parent.depth + 1 if parent is not None else 0))
+                                      parent.depth + 1 if parent is not None else 0, script))
     return image_id
 
 
@@ -243,7 +245,9 @@ def build_env_cached(plan: ImagePlan, settings: Settings, docker: BuildEngine,
 # the set a fresh install gets), so copying and committing the whole environment again is saved.
 # Which environments were built, on which OS layer, with which requirements, is kept per
 # DOCKRUN_HOME; a chain of such images stays short, and a parent with many packages the new
-# environment does not want (whose files the image would still carry) is not used.
+# environment does not want (whose files the image would still carry) is not used. Only an image
+# the same install scripts made is a parent: the derived install brings the set of distributions to
+# what a fresh one gets, not files an older script left otherwise (bytecode, say).
 INDEX = Path("cache") / "env-builds.json"
 MAX_DEPTH = 3
 MAX_UNWANTED = 2
@@ -257,6 +261,7 @@ class Built:
     python: str | None
     names: frozenset[str]
     depth: int  # how many environments it was derived through
+    script: str = ""  # install_digest of what made it ("": recorded before it was kept, never a parent)
 
 
 def requirement_names(plan: ImagePlan) -> set[str]:
@@ -264,11 +269,16 @@ def requirement_names(plan: ImagePlan) -> set[str]:
     return {re.split(r"[\[<>=!~;@ ]", line, maxsplit=1)[0] for line in lines}
 
 
+def install_digest(plan: ImagePlan) -> str:
+    """What installs the plan's environment (its kind's scripts and templates), as a short digest."""
+    return hashlib.sha256(install_text(plan.env).encode()).hexdigest()[:16]
+
+
 def _load(home: Path) -> list[Built]:
     try:
         raw = json.loads((home / INDEX).read_text(encoding="utf-8"))
-        return [Built(e["image"], e["id"], e["start"], e["python"], frozenset(e["names"]), int(e["depth"]))
-                for e in raw]
+        return [Built(e["image"], e["id"], e["start"], e["python"], frozenset(e["names"]), int(e["depth"]),
+                      str(e.get("script") or "")) for e in raw]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
@@ -276,17 +286,19 @@ def _load(home: Path) -> list[Built]:
 def remember(home: Path, built: Built, keep: int = 50) -> None:
     entries = [b for b in _load(home) if b.image != built.image][-(keep - 1):] + [built]
     data = [{"image": b.image, "id": b.id, "start": b.start, "python": b.python, "names": sorted(b.names),
-             "depth": b.depth} for b in entries]
+             "depth": b.depth, "script": b.script} for b in entries]
     (home / INDEX).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(home / INDEX, json.dumps(data, indent=1))
 
 
 def choose_parent(home: Path, start: str, python: str | None, names: set[str],
-                  docker: BuildEngine) -> Built | None:
-    """The environment image to start from: built on the same OS layer and Python, sharing at
-    least half of ``names``, with at most MAX_UNWANTED requirements ``names`` lacks; the one that
-    shares most, the newest among equals. None: build from the OS layer."""
+                  docker: BuildEngine, script: str) -> Built | None:
+    """The environment image to start from: built on the same OS layer and Python by the same
+    install scripts (``script``: install_digest), sharing at least half of ``names``, with at most
+    MAX_UNWANTED requirements ``names`` lacks; the one that shares most, the newest among equals.
+    None: build from the OS layer."""
     fits = [b for b in _load(home) if b.start == start and b.python == python and b.depth < MAX_DEPTH
+            and script and b.script == script
             and len(b.names - names) <= MAX_UNWANTED and 2 * len(b.names & names) >= max(len(names), 1)]
     for built in sorted(reversed(fits), key=lambda b: len(b.names & names) - len(b.names - names), reverse=True):
         if docker.image_id(built.image) == built.id:  # still there, and still that image
