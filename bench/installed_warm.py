@@ -5,9 +5,9 @@ finder, none of the development machine's .pth files), served and in-process, ag
     python -m venv /tmp/vinst && /tmp/vinst/bin/pip install .
     setsid python bench/installed_warm.py 31 --dockrun /tmp/vinst/bin/dockrun < /dev/null
     setsid python bench/installed_warm.py 31 --dockrun /tmp/vinst/bin/dockrun --python-env < /dev/null
-    setsid python bench/installed_warm.py 21 --dockrun /tmp/vinst/bin/dockrun --before /tmp/vbase/bin/dockrun < /dev/null
+    setsid python bench/installed_warm.py 21 --dockrun /tmp/vinst/bin/dockrun --before /tmp/vbase/bin/dockrun
 
-Run it without a controlling terminal (setsid): a command with one is not served. Needs
+Run it without a controlling terminal (setsid, stdin from /dev/null): a command with one is not served. Needs
 DOCKRUN_BASE_IMAGE (a local image both arms run).
 """
 import argparse
