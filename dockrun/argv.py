@@ -43,12 +43,13 @@ def read_run(args: Sequence[str]) -> RunLine | None:
     """``args`` (after the program name) as a `dockrun run` line, or None: click must read it."""
     if not args or args[0] != "run":
         return None
+    table = options.for_command("run")
     takes = {}  # flag -> (field name, Option or None for an output flag)
-    for name, opt in options.for_command("run"):
+    for name, opt in table:
         takes.update((flag, (name, opt)) for flag in opt.flags)
     for name, (flags, _) in OUTPUT_FLAGS.items():
         takes.update((flag, (name, None)) for flag in flags)
-    values: dict[str, Any] = {name: _default(opt) for name, opt in options.for_command("run")}
+    values: dict[str, Any] = {name: _default(opt) for name, opt in table}
     outputs = {name: False for name in OUTPUT_FLAGS}
     given: set[str] = set()
     uri = None

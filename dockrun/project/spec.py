@@ -119,9 +119,8 @@ _CACHE_FORMAT = b"mlproject-yaml-1\0"
 
 def yaml_data(text: str, fname: str, cache: Path | None) -> Any:
     """``yaml.safe_load(text) or {}`` (the MLproject, python_env.yaml), through the cache when one
-    is given. Only data that JSON
-    gives back exactly is kept (no dates, no non-string keys), and only a text that parsed: an
-    invalid file is reported on every run, by YAML itself."""
+    is given. Only data that JSON gives back exactly is kept (no dates, no non-string keys), and
+    only a text that parsed: an invalid file is reported on every run, by YAML itself."""
     import hashlib
     import json
 

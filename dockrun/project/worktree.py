@@ -13,7 +13,7 @@ _REPO_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTOR
 
 def base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _REPO_VARS}
-    # Never prompt (a prompt would hang a detached run), and English messages for _diagnose.
+    # Never prompt (a prompt would hang a detached run), and English messages for git.py's _diagnose.
     env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C")
     return env
 
