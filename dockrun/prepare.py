@@ -77,7 +77,7 @@ def prepare_image(request: RunRequest, read_lock: bool = True,
         if env.needs_build:
             raise
         base = None  # used as given (docker_env): pulled, or refused by name, where it runs
-    plan = plan_images(project, source, env, settings, base)
+    plan = plan_images(project, source, env, settings, base, is_from_elsewhere(request.uri))
     return PreparedImage(request, settings, source, project, env, plan.env_key, plan)
 
 

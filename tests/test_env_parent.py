@@ -54,7 +54,8 @@ class Engine:
     def discard_build_container(self, container_id: str) -> None: ...
 
 
-@pytest.mark.parametrize("recorded_by", ["older scripts", "no scripts recorded", "these scripts"])
+@pytest.mark.parametrize("recorded_by", ["older scripts", "no scripts recorded", "these scripts",
+                                         "these scripts, before builds from elsewhere were told apart"])
 def test_only_an_environment_the_same_install_scripts_made_is_a_parent(
         base_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded_by: str) -> None:
     home = tmp_path / "home"
@@ -68,7 +69,9 @@ def test_only_an_environment_the_same_install_scripts_made_is_a_parent(
     entry = {"image": OLD, "id": OLD_ID, "start": OS_LAYER, "python": plan.env.python, "names": ["six", "tabulate"],
              "depth": 0}
     if recorded_by != "no scripts recorded":
-        entry["script"] = install_digest(plan) if recorded_by == "these scripts" else "0123456789abcdef"
+        entry["script"] = install_digest(plan) if recorded_by.startswith("these scripts") else "0123456789abcdef"
+    if recorded_by != "these scripts, before builds from elsewhere were told apart":
+        entry["local"] = True  # a project on this machine: a Git URI's or an archive's build is never recorded
     (home / INDEX).parent.mkdir(parents=True, exist_ok=True)
     (home / INDEX).write_text(json.dumps([entry]))
     engine = Engine(base_id="sha256:" + "3" * 64)
@@ -79,3 +82,4 @@ def test_only_an_environment_the_same_install_scripts_made_is_a_parent(
     # What it records names the scripts that made it: the next change may start from it.
     recorded = json.loads((home / INDEX).read_text())
     assert recorded[-1]["image"] == plan.env_image and recorded[-1]["script"] == install_digest(plan)
+    assert recorded[-1]["local"] is True

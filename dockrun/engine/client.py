@@ -290,15 +290,16 @@ class Docker:
     def image_config(self, ref: str) -> dict[str, Any]:
         return self.client.api.inspect_image(ref).get("Config") or {}
 
-    def run_build_container(self, image: str, command: list[str], volumes: Mapping[str, tuple[str, bool]],
+    def run_build_container(self, image: str, command: list[str], volumes: Mapping[str, tuple[str | None, bool]],
                             inputs: Iterable[bytes], labels: Mapping[str, str],
                             log: Callable[[str], None]) -> tuple[str, int, list[str]]:
-        """Create a container from ``image`` with ``volumes`` (container path -> (volume, read_only))
-        and an anonymous volume at /tmp/dockrun/in that gets the tar ``inputs``, a tmpfs at /tmp,
-        nothing else from the host; run ``command`` to its end, its output to ``log``. Returns the
-        container's ID (stopped, for a commit; the caller removes it), its exit code and its
-        last lines of output."""
-        mounts = [{"Target": t, "Source": v, "Type": "volume", "ReadOnly": ro} for t, (v, ro) in volumes.items()]
+        """Create a container from ``image`` with ``volumes`` (container path -> (volume, read_only);
+        a volume of None is an anonymous one, removed with the container), an anonymous volume at
+        /tmp/dockrun/in that gets the tar ``inputs``, a tmpfs at /tmp, nothing else from the host;
+        run ``command`` to its end, its output to ``log``. Returns the container's ID (stopped, for
+        a commit; the caller removes it), its exit code and its last lines of output."""
+        mounts = [{"Target": t, **({"Source": v} if v else {}), "Type": "volume", "ReadOnly": ro}
+                  for t, (v, ro) in volumes.items()]
         mounts.append({"Target": "/tmp/dockrun/in", "Type": "volume", "ReadOnly": False})
         body = {"Image": image, "Entrypoint": command, "Cmd": [], "Labels": dict(labels),
                 "HostConfig": {"Mounts": mounts, "Tmpfs": {"/tmp": "exec"}, "Init": True}}

@@ -266,8 +266,9 @@ def ensure_env_image(
 
         why_classic = classic_reason(plan, os.environ)
         if why_classic is None:  # one line that says which path the build took
-            log(f"building environment image {plan.env_image} ({plan.env.kind}) in a build container with the "
-                "package cache (volume dockrun-cache)")
+            log(f"building environment image {plan.env_image} ({plan.env.kind}) in a build container with "
+                + ("a package cache of its own (a project from a Git URI or an archive shares no cache with other "
+                   "builds)" if plan.from_elsewhere else "the package cache (volume dockrun-cache)"))
             try:
                 built = build_env_cached(plan, settings, docker, log)  # type: ignore[arg-type]
             except BuildError:

@@ -20,6 +20,14 @@ image config set in full (environment variables, labels, command) so nothing of 
 container's settings leaks in. OS packages (libgomp1 and apt.txt) are a layer of their own,
 ``dockrun-os:<key>``, made once per base image and package list and shared by the environments on it.
 
+A project from a Git URI or an archive (ImagePlan.from_elsewhere) is someone else's: building a
+source distribution runs its author's code as root in the build container, and that code could
+rewrite a cached package the next project's build copies, or leave a file in the environment a
+later build starts from (removing a distribution removes only the files it recorded). So such a
+build gets a package cache of its own (an anonymous volume, removed with the container) instead of
+``dockrun-cache``, and its environment is never a parent. It may still start from an environment
+built for a project on this machine: it cannot change that image.
+
 The cache is bounded: a build that finds it over ``DOCKRUN_CACHE_MAX_GB`` (default 10; measured at
 most once an hour) while no other build uses it empties it first; `dockrun images prune` removes
 it (and the tools and OS layers) when it has not been used for --older-than days.
@@ -104,7 +112,7 @@ class BuildEngine(Protocol):
     def ensure_pulled(self, ref: str, log: Callable[[str], None]) -> str: ...
     def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None: ...
     def image_config(self, ref: str) -> dict[str, Any]: ...
-    def run_build_container(self, image: str, command: list[str], volumes: Mapping[str, tuple[str, bool]],
+    def run_build_container(self, image: str, command: list[str], volumes: Mapping[str, tuple[str | None, bool]],
                             inputs: Any, labels: Mapping[str, str],
                             log: Callable[[str], None]) -> tuple[str, int, list[str]]: ...
     def commit(self, container_id: str, ref: str, config: Mapping[str, Any]) -> str: ...
@@ -198,12 +206,14 @@ def build_env_cached(plan: ImagePlan, settings: Settings, docker: BuildEngine,
     if settings.ca_bundle is not None:
         files["ca.pem"] = settings.ca_bundle.read_bytes()
     inputs = _inputs(files)
-    docker.ensure_volume(CACHE_VOLUME, {LABEL_CACHE: "packages"})
+    cache: dict[str, tuple[str | None, bool]] = {CACHE: (None if plan.from_elsewhere else CACHE_VOLUME, False)}
+    if not plan.from_elsewhere:
+        docker.ensure_volume(CACHE_VOLUME, {LABEL_CACHE: "packages"})
     docker.ensure_volume(TOOLS_VOLUME, {LABEL_CACHE: "tools"})
     base = plan.env.base_image
     base_id = docker.ensure_pulled(base, log)
     base_config = docker.image_config(base_id)
-    start = _os_layer(docker, settings, base_id, base_config, scripts["os.sh"], inputs, log)
+    start = _os_layer(docker, settings, base_id, base_config, scripts["os.sh"], inputs, cache, log)
     names, script = requirement_names(plan), install_digest(plan)
     parent = (choose_parent(settings.home, start, plan.env.python, names, docker, script)
               if plan.env.kind == "uv" else None)
@@ -211,7 +221,6 @@ def build_env_cached(plan: ImagePlan, settings: Settings, docker: BuildEngine,
         log(f"starting from {parent.image}, which has {len(parent.names & names)} of its {len(names)} "
             "requirements: only the difference is installed")
     first = parent.image if parent is not None else start
-    cache = {CACHE: (CACHE_VOLUME, False)}
     labels: dict[str, str] = {}
     cid, code, tail = docker.run_build_container(first, ["/bin/sh", f"{IN}/run.sh", "env.sh"],
                                                  {**cache, TOOLS: (TOOLS_VOLUME, True)}, [inputs], labels, log)
@@ -232,10 +241,12 @@ def build_env_cached(plan: ImagePlan, settings: Settings, docker: BuildEngine,
     # the run need not wait for.
     docker.discard_build_container(cid)
     log(f"Successfully tagged {plan.env_image}")  # a build's last line, as the engine's builder says it
+    if plan.from_elsewhere:
+        return image_id
     mark_used(settings.home)
     if plan.env.kind == "uv":
         remember(settings.home, Built(plan.env_image, image_id, start, plan.env.python, frozenset(names),
-                                      parent.depth + 1 if parent is not None else 0, script))
+                                      parent.depth + 1 if parent is not None else 0, script, local=True))
     return image_id
 
 
@@ -262,6 +273,9 @@ class Built:
     names: frozenset[str]
     depth: int  # how many environments it was derived through
     script: str = ""  # install_digest of what made it ("": recorded before it was kept, never a parent)
+    # Made for a project on this machine, with the shared cache. False: recorded before this was
+    # kept, when an environment from a Git URI or an archive was recorded too; never a parent.
+    local: bool = False
 
 
 def requirement_names(plan: ImagePlan) -> set[str]:
@@ -278,7 +292,7 @@ def _load(home: Path) -> list[Built]:
     try:
         raw = json.loads((home / INDEX).read_text(encoding="utf-8"))
         return [Built(e["image"], e["id"], e["start"], e["python"], frozenset(e["names"]), int(e["depth"]),
-                      str(e.get("script") or "")) for e in raw]
+                      str(e.get("script") or ""), e.get("local") is True) for e in raw]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
@@ -286,19 +300,19 @@ def _load(home: Path) -> list[Built]:
 def remember(home: Path, built: Built, keep: int = 50) -> None:
     entries = [b for b in _load(home) if b.image != built.image][-(keep - 1):] + [built]
     data = [{"image": b.image, "id": b.id, "start": b.start, "python": b.python, "names": sorted(b.names),
-             "depth": b.depth, "script": b.script} for b in entries]
+             "depth": b.depth, "script": b.script, "local": b.local} for b in entries]
     (home / INDEX).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(home / INDEX, json.dumps(data, indent=1))
 
 
 def choose_parent(home: Path, start: str, python: str | None, names: set[str],
                   docker: BuildEngine, script: str) -> Built | None:
-    """The environment image to start from: built on the same OS layer and Python by the same
-    install scripts (``script``: install_digest), sharing at least half of ``names``, with at most
-    MAX_UNWANTED requirements ``names`` lacks; the one that shares most, the newest among equals.
-    None: build from the OS layer."""
+    """The environment image to start from: built for a project on this machine, on the same OS
+    layer and Python by the same install scripts (``script``: install_digest), sharing at least
+    half of ``names``, with at most MAX_UNWANTED requirements ``names`` lacks; the one that shares
+    most, the newest among equals. None: build from the OS layer."""
     fits = [b for b in _load(home) if b.start == start and b.python == python and b.depth < MAX_DEPTH
-            and script and b.script == script
+            and script and b.script == script and b.local
             and len(b.names - names) <= MAX_UNWANTED and 2 * len(b.names & names) >= max(len(names), 1)]
     for built in sorted(reversed(fits), key=lambda b: len(b.names & names) - len(b.names - names), reverse=True):
         if docker.image_id(built.image) == built.id:  # still there, and still that image
@@ -310,7 +324,8 @@ OS_INDEX = Path("cache") / "os-layers.json"  # OS layer name -> the image ID it 
 
 
 def _os_layer(docker: BuildEngine, settings: Settings, base_id: str, base_config: Mapping[str, Any],
-              os_script: str, inputs: bytes, log: Callable[[str], None]) -> str:
+              os_script: str, inputs: bytes, cache: Mapping[str, tuple[str | None, bool]],
+              log: Callable[[str], None]) -> str:
     """The base image with the environment's OS packages: made once per base and package list.
     A prune removes its name, but not the image while environments built on it are there: that
     image is named again rather than made anew, so those environments can still be started from."""
@@ -325,7 +340,7 @@ def _os_layer(docker: BuildEngine, settings: Settings, base_id: str, base_config
             found = kept
         if found is None:
             log(f"building OS layer {ref} (libgomp1 and apt.txt packages, once per base image)")
-            cid = _run(docker, base_id, "os.sh", {CACHE: (CACHE_VOLUME, False)}, inputs, {}, log, keep=True)
+            cid = _run(docker, base_id, "os.sh", cache, inputs, {}, log, keep=True)
             try:
                 found = docker.commit(cid, ref, final_config(base_config, {}, {}))
             finally:
@@ -345,7 +360,7 @@ def _known_os_layers(home: Path) -> dict[str, str]:
     return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(raw, dict) else {}
 
 
-def _run(docker: BuildEngine, image: str, step: str, volumes: Mapping[str, tuple[str, bool]], inputs: bytes,
+def _run(docker: BuildEngine, image: str, step: str, volumes: Mapping[str, tuple[str | None, bool]], inputs: bytes,
          labels: Mapping[str, str], log: Callable[[str], None], keep: bool) -> str:
     cid, code, tail = docker.run_build_container(image, ["/bin/sh", f"{IN}/run.sh", step], volumes,
                                                  [inputs], labels, log)

@@ -40,6 +40,9 @@ class ImagePlan:
     env_labels: Mapping[str, str] = field(default_factory=dict)
     project_labels: Mapping[str, str] = field(default_factory=dict)
     base_id: str | None = None  # the base image's content identity, in the names' key (None: not resolved)
+    # A project from a Git URI or an archive: its environment build shares nothing writable with
+    # other builds (images/cached_build.py).
+    from_elsewhere: bool = False
 
 
 _MAX_NAME = 64
@@ -58,7 +61,7 @@ def repo_name(name: str) -> str:
 
 
 def plan_images(project: ProjectSpec, source: Source, env: EnvSpec, settings: Settings,
-                base_id: str | None = None) -> ImagePlan:
+                base_id: str | None = None, from_elsewhere: bool = False) -> ImagePlan:
     key = image_key(env, base_id)
     prefix = f"{settings.registry}/" if settings.registry else ""
     env_image = f"{prefix}dockrun-env:{key[:32]}" if env.needs_build else env.base_image
@@ -79,6 +82,7 @@ def plan_images(project: ProjectSpec, source: Source, env: EnvSpec, settings: Se
             LABEL_SOURCE: source.commit or source.key,
         },
         base_id=base_id,
+        from_elsewhere=from_elsewhere,
     )
 
 
