@@ -440,3 +440,18 @@ def test_the_helpers_path_leaves_out_the_working_folder_however_it_got_there(tmp
                                            text=True, check=True).stdout)
     assert str(work) in seen  # Python did put it there
     assert str(work) not in kept and "" not in kept
+
+
+def test_a_command_whose_working_folder_is_gone_fails_as_in_process(env, runtime, home, project, tmp_path) -> None:
+    """A working folder removed under the command (a shell still in a folder another job cleaned up):
+    whatever the command says about it, a helper being up changes nothing (the client itself must not
+    fail on its way to the helper)."""
+    dockrun(["run", "."], env, project)
+    helper_pid(runtime)
+    seen = {}
+    for mode in ("1", "0"):
+        line = f"mkdir gone && cd gone && rmdir ../gone && exec {sys.executable} -m dockrun run {project}"
+        r = subprocess.run(["sh", "-c", line], env={**env, "DOCKRUN_WARMSTART": mode}, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+        seen[mode] = (r.returncode, _shape(r.stdout), _shape(r.stderr))
+    assert seen["1"] == seen["0"]

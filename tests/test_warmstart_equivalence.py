@@ -1,6 +1,6 @@
 """Warm start equivalence: under each condition a caller can put `dockrun run` in (a time zone, a
-locale, nice, one CPU, limits, no-new-privs, fewer capabilities, other groups, another network
-namespace, SIGINT ignored, an extra descriptor, a controlling terminal), the command run
+locale, nice, one CPU, limits, a memory limit, no-new-privs, fewer capabilities, other groups,
+another network namespace, SIGINT ignored, an extra descriptor, a controlling terminal), the command run
 in-process (DOCKRUN_WARMSTART=0) and served by a helper give the same exit code, stdout, stderr,
 run record and container, and the process that drives the run (the command itself, or the worker)
 has the same kernel state: identity, confinement, namespaces, priority, affinity, limits,
@@ -103,6 +103,8 @@ CONDITIONS = [
     Condition("one CPU", prefix=("taskset", "-c", "0")),
     Condition("idle I/O priority", prefix=("ionice", "-c", "3")),
     Condition("fewer open files", shell="ulimit -n 512"),
+    # A worker's memory is the helper's plus the command's: under a memory limit it is not served.
+    Condition("a memory limit", shell="ulimit -v 4000000", served=False),
     Condition("umask 077", umask=0o077),
     Condition("no new privileges", prefix=("setpriv", "--no-new-privs")),
     Condition("fewer capabilities", prefix=("setpriv", "--bounding-set", "-net_admin,-sys_admin")),

@@ -19,9 +19,9 @@ What keeps it so:
 - We never talk to a helper that is not ours: the runtime folder is ours and 0700, and before
   anything is sent the peer's uid (SO_PEERCRED) must be ours.
 - What cannot be made equal is not served: a command with a controlling terminal (prompts of
-  ssh, git and credential helpers read /dev/tty, which a worker cannot have) or with more open
-  descriptors than are passed runs here; a helper that refuses says why, and we run here without
-  starting another.
+  ssh, git and credential helpers read /dev/tty, which a worker cannot have), with more open
+  descriptors than are passed, or under a memory limit (a worker holds the helper's memory too)
+  runs here; a helper that refuses says why, and we run here without starting another.
 - Per command, the worker takes on our arguments, descriptors (0-2 and every other inheritable
   one), environment, time zone, locale and stdio encodings; the helper keeps no command's
   environment (it starts with only the interpreter's PYTHON*/locale variables).
@@ -62,7 +62,10 @@ def main() -> None:
     argv = sys.argv[1:]
     debug = os.environ.get(DEBUG_ENV) == "1"
     if argv[:1] and argv[0] in COMMANDS and os.environ.get(ENABLE_ENV, "1") != "0":
-        code, why = run_warm(argv)
+        try:
+            code, why = run_warm(argv)
+        except Exception as e:  # noqa: BLE001 - nothing depends on warm start: the command runs here
+            code, why = None, f"{type(e).__name__}: {e}"
         if code is not None:
             sys.stdout.flush()
             sys.exit(code)
@@ -335,7 +338,7 @@ def _converse(sock: _socket.socket, argv: list[str], where: tuple[str, str],
                 forward.restore()
                 _die_by(int(value))
                 return 128 + int(value), "served"
-    except OSError:
+    except Exception:  # noqa: BLE001 - the command has run (or is running) there: never run it here too
         pass
     finally:
         forward.restore()

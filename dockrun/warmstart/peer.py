@@ -25,6 +25,10 @@ from .client import has_terminal, shared_facts
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
 SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)
 CAP_SYS_NICE, CAP_SYS_RESOURCE = 23, 24
+# Limits on a process's memory (ulimit -v, -d): a worker's memory is the helper's (every module it
+# preloaded, the pages it had) plus the command's, so under such a limit a worker fails where the
+# command itself would not, or the other way round.
+MEMORY_LIMITS = tuple(getattr(resource, name) for name in ("RLIMIT_AS", "RLIMIT_DATA") if hasattr(resource, name))
 # ioprio_set and ioprio_get, which Python does not wrap: (set, get) by machine. Elsewhere the I/O
 # priority (`ionice`) is not carried.
 IOPRIO_SYSCALLS = {"x86_64": (251, 252), "aarch64": (30, 31)}
@@ -135,6 +139,9 @@ def judge(peer: Peer, own: Own) -> None:
     for key in sorted(set(theirs) | set(mine)):
         if theirs.get(key) != mine.get(key):
             raise Refused(f"another {key}")
+    for which, soft, _ in peer.limits:
+        if which in MEMORY_LIMITS and soft != resource.RLIM_INFINITY:
+            raise Refused(f"a memory limit (resource {which}): a worker's memory is not the command's")
     # What a worker takes on by lowering is always possible; rising above the helper needs a helper
     # started from such a command.
     for which, _, hard in peer.limits:
