@@ -64,8 +64,18 @@ class Helper:
 
 def main(path: str) -> None:
     os.chdir("/")  # never keep the first command's working directory busy
-    folder = os.path.dirname(path)
-    lock = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    folder, name = os.path.split(path)
+    # The folder the client checked may have been swapped since by whoever owns its parent (another
+    # user's $XDG_RUNTIME_DIR after `su`): from here on everything goes through this descriptor of
+    # a folder that is ours and private, or nothing is done (never a file of theirs, or one their
+    # symlink names, opened or written as us).
+    here = _own_folder(folder)
+    if here is None:
+        return
+    try:
+        lock = os.open(name + ".lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600, dir_fd=here)
+    except OSError:
+        return
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -75,9 +85,9 @@ def main(path: str) -> None:
     ident = identity(list(sys.path))
     if socket_path(folder, ident) != path:
         return  # dockrun's files changed while this helper started: its successor will come
-    for name in PRELOAD:
+    for module in PRELOAD:
         try:
-            importlib.import_module(name)
+            importlib.import_module(module)
         except ImportError:
             pass
     if identity(list(sys.path)) != ident:
@@ -86,8 +96,8 @@ def main(path: str) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:  # room for the descriptors a worker moves out of its command's way
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    listener = _listen(path)
-    inode = os.stat(path).st_ino
+    listener = _listen(here, name)
+    inode = os.stat(name, dir_fd=here, follow_symlinks=False).st_ino
     gc.freeze()  # the preloaded modules stay shared with every worker instead of being copied
     read_wake, write_wake = os.pipe()
     os.set_blocking(write_wake, False)
@@ -100,33 +110,53 @@ def main(path: str) -> None:
     try:
         serve(helper, ident, float(os.environ.get(IDLE_ENV) or IDLE_S))
     finally:
-        _unlink_if_ours(path, inode)
-        _unlink_if_ours(path + ".lock", os.fstat(lock).st_ino)
+        _unlink_if_ours(here, name, inode)
+        _unlink_if_ours(here, name + ".lock", os.fstat(lock).st_ino)
 
 
 def _leave(signum: int, frame: object) -> NoReturn:
     sys.exit(0)
 
 
-def _listen(path: str) -> socket.socket:
+def _own_folder(folder: str) -> int | None:
+    """A descriptor of ``folder`` if it is a directory (not a symlink) of ours that no one else
+    can enter (as the client's runtime_dir requires); None otherwise."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _listen(here: int, name: str) -> socket.socket:
     """Bind under a temporary name, then move into place: a client never connects to a socket
-    that is not listening yet, and a stale socket file is replaced."""
-    tmp = f"{path}.{os.getpid()}"
+    that is not listening yet, and a stale socket file is replaced (all in the folder ``here``)."""
+    tmp = f"{name}.{os.getpid()}"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    listener.bind(tmp)
-    os.chmod(tmp, 0o600)
+    try:
+        os.unlink(tmp, dir_fd=here)
+    except FileNotFoundError:
+        pass
+    os.fchdir(here)  # bind takes a path only: a name in the folder we hold, not the path to it
+    try:
+        listener.bind(tmp)
+    finally:
+        os.chdir("/")
+    os.chmod(tmp, 0o600, dir_fd=here)
     listener.listen(64)
-    os.rename(tmp, path)
+    os.rename(tmp, name, src_dir_fd=here, dst_dir_fd=here)
     return listener
 
 
-def _unlink_if_ours(path: str, inode: int) -> None:
-    """Remove ``path`` unless a successor has put its own file there."""
+def _unlink_if_ours(here: int, name: str, inode: int) -> None:
+    """Remove ``name`` unless a successor has put its own file there."""
     try:
-        if os.stat(path).st_ino == inode:
-            os.unlink(path)
+        if os.stat(name, dir_fd=here, follow_symlinks=False).st_ino == inode:
+            os.unlink(name, dir_fd=here)
     except OSError:
         pass
 
