@@ -455,3 +455,53 @@ def test_a_command_whose_working_folder_is_gone_fails_as_in_process(env, runtime
                            capture_output=True, text=True, timeout=300)
         seen[mode] = (r.returncode, _shape(r.stdout), _shape(r.stderr))
     assert seen["1"] == seen["0"]
+
+
+def test_a_command_killed_after_its_helper_made_way_still_stops_its_run(env, runtime, home, project) -> None:
+    """A helper started by a niced command (a batch job) serves the next niced one; then a command
+    at normal priority comes, which that helper cannot be (no CAP_SYS_NICE): it makes way for a new
+    helper. Killing the batch job's command must still stop its run, as it would in-process (the
+    supervisor stops a run whose driver vanished): the old helper stays to kill the worker."""
+    if shutil.which("setpriv") is None or shutil.which("nice") is None:
+        unavailable("the test needs setpriv and nice")
+    # Every command without CAP_SYS_NICE (as any user's): the same bounding set, so the same helper.
+    plain = ["setpriv", "--bounding-set", "-sys_nice", sys.executable, "-m", "dockrun", "run", "."]
+    niced = ["nice", "-n", "5", *plain]
+
+    def go(argv: list[str], **kw) -> subprocess.Popen:
+        return subprocess.Popen(argv, env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                **kw)
+
+    first = go(niced)
+    assert first.wait(timeout=300) == 0, first.communicate()
+    helper = helper_pid(runtime)
+    before = {r.run_id for r in RunStore(home).list(100)}
+    batch = go([*niced, "-P", "sleep=600"])
+    try:
+        run_id = _wait_running(home, before)
+        assert RunStore(home).get(run_id).driver_pid != batch.pid  # served by the niced helper
+        later = go(plain)
+        assert later.wait(timeout=300) == 0, later.communicate()
+        deadline = time.monotonic() + 30  # a new helper, for the command at normal priority
+        while helper_pid(runtime) == helper and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert helper_pid(runtime) != helper
+        _kill(batch)
+        rec = _wait_over(home, run_id, timeout=60)
+        assert rec.status == "FAILED" and "driver" in (rec.reason or ""), rec
+        assert dockrun_containers(run_id) == []
+    finally:
+        _kill(batch)
+        driver = RunStore(home).get(run_id).driver_pid if "run_id" in locals() else None
+        if driver and not RunStore(home).get(run_id).over:  # the worker left running (before the fix)
+            os.kill(driver, signal.SIGTERM)
+            _wait_over(home, run_id, timeout=120)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """SIGKILL the command and wait for it alone: a worker may hold its pipes for longer."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=60)
+    for pipe in (proc.stdout, proc.stderr):
+        pipe.close()

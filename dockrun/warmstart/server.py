@@ -9,6 +9,8 @@ worker's "pid N", the client's "go" (relayed to the worker through a pipe: a wor
 before it), and the worker's "exit N". If the connection closes early the worker is killed (before
 "go" it has done nothing; after, it is as if the command were killed), and a worker killed by a
 signal is reported as "signal N". No command for DOCKRUN_WARMSTART_IDLE_S seconds (600): exit.
+A stale helper (a command it cannot be, with higher limits or priority) hands its socket and lock
+to a successor at once, and exits once its running commands are over.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import struct
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -107,11 +110,20 @@ def main(path: str) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _leave)  # through the finally below: our socket goes with us
     helper = Helper(listener, read_wake, lock, own)
+    lock_inode = os.fstat(lock).st_ino
+
+    def make_way() -> None:
+        """Our name (socket and lock) to a successor, while we see our running commands through."""
+        listener.close()
+        _unlink_if_ours(here, name, inode)
+        _unlink_if_ours(here, name + ".lock", lock_inode)
+        os.close(lock)  # its lock released: the successor may start
+
     try:
-        serve(helper, ident, float(os.environ.get(IDLE_ENV) or IDLE_S))
+        serve(helper, ident, float(os.environ.get(IDLE_ENV) or IDLE_S), make_way)
     finally:
         _unlink_if_ours(here, name, inode)
-        _unlink_if_ours(here, name + ".lock", os.fstat(lock).st_ino)
+        _unlink_if_ours(here, name + ".lock", lock_inode)
 
 
 def _leave(signum: int, frame: object) -> NoReturn:
@@ -161,20 +173,25 @@ def _unlink_if_ours(here: int, name: str, inode: int) -> None:
         pass
 
 
-def serve(helper: Helper, ident: str, idle_s: float) -> None:
+def serve(helper: Helper, ident: str, idle_s: float, make_way: Callable[[], None]) -> None:
+    """Serve until idle for ``idle_s`` or stale. A stale helper makes way for its successor at once
+    but stays until its running commands are over: it is what kills a worker whose command is
+    gone (the command killed, its terminal closed), as that command's own death would end it."""
     last = time.monotonic()
+    listening = [helper.listener]
     while True:
         timeout = None if helper.commands else max(0.0, idle_s - (time.monotonic() - last))
-        if timeout == 0.0:
+        if timeout == 0.0 or not (listening or helper.commands):
             return
-        ready = select.select([helper.listener, helper.wakeup, *helper.commands], [], [],
+        ready = select.select([*listening, helper.wakeup, *helper.commands], [], [],
                               None if timeout is None else min(timeout, RECHECK_S))[0]
         if not ready and not helper.commands and identity(list(sys.path)) != ident:
             return  # dockrun or a distribution was changed, or we were moved: no command will come
         for fd in ready:
             if fd is helper.listener:
                 if accept(helper, ident) == "stale":
-                    return
+                    make_way()
+                    listening = []
             elif fd == helper.wakeup:
                 os.read(helper.wakeup, 512)
             else:
