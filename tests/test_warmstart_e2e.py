@@ -457,11 +457,13 @@ def test_a_command_whose_working_folder_is_gone_fails_as_in_process(env, runtime
     assert seen["1"] == seen["0"]
 
 
-def test_a_command_killed_after_its_helper_made_way_still_stops_its_run(env, runtime, home, project) -> None:
+def test_a_worker_killed_after_its_helper_made_way_ends_its_command_as_in_process(env, runtime, home,
+                                                                                  project) -> None:
     """A helper started by a niced command (a batch job) serves the next niced one; then a command
     at normal priority comes, which that helper cannot be (no CAP_SYS_NICE): it makes way for a new
-    helper. Killing the batch job's command must still stop its run, as it would in-process (the
-    supervisor stops a run whose driver vanished): the old helper stays to kill the worker."""
+    helper. The batch job's worker then killed (as the OOM killer picks the biggest process): the
+    command ends killed by that signal and its run is stopped, as when the command itself is killed
+    in-process. The old helper stays for that: it reaps the worker and tells the command."""
     if shutil.which("setpriv") is None or shutil.which("nice") is None:
         unavailable("the test needs setpriv and nice")
     # Every command without CAP_SYS_NICE (as any user's): the same bounding set, so the same helper.
@@ -486,7 +488,8 @@ def test_a_command_killed_after_its_helper_made_way_still_stops_its_run(env, run
         while helper_pid(runtime) == helper and time.monotonic() < deadline:
             time.sleep(0.05)
         assert helper_pid(runtime) != helper
-        _kill(batch)
+        os.kill(RunStore(home).get(run_id).driver_pid, signal.SIGKILL)
+        assert batch.wait(timeout=60) == -signal.SIGKILL, batch.stderr.read()
         rec = _wait_over(home, run_id, timeout=60)
         assert rec.status == "FAILED" and "driver" in (rec.reason or ""), rec
         assert dockrun_containers(run_id) == []
@@ -505,3 +508,30 @@ def _kill(proc: subprocess.Popen) -> None:
         proc.wait(timeout=60)
     for pipe in (proc.stdout, proc.stderr):
         pipe.close()
+
+
+def test_a_command_killed_after_its_helper_was_stopped_still_stops_its_run(env, runtime, home, project) -> None:
+    """The helper stopped (`kill` of its pid, as a user stopping it would) while a served run goes
+    on: killing the command afterwards still stops that run, as it would in-process."""
+    dockrun(["run", "."], env, project)
+    helper = helper_pid(runtime)
+    before = {r.run_id for r in RunStore(home).list(100)}
+    proc = subprocess.Popen([sys.executable, "-m", "dockrun", "run", ".", "-P", "sleep=600"], env=env, cwd=project,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_id = None
+    try:
+        run_id = _wait_running(home, before)
+        assert RunStore(home).get(run_id).driver_pid != proc.pid  # served
+        os.kill(helper, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _state(helper) not in ("gone", "Z") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _kill(proc)
+        rec = _wait_over(home, run_id, timeout=60)
+        assert rec.status == "FAILED" and "driver" in (rec.reason or ""), rec
+        assert dockrun_containers(run_id) == []
+    finally:
+        _kill(proc)
+        if run_id and not RunStore(home).get(run_id).over:  # the worker left running (before the fix)
+            os.kill(RunStore(home).get(run_id).driver_pid, signal.SIGTERM)
+            _wait_over(home, run_id, timeout=120)

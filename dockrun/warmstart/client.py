@@ -350,8 +350,9 @@ def _die_by(signum: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        _signal.signal(signum, _signal.SIG_DFL)
-        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [signum])
+        if signum not in (_signal.SIGKILL, _signal.SIGSTOP):  # (no handler, never blocked: the OOM killer's)
+            _signal.signal(signum, _signal.SIG_DFL)
+            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [signum])
         os.kill(os.getpid(), signum)
     except (OSError, ValueError):
         pass

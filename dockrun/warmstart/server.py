@@ -355,6 +355,7 @@ def worker(helper: Helper, conn: socket.socket, command: tuple[dict, Peer], fds:
         if os.read(gate, 1) != b"g":  # the client hung up instead: run nothing
             os._exit(1)
         os.close(gate)
+        _die_with(conn)
         if os.environ.get(DEBUG_ENV) == "1":
             sys.stderr.write(f"dockrun: warm start: served by helper {os.getppid()}\n"
                              f"dockrun: process: {describe_process()}\n")
@@ -371,6 +372,19 @@ def worker(helper: Helper, conn: socket.socket, command: tuple[dict, Peer], fds:
             pass
     _send(conn, f"exit {code}\n".encode())
     os._exit(code)
+
+
+def _die_with(conn: socket.socket) -> None:
+    """From "go" on, the kernel kills this worker (SIGKILL) the moment the command's end of the
+    connection closes, as the command's own death would end the command: whether or not the helper
+    is still there to do it (stopped, killed, or gone with `kill` while commands ran). Nothing else
+    comes from a client after "go", and our own writes do not count."""
+    fd = conn.fileno()
+    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(fd, getattr(fcntl, "F_SETSIG", 10), signal.SIGKILL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+    if select.select([fd], [], [], 0)[0]:  # closed before we were armed: no signal would come
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _become(conn: socket.socket, command: tuple[dict, Peer], fds: list[int], gate: int,
