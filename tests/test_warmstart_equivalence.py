@@ -106,7 +106,8 @@ CONDITIONS = [
     # A worker's memory is the helper's plus the command's: under a memory limit it is not served.
     Condition("a memory limit", shell="ulimit -v 4000000", served=False),
     Condition("umask 077", umask=0o077),
-    Condition("no new privileges", prefix=("setpriv", "--no-new-privs")),
+    # A sandbox's Landlock rules and seccomp filters are not in /proc: never served (test_warm_sandbox.py).
+    Condition("no new privileges", prefix=("setpriv", "--no-new-privs"), served=False),
     Condition("fewer capabilities", prefix=("setpriv", "--bounding-set", "-net_admin,-sys_admin")),
     Condition("other groups", prefix=("setpriv", "--groups", "4242")),
     Condition("no groups", prefix=("setpriv", "--clear-groups")),

@@ -20,8 +20,10 @@ What keeps it so:
   anything is sent the peer's uid (SO_PEERCRED) must be ours.
 - What cannot be made equal is not served: a command with a controlling terminal (prompts of
   ssh, git and credential helpers read /dev/tty, which a worker cannot have), with more open
-  descriptors than are passed, or under a memory limit (a worker holds the helper's memory too)
-  runs here; a helper that refuses says why, and we run here without starting another.
+  descriptors than are passed, under a memory limit (a worker holds the helper's memory too), or
+  with no-new-privs (a sandbox's Landlock rules and seccomp filters are not in /proc, so one
+  sandbox's worker could be another's way out) runs here; a helper that refuses says why, and we
+  run here without starting another.
 - Per command, the worker takes on our arguments, descriptors (0-2 and every other inheritable
   one), environment, time zone, locale and stdio encodings; the helper keeps no command's
   environment (it starts with only the interpreter's PYTHON*/locale variables).
@@ -261,6 +263,8 @@ def run_warm(argv: list[str]) -> tuple[int | None, str]:
         return None, "no private runtime folder"
     if has_terminal():
         return None, "a controlling terminal"
+    if "\nNoNewPrivs:\t1" in _read("/proc/self/status"):  # a sandbox's: no helper would serve it (peer.py)
+        return None, "no-new-privs"
     extra = _extra_fds()
     if extra is None:
         return None, f"more than {MAX_EXTRA_FDS} open descriptors"

@@ -135,6 +135,11 @@ def judge(peer: Peer, own: Own) -> None:
         raise Refused("other supplementary groups")
     if peer.terminal:
         raise Refused("a controlling terminal (a worker cannot have it)")
+    if dict(peer.shared).get("NoNewPrivs", "0") != "0":
+        # What a sandbox confines itself with (Landlock rules, seccomp filters' contents) is not
+        # shown in /proc: two sandboxes with no-new-privs look alike, and a worker of one would be
+        # the other's way out.
+        raise Refused("NoNewPrivs: a sandbox's Landlock rules and seccomp filters cannot be seen")
     theirs, mine = dict(peer.shared), dict(own.shared)
     for key in sorted(set(theirs) | set(mine)):
         if theirs.get(key) != mine.get(key):
