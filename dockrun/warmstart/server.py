@@ -111,19 +111,22 @@ def main(path: str) -> None:
     signal.signal(signal.SIGTERM, _leave)  # through the finally below: our socket goes with us
     helper = Helper(listener, read_wake, lock, own)
     lock_inode = os.fstat(lock).st_ino
+    named = [True]  # until we make way: then the files there may be a successor's (an inode reused)
 
     def make_way() -> None:
         """Our name (socket and lock) to a successor, while we see our running commands through."""
         listener.close()
         _unlink_if_ours(here, name, inode)
         _unlink_if_ours(here, name + ".lock", lock_inode)
+        named.clear()
         os.close(lock)  # its lock released: the successor may start
 
     try:
         serve(helper, ident, float(os.environ.get(IDLE_ENV) or IDLE_S), make_way)
     finally:
-        _unlink_if_ours(here, name, inode)
-        _unlink_if_ours(here, name + ".lock", lock_inode)
+        if named:
+            _unlink_if_ours(here, name, inode)
+            _unlink_if_ours(here, name + ".lock", lock_inode)
 
 
 def _leave(signum: int, frame: object) -> NoReturn:
