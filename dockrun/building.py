@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .engine.lean import connect
-from .images.build import ensure_images, push_pinned
+from .images.build import ensure_env_image, ensure_images, push_pinned
 from .images.feedback import build_feedback
 from .prepare import prepare_image
 from .request import RunRequest
@@ -25,6 +25,8 @@ def build_project(request: RunRequest, tag: str | None = None, push: bool = Fals
             if settings.registry:
                 # The environment image too: another machine with a code change then builds only the code.
                 images = [plan.env_image] if plan.env.needs_build else []
+                if images:  # a project image found here (or pulled) left it unnamed under the registry
+                    ensure_env_image(plan, settings, docker, False, log)
                 images += [plan.project_image, ref]
             for image in dict.fromkeys(images):
                 push_pinned(docker, image, log)
