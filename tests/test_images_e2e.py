@@ -191,8 +191,8 @@ def test_push_after_setting_a_registry_pushes_what_was_built_before_it(cli, proj
     pushed = cli("build", str(project), "--push", env={"DOCKRUN_REGISTRY": team})
     assert pushed.code == 0, pushed.err
     assert "building" not in pushed.err
-    env_ref = next(line.split()[-1] for line in pushed.err.splitlines() if line.startswith("pushing ")
-                   and "/dockrun-env:" in line)
+    # "pushing REF", or "REF is already in the registry" when another test pushed this environment.
+    env_ref = next(word for word in pushed.err.split() if word.startswith(f"{team}/dockrun-env:"))
     repo, tag = env_ref.split("/", 1)[1].rsplit(":", 1)
     import urllib.request
 
