@@ -96,3 +96,13 @@ def test_an_environment_ships_its_bytecode(cli, tmp_path: Path, no_leaks) -> Non
     r = cli("run", str(project), "-e", "check.py", "-q")
     assert r.code == 0, r.err
     assert "bytecode True" in r.out
+
+
+def test_conda_packages_uv_cannot_install_point_to_the_conda_path_that_works_without_setup(cli, tmp_path: Path,
+                                                                                           home: Path) -> None:
+    (tmp_path / "conda.yaml").write_text("dependencies: [python=3.11, cudatoolkit=11.8, six]\n")
+    (tmp_path / "a.py").write_text("print(1)\n")
+    r = cli("run", str(tmp_path), "-e", "a.py", "--env-manager", "uv")
+    assert r.code == 2
+    assert r.err.strip().splitlines() == [
+        "dockrun: error: conda.yaml: no PyPI equivalent for cudatoolkit; use --env-manager conda or remove them"]
