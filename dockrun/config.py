@@ -88,6 +88,8 @@ def load_settings(environ: Mapping[str, str] | None = None, base_image: str | No
         build_args["UV_DEFAULT_INDEX"] = build_args["PIP_INDEX_URL"]
     ca = next((Path(env[k]) for k in CA_VARS if env.get(k) and Path(env[k]).is_file()), None)
     registry = (env.get("DOCKRUN_REGISTRY") or "").strip().rstrip("/") or None
+    if registry:
+        check_registry(registry)
     return Settings(
         home=default_home(env),
         base_image=base_image or env.get("DOCKRUN_BASE_IMAGE") or None,
@@ -97,6 +99,20 @@ def load_settings(environ: Mapping[str, str] | None = None, base_image: str | No
         ca_bundle=ca,
         conda_channel_map=parse_channel_map(env.get("DOCKRUN_CONDA_CHANNEL_MAP", "")),
     )
+
+
+def check_registry(registry: str) -> None:
+    """DOCKRUN_REGISTRY must be a prefix docker can name images under: HOST[:PORT][/PATH], a
+    lowercase PATH (docker's grammar), or a lowercase namespace alone; not a URL."""
+    import re
+
+    from .errors import ConfigError
+
+    host = r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9-]+(?=:))(?::\d+)?"
+    part = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    if not re.fullmatch(rf"(?:{host}|{part})(?:/{part})*", registry, re.ASCII):
+        raise ConfigError(f"DOCKRUN_REGISTRY={registry!r}: expected HOST[:PORT][/PATH] with a lowercase path, "
+                          "e.g. registry.example:5000/team")
 
 
 def parse_channel_map(text: str) -> dict[str, str]:

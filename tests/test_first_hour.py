@@ -106,3 +106,13 @@ def test_conda_packages_uv_cannot_install_point_to_the_conda_path_that_works_wit
     assert r.code == 2
     assert r.err.strip().splitlines() == [
         "dockrun: error: conda.yaml: no PyPI equivalent for cudatoolkit; use --env-manager conda or remove them"]
+
+
+def test_a_registry_docker_cannot_name_images_under_is_one_line(cli, home: Path) -> None:
+    for registry in ("http://127.0.0.1:5000/team", "Team/ML", "registry.example:5000/team name"):
+        r = cli("run", "examples/hello", env={"DOCKRUN_REGISTRY": registry})
+        assert r.code == 2, r.err
+        assert r.err.strip().splitlines() == [
+            f"dockrun: error: DOCKRUN_REGISTRY={registry!r}: expected HOST[:PORT][/PATH] with a lowercase path, "
+            "e.g. registry.example:5000/team"], r.err
+    assert "RUN ID" in cli("runs", "list").out and len(cli("runs", "list").out.splitlines()) == 1
