@@ -1,8 +1,7 @@
 """``dockrun build``: the project's image for CI, optionally tagged and pushed."""
 from __future__ import annotations
 
-import re
-
+from .config import image_ref_ok
 from .engine.lean import connect
 from .errors import ConfigError
 from .images.build import ensure_env_image, ensure_images, push_pinned
@@ -10,16 +9,11 @@ from .images.feedback import build_feedback
 from .prepare import prepare_image
 from .request import RunRequest
 
-# What `docker tag` takes: [HOST[:PORT]/]NAME[:TAG], lowercase name components (docker's grammar).
-_HOST = r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9-]+(?=:))(?::\d+)?"
-_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_TAG_REF = re.compile(rf"(?:{_HOST}/)?{_PART}(?:/{_PART})*(?::\w[\w.-]{{0,127}})?", re.ASCII)
-
 
 def build_project(request: RunRequest, tag: str | None = None, push: bool = False, quiet: bool = False,
                   verbose: bool = False) -> str:
     """Build (or reuse) the project image, optionally tag and push it; return its reference."""
-    if tag is not None and not _TAG_REF.fullmatch(tag):
+    if tag is not None and not image_ref_ok(tag):
         raise ConfigError(f"--tag {tag!r}: expected an image reference [HOST[:PORT]/]NAME[:TAG] (a lowercase name; "
                           "a tag of letters, digits, '_', '.' or '-'), e.g. registry:5000/ml/forecast:v1")
     prepared = prepare_image(request)

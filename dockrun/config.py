@@ -93,12 +93,35 @@ def load_settings(environ: Mapping[str, str] | None = None, base_image: str | No
     return Settings(
         home=default_home(env),
         base_image=base_image or env.get("DOCKRUN_BASE_IMAGE") or None,
-        micromamba_image=(env.get("DOCKRUN_MICROMAMBA_IMAGE") or "").strip() or None,
+        micromamba_image=_micromamba_image(env),
         registry=registry,
         build_args=build_args,
         ca_bundle=ca,
         conda_channel_map=parse_channel_map(env.get("DOCKRUN_CONDA_CHANNEL_MAP", "")),
     )
+
+
+# docker's reference grammar: a HOST (a dot, a port or localhost) then lowercase path components.
+_HOST = r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9-]+(?=:))(?::\d+)?"
+_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+
+
+def image_ref_ok(ref: str, digest: bool = False) -> bool:
+    """Whether docker takes ``ref`` as [HOST[:PORT]/]NAME[:TAG] (and, with ``digest``, [@sha256:HEX])."""
+    import re
+
+    tail = r"(?::\w[\w.-]{0,127})?" + (r"(?:@sha256:[0-9a-f]{64})?" if digest else "")
+    return re.fullmatch(rf"(?:{_HOST}/)?{_PART}(?:/{_PART})*{tail}", ref, re.ASCII) is not None
+
+
+def _micromamba_image(env: Mapping[str, str]) -> str | None:
+    image = (env.get("DOCKRUN_MICROMAMBA_IMAGE") or "").strip() or None
+    if image and not image_ref_ok(image, digest=True):
+        from .errors import ConfigError
+
+        raise ConfigError(f"DOCKRUN_MICROMAMBA_IMAGE={image!r}: expected an image reference, "
+                          f"e.g. {EXAMPLE_MICROMAMBA_IMAGE}")
+    return image
 
 
 def check_registry(registry: str) -> None:
@@ -108,9 +131,7 @@ def check_registry(registry: str) -> None:
 
     from .errors import ConfigError
 
-    host = r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9-]+(?=:))(?::\d+)?"
-    part = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-    if not re.fullmatch(rf"(?:{host}|{part})(?:/{part})*", registry, re.ASCII):
+    if not re.fullmatch(rf"(?:{_HOST}|{_PART})(?:/{_PART})*", registry, re.ASCII):
         raise ConfigError(f"DOCKRUN_REGISTRY={registry!r}: expected HOST[:PORT][/PATH] with a lowercase path, "
                           "e.g. registry.example:5000/team")
 

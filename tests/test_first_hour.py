@@ -116,3 +116,11 @@ def test_a_registry_docker_cannot_name_images_under_is_one_line(cli, home: Path)
             f"dockrun: error: DOCKRUN_REGISTRY={registry!r}: expected HOST[:PORT][/PATH] with a lowercase path, "
             "e.g. registry.example:5000/team"], r.err
     assert "RUN ID" in cli("runs", "list").out and len(cli("runs", "list").out.splitlines()) == 1
+
+
+def test_a_micromamba_image_docker_cannot_name_is_one_line_naming_the_variable(cli, home: Path) -> None:
+    r = cli("run", "examples/conda-uv", env={"DOCKRUN_MICROMAMBA_IMAGE": "Mamba Org/micromamba"})
+    assert r.code == 2, r.err
+    assert r.err.strip().splitlines() == [
+        "dockrun: error: DOCKRUN_MICROMAMBA_IMAGE='Mamba Org/micromamba': expected an image reference, "
+        "e.g. mambaorg/micromamba:1.5.10-bookworm-slim"], r.err
