@@ -440,3 +440,13 @@ def test_the_helpers_path_leaves_out_the_working_folder_however_it_got_there(tmp
                                            text=True, check=True).stdout)
     assert str(work) in seen  # Python did put it there
     assert str(work) not in kept and "" not in kept
+
+
+def test_debug_says_why_a_run_was_not_served_without_a_traceback(env, runtime, project) -> None:
+    debug = {**env, "DOCKRUN_WARMSTART_DEBUG": "1"}
+    closed = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m dockrun run . <&-'], env=debug,
+                            cwd=project, capture_output=True, text=True, timeout=300)
+    assert closed.returncode == 0, closed.stderr
+    assert "in-process (a standard stream is closed)" in closed.stderr and "Traceback" not in closed.stderr
+    off = dockrun(["run", "."], {**debug, "DOCKRUN_WARMSTART": "0"}, project)
+    assert off.returncode == 0 and "warm start: in-process (DOCKRUN_WARMSTART=0)" in off.stderr
