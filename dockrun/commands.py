@@ -55,7 +55,8 @@ def cli() -> None:
 @QUIET
 @VERBOSE
 def run(uri: str, quiet: bool, verbose: bool, **given: Any) -> RunLine:
-    """Run the project at URI (a folder or a Git URI, optionally #subdirectory)."""
+    """Run the project at URI (a folder, a Git URI or an archive (.zip, .tar.gz, .tgz), optionally
+    #subdirectory)."""
     return RunLine(uri, given, quiet, verbose)  # cli.py runs it, as it runs the lines argv.py reads
 
 
@@ -119,7 +120,8 @@ def build_cmd(uri: str, tag: str | None, push: bool, quiet: bool, verbose: bool,
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def lock_cmd(uri: str, quiet: bool, **given: Any) -> None:
     """Write requirements.lock (pinned, with hashes) beside the project's python_env.yaml or
-    requirements.txt; builds then install exactly it. Local folders only."""
+    requirements.txt, or conda-lock.txt (conda's explicit list) beside its conda.yaml; builds then
+    install exactly it. Local folders only."""
     from .locking import lock_project
 
     request = options.from_cli("lock", uri, given)

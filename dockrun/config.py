@@ -88,15 +88,52 @@ def load_settings(environ: Mapping[str, str] | None = None, base_image: str | No
         build_args["UV_DEFAULT_INDEX"] = build_args["PIP_INDEX_URL"]
     ca = next((Path(env[k]) for k in CA_VARS if env.get(k) and Path(env[k]).is_file()), None)
     registry = (env.get("DOCKRUN_REGISTRY") or "").strip().rstrip("/") or None
+    if registry:
+        check_registry(registry)
     return Settings(
         home=default_home(env),
         base_image=base_image or env.get("DOCKRUN_BASE_IMAGE") or None,
-        micromamba_image=(env.get("DOCKRUN_MICROMAMBA_IMAGE") or "").strip() or None,
+        micromamba_image=_micromamba_image(env),
         registry=registry,
         build_args=build_args,
         ca_bundle=ca,
         conda_channel_map=parse_channel_map(env.get("DOCKRUN_CONDA_CHANNEL_MAP", "")),
     )
+
+
+# docker's reference grammar: a HOST (a dot, a port or localhost) then lowercase path components.
+_HOST = r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9-]+(?=:))(?::\d+)?"
+_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+
+
+def image_ref_ok(ref: str, digest: bool = False) -> bool:
+    """Whether docker takes ``ref`` as [HOST[:PORT]/]NAME[:TAG] (and, with ``digest``, [@sha256:HEX])."""
+    import re
+
+    tail = r"(?::\w[\w.-]{0,127})?" + (r"(?:@sha256:[0-9a-f]{64})?" if digest else "")
+    return re.fullmatch(rf"(?:{_HOST}/)?{_PART}(?:/{_PART})*{tail}", ref, re.ASCII) is not None
+
+
+def _micromamba_image(env: Mapping[str, str]) -> str | None:
+    image = (env.get("DOCKRUN_MICROMAMBA_IMAGE") or "").strip() or None
+    if image and not image_ref_ok(image, digest=True):
+        from .errors import ConfigError
+
+        raise ConfigError(f"DOCKRUN_MICROMAMBA_IMAGE={image!r}: expected an image reference, "
+                          f"e.g. {EXAMPLE_MICROMAMBA_IMAGE}")
+    return image
+
+
+def check_registry(registry: str) -> None:
+    """DOCKRUN_REGISTRY must be a prefix docker can name images under: HOST[:PORT][/PATH], a
+    lowercase PATH (docker's grammar), or a lowercase namespace alone; not a URL."""
+    import re
+
+    from .errors import ConfigError
+
+    if not re.fullmatch(rf"(?:{_HOST}|{_PART})(?:/{_PART})*", registry, re.ASCII):
+        raise ConfigError(f"DOCKRUN_REGISTRY={registry!r}: expected HOST[:PORT][/PATH] with a lowercase path, "
+                          "e.g. registry.example:5000/team")
 
 
 def parse_channel_map(text: str) -> dict[str, str]:

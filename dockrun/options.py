@@ -168,7 +168,8 @@ class RunRequest:
     rebuild: bool = option("--rebuild", default=False, is_flag=True, commands=("run", "build"),
                            backends=IMAGE_BUILDERS, help="Ignore cached images.")
     storage_dir: Path | None = option("--storage-dir", default=None, backends=("local",),
-                                      help="Where s3:// and dbfs:// path parameters are downloaded.",
+                                      help="Where remote path parameters (s3://, http(s)://, dbfs:/, ...) are "
+                                      "downloaded.",
                                       from_cli=absolute_path, from_python=absolute_path, kept=("rerun",))
     experiment_name: str | None = option("--experiment-name", default=None, commands=("run", "sweep"),
                                          kept=("sweep",))

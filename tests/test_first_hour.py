@@ -96,3 +96,31 @@ def test_an_environment_ships_its_bytecode(cli, tmp_path: Path, no_leaks) -> Non
     r = cli("run", str(project), "-e", "check.py", "-q")
     assert r.code == 0, r.err
     assert "bytecode True" in r.out
+
+
+def test_conda_packages_uv_cannot_install_point_to_the_conda_path_that_works_without_setup(cli, tmp_path: Path,
+                                                                                           home: Path) -> None:
+    (tmp_path / "conda.yaml").write_text("dependencies: [python=3.11, cudatoolkit=11.8, six]\n")
+    (tmp_path / "a.py").write_text("print(1)\n")
+    r = cli("run", str(tmp_path), "-e", "a.py", "--env-manager", "uv")
+    assert r.code == 2
+    assert r.err.strip().splitlines() == [
+        "dockrun: error: conda.yaml: no PyPI equivalent for cudatoolkit; use --env-manager conda or remove them"]
+
+
+def test_a_registry_docker_cannot_name_images_under_is_one_line(cli, home: Path) -> None:
+    for registry in ("http://127.0.0.1:5000/team", "Team/ML", "registry.example:5000/team name"):
+        r = cli("run", "examples/hello", env={"DOCKRUN_REGISTRY": registry})
+        assert r.code == 2, r.err
+        assert r.err.strip().splitlines() == [
+            f"dockrun: error: DOCKRUN_REGISTRY={registry!r}: expected HOST[:PORT][/PATH] with a lowercase path, "
+            "e.g. registry.example:5000/team"], r.err
+    assert "RUN ID" in cli("runs", "list").out and len(cli("runs", "list").out.splitlines()) == 1
+
+
+def test_a_micromamba_image_docker_cannot_name_is_one_line_naming_the_variable(cli, home: Path) -> None:
+    r = cli("run", "examples/conda-uv", env={"DOCKRUN_MICROMAMBA_IMAGE": "Mamba Org/micromamba"})
+    assert r.code == 2, r.err
+    assert r.err.strip().splitlines() == [
+        "dockrun: error: DOCKRUN_MICROMAMBA_IMAGE='Mamba Org/micromamba': expected an image reference, "
+        "e.g. mambaorg/micromamba:1.5.10-bookworm-slim"], r.err

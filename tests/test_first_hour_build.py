@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import REPO, free_port, unavailable
+from conftest import REPO, free_port, image_id, unavailable
 
 ENGINE_LINES = re.compile(r"^(Step \d+/\d+ : | ---> |Removing intermediate container |Successfully (built|tagged) )")
 
@@ -135,3 +135,21 @@ def test_a_tag_run_before_runs_its_last_commit_when_the_repository_has_moved(cli
         f"dockrun: warning: {uri}: repository not found; using commit {first[:12]}, which v1 named when last reached"]
     never = cli("run", uri, "-v", "v2")  # never resolved: still the error
     assert never.code == 2 and never.err.strip() == f"dockrun: error: {uri}: repository not found"
+
+
+def test_a_tag_docker_cannot_take_is_one_line_before_anything_is_built(cli, tmp_path: Path) -> None:
+    project = _hello(tmp_path)
+    (project / "marker.txt").write_text(str(tmp_path))  # a source key no image has yet
+    name = f"dockrun-tag-check-{os.getpid()}"
+    # `--tag registry:5000/ml/forecast:$GIT_SHA` (the README's line) with GIT_SHA unset; capitals.
+    for tag in (f"127.0.0.1:5000/ml/{name}:", f"Team/{name}:v1", f"-{name}"):
+        r = cli("build", str(project), "--tag", tag)
+        assert r.code == 2, r.err
+        lines = r.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"dockrun: error: --tag {tag!r}: expected"), r.err
+        assert r.out == ""
+    assert image_id(f"127.0.0.1:5000/ml/{name}") is None  # not tagged `latest` instead
+    ok = cli("build", str(project), "--tag", f"127.0.0.1:5000/ml/{name}:v1.0_rc-1", "-q")
+    assert ok.code == 0 and ok.out.strip() == f"127.0.0.1:5000/ml/{name}:v1.0_rc-1", ok.err
+    built = cli("build", str(project), "-q").out.strip()
+    subprocess.run(["docker", "rmi", ok.out.strip(), built], capture_output=True)

@@ -181,3 +181,21 @@ def test_setting_a_registry_tags_what_is_here_instead_of_building_it(cli, projec
     prefixed = f"{registry.address}/team/{local.out.strip()}"
     assert image_id(prefixed) == image_id(local.out.strip())
     _rmi(prefixed)
+
+
+def test_push_after_setting_a_registry_pushes_what_was_built_before_it(cli, project: Path, registry) -> None:
+    # The README's order: `dockrun build` first, then DOCKRUN_REGISTRY set and `build --push`.
+    local = cli("build", str(project))
+    assert local.code == 0, local.err
+    team = f"{registry.address}/team"
+    pushed = cli("build", str(project), "--push", env={"DOCKRUN_REGISTRY": team})
+    assert pushed.code == 0, pushed.err
+    assert "building" not in pushed.err
+    # "pushing REF", or "REF is already in the registry" when another test pushed this environment.
+    env_ref = next(word for word in pushed.err.split() if word.startswith(f"{team}/dockrun-env:"))
+    repo, tag = env_ref.split("/", 1)[1].rsplit(":", 1)
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{registry.address}/v2/{repo}/tags/list", timeout=30) as reply:
+        assert tag in json.loads(reply.read())["tags"]
+    _rmi(pushed.out.strip(), env_ref)

@@ -214,3 +214,11 @@ def test_the_python_sweep_takes_executes_keywords_through_the_table(tmp_path: Pa
 def test_a_sweeps_axes_are_read_as_run_pairs_are(tmp_path: Path, args: list[str], line: str) -> None:
     r = _dockrun(tmp_path / "home", "sweep", str(tmp_path), *args)
     assert (r.returncode, r.stderr.strip()) == (2, line) and not (tmp_path / "home" / "sweeps").exists()
+
+
+def test_help_names_every_source_remote_input_and_lock_file_the_readme_does(home: Path) -> None:
+    run = " ".join(_dockrun(home, "run", "--help").stdout.split())
+    assert "a folder, a Git URI or an archive (.zip, .tar.gz, .tgz)" in run
+    assert "Where remote path parameters (s3://, http(s)://, dbfs:/, ...) are downloaded" in run
+    lock = " ".join(_dockrun(home, "lock", "--help").stdout.split())
+    assert "conda-lock.txt" in lock

@@ -535,3 +535,13 @@ def test_a_command_killed_after_its_helper_was_stopped_still_stops_its_run(env, 
         if run_id and not RunStore(home).get(run_id).over:  # the worker left running (before the fix)
             os.kill(RunStore(home).get(run_id).driver_pid, signal.SIGTERM)
             _wait_over(home, run_id, timeout=120)
+
+
+def test_debug_says_why_a_run_was_not_served_without_a_traceback(env, runtime, project) -> None:
+    debug = {**env, "DOCKRUN_WARMSTART_DEBUG": "1"}
+    closed = subprocess.run(["sh", "-c", f'exec "{sys.executable}" -m dockrun run . <&-'], env=debug,
+                            cwd=project, capture_output=True, text=True, timeout=300)
+    assert closed.returncode == 0, closed.stderr
+    assert "in-process (a standard stream is closed)" in closed.stderr and "Traceback" not in closed.stderr
+    off = dockrun(["run", "."], {**debug, "DOCKRUN_WARMSTART": "0"}, project)
+    assert off.returncode == 0 and "warm start: in-process (DOCKRUN_WARMSTART=0)" in off.stderr

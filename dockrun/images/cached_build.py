@@ -241,7 +241,7 @@ def build_env_cached(plan: ImagePlan, settings: Settings, docker: BuildEngine,
     # the run need not wait for.
     docker.discard_build_container(cid)
     log(f"Successfully tagged {plan.env_image}")  # a build's last line, as the engine's builder says it
-    if plan.from_elsewhere:
+    if plan.from_elsewhere:  # its cache went with its container, and its environment is never a parent
         return image_id
     mark_used(settings.home)
     if plan.env.kind == "uv":

@@ -210,7 +210,7 @@ def conda_to_pypi(root: Path, rel: str) -> tuple[str | None, tuple[str, ...]]:
     if unavailable:
         raise ProjectError(
             f"{rel}: no PyPI equivalent for {', '.join(sorted(set(unavailable)))}; "
-            "use --env-manager micromamba or remove them"
+            "use --env-manager conda or remove them"
         )
     return python, canonical_lines(root, reqs + pip, rel, seen={rel})
 

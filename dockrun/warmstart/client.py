@@ -63,14 +63,17 @@ def main() -> None:
     """The `dockrun` console script and `python -m dockrun`."""
     argv = sys.argv[1:]
     debug = os.environ.get(DEBUG_ENV) == "1"
-    if argv[:1] and argv[0] in COMMANDS and os.environ.get(ENABLE_ENV, "1") != "0":
-        try:
-            code, why = run_warm(argv)
-        except Exception as e:  # noqa: BLE001 - nothing depends on warm start: the command runs here
-            code, why = None, f"{type(e).__name__}: {e}"
-        if code is not None:
-            sys.stdout.flush()
-            sys.exit(code)
+    if argv[:1] and argv[0] in COMMANDS:
+        if os.environ.get(ENABLE_ENV, "1") != "0":
+            try:
+                code, why = run_warm(argv)
+            except Exception as e:  # noqa: BLE001 - nothing depends on warm start: the command runs here
+                code, why = None, f"{type(e).__name__}: {e}"
+            if code is not None:
+                sys.stdout.flush()
+                sys.exit(code)
+        else:
+            why = f"{ENABLE_ENV}=0"
         if debug:
             sys.stderr.write(f"dockrun: warm start: in-process ({why})\n")
     from ..cli import main as cli_main
@@ -112,7 +115,7 @@ def describe_process() -> str:
     import locale
     import time
 
-    streams = " ".join(f"{name}={s.encoding}/{s.errors}" for name, s in
+    streams = " ".join(f"{name}={s.encoding}/{s.errors}" if s is not None else f"{name}=closed" for name, s in
                        (("stdin", sys.stdin), ("stdout", sys.stdout), ("stderr", sys.stderr)))
     return (f"tz={'/'.join(time.tzname)} offset={time.timezone} ctype={locale.setlocale(locale.LC_CTYPE)} "
             f"preferred={locale.getpreferredencoding(False)} {streams}")
