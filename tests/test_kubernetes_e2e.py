@@ -151,8 +151,11 @@ def test_ctrl_c_deletes_the_job_and_its_pods(kube: Kube, namespace: str, project
                                              home: Path, base_image: str) -> None:
     config = _config(tmp_path, f"{kube.registry}/team/k8s-e2e")
     env = {**os.environ, **_env(kube), "DOCKRUN_HOME": str(home), "DOCKRUN_BASE_IMAGE": base_image}
+    # SIGINT at its default, as a terminal's Ctrl-C finds it: a test runner started in the background
+    # (a CI script's job) ignores it, and a child would inherit that.
     p = subprocess.Popen([sys.executable, "-m", "dockrun.cli", "run", str(project), "-b", "kubernetes", "-c", config,
-                          "-e", "sleep"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                          "-e", "sleep"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert p.stdout.readline() == b"started\n"  # the command runs in its pod
         p.send_signal(signal.SIGINT)
