@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable
 from .backends import get_backend
 from .backends.handle import RunHandle, RunNotFound, ended_error, shielded
 from .config import load_settings
-from .errors import Interrupted
+from .errors import Interrupted, OutputClosed
 from .options import from_keywords
 from .prepare import fetch_inputs, prepare
 from .request import PreparedRun, RunRequest
@@ -103,6 +103,12 @@ def attend(handle: RunHandle, out: IO[bytes] | None = None, err: IO[bytes] | Non
         with shielded():
             handle.cancel()
         raise Interrupted(f"interrupted; run {handle.run_id} was {handle.cancel_summary}") from None
+    except BrokenPipeError:
+        # Whoever read the output is gone (`dockrun run ... | head -1`): the run ends as a pipeline's
+        # writer does when its reader has read enough.
+        with shielded():
+            handle.cancel()
+        raise OutputClosed(f"its output was closed; run {handle.run_id} was {handle.cancel_summary}") from None
     if rec.status != "FINISHED":
         raise ended_error(rec)
 

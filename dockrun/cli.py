@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from . import options
 from .argv import RunLine, read_run
-from .errors import DockrunError, ExecutionError, Interrupted, printable
+from .errors import DockrunError, ExecutionError, Interrupted, OutputClosed, printable
 
 
 class _OneLine(logging.Handler):
@@ -39,6 +39,13 @@ def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
     raise KeyboardInterrupt
 
 
+def _quiet_stdout() -> None:
+    """stdout's reader is gone: what is still buffered for it must not fail again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     logging.getLogger("dockrun").addHandler(_OneLine())
@@ -57,16 +64,25 @@ def main(argv: list[str] | None = None) -> None:
         msg = str(e) if isinstance(e, Interrupted) else "interrupted"
         sys.stderr.write(f"dockrun: error: {msg}\n")
         sys.exit(130)
+    except BrokenPipeError:  # the reader of our output went away (`dockrun runs list | head -1`)
+        _quiet_stdout()
+        sys.exit(OutputClosed.exit_code)
     except DockrunError as e:
+        if isinstance(e, OutputClosed):
+            _quiet_stdout()
         if os.environ.get("DOCKRUN_DEBUG") == "1":
             import traceback
 
             traceback.print_exc()
         lines = str(e).splitlines() or [type(e).__name__]
-        # The first line is the error; lines after it (if any) are printed before it.
-        for extra in lines[1:]:
-            sys.stderr.write(printable(extra, tabs=True) + "\n")
-        sys.stderr.write(f"dockrun: error: {printable(lines[0], tabs=True)}\n")
+        try:
+            # The first line is the error; lines after it (if any) are printed before it.
+            for extra in lines[1:]:
+                sys.stderr.write(printable(extra, tabs=True) + "\n")
+            sys.stderr.write(f"dockrun: error: {printable(lines[0], tabs=True)}\n")
+            sys.stderr.flush()
+        except BrokenPipeError:  # stderr went the same way as stdout (`2>&1 | head -1`)
+            pass
         sys.exit(e.exit_code if not isinstance(e, ExecutionError) else 1)
 
 

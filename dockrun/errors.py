@@ -64,3 +64,10 @@ class Interrupted(DockrunError):
     """The user interrupted dockrun (Ctrl-C / SIGTERM); whatever it started was cleaned up."""
 
     exit_code = 130
+
+
+class OutputClosed(DockrunError):
+    """The reader of dockrun's output went away (a closed pipe); the run was cancelled. The exit
+    code is a shell's for a process ended by SIGPIPE."""
+
+    exit_code = 141

@@ -248,12 +248,21 @@ def for_command(command: str) -> list[tuple[str, Option]]:
     return [(name, opt) for name, opt in OPTIONS.items() if command in opt.commands]
 
 
+def current_folder() -> Path:
+    """Where relative paths are taken from; one line when it was deleted (or moved) under us."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        raise ConfigError("the current folder no longer exists (deleted or moved): cd to a folder and run "
+                          "again") from None
+
+
 def from_cli(command: str, uri: str, values: Mapping[str, Any]) -> RunRequest:
     """The request of CLI command ``command``: ``values`` are click's, by field name."""
     fields = {}
     for name, opt in for_command(command):
         fields[name] = opt.from_cli(values[name]) if opt.from_cli else values[name]
-    return RunRequest(uri=uri, cwd=Path.cwd(), **fields)
+    return RunRequest(uri=uri, cwd=current_folder(), **fields)
 
 
 def kept_options(request: RunRequest, face: str) -> dict[str, Any]:
@@ -291,4 +300,4 @@ def from_keywords(uri: str, keywords: Mapping[str, Any], caller: str = "execute"
             raise TypeError(f"{caller}() got an unexpected keyword argument {key!r}")
         opt = OPTIONS[by_keyword[key]]
         fields[by_keyword[key]] = opt.from_python(value) if opt.from_python else value
-    return RunRequest(uri=uri, cwd=Path.cwd(), **fields)
+    return RunRequest(uri=uri, cwd=current_folder(), **fields)
