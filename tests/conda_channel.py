@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +85,10 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session", name="conda_channel")
-def conda_channel_fixture(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterator[Channel]:
-    folder = build_channel(tmp_path_factory.mktemp("conda-channel"))
+@contextmanager
+def serve_on_bridge(folder: Path, probe: str) -> Iterator[str]:
+    """``folder`` served over HTTP on the docker bridge's gateway (where a build container reaches
+    the host), on a free port; its URL (ending in /) once ``probe`` (a path under it) answers."""
     host = docker_gateway()
     port = _free_port(host)
     server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", host, "--directory", str(folder),
@@ -95,13 +97,20 @@ def conda_channel_fixture(tmp_path_factory: pytest.TempPathFactory, base_image: 
     try:
         for _ in range(100):
             try:
-                urllib.request.urlopen(url + "noarch/repodata.json", timeout=1).close()
+                urllib.request.urlopen(url + probe, timeout=1).close()
                 break
             except OSError:
                 time.sleep(0.1)
         else:
-            pytest.fail(f"the channel server on {url} did not answer")
-        yield Channel(url)
+            pytest.fail(f"the server on {url} did not answer")
+        yield url
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session", name="conda_channel")
+def conda_channel_fixture(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterator[Channel]:
+    folder = build_channel(tmp_path_factory.mktemp("conda-channel"))
+    with serve_on_bridge(folder, "noarch/repodata.json") as url:
+        yield Channel(url)

@@ -168,6 +168,19 @@ def _run_label(container: str) -> str:
     return r.stdout.strip()
 
 
+def wait_until(done, timeout: float = 60) -> bool:
+    """Polls ``done`` until it holds (True) or ``timeout`` passes (False): waiting for an event the
+    test can only look at, never a sleep that guesses how long it takes."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def free_port() -> int:
     import socket
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, dockrun_containers, write_project
+from conftest import wait_until as _wait_for
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -98,17 +99,6 @@ def test_wait_reports_failure(cli, project: Path) -> None:
     r = cli("runs", "wait", run_id)
     assert r.code == 1 and "FAILED" in r.err and "status 7" in r.err
     assert _record(cli, run_id)["exit_code"] == 7
-
-
-def _wait_for(done, timeout: float = 60) -> bool:
-    """Polls ``done`` until it holds (True) or ``timeout`` passes (False): waiting for an event the
-    test can only look at, never a sleep that guesses how long it takes."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _alive(pid: int) -> bool:

@@ -19,21 +19,17 @@ import inspect
 import io
 import os
 import re
-import socket
 import subprocess
-import sys
 import tarfile
-import time
-import urllib.request
 import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conda_channel import docker_gateway
+from conda_channel import serve_on_bridge
 
-from conftest import write_project
+from conftest import wait_until, write_project
 from git_fixtures import new_remote
 
 MARK_PTH = "PLANTED-BY-ANOTHER-PROJECT"
@@ -106,36 +102,8 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     names = {"victimpkg": _wheel(str(folder), "victimpkg", "1.0", {"victimpkg/__init__.py": "VALUE = 1\n"}),
              "victimdep": _wheel(str(folder), "victimdep", "1.0", {"victimdep/__init__.py": ""}),
              "sneaky": _sdist(folder)}
-    host = docker_gateway()
-    with socket.socket() as s:  # a free port on the bridge's address
-        s.bind((host, 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", host, "--directory", str(folder),
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://{host}:{port}/"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + names["victimdep"], timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(f"the package server on {url} did not answer")
+    with serve_on_bridge(folder, names["victimdep"]) as url:
         yield {name: f"{name} @ {url}{file}" for name, file in names.items()}
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def _settles(holds, timeout: float = 60) -> bool:
-    """Whether ``holds()`` comes true within ``timeout`` seconds (looked at, never guessed)."""
-    deadline = time.monotonic() + timeout
-    while not holds():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
 
 
 def _volumes() -> set[str]:
@@ -170,7 +138,7 @@ def test_a_file_a_git_projects_build_leaves_in_its_environment_never_reaches_a_l
     assert "a package cache of its own" in built.err  # the line that says which path the build took
     # Its own cache went with its build container. Another container's removal elsewhere on the
     # engine may show a volume as dangling for a moment: a leaked one stays.
-    assert _settles(lambda: _volumes() <= volumes), _volumes() - volumes
+    assert wait_until(lambda: _volumes() <= volumes), _volumes() - volumes
 
     victim = cli("run", str(_victim(tmp_path, packages)), timeout=900)
     assert victim.code == 0, victim.err[-3000:]

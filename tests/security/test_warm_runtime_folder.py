@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import unavailable
+from conftest import unavailable, write_project
 
 HOLD = textwrap.dedent("""
     import os, sys
@@ -33,11 +33,8 @@ HOLD = textwrap.dedent("""
 
 @pytest.fixture
 def project(tmp_path: Path, base_image: str) -> Path:
-    root = tmp_path / "proj"
-    root.mkdir()
-    (root / "MLproject").write_text(f"name: swap\ndocker_env:\n  image: {base_image}\n"
-                                    "entry_points:\n  main:\n    command: \"echo ran\"\n")
-    return root
+    return write_project(tmp_path / "proj", {"MLproject": f"name: swap\ndocker_env:\n  image: {base_image}\n"
+                                                            "entry_points:\n  main:\n    command: \"echo ran\"\n"})
 
 
 def test_a_swapped_runtime_folder_is_never_written_through(tmp_path: Path, project: Path, home: Path,

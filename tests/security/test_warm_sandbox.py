@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import unavailable
+from conftest import unavailable, write_project
 from dockrun.store.records import RunStore
 
 # landlock_run.py ALLOWED CMD...: no new privileges, then Landlock: files may be made or written
@@ -70,11 +70,8 @@ def _landlock_abi() -> int:
 
 @pytest.fixture
 def project(tmp_path: Path, base_image: str) -> Path:
-    root = tmp_path / "proj"
-    root.mkdir()
-    (root / "MLproject").write_text(f"name: sandbox\ndocker_env:\n  image: {base_image}\n"
-                                    "entry_points:\n  main:\n    command: \"echo ran\"\n")
-    return root
+    return write_project(tmp_path / "proj", {"MLproject": f"name: sandbox\ndocker_env:\n  image: {base_image}\n"
+                                                            "entry_points:\n  main:\n    command: \"echo ran\"\n"})
 
 
 def test_a_landlocked_command_is_not_served_by_another_sandboxs_helper(tmp_path: Path, project: Path, home: Path,
