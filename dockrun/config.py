@@ -132,7 +132,9 @@ def check_registry(registry: str) -> None:
     from .errors import ConfigError
 
     if not re.fullmatch(rf"(?:{_HOST}|{_PART})(?:/{_PART})*", registry, re.ASCII):
-        raise ConfigError(f"DOCKRUN_REGISTRY={registry!r}: expected HOST[:PORT][/PATH] with a lowercase path, "
+        # A URL given by mistake may carry a password: never shown (an error reaches CI logs).
+        shown = registry if "@" not in registry else "***@" + registry.rpartition("@")[2]
+        raise ConfigError(f"DOCKRUN_REGISTRY={shown!r}: expected HOST[:PORT][/PATH] with a lowercase path, "
                           "e.g. registry.example:5000/team")
 
 

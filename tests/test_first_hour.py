@@ -118,6 +118,14 @@ def test_a_registry_docker_cannot_name_images_under_is_one_line(cli, home: Path)
     assert "RUN ID" in cli("runs", "list").out and len(cli("runs", "list").out.splitlines()) == 1
 
 
+def test_a_registry_with_credentials_in_it_is_refused_without_showing_them(cli, home: Path) -> None:
+    for registry in ("https://u:s3cr3t@reg.example/team", "u:s3cr3t@reg.example:5000/team"):
+        r = cli("run", "examples/hello", env={"DOCKRUN_REGISTRY": registry})
+        assert r.code == 2, r.err
+        assert "s3cr3t" not in r.err and "***@reg.example" in r.err, r.err
+        assert len(r.err.strip().splitlines()) == 1, r.err
+
+
 def test_a_micromamba_image_docker_cannot_name_is_one_line_naming_the_variable(cli, home: Path) -> None:
     r = cli("run", "examples/conda-uv", env={"DOCKRUN_MICROMAMBA_IMAGE": "Mamba Org/micromamba"})
     assert r.code == 2, r.err
