@@ -59,7 +59,8 @@ def execute(
     goes on under its own supervisor process even if the caller exits. ``dev=True`` runs a local
     folder's code in place (mounted at the project root) in the environment image: nothing is
     built for the code. ``trust=True`` grants a project from a Git URI or an archive the host
-    access its MLproject asks for (docker_env volumes and host variables), as ``--trust`` does.
+    access its MLproject asks for (docker_env volumes and host variables) and its builds the
+    credentials in the host's index and proxy settings, as ``--trust`` does.
     """
     # First thing: the only names bound yet are the parameters. The rest follows from the table.
     keywords = {k: v for k, v in locals().items() if k not in ("uri", "log", "stdout", "stderr", "options")}

@@ -20,6 +20,28 @@ INDEX_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "UV_IN
 CA_VARS = ("DOCKRUN_CA_BUNDLE", "SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
+def credential_settings(build_args: Mapping[str, str]) -> list[str]:
+    """The build settings whose URLs carry a credential (``user:token@`` or ``token@`` before the
+    host), by name; a value that repeats an earlier one (UV_DEFAULT_INDEX copied from PIP_INDEX_URL)
+    is named once, by the variable the user set."""
+    import re
+
+    names, seen = [], set()
+    for name, value in build_args.items():
+        if value in seen or name.upper() in ("NO_PROXY", "PIP_TRUSTED_HOST"):  # host lists, no URLs
+            continue
+        seen.add(value)
+        # Lists are space-separated (extra indexes), an entry may be named (UV_INDEX's name=url),
+        # and a proxy may be given without its scheme.
+        for entry in value.split():
+            entry = re.sub(r"^[A-Za-z0-9_.-]+=(?=[A-Za-z][A-Za-z0-9+.-]*://)", "", entry)
+            authority = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://", "", entry).split("/", 1)[0]
+            if "@" in authority:
+                names.append(name)
+                break
+    return names
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path

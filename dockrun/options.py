@@ -124,8 +124,10 @@ ENV_MANAGER_HELP = ("As in mlflow run: local = the image's own Python, nothing i
                     "environment (made with uv); conda = a conda prefix (py-rattler from PyPI; micromamba "
                     "when DOCKRUN_MICROMAMBA_IMAGE is set); micromamba = always micromamba. auto: conda.yaml -> conda, "
                     "python_env.yaml / requirements.txt -> virtualenv, docker_env -> its image. none = local.")
-TRUST_HELP = ("Give a project from a Git URI or an archive the host access its MLproject asks for (docker_env "
-              "volumes and host variables); without it such a project is refused. A local folder's is always given.")
+TRUST_HELP = ("Give a project from a Git URI or an archive what it asks of this machine: the host access its "
+              "MLproject asks for (docker_env volumes and host variables, local runs) and the credentials in the "
+              "host's index and proxy settings (its environment build); without it such a project is refused. A "
+              "local folder is always given both.")
 DEV_HELP = ("Mount the project folder at the project root instead of baking it into an image: edits are "
             "live on the next run, nothing is built for the code (local folders only).")
 IMAGE_BUILDERS = ("local", "kubernetes")  # the backends that build images on this machine's engine
@@ -189,8 +191,10 @@ class RunRequest:
     dev: bool = option("--dev", default=False, is_flag=True, commands=("run", "shell"), backends=("local",),
                        help=DEV_HELP)
     # Honour the host access a project from elsewhere (Git, archive) asks for in its MLproject
-    # (docker_env volumes and host variables); a local folder's is honoured without it.
-    trust: bool = option("--trust", default=False, is_flag=True, commands=("run", "shell"), backends=("local",),
+    # (docker_env volumes and host variables), and give its builds the credentials in the host's
+    # index and proxy settings; a local folder gets both without it.
+    trust: bool = option("--trust", default=False, is_flag=True, commands=("run", "sweep", "build", "shell"),
+                         backends=IMAGE_BUILDERS,
                          help=TRUST_HELP, kept=("rerun", "sweep"))
     # MLflow's registry login for its docker_env images; dockrun uses the engine's own (docker login).
     docker_auth: Mapping[str, Any] | None = option(default=None, backends=(), label="docker_auth")

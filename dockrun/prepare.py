@@ -77,7 +77,7 @@ def prepare_image(request: RunRequest, read_lock: bool = True,
         if env.needs_build:
             raise
         base = None  # used as given (docker_env): pulled, or refused by name, where it runs
-    plan = plan_images(project, source, env, settings, base, is_from_elsewhere(request.uri))
+    plan = plan_images(project, source, env, settings, base, is_from_elsewhere(request.uri), request.trust)
     return PreparedImage(request, settings, source, project, env, plan.env_key, plan)
 
 
@@ -95,7 +95,7 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
     if request.dev and local_code(image.plan):
         raise ConfigError("--dev: the environment installs the project's own code (-e .), which only an "
                           "image build can do; run without --dev")
-    if "trust" in backend.options:  # a backend that mounts host folders and copies host variables
+    if backend.placement.host_paths:  # a backend that mounts host folders and copies host variables
         check_project_access(image, environ)
     try:
         ep = image.project.entry_point(request.entry_point)

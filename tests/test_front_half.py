@@ -260,3 +260,17 @@ def test_the_cli_offers_exactly_the_environment_managers_the_library_knows() -> 
 
     assert tuple(commands.ENV_MANAGERS) == options.ENV_MANAGERS == environment.ENV_MANAGERS
     assert set(kinds.MANAGERS) == set(options.ENV_MANAGERS) - {"auto"}
+
+
+@pytest.mark.parametrize(("settings", "named"), [
+    ({"PIP_INDEX_URL": "https://u:t@i.example/simple", "UV_DEFAULT_INDEX": "https://u:t@i.example/simple"},
+     ["PIP_INDEX_URL"]),  # the copy uv reads is the user's one variable
+    ({"HTTPS_PROXY": "me:pw@proxy:3128"}, ["HTTPS_PROXY"]),  # a proxy without its scheme
+    ({"UV_INDEX": "public=https://pypi.org/simple team=https://tok@team.example/simple"}, ["UV_INDEX"]),
+    ({"PIP_EXTRA_INDEX_URL": "https://a.example/simple https://tok@b.example/simple"}, ["PIP_EXTRA_INDEX_URL"]),
+    ({"PIP_INDEX_URL": "https://i.example/simple/@scoped/", "NO_PROXY": "a@b", "PIP_TRUSTED_HOST": "x"}, []),
+])
+def test_credentials_in_build_settings_are_found_by_variable(settings: dict[str, str], named: list[str]) -> None:
+    from dockrun.config import credential_settings
+
+    assert credential_settings(settings) == named

@@ -12,8 +12,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, Callable, Protocol
 
-from ..config import Settings
-from ..errors import BuildError
+from ..config import Settings, credential_settings
+from ..errors import BuildError, ConfigError
 from ..locks import file_lock
 from ..project.treehash import DISK_ERRNOS, TreeDigest, walk
 from ..store.records import RunStore
@@ -162,6 +162,8 @@ def ensure_images(
                 if committed:
                     image_id = commit_code(plan, code, settings, docker, log)  # type: ignore[arg-type]
                 else:
+                    if local_code(plan):  # its own code's install runs its build backend
+                        check_credentials_given(plan, settings)
                     build_args = dict(settings.build_args) if local_code(plan) else {}
                     image_id = _build(docker, code, plan.project_image, build_args, plan.project_labels, log)
                 _made(settings, image_id, plan.project_image)
@@ -262,6 +264,7 @@ def ensure_env_image(
         found = None if rebuild else _present(docker, plan.env_image, settings, log)
         if found:
             return found, False
+        check_credentials_given(plan, settings)
         from .cached_build import build_env_cached, classic_reason  # the build stack: only when building
 
         why_classic = classic_reason(plan, os.environ)
@@ -280,6 +283,21 @@ def ensure_env_image(
         with env_context(plan, settings) as ctx:
             built = _build(docker, ctx, plan.env_image, dict(settings.build_args), plan.env_labels, log)
         return _made(settings, built, plan.env_image), True
+
+
+def check_credentials_given(plan: ImagePlan, settings: Settings) -> None:
+    """A build runs the project's packages' code (a build backend, a `.pth` file at any Python
+    start) with the host's index and proxy settings in its environment: a credential in them goes to
+    a project from elsewhere only if the user trusts it. Asked only when something is to be built,
+    so a project whose images are here runs without the question."""
+    if not plan.from_elsewhere or plan.trusted:
+        return
+    names = credential_settings(settings.build_args)
+    if names:
+        which = f"{names[0]} carries a credential" if len(names) == 1 else f"{', '.join(names)} carry credentials"
+        raise ConfigError(f"{which} (user:token@ in the URL), and building the environment of a project from a Git "
+                          "URI or an archive runs its packages' code, which could read it: rerun with --trust if you "
+                          "trust this project with it, or without the credential if the index does not need one")
 
 
 def _build(docker: DockerLike, context: IO[bytes], ref: str, buildargs: dict[str, str],

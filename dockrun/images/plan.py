@@ -41,8 +41,10 @@ class ImagePlan:
     project_labels: Mapping[str, str] = field(default_factory=dict)
     base_id: str | None = None  # the base image's content identity, in the names' key (None: not resolved)
     # A project from a Git URI or an archive: its environment build shares nothing writable with
-    # other builds (images/cached_build.py).
+    # other builds (images/cached_build.py), and is given no credential of the host's build settings
+    # unless the user trusts it (--trust): its packages' code runs in the build.
     from_elsewhere: bool = False
+    trusted: bool = False
 
 
 _MAX_NAME = 64
@@ -61,7 +63,7 @@ def repo_name(name: str) -> str:
 
 
 def plan_images(project: ProjectSpec, source: Source, env: EnvSpec, settings: Settings,
-                base_id: str | None = None, from_elsewhere: bool = False) -> ImagePlan:
+                base_id: str | None = None, from_elsewhere: bool = False, trusted: bool = False) -> ImagePlan:
     key = image_key(env, base_id)
     prefix = f"{settings.registry}/" if settings.registry else ""
     env_image = f"{prefix}dockrun-env:{key[:32]}" if env.needs_build else env.base_image
@@ -83,6 +85,7 @@ def plan_images(project: ProjectSpec, source: Source, env: EnvSpec, settings: Se
         },
         base_id=base_id,
         from_elsewhere=from_elsewhere,
+        trusted=trusted,
     )
 
 

@@ -13,16 +13,12 @@ attacker here is a file:// Git URI, as any Git URI or archive is.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import inspect
 import io
-import os
 import re
 import subprocess
 import tarfile
 import uuid
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,34 +27,13 @@ from conda_channel import serve_on_bridge
 
 from conftest import wait_until, write_project
 from git_fixtures import new_remote
+from wheels import pure_wheel
 
 MARK_PTH = "PLANTED-BY-ANOTHER-PROJECT"
 MARK_CACHE = "PLANTED-IN-THE-CACHE"
 
-def _wheel(folder, name, version, files):
-    """A pure-Python wheel of ``files``; also the source distribution's backend's own (its source is
-    copied into it)."""
-    dist = f"{name}-{version}"
-    entries = dict(files)
-    entries[f"{dist}.dist-info/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-    entries[f"{dist}.dist-info/WHEEL"] = ("Wheel-Version: 1.0\nGenerator: dockrun-tests\n"
-                                         "Root-Is-Purelib: true\nTag: py3-none-any\n")
-    record = []
-    for path, text in entries.items():
-        data = text.encode()
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(data)}")
-    record.append(f"{dist}.dist-info/RECORD,,")
-    entries[f"{dist}.dist-info/RECORD"] = "\n".join(record) + "\n"
-    name = f"{dist}-py3-none-any.whl"
-    with zipfile.ZipFile(os.path.join(folder, name), "w") as z:
-        for path, text in entries.items():
-            z.writestr(path, text)
-    return name
-
-
 # The source distribution's in-tree build backend: it plants, then builds an honest wheel.
-_BACKEND = "import base64, glob, hashlib, os, zipfile\n\n" + inspect.getsource(_wheel) + f'''
+_BACKEND = "import base64, glob, hashlib, os, zipfile\n\n" + inspect.getsource(pure_wheel) + f'''
 
 def _plant():
     for site in glob.glob("/opt/dockrun/venv/lib/python3*/site-packages"):
@@ -72,7 +47,7 @@ def _plant():
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     _plant()
-    return _wheel(wheel_directory, "sneaky", "1.0", {{"sneaky/__init__.py": ""}})
+    return pure_wheel(wheel_directory, "sneaky", "1.0", {{"sneaky/__init__.py": ""}})
 '''
 
 
@@ -99,8 +74,8 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     where a build container reaches them. A fresh server (port) per module: no other test's
     build has these URLs in its cache."""
     folder = tmp_path_factory.mktemp("index")
-    names = {"victimpkg": _wheel(str(folder), "victimpkg", "1.0", {"victimpkg/__init__.py": "VALUE = 1\n"}),
-             "victimdep": _wheel(str(folder), "victimdep", "1.0", {"victimdep/__init__.py": ""}),
+    names = {"victimpkg": pure_wheel(str(folder), "victimpkg", "1.0", {"victimpkg/__init__.py": "VALUE = 1\n"}),
+             "victimdep": pure_wheel(str(folder), "victimdep", "1.0", {"victimdep/__init__.py": ""}),
              "sneaky": _sdist(folder)}
     with serve_on_bridge(folder, names["victimdep"]) as url:
         yield {name: f"{name} @ {url}{file}" for name, file in names.items()}
