@@ -263,6 +263,11 @@ def images_prune(days: float, project: str | None) -> None:
                    f"{days:g} days (--older-than DAYS)")
 
 
+# click 8.2 and later: a group given no command raises this (its message is the help); before, it
+# printed the help and exited 0 itself.
+_NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def click_main(args: list[str]) -> RunLine | None:
     """Parse ``args`` with click and run the command, except `run`: its line is given back for
     cli.py to run. Click's own errors (usage, a bad option) are one line and exit 2."""
@@ -272,6 +277,9 @@ def click_main(args: list[str]) -> RunLine | None:
         sys.exit(e.exit_code)
     except click.Abort:
         raise KeyboardInterrupt from None
+    except _NO_ARGS as e:  # `dockrun` or `dockrun runs` alone asks what there is: the help, as --help
+        click.echo(e.format_message())
+        sys.exit(0)
     except click.ClickException as e:
         sys.stderr.write(f"dockrun: error: {e.format_message()}\n")
         sys.exit(2)

@@ -162,7 +162,7 @@ def check_project_access(image: PreparedImage, environ: Mapping[str, str]) -> No
     access = requested_access(image.project)
     if not access:
         return
-    check_host_access(access, from_elsewhere=is_from_elsewhere(image.request.uri), trusted=image.request.trust,
+    check_host_access(access, from_elsewhere=image.plan.from_elsewhere, trusted=image.request.trust,
                       shown_uri=image.source.uri)
     for warning in dangerous_mounts(access, environ):
         log.warning("%s", warning)

@@ -132,3 +132,12 @@ def test_a_micromamba_image_docker_cannot_name_is_one_line_naming_the_variable(c
     assert r.err.strip().splitlines() == [
         "dockrun: error: DOCKRUN_MICROMAMBA_IMAGE='Mamba Org/micromamba': expected an image reference, "
         "e.g. mambaorg/micromamba:1.5.10-bookworm-slim"], r.err
+
+
+def test_dockrun_alone_shows_what_there_is_as_help_does(cli) -> None:
+    for args in ((), ("runs",), ("images",)):
+        r = cli(*args)
+        assert r.code == 0, r.err
+        assert r.out.startswith(f"Usage: dockrun {' '.join(args)}".rstrip() + " [OPTIONS] COMMAND"), r.out
+        assert r.err == ""
+        assert r.out == cli(*args, "--help").out
