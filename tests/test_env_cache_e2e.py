@@ -11,8 +11,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conda_channel import serve_on_bridge
 
 from conftest import image_files_containing, unavailable, write_project
+from wheels import pure_wheel
 
 REQUIREMENTS = "tabulate==0.9.0\nsix==1.16.0\n"
 MAIN = "import six, tabulate\nprint('versions', tabulate.__version__, six.__version__)\n"
@@ -141,3 +143,29 @@ def test_after_a_prune_took_its_os_layers_name_a_changed_environment_still_start
     assert "named the OS layer" in changed.err and "building OS layer" not in changed.err, changed.err
     assert "only the difference is installed" in changed.err, changed.err
     assert _docker("image", "inspect", "-f", "{{.Id}}", names[0]).strip() == os_layer
+
+
+@pytest.mark.usefixtures("no_leaks")
+def test_a_changed_environment_keeps_whole_what_shared_files_with_a_package_it_dropped(
+        cli, tmp_path: Path) -> None:
+    """Two distributions may ship the same file (mlflow-skinny and mlflow-tracing both ship
+    mlflow/__init__.py). An environment that drops one of them, started from one that had both,
+    must still have the other whole, as a fresh install of it would."""
+    folder = tmp_path / "wheels" / uuid.uuid4().hex  # a new key each session: nothing built before
+    folder.mkdir(parents=True)
+    init = {"sharedpkg/__init__.py": "VALUE = 'whole'\n"}
+    keep = pure_wheel(str(folder), "sharedpkg_core", "1.0", {**init, "sharedpkg/core.py": ""})
+    drop = pure_wheel(str(folder), "sharedpkg_extra", "1.0", {**init, "sharedpkg/extra.py": ""})
+    with serve_on_bridge(folder.parent, f"{folder.name}/{keep}") as url:
+        lines = {name: f"{name.split('-')[0]} @ {url}{folder.name}/{name}\n" for name in (keep, drop)}
+        project = write_project(tmp_path / "shared", {
+            "MLproject": "name: shared\nentry_points:\n  main:\n"
+                         "    command: python -c \"import sharedpkg.core; print('sharedpkg', sharedpkg.VALUE)\"\n",
+            "requirements.txt": lines[keep] + lines[drop]})
+        first = cli("build", str(project), timeout=900)
+        assert first.code == 0, first.err[-3000:]
+        (project / "requirements.txt").write_text(lines[keep])
+        r = cli("run", str(project), "--verbose", timeout=900)
+    assert "only the difference is installed" in r.err  # started from the environment with both
+    assert r.code == 0, r.err[-3000:]
+    assert "sharedpkg whole" in r.out
