@@ -125,7 +125,7 @@ def test_no_secret_in_any_layer(project: Path, home: Path, base_image: str, tmp_
 
 
 def test_conda_yaml_with_uv_runs_the_scientific_stack(cli) -> None:
-    """examples/conda-uv: numpy, pandas, scikit-learn and pip: [mlflow] from a conda.yaml, installed
+    """examples/conda-uv: numpy, pandas, scikit-learn and pip: [mlflow-skinny, ...] from a conda.yaml, installed
     with uv (conda names translated, the python pin picks the interpreter)."""
     from conftest import REPO
 

@@ -332,11 +332,8 @@ def pinned_example(tmp_path_factory) -> Path:
     shutil.copytree(EXAMPLE, root)
     conda = root / "conda.yaml"
     text = conda.read_text()
-    assert "      - mlflow\n" in text, "the example's MLflow line moved: update this fixture"
-    # mlflow-skinny (with what its sqlite stores need), as on the host: the full `mlflow` of a
-    # release may lag on PyPI (3.18.0 needed an mlflow-tracing 3.18.0 PyPI did not have).
-    pins = f"      - mlflow-skinny=={host_version()}\n      - sqlalchemy\n      - alembic\n"
-    conda.write_text(text.replace("      - mlflow\n", pins))
+    assert "      - mlflow-skinny\n" in text, "the example's MLflow line moved: update this fixture"
+    conda.write_text(text.replace("      - mlflow-skinny\n", f"      - mlflow-skinny=={host_version()}\n"))
     return root
 
 
