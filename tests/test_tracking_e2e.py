@@ -1,6 +1,7 @@
-"""MLflow tracking against a real `mlflow server` on 127.0.0.1 (run from the conda-uv example's
-image, which has MLflow, with the host's network): the run is created, parameterised, reachable
-from the container although the URI says 127.0.0.1, and ends with the run's status."""
+"""MLflow tracking against a real `mlflow server` on 127.0.0.1 (run from an image of the conda-uv
+example with the full MLflow, whose server the example's mlflow-skinny lacks, with the host's
+network): the run is created, parameterised, reachable from the container although the URI says
+127.0.0.1, and ends with the run's status."""
 from __future__ import annotations
 
 import json
@@ -20,10 +21,16 @@ EXAMPLE = str(REPO / "examples" / "conda-uv")
 @pytest.fixture(scope="module")
 def mlflow_server(base_image: str, tmp_path_factory):
     import os
+    import shutil
     import sys
 
     env = {**os.environ, "DOCKRUN_BASE_IMAGE": base_image, "DOCKRUN_HOME": str(tmp_path_factory.mktemp("h"))}
-    built = subprocess.run([sys.executable, "-m", "dockrun.cli", "build", "-q", EXAMPLE, "--env-manager", "uv"],
+    server = tmp_path_factory.mktemp("server") / "conda-uv"
+    shutil.copytree(EXAMPLE, server)
+    conda = server / "conda.yaml"
+    assert "      - mlflow-skinny\n" in conda.read_text(), "the example's MLflow line moved: update this fixture"
+    conda.write_text(conda.read_text().replace("      - mlflow-skinny\n", "      - mlflow\n"))
+    built = subprocess.run([sys.executable, "-m", "dockrun.cli", "build", "-q", str(server), "--env-manager", "uv"],
                            env=env, capture_output=True, text=True, timeout=900)
     assert built.returncode == 0, built.stderr
     port = free_port()
