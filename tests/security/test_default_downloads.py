@@ -13,7 +13,6 @@ machine's 127.0.0.1, which a container on the bridge cannot reach."""
 from __future__ import annotations
 
 import http.server
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +80,8 @@ def test_a_git_projects_remote_default_is_not_fetched_without_trust(
     # `dockrun shell` and `dockrun sweep` take the same way in.
     shell = cli("shell", remote.url, "--", "cat", "/dev/null")
     assert shell.code == 2 and "--trust" in shell.err, shell.err
+    sweep = cli("sweep", remote.url, "-P", "n=1,2")
+    assert sweep.code == 2 and "--trust" in sweep.err, sweep.err
     assert asked == []
 
     # The user's own choice of the same URI is theirs to make, and --trust allows the default.
@@ -119,7 +120,7 @@ def test_a_local_folders_remote_default_is_fetched_as_before(
         f"name: mine\ndocker_env:\n  image: {base_image}\nentry_points:\n  main:\n"
         f"    parameters:\n      data: {{type: path, default: 'http://{address}/x.txt'}}\n"
         "    command: \"cat {data}\"\n")
-    r = cli("run", "-q", str(folder), env={"HOME": os.environ.get("HOME", "/root")})
+    r = cli("run", "-q", str(folder))
     assert r.code == 0 and SECRET in r.out, r.err
     assert asked == ["/x.txt"]
 
