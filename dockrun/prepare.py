@@ -95,8 +95,6 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
     if request.dev and local_code(image.plan):
         raise ConfigError("--dev: the environment installs the project's own code (-e .), which only an "
                           "image build can do; run without --dev")
-    if backend.placement.host_paths:  # a backend that mounts host folders and copies host variables
-        check_project_access(image, environ)
     try:
         ep = image.project.entry_point(request.entry_point)
         rendered = render_command(ep, request.parameters, cwd=request.cwd, placement=backend.placement)
@@ -105,6 +103,8 @@ def prepare(request: RunRequest, backend: Backend, environ: Mapping[str, str] | 
             raise
         ep = EntryPoint(name=request.entry_point, command="")
         rendered = RenderedCommand(f"echo {shlex.quote(f'dockrun: {e}')} >&2; exit 2", {}, ())
+    if backend.placement.host_paths:  # a backend that mounts host folders, copies host variables, downloads
+        check_project_access(image, environ, rendered.downloads)
     for warning in near_misses(ep, request.parameters):
         log.warning("%s", warning)
     tracking = run_tracking(request, backend, environ)
@@ -156,10 +156,11 @@ def check_options(request: RunRequest, backend: Backend) -> None:
         raise ConfigError(f"{', '.join(label(name) for name in unsupported)}: not supported by backend {backend.name}")
 
 
-def check_project_access(image: PreparedImage, environ: Mapping[str, str]) -> None:
-    """The host access a project asks for: refused for code from elsewhere unless trusted, and
-    said out loud where it hands over the machine, whoever wrote the project."""
-    access = requested_access(image.project)
+def check_project_access(image: PreparedImage, environ: Mapping[str, str], downloads: Mapping[str, str]) -> None:
+    """The host access a project asks for (``downloads``: the run's remote path parameters, whose
+    defaults are the project's word): refused for code from elsewhere unless trusted, and said out
+    loud where it hands over the machine, whoever wrote the project."""
+    access = requested_access(image.project, downloads, image.request.parameters)
     if not access:
         return
     check_host_access(access, from_elsewhere=image.plan.from_elsewhere, trusted=image.request.trust,

@@ -19,6 +19,7 @@ from ..api import submit_prepared
 from ..backends import get_backend
 from ..config import load_settings
 from ..errors import ConfigError
+from ..httpauth import redact
 from ..locks import make_private_dir, write_atomic
 from ..options import OPTIONS, from_kept
 from ..prepare import prepare
@@ -49,6 +50,8 @@ def rerun(run: str, parameters: Mapping[str, Any] | None = None, synchronous: bo
         mounted = {m.path for m in prepared.rendered.mounts}
         asked = [f"host path {k}={v}" for k, v in prepared.rendered.values.items()
                  if k not in overrides and v in mounted]
+        # A remote URI is fetched by this machine, with its network and credentials: the same.
+        asked += [f"download {k}={redact(v)}" for k, v in prepared.rendered.downloads.items() if k not in overrides]
         # A folder or archive on this machine that a record file names is no more the user's own
         # than a URI it names: its docker_env host access needs --trust too.
         access = requested_access(prepared.project)

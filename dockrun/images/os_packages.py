@@ -11,6 +11,7 @@ import re
 from pathlib import Path, PurePosixPath
 
 from ..errors import ProjectError
+from ..project.source import project_file
 
 APT_FILE = "apt.txt"
 # Debian policy: a package name is [a-z0-9][a-z0-9+.-]+; an optional =version, in Debian's alphabet.
@@ -29,7 +30,7 @@ def read_apt_file(root: Path, env_file: str | None) -> tuple[str, ...]:
     if not path.is_file():
         return ()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = project_file(root, rel).read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ProjectError(f"{rel}: not a text file (expected one Debian package name per line)") from None
     packages: set[str] = set()

@@ -1,10 +1,12 @@
 """What host access a project asks for, and whether it gets it (pure).
 
 An MLproject's ``docker_env`` may bind-mount host folders (``volumes``) and copy host variables
-into the container (``environment`` entries without a value). MLflow honours both for any project.
-dockrun honours them as MLflow does for a folder of the user's own, and refuses them for a project
-from elsewhere (a Git URI or an archive: code the user did not write) unless the user allowed it
-with ``--trust``. Whatever the source, a mount that hands over the machine (the engine's socket,
+into the container (``environment`` entries without a value); a ``path`` parameter's default may
+be a remote URI, which this machine downloads, with its network and its credentials (s3://,
+dbfs:/, runs:/, a service on its loopback), and hands to the run. MLflow honours all of them for
+any project. dockrun honours them as MLflow does for a folder of the user's own, and refuses them
+for a project from elsewhere (a Git URI or an archive: code the user did not write) unless the
+user allowed it with ``--trust``. Whatever the source, a mount that hands over the machine (the engine's socket,
 ``/``, the home folder, a credentials folder) is said out loud on every run.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..httpauth import redact
 from .spec import ProjectSpec
 
 TRUST_FLAG = "--trust"
@@ -30,31 +33,45 @@ class HostAccess:
 
     volumes: tuple[str, ...] = ()
     host_variables: tuple[str, ...] = ()  # names whose value is copied from the host
+    # (parameter, URI): a path parameter's default that this machine would download for the run
+    downloads: tuple[tuple[str, str], ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.volumes or self.host_variables)
+        return bool(self.volumes or self.host_variables or self.downloads)
 
     def describe(self) -> str:
         parts = [f"volume {v}" for v in self.volumes] + [f"host variable {n}" for n in self.host_variables]
+        parts += [f"parameter {name!r}: a download of its default {redact(uri)} by this machine"
+                  for name, uri in self.downloads]
         return ", ".join(parts)
 
 
-def requested_access(project: ProjectSpec) -> HostAccess:
+def requested_access(project: ProjectSpec, downloads: Mapping[str, str] | None = None,
+                     given: Mapping[str, str] | None = None) -> HostAccess:
+    """What the project asks of this machine; with the run's ``downloads`` (parameter -> remote
+    URI) and the parameters the user ``given``, the downloads its defaults name too."""
+    defaults = tuple(sorted((name, uri) for name, uri in (downloads or {}).items() if name not in (given or {})))
     env = project.docker_env
     if env is None:
-        return HostAccess()
+        return HostAccess(downloads=defaults)
     return HostAccess(volumes=tuple(env.volumes),
-                      host_variables=tuple(name for name, value in env.environment if value is None))
+                      host_variables=tuple(name for name, value in env.environment if value is None),
+                      downloads=defaults)
 
 
 def check_host_access(access: HostAccess, from_elsewhere: bool, trusted: bool, shown_uri: str) -> None:
     """A project from elsewhere gets no host access unless the user trusted it: one line that
     lists exactly what it asks for and how to allow it."""
     if access and from_elsewhere and not trusted:
+        asker = "MLproject" if access.downloads else "MLproject docker_env"
         raise ConfigError(
-            f"{shown_uri}: MLproject docker_env asks for host access ({access.describe()}); a project from a "
+            f"{shown_uri}: {asker} asks for host access ({access.describe()}); a project from a "
             f"Git URI or an archive gets none unless you allow it: rerun with {TRUST_FLAG} if you trust this "
-            "project with it")
+            "project with it" + (f", or give {_given(access)} yourself" if access.downloads else ""))
+
+
+def _given(access: HostAccess) -> str:
+    return " ".join(f"-P {name}=..." for name, _ in access.downloads)
 
 
 def dangerous_mounts(access: HostAccess, environ: Mapping[str, str]) -> list[str]:

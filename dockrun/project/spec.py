@@ -139,9 +139,34 @@ def yaml_data(text: str, fname: str, cache: Path | None) -> Any:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ProjectError(f"{fname}: not valid YAML{where}: {yaml_problem(e)}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ProjectError(f"{fname}: its YAML is nested too deeply") from None
+    _check_size(data, fname)
     if entry is not None:
         _keep(entry, data)
     return data
+
+
+# YAML's aliases share a value rather than copy it: nine levels of nine aliases are a few hundred
+# bytes of text and 387 million values to whatever walks the data (the cache's json.dumps, str() of
+# a dependency). No project file comes near this many.
+MAX_YAML_VALUES = 100_000
+
+
+def _check_size(data: Any, fname: str) -> None:
+    """Count ``data``'s values as a walk meets them (aliases followed), stopping at the limit."""
+    left, stack = MAX_YAML_VALUES, [data]
+    while stack:
+        item = stack.pop()
+        left -= 1
+        if left < 0:
+            raise ProjectError(f"{fname}: more than {MAX_YAML_VALUES:,} values once its YAML aliases are "
+                               "followed; not read")
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _keep(entry: Path, data: Any) -> None:

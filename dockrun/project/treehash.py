@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from ..errors import SourceError
+from ..errors import ProjectError, SourceError
 from ..locks import write_atomic
 from .source import project_file
 
@@ -39,7 +39,7 @@ class Entry:
 
 @dataclass(frozen=True)
 class _Rule:
-    regex: re.Pattern[str]
+    glob: _Glob
     negate: bool
 
 
@@ -58,49 +58,106 @@ def read_dockerignore(root: Path) -> tuple[_Rule, ...]:
         pattern = os.path.normpath(pattern).lstrip("/").replace(os.sep, "/")
         if pattern in ("", "."):
             continue
-        rules.append(_Rule(_compile(pattern), negate))
+        try:
+            rules.append(_Rule(_compile(pattern), negate))
+        except re.error as e:
+            raise ProjectError(f".dockerignore: pattern {line!r} is not valid ({e.msg})") from None
     return tuple(rules)
 
 
+@dataclass(frozen=True)
+class _Glob:
+    """A .dockerignore pattern as a sequence of steps, matched by following every way through it at
+    once (Thompson's construction): time linear in the path whatever the pattern. A regex's
+    backtracking is exponential in its stars, and the pattern is the project's text.
+
+    Steps: ``("lit", c)``, ``("one",)`` any character but ``/``, ``("class", c)`` a compiled
+    ``[...]``, ``("star",)`` any run without ``/``, ``("any",)`` any run (``**``), ``("dirs",)``
+    nothing or any run ending in ``/`` (``**/``). A state is a step's index, or ``~index`` inside
+    a ``dirs`` run, which it leaves only after a ``/``."""
+
+    steps: tuple[tuple, ...]
+
+    def match(self, path: str) -> bool:
+        """As ``^PATTERN(?:/.*)?$``: a match on a folder also matches everything below it."""
+        end = len(self.steps)
+        states = self._closure({0})
+        for c in path:
+            if c == "/" and end in states:
+                return True
+            states = self._closure({n for s in states if s < end for n in self._step(s, c)})
+            if not states:
+                return False
+        return end in states
+
+    def _step(self, s: int, c: str) -> tuple[int, ...]:
+        if s < 0 or self.steps[s][0] == "dirs":
+            inside = ~s if s >= 0 else s
+            return (inside, ~inside + 1) if c == "/" else (inside,)
+        kind = self.steps[s][0]
+        if kind == "lit":
+            return (s + 1,) if c == self.steps[s][1] else ()
+        if kind == "one":
+            return (s + 1,) if c != "/" else ()
+        if kind == "class":
+            return (s + 1,) if self.steps[s][1].fullmatch(c) else ()
+        if kind == "star":
+            return (s,) if c != "/" else ()
+        return (s,)  # any
+
+    def _closure(self, states: set[int]) -> frozenset[int]:
+        """``states`` and every state reachable from them without a character (past runs that may
+        be empty)."""
+        todo, seen = list(states), set(states)
+        while todo:
+            s = todo.pop()
+            if 0 <= s < len(self.steps) and self.steps[s][0] in ("star", "any", "dirs") and s + 1 not in seen:
+                seen.add(s + 1)
+                todo.append(s + 1)
+        return frozenset(seen)
+
+
 @lru_cache(maxsize=256)
-def _compile(pattern: str) -> re.Pattern[str]:
+def _compile(pattern: str) -> _Glob:
     """Docker's .dockerignore syntax (Go filepath.Match plus ``**``); a match on a directory
-    also excludes everything below it."""
-    out, i = [], 0
+    also excludes everything below it. An invalid character class raises re.error."""
+    steps: list[tuple] = []
+    i = 0
     while i < len(pattern):
         c = pattern[i]
         if pattern.startswith("**", i):
             i += 2
             if i < len(pattern) and pattern[i] == "/":
                 i += 1
-                out.append("(?:.*/)?")
+                steps.append(("dirs",))
             else:
-                out.append(".*")
+                steps.append(("any",))
             continue
         if c == "*":
-            out.append("[^/]*")
+            steps.append(("star",))
         elif c == "?":
-            out.append("[^/]")
+            steps.append(("one",))
         elif c == "[":
             end = pattern.find("]", i + 1)
             if end == -1:
-                out.append(re.escape(c))
+                steps.append(("lit", c))
             else:
                 body = pattern[i + 1 : end]
                 if body.startswith("^") or body.startswith("!"):
                     body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
+                # One character against one class: no backtracking to speak of.
+                steps.append(("class", re.compile("[" + body.replace("\\", "\\\\") + "]")))
                 i = end
         else:
-            out.append(re.escape(c))
+            steps.append(("lit", c))
         i += 1
-    return re.compile("^" + "".join(out) + "(?:/.*)?$")
+    return _Glob(tuple(steps))
 
 
 def _ignored(relpath: str, rules: tuple[_Rule, ...]) -> bool:
     ignored = False
     for rule in rules:
-        if rule.regex.match(relpath):
+        if rule.glob.match(relpath):
             ignored = not rule.negate
     return ignored
 

@@ -76,6 +76,7 @@ CASES = {
     "requirements.lock": ({"python_env.yaml": "dependencies: []\n"}, "requirements.lock"),
     "conda-lock.txt": ({"conda.yaml": "channels: [conda-forge]\ndependencies: [python=3.11]\n"}, "conda-lock.txt"),
     ".dockerignore": ({"MLproject": MLPROJECT, "note.txt": "x\n"}, ".dockerignore"),
+    "apt.txt": ({"requirements.txt": "six\n"}, "apt.txt"),
 }
 
 
