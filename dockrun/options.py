@@ -24,7 +24,8 @@ from .errors import ConfigError
 # --env-manager's names, MLflow's first; images/kinds.py says which kind each asks for (a test checks
 # that every name has its kind). Here: `dockrun --help` must not load images/.
 ENV_MANAGERS = ("auto", "local", "virtualenv", "conda", "uv", "micromamba", "none")
-COMMANDS = ("run", "sweep", "build", "shell", "lock")  # the commands whose options come from here
+COMMANDS = ("run", "sweep", "build", "shell", "lock")  # the commands whose requests come from here
+# (`runs rerun` takes its --detach and --trust from here too, for a request made from a record)
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ class RunRequest:
     build_image: bool = option(
         "--build-image", default=False, is_flag=True,
         help="Accepted for mlflow run compatibility: dockrun always builds the code into the image.")
-    synchronous: bool = option("--detach", default=True, is_flag=True, from_cli=_negated,
+    synchronous: bool = option("--detach", default=True, is_flag=True, from_cli=_negated, commands=("run", "rerun"),
                                help="Print the run ID and return at once.")
     # Run in the environment image with the project folder mounted read-write at the project root:
     # edits are live on the next run and no image is built for the code.
@@ -193,7 +194,7 @@ class RunRequest:
     # Honour the host access a project from elsewhere (Git, archive) asks for in its MLproject
     # (docker_env volumes and host variables), and give its builds the credentials in the host's
     # index and proxy settings; a local folder gets both without it.
-    trust: bool = option("--trust", default=False, is_flag=True, commands=("run", "sweep", "build", "shell"),
+    trust: bool = option("--trust", default=False, is_flag=True, commands=("run", "sweep", "build", "shell", "rerun"),
                          backends=IMAGE_BUILDERS,
                          help=TRUST_HELP, kept=("rerun", "sweep"))
     # MLflow's registry login for its docker_env images; dockrun uses the engine's own (docker login).
@@ -261,12 +262,14 @@ def current_folder() -> Path:
                           "again") from None
 
 
+def cli_values(command: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of CLI command ``command``'s options: ``values`` are click's, by field name."""
+    return {name: opt.from_cli(values[name]) if opt.from_cli else values[name] for name, opt in for_command(command)}
+
+
 def from_cli(command: str, uri: str, values: Mapping[str, Any]) -> RunRequest:
     """The request of CLI command ``command``: ``values`` are click's, by field name."""
-    fields = {}
-    for name, opt in for_command(command):
-        fields[name] = opt.from_cli(values[name]) if opt.from_cli else values[name]
-    return RunRequest(uri=uri, cwd=current_folder(), **fields)
+    return RunRequest(uri=uri, cwd=current_folder(), **cli_values(command, values))
 
 
 def kept_options(request: RunRequest, face: str) -> dict[str, Any]:

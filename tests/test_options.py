@@ -38,19 +38,27 @@ def _cli_value(name: str) -> list[str]:
     return [opt.flags[-1], "k=v" if opt.metavar and "=" in opt.metavar else "{}"]
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", [*COMMANDS, "runs rerun"])
 def test_every_command_offers_exactly_the_table_options_it_takes(home: Path, command: str) -> None:
+    """Each command's --help shows the table's flags with the table's help: `runs rerun --trust`
+    means what `run --trust` means (its build credentials too), not a meaning of its own."""
     from dockrun.commands import cli
 
-    r = _dockrun(home, command, "--help")
+    r = _dockrun(home, *command.split(), "--help")
     assert r.returncode == 0, r.stderr
-    taken = {name for name, _ in for_command(command)}
+    *group, name_ = command.split()
+    taken = {name for name, _ in for_command(name_)}
     for name in taken:
         for flag in OPTIONS[name].flags:
             assert f" {flag}," in r.stdout or f" {flag} " in r.stdout or f" {flag}\n" in r.stdout, (command, flag)
-    params = {p.name: p for p in cli.commands[command].params}
+    found = cli.commands[group[0]].commands[name_] if group else cli.commands[name_]
+    params = {p.name: p for p in found.params}
     assert {name for name in OPTIONS if name in params} == taken
     assert all(params[name].opts + params[name].secondary_opts == list(OPTIONS[name].flags) for name in taken)
+    assert all(params[name].help == OPTIONS[name].help for name in taken)
+    # The commands' own output flags, declared once (argv.OUTPUT_FLAGS), wherever a build may run.
+    if name_ != "lock":
+        assert {"quiet", "verbose"} <= set(params), command
 
 
 def test_execute_keeps_mlflow_projects_runs_keywords_in_its_order() -> None:
