@@ -81,7 +81,8 @@ def sweep_cmd(uri: str | None, params: tuple[str, ...], grid_file: str | None, p
 
     if not uri and not resume:
         raise click.UsageError("missing URI (or --resume SWEEP)")
-    points = read_points(grid_file) if grid_file else grid_points(parse_axes(params))
+    # With --resume the points are the sweep's own: none unless given again (then they must match).
+    points = read_points(grid_file) if grid_file else grid_points(parse_axes(params)) if params or not resume else []
     template = options.from_cli("sweep", uri or "", given)
     from .images.feedback import build_feedback
 
