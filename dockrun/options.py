@@ -80,19 +80,24 @@ def key_values(values: Sequence[str], flag: str = "-P", shape: str = "KEY=VALUE"
     return out
 
 
-def json_config(value: str | None) -> Any:
-    """--backend-config: a JSON file, or JSON text."""
+def json_config(value: Any, cwd: Path | None = None) -> tuple[Any, Path | None]:
+    """--backend-config as either face gives it: a JSON file (found from ``cwd``), JSON text, or
+    (from execute()) the parsed value itself; with the folder of the file it came from (None for
+    text). The one reading of it: the CLI and execute() take and refuse the same values."""
+    if not isinstance(value, str):
+        return value, None
     if not value:
-        return None
-    if os.path.isfile(value):
-        with open(value, encoding="utf-8") as f:
-            text, where = f.read(), value
+        return None, None
+    path = (cwd or current_folder()) / Path(value).expanduser()
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            text, where, folder = f.read(), value, path.parent
     elif value.lstrip()[:1] in ("{", "["):
-        text, where = value, "--backend-config"
+        text, where, folder = value, "--backend-config", None
     else:  # neither a file nor JSON text: most likely a file name with a typo
         raise ConfigError(f"--backend-config {value}: no such file (expected a JSON file or a JSON object)")
     try:
-        return json.loads(text)
+        return json.loads(text), folder
     except json.JSONDecodeError as e:
         raise ConfigError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
@@ -157,11 +162,12 @@ class RunRequest:
         commands=("run", "sweep", "shell"), backends=("local",), from_python=_docker_args, kept=("rerun", "sweep"))
     backend: str = option("-b", "--backend", default="local", show_default=True, commands=("run", "sweep"),
                           help="local, databricks or kubernetes.", refusable=False, kept=("sweep",))
-    # parsed JSON (or, from execute(), a JSON file name or text, or a mapping)
+    # a JSON file name or text, or (from execute()) a mapping: read by the backend that takes it
+    # (json_config), so that a kubernetes_config.json's template is found beside it from either face
     backend_config: Any = option(
         "-c", "--backend-config", default=None, commands=("run", "sweep"), backends=("databricks", "kubernetes"),
         help="databricks: a cluster spec; kubernetes: MLflow's kubernetes_config.json (a JSON file or string).",
-        from_cli=json_config, kept=("sweep",))
+        kept=("sweep",))
     env_manager: str = option("--env-manager", default="auto", show_default=True, choices=ENV_MANAGERS,
                               commands=COMMANDS, help=ENV_MANAGER_HELP, from_python=_or_auto, kept=("rerun", "sweep"))
     base_image: str | None = option(

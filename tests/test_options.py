@@ -230,3 +230,36 @@ def test_help_names_every_source_remote_input_and_lock_file_the_readme_does(home
     assert "Where remote path parameters (s3://, http(s)://, dbfs:/, ...) are downloaded" in run
     lock = " ".join(_dockrun(home, "lock", "--help").stdout.split())
     assert "conda-lock.txt" in lock
+
+
+@pytest.mark.parametrize("backend", ["kubernetes", "databricks"])
+@pytest.mark.parametrize("value, line", [
+    ("nosuch.json", "--backend-config nosuch.json: no such file (expected a JSON file or a JSON object)"),
+    ("{oops", "--backend-config: not valid JSON (Expecting property name enclosed in double quotes at line 1)"),
+])
+def test_the_cli_and_execute_read_backend_config_alike(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       backend: str, value: str, line: str) -> None:
+    """One reading of --backend-config (options.json_config): the same value, the same line."""
+    r = _dockrun(home, "run", str(tmp_path), "-b", backend, "-c", value)
+    assert (r.returncode, r.stderr) == (2, f"dockrun: error: {line}\n")
+    monkeypatch.chdir(REPO)  # where _dockrun runs: nosuch.json is looked for there too
+    with pytest.raises(dockrun.ConfigError) as e:
+        dockrun.execute(str(tmp_path), backend=backend, backend_config=value)
+    assert str(e.value) == line
+
+
+def test_a_kubernetes_configs_template_is_found_beside_it_from_the_cli_too(home: Path, tmp_path: Path) -> None:
+    """A relative kube-job-template-path is looked for in the current folder (as MLflow does), then
+    beside the kubernetes_config.json: from `dockrun run -c FILE` as from execute(backend_config=FILE)."""
+    import json
+
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "job.yaml").write_text("kind: Deployment\n")  # found, then refused for what it is
+    (conf / "kubernetes_config.json").write_text(json.dumps({"repository-uri": "127.0.0.1:5000/team/p",
+                                                             "kube-job-template-path": "job.yaml"}))
+    line = "job.yaml (kube-job-template-path): expected kind: Job, apiVersion: batch/v1"
+    r = _dockrun(home, "run", str(tmp_path), "-b", "kubernetes", "-c", str(conf / "kubernetes_config.json"))
+    assert (r.returncode, r.stderr) == (2, f"dockrun: error: {line}\n")
+    with pytest.raises(dockrun.ConfigError, match=r"^job\.yaml \(kube-job-template-path\): expected kind: Job"):
+        dockrun.execute(str(tmp_path), backend="kubernetes", backend_config=str(conf / "kubernetes_config.json"))

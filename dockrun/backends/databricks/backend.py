@@ -60,9 +60,9 @@ class DatabricksBackend:
         return "a Databricks cluster; track to the workspace: --tracking-uri databricks"
 
     def configure(self, request: RunRequest, environ: Mapping[str, str]) -> Configured:
-        if request.backend_config is None:
+        if request.backend_config in (None, ""):
             raise ConfigError("--backend databricks needs --backend-config: a cluster spec (JSON file or string)")
-        cluster = cluster_from_config(request.backend_config)
+        cluster = cluster_from_config(request.backend_config, request.cwd)
         tracking, note = remote_tracking(request, environ)  # where it is tracked: refusals before any request
         check(environ)  # credentials are checked before any work (no host contacted), used when submitting
         return Configured(cluster, tracking, note)
