@@ -158,4 +158,3 @@ def test_a_micromamba_image_docker_cannot_name_is_one_line_naming_the_variable(c
     assert r.err.strip().splitlines() == [
         "dockrun: error: DOCKRUN_MICROMAMBA_IMAGE='Mamba Org/micromamba': expected an image reference, "
         "e.g. mambaorg/micromamba:1.5.10-bookworm-slim"], r.err
-
