@@ -50,8 +50,9 @@ def get_run(run_id: str):  # noqa: ANN201 - returns dockrun.runs.LocalRun
 
 def rerun(run: str, parameters=None, synchronous: bool = True, trust: bool = False):  # noqa: ANN001, ANN201 - see dockrun.experiments.rerun.rerun
     """Run a recorded run again exactly (same source, entry point, parameters and image); ``parameters``
-    override values. Returns the new run's handle, as ``execute`` does. ``trust``: a record file
-    (someone else's) may have what it asks of this machine (host paths, docker options, host access)."""
+    override values. Returns the new run's handle, as ``execute`` does. ``trust``: as ``execute``'s, and a
+    record file (someone else's) may have what it asks of this machine (host paths, docker options, host
+    access, build credentials); a run of your own keeps the ``trust`` it had."""
     from .experiments.rerun import rerun as _rerun
 
     return _rerun(run, parameters, synchronous, trust=trust)

@@ -81,7 +81,8 @@ def sweep_cmd(uri: str | None, params: tuple[str, ...], grid_file: str | None, p
 
     if not uri and not resume:
         raise click.UsageError("missing URI (or --resume SWEEP)")
-    points = read_points(grid_file) if grid_file else grid_points(parse_axes(params))
+    # With --resume the points are the sweep's own: none unless given again (then they must match).
+    points = read_points(grid_file) if grid_file else grid_points(parse_axes(params)) if params or not resume else []
     template = options.from_cli("sweep", uri or "", given)
     from .images.feedback import build_feedback
 
@@ -173,20 +174,22 @@ def runs_show(run_id: str) -> None:
 @click.argument("run")
 @click.option("-P", "--param-list", "params", multiple=True, metavar="KEY=VALUE",
               help="Change one parameter's value (repeatable); the rest are the run's.")
-@click.option("--detach", is_flag=True, help="Print the new run's ID and return at once.")
+@request_options("rerun")
 @QUIET
-@click.option("--trust", is_flag=True, help="A record file is someone else's: allow what it asks of this machine "
-              "(host paths as parameters, docker options, the project's host access).")
-def runs_rerun(run: str, params: tuple[str, ...], detach: bool, quiet: bool, trust: bool) -> None:
+@VERBOSE
+def runs_rerun(run: str, params: tuple[str, ...], quiet: bool, verbose: bool, **given: Any) -> None:
     """Run RUN again exactly: the same source (commit or content hash), entry point, parameters,
     options and image (by content ID; rebuilt from the same source and lock if gone, saying whether
     it installed the same). RUN is a run ID or a file `dockrun runs show` wrote (another machine's
-    run: its image comes from DOCKRUN_REGISTRY)."""
+    run: its image comes from DOCKRUN_REGISTRY). A record file is someone else's: what it asks of
+    this machine (host paths as parameters, docker options, the project's host access and build
+    credentials, a local folder's too) needs --trust; a run of your own keeps the --trust it had."""
     from .experiments.rerun import rerun
 
-    handle = rerun(run, options.key_values(params), synchronous=not detach, log=(lambda line: None) if quiet else None,
-                   trust=trust)
-    if detach:
+    values = options.cli_values("rerun", given)
+    handle = rerun(run, options.key_values(params), synchronous=values["synchronous"], trust=values["trust"],
+                   quiet=quiet, verbose=verbose)
+    if not values["synchronous"]:
         click.echo(handle.run_id)
 
 

@@ -95,6 +95,37 @@ def archive_limits(environ: Mapping[str, str]) -> ArchiveLimits:
     return ArchiveLimits(**values)
 
 
+# The durations a user may set, in seconds, and their defaults: each read by ``seconds`` alone, and
+# checked by the backend that waits on them (``check_durations``) before it starts anything, so a
+# typo is one line at submit rather than a traceback in a run's background owner.
+DURATIONS = {"DOCKRUN_DATABRICKS_RETRY_S": 300.0, "DOCKRUN_DATABRICKS_POLL_S": 5.0,
+             "DOCKRUN_K8S_POLL_S": 0.5, "DOCKRUN_K8S_PENDING_TIMEOUT_S": 120.0}
+
+
+def seconds(name: str, environ: Mapping[str, str] | None = None) -> float:
+    """The duration setting ``name`` (a key of DURATIONS): seconds, 0 or more; its default when unset."""
+    environ = os.environ if environ is None else environ
+    text = (environ.get(name) or "").strip()
+    if not text:
+        return DURATIONS[name]
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # NaN too
+        from .errors import ConfigError
+
+        raise ConfigError(f"{name}={text!r}: expected a number of seconds (0 or more), e.g. {DURATIONS[name]:g}")
+    return value
+
+
+def check_durations(prefix: str, environ: Mapping[str, str]) -> None:
+    """Every duration setting whose name starts with ``prefix`` (a backend's), read once to refuse a bad one."""
+    for name in DURATIONS:
+        if name.startswith(prefix):
+            seconds(name, environ)
+
+
 def default_home(environ: Mapping[str, str]) -> Path:
     if environ.get("DOCKRUN_HOME"):
         return Path(environ["DOCKRUN_HOME"]).expanduser()

@@ -24,7 +24,8 @@ from .errors import ConfigError
 # --env-manager's names, MLflow's first; images/kinds.py says which kind each asks for (a test checks
 # that every name has its kind). Here: `dockrun --help` must not load images/.
 ENV_MANAGERS = ("auto", "local", "virtualenv", "conda", "uv", "micromamba", "none")
-COMMANDS = ("run", "sweep", "build", "shell", "lock")  # the commands whose options come from here
+COMMANDS = ("run", "sweep", "build", "shell", "lock")  # the commands whose requests come from here
+# (`runs rerun` takes its --detach and --trust from here too, for a request made from a record)
 
 
 @dataclass(frozen=True)
@@ -79,19 +80,24 @@ def key_values(values: Sequence[str], flag: str = "-P", shape: str = "KEY=VALUE"
     return out
 
 
-def json_config(value: str | None) -> Any:
-    """--backend-config: a JSON file, or JSON text."""
+def json_config(value: Any, cwd: Path | None = None) -> tuple[Any, Path | None]:
+    """--backend-config as either face gives it: a JSON file (found from ``cwd``), JSON text, or
+    (from execute()) the parsed value itself; with the folder of the file it came from (None for
+    text). The one reading of it: the CLI and execute() take and refuse the same values."""
+    if not isinstance(value, str):
+        return value, None
     if not value:
-        return None
-    if os.path.isfile(value):
-        with open(value, encoding="utf-8") as f:
-            text, where = f.read(), value
+        return None, None
+    path = (cwd or current_folder()) / Path(value).expanduser()
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            text, where, folder = f.read(), value, path.parent
     elif value.lstrip()[:1] in ("{", "["):
-        text, where = value, "--backend-config"
+        text, where, folder = value, "--backend-config", None
     else:  # neither a file nor JSON text: most likely a file name with a typo
         raise ConfigError(f"--backend-config {value}: no such file (expected a JSON file or a JSON object)")
     try:
-        return json.loads(text)
+        return json.loads(text), folder
     except json.JSONDecodeError as e:
         raise ConfigError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
@@ -156,11 +162,12 @@ class RunRequest:
         commands=("run", "sweep", "shell"), backends=("local",), from_python=_docker_args, kept=("rerun", "sweep"))
     backend: str = option("-b", "--backend", default="local", show_default=True, commands=("run", "sweep"),
                           help="local, databricks or kubernetes.", refusable=False, kept=("sweep",))
-    # parsed JSON (or, from execute(), a JSON file name or text, or a mapping)
+    # a JSON file name or text, or (from execute()) a mapping: read by the backend that takes it
+    # (json_config), so that a kubernetes_config.json's template is found beside it from either face
     backend_config: Any = option(
         "-c", "--backend-config", default=None, commands=("run", "sweep"), backends=("databricks", "kubernetes"),
         help="databricks: a cluster spec; kubernetes: MLflow's kubernetes_config.json (a JSON file or string).",
-        from_cli=json_config, kept=("sweep",))
+        kept=("sweep",))
     env_manager: str = option("--env-manager", default="auto", show_default=True, choices=ENV_MANAGERS,
                               commands=COMMANDS, help=ENV_MANAGER_HELP, from_python=_or_auto, kept=("rerun", "sweep"))
     base_image: str | None = option(
@@ -184,7 +191,7 @@ class RunRequest:
     build_image: bool = option(
         "--build-image", default=False, is_flag=True,
         help="Accepted for mlflow run compatibility: dockrun always builds the code into the image.")
-    synchronous: bool = option("--detach", default=True, is_flag=True, from_cli=_negated,
+    synchronous: bool = option("--detach", default=True, is_flag=True, from_cli=_negated, commands=("run", "rerun"),
                                help="Print the run ID and return at once.")
     # Run in the environment image with the project folder mounted read-write at the project root:
     # edits are live on the next run and no image is built for the code.
@@ -193,7 +200,7 @@ class RunRequest:
     # Honour the host access a project from elsewhere (Git, archive) asks for in its MLproject
     # (docker_env volumes and host variables), and give its builds the credentials in the host's
     # index and proxy settings; a local folder gets both without it.
-    trust: bool = option("--trust", default=False, is_flag=True, commands=("run", "sweep", "build", "shell"),
+    trust: bool = option("--trust", default=False, is_flag=True, commands=("run", "sweep", "build", "shell", "rerun"),
                          backends=IMAGE_BUILDERS,
                          help=TRUST_HELP, kept=("rerun", "sweep"))
     # MLflow's registry login for its docker_env images; dockrun uses the engine's own (docker login).
@@ -261,12 +268,14 @@ def current_folder() -> Path:
                           "again") from None
 
 
+def cli_values(command: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of CLI command ``command``'s options: ``values`` are click's, by field name."""
+    return {name: opt.from_cli(values[name]) if opt.from_cli else values[name] for name, opt in for_command(command)}
+
+
 def from_cli(command: str, uri: str, values: Mapping[str, Any]) -> RunRequest:
     """The request of CLI command ``command``: ``values`` are click's, by field name."""
-    fields = {}
-    for name, opt in for_command(command):
-        fields[name] = opt.from_cli(values[name]) if opt.from_cli else values[name]
-    return RunRequest(uri=uri, cwd=current_folder(), **fields)
+    return RunRequest(uri=uri, cwd=current_folder(), **cli_values(command, values))
 
 
 def kept_options(request: RunRequest, face: str) -> dict[str, Any]:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from conftest import REPO
+
 
 def test_a_backend_config_file_that_does_not_exist_is_named(cli, tmp_path: Path) -> None:
     r = cli("run", "examples/hello", "-b", "kubernetes", "-c", "nosuch.json", cwd=tmp_path)
@@ -15,6 +19,28 @@ def test_a_backend_config_file_that_does_not_exist_is_named(cli, tmp_path: Path)
 def test_inline_json_that_is_broken_is_still_called_json(cli) -> None:
     r = cli("run", "examples/hello", "-b", "kubernetes", "-c", "{oops")
     assert r.code == 2 and "--backend-config: not valid JSON" in r.err
+
+
+@pytest.mark.parametrize("backend, name, value, default, config", [
+    ("kubernetes", "DOCKRUN_K8S_PENDING_TIMEOUT_S", "2m", "120", "kubernetes_config.json"),
+    ("kubernetes", "DOCKRUN_K8S_POLL_S", "-1", "0.5", "kubernetes_config.json"),
+    ("databricks", "DOCKRUN_DATABRICKS_RETRY_S", "five", "300", '{"existing_cluster_id": "0123-abc"}'),
+    ("databricks", "DOCKRUN_DATABRICKS_POLL_S", "nan", "5", '{"existing_cluster_id": "0123-abc"}'),
+])
+def test_a_mistyped_duration_setting_is_one_line_before_anything(cli, tmp_path: Path, backend: str, name: str,
+                                                                 value: str, default: str, config: str) -> None:
+    """The DOCKRUN_*_S settings are read by one function (config.seconds) and checked by the backend
+    that waits on them at submit: not ignored here and a traceback there (a Kubernetes run's owner)."""
+    (tmp_path / "job.yaml").write_text("apiVersion: batch/v1\nkind: Job\nspec:\n  template:\n    spec:\n"
+                                       "      containers: [{name: main, image: x}]\n      restartPolicy: Never\n")
+    (tmp_path / "kubernetes_config.json").write_text('{"repository-uri": "127.0.0.1:9/team/p", '
+                                                     '"kube-job-template-path": "job.yaml"}')
+    env = {name: value, "DATABRICKS_HOST": "http://127.0.0.1:9", "DATABRICKS_TOKEN": "t",
+           "KUBECONFIG": str(tmp_path / "no-kubeconfig")}
+    r = cli("run", str(REPO / "examples" / "hello"), "-b", backend, "-c", config, cwd=tmp_path, env=env)
+    assert r.code == 2
+    assert r.err.splitlines() == [f"dockrun: error: {name}={value!r}: expected a number of seconds (0 or more), "
+                                  f"e.g. {default}"]
 
 
 def test_a_mistyped_parameter_is_named_with_the_one_it_is_close_to(cli, no_leaks) -> None:

@@ -38,19 +38,27 @@ def _cli_value(name: str) -> list[str]:
     return [opt.flags[-1], "k=v" if opt.metavar and "=" in opt.metavar else "{}"]
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", [*COMMANDS, "runs rerun"])
 def test_every_command_offers_exactly_the_table_options_it_takes(home: Path, command: str) -> None:
+    """Each command's --help shows the table's flags with the table's help: `runs rerun --trust`
+    means what `run --trust` means (its build credentials too), not a meaning of its own."""
     from dockrun.commands import cli
 
-    r = _dockrun(home, command, "--help")
+    r = _dockrun(home, *command.split(), "--help")
     assert r.returncode == 0, r.stderr
-    taken = {name for name, _ in for_command(command)}
+    *group, name_ = command.split()
+    taken = {name for name, _ in for_command(name_)}
     for name in taken:
         for flag in OPTIONS[name].flags:
             assert f" {flag}," in r.stdout or f" {flag} " in r.stdout or f" {flag}\n" in r.stdout, (command, flag)
-    params = {p.name: p for p in cli.commands[command].params}
+    found = cli.commands[group[0]].commands[name_] if group else cli.commands[name_]
+    params = {p.name: p for p in found.params}
     assert {name for name in OPTIONS if name in params} == taken
     assert all(params[name].opts + params[name].secondary_opts == list(OPTIONS[name].flags) for name in taken)
+    assert all(params[name].help == OPTIONS[name].help for name in taken)
+    # The commands' own output flags, declared once (argv.OUTPUT_FLAGS), wherever a build may run.
+    if name_ != "lock":
+        assert {"quiet", "verbose"} <= set(params), command
 
 
 def test_execute_keeps_mlflow_projects_runs_keywords_in_its_order() -> None:
@@ -222,3 +230,36 @@ def test_help_names_every_source_remote_input_and_lock_file_the_readme_does(home
     assert "Where remote path parameters (s3://, http(s)://, dbfs:/, ...) are downloaded" in run
     lock = " ".join(_dockrun(home, "lock", "--help").stdout.split())
     assert "conda-lock.txt" in lock
+
+
+@pytest.mark.parametrize("backend", ["kubernetes", "databricks"])
+@pytest.mark.parametrize("value, line", [
+    ("nosuch.json", "--backend-config nosuch.json: no such file (expected a JSON file or a JSON object)"),
+    ("{oops", "--backend-config: not valid JSON (Expecting property name enclosed in double quotes at line 1)"),
+])
+def test_the_cli_and_execute_read_backend_config_alike(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       backend: str, value: str, line: str) -> None:
+    """One reading of --backend-config (options.json_config): the same value, the same line."""
+    r = _dockrun(home, "run", str(tmp_path), "-b", backend, "-c", value)
+    assert (r.returncode, r.stderr) == (2, f"dockrun: error: {line}\n")
+    monkeypatch.chdir(REPO)  # where _dockrun runs: nosuch.json is looked for there too
+    with pytest.raises(dockrun.ConfigError) as e:
+        dockrun.execute(str(tmp_path), backend=backend, backend_config=value)
+    assert str(e.value) == line
+
+
+def test_a_kubernetes_configs_template_is_found_beside_it_from_the_cli_too(home: Path, tmp_path: Path) -> None:
+    """A relative kube-job-template-path is looked for in the current folder (as MLflow does), then
+    beside the kubernetes_config.json: from `dockrun run -c FILE` as from execute(backend_config=FILE)."""
+    import json
+
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "job.yaml").write_text("kind: Deployment\n")  # found, then refused for what it is
+    (conf / "kubernetes_config.json").write_text(json.dumps({"repository-uri": "127.0.0.1:5000/team/p",
+                                                             "kube-job-template-path": "job.yaml"}))
+    line = "job.yaml (kube-job-template-path): expected kind: Job, apiVersion: batch/v1"
+    r = _dockrun(home, "run", str(tmp_path), "-b", "kubernetes", "-c", str(conf / "kubernetes_config.json"))
+    assert (r.returncode, r.stderr) == (2, f"dockrun: error: {line}\n")
+    with pytest.raises(dockrun.ConfigError, match=r"^job\.yaml \(kube-job-template-path\): expected kind: Job"):
+        dockrun.execute(str(tmp_path), backend="kubernetes", backend_config=str(conf / "kubernetes_config.json"))

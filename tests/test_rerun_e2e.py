@@ -8,7 +8,10 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from conftest import REPO
+from conda_channel import serve_on_bridge
+
+from conftest import REPO, write_project
+from wheels import pure_wheel
 
 
 def run_ids(home: Path) -> list[str]:
@@ -106,3 +109,43 @@ def test_a_record_file_reruns_elsewhere_from_the_registry_in_the_same_image(
     assert r.code == 0, r.err
     assert f"same image {image}" in r.err and "building" not in r.err
     assert r.out.splitlines()[:5] == first.out.splitlines()[:5]  # the same table: alpha, w, loss
+
+
+def test_a_reruns_quiet_and_verbose_are_runs_own(cli, tmp_path: Path, home: Path, no_leaks) -> None:
+    """`runs rerun -q` and `--verbose` mean what they mean on `run` (argv.OUTPUT_FLAGS' help says
+    so): quiet still shows why a build failed, verbose shows the engine's whole log."""
+    tag = uuid.uuid4().hex[:12]  # a requirement no other build has: its environment is built here
+    wheels = tmp_path / "wheels" / tag
+    wheels.mkdir(parents=True)
+    wheel = pure_wheel(str(wheels), "rerunpkg", "1.0", {"rerunpkg/__init__.py": ""})
+    project = write_project(tmp_path / "p", {"MLproject": f"""
+        name: rerun{tag}
+        entry_points:
+          main:
+            command: "python -c 'import rerunpkg; print(1)'"
+    """})
+    with serve_on_bridge(wheels.parent, f"{tag}/{wheel}") as url:
+        (project / "requirements.txt").write_text(f"rerunpkg @ {url}{tag}/{wheel}\n")
+        first = cli("run", str(project), "-q")
+        assert first.code == 0, first.err
+    [original] = run_ids(home)
+    # Its images gone and its wheel no longer served: building the same environment again fails
+    # (the classic builder: no package cache that still holds the wheel).
+    project_image = show(cli, original)["image_id"]
+    env_hash = subprocess.run(["docker", "image", "inspect", "-f", '{{index .Config.Labels "dockrun.env-hash"}}',
+                               project_image], capture_output=True, text=True, check=True).stdout.strip()
+    env_images = subprocess.run(["docker", "images", "-q", "--no-trunc", "--filter",
+                                 f"label=dockrun.env-hash={env_hash}"],
+                                capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(["docker", "rmi", "-f", *set(env_images) | {project_image}], check=True, capture_output=True)
+    env = {"DOCKRUN_ENV_BUILD": "classic"}
+
+    quiet = cli("runs", "rerun", original, "-q", env=env)
+    assert quiet.code == 1, quiet.err
+    assert quiet.err.splitlines()[-1].startswith("dockrun: error: building ")
+    assert "Failed to download `rerunpkg" in quiet.err  # the failing step's own output, above the error
+    assert "rerun of" not in quiet.err and "Step 1/" not in quiet.err
+
+    verbose = cli("runs", "rerun", original, "--verbose", env=env)
+    assert verbose.code == 1, verbose.err
+    assert "Step 1/" in verbose.err and "Failed to download `rerunpkg" in verbose.err

@@ -13,12 +13,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
 import sys
 from collections.abc import Mapping
 from typing import Any, Callable
 
+from ..config import seconds
 from ..errors import ConfigError, RemoteError
 from ..httpauth import open_url
 from .workspace import Workspace
@@ -301,10 +301,7 @@ class DatabricksClient:
 
 
 def _budget() -> float:
-    try:
-        return max(0.0, float(os.environ.get("DOCKRUN_DATABRICKS_RETRY_S", RETRY_S)))
-    except ValueError:
-        return RETRY_S
+    return seconds("DOCKRUN_DATABRICKS_RETRY_S")
 
 
 def _retry_after(value: str | None) -> float | None:

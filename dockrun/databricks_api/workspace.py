@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import seconds
 from ..errors import ConfigError
 
 _PROFILE = re.compile(r"^[A-Za-z0-9_.@-]+$")
@@ -205,10 +206,7 @@ def _sdk_settings(config: type, environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _budget(environ: Mapping[str, str]) -> int:
-    try:
-        return max(1, int(float(environ.get("DOCKRUN_DATABRICKS_RETRY_S") or 300)))
-    except ValueError:
-        return 300
+    return max(1, int(seconds("DOCKRUN_DATABRICKS_RETRY_S", environ)))  # the SDK takes whole seconds, 1 or more
 
 
 def _one_line(text: str) -> str:

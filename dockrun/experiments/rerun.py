@@ -32,10 +32,11 @@ from ..terminal import printable
 def rerun(run: str, parameters: Mapping[str, Any] | None = None, synchronous: bool = True,
           log: Callable[[str], None] | None = None,
           output: tuple[IO[bytes] | None, IO[bytes] | None] = (None, None),
-          trust: bool = False):  # noqa: ANN201 - a RunHandle
+          trust: bool = False, quiet: bool = False, verbose: bool = False):  # noqa: ANN201 - a RunHandle
     """Run ``run`` (an ID, a unique prefix, or a file `dockrun runs show` wrote) again; returns the
     new run's handle, as ``execute`` does. A record file is someone else's: what it asks of this
-    machine (host paths as parameters, docker options, the project's host access) needs ``trust``."""
+    machine (host paths as parameters, docker options, the project's host access and build
+    credentials) needs ``trust``. Without ``log``, ``quiet`` and ``verbose`` are `dockrun run`'s."""
     record = load_record(run)
     overrides = {k: str(v) for k, v in (parameters or {}).items()}
     request = rerun_request(record, overrides)
@@ -57,12 +58,12 @@ def rerun(run: str, parameters: Mapping[str, Any] | None = None, synchronous: bo
         access = requested_access(prepared.project)
         _refuse_host_access(run, asked + ([f"the project's {access.describe()}"] if access else []))
     changed = {k: v for k, v in request.parameters.items() if record["options"].get("parameters", {}).get(k) != v}
-    say = log or (lambda line: sys.stderr.write(f"dockrun: {line}\n"))
+    say = log or (lambda line: None if quiet else sys.stderr.write(f"dockrun: {line}\n"))
     # The record's text may come from elsewhere (a file): shown terminal-safe.
     say(printable(f"rerun of {record['run_id']}" + (f" with {', '.join(f'{k}={v}' for k, v in changed.items())}"
                                                     if changed else "")))
     _remember_environment(record)
-    return submit_prepared(prepared, backend, log, output)
+    return submit_prepared(prepared, backend, log, output, quiet, verbose)
 
 
 def _is_file(run: str) -> bool:

@@ -28,7 +28,7 @@ from ..backends.handle import RunHandle, shielded
 from ..config import load_settings
 from ..errors import BuildError, ConfigError, Interrupted
 from ..locks import make_private_dir, write_atomic
-from ..options import from_kept, kept_options, key_values
+from ..options import from_kept, kept_options, key_values, label
 from ..prepare import prepare
 from ..request import RunRequest
 from ..store.records import RunStore
@@ -99,7 +99,7 @@ def sweep(template: RunRequest, points: Sequence[Mapping[str, str]], parallel: i
     home = load_settings().home
     if resume:
         record = _load(home, resume)
-        template = _template_from(record)
+        template = _resumed(record, template, points)
         points = record["points"]
     else:
         if not points:
@@ -311,6 +311,25 @@ def _check_kept(record: Mapping[str, Any], todo: Sequence[int]) -> None:
             names = ", ".join(hidden[str(i)])
             raise ConfigError(f"--resume {record['sweep_id']}: a point still to run has a URL with credentials "
                               f"({names}), which the sweep's record does not keep; run the sweep again")
+
+
+def _resumed(record: Mapping[str, Any], given: RunRequest, points: Sequence[Mapping[str, str]]) -> RunRequest:
+    """The template of a resumed sweep: its record's. The URI, points and options given with
+    --resume must be the record's (one line names those that differ, rather than running with
+    other options than asked); --trust given now is the user's word, as on `runs rerun`."""
+    kept = record["request"]
+    now = json.loads(json.dumps(_template_data(given), default=str))  # as the record would keep them
+    differ = [label(name) for name, value in now.items()
+              if name not in ("uri", "cwd", "trust", "tracking_credentials") and value != kept.get(name)]
+    if given.uri and given.uri != kept["uri"]:
+        differ.insert(0, "URI")
+    if points and json.loads(json.dumps(_points_data(points)))["points"] != record["points"]:
+        differ.append("-P/--grid")
+    if differ:
+        raise ConfigError(f"--resume {record['sweep_id']}: {', '.join(differ)}: not the sweep's own (--resume runs "
+                          "its URI, points and options as they were, and takes --trust; for others, start a new sweep)")
+    template = _template_from(record)
+    return dataclasses.replace(template, trust=template.trust or given.trust)
 
 
 def _template_from(record: Mapping[str, Any]) -> RunRequest:

@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from ...config import check_durations
 from ...databricks_api.workspace import check, connect
 from ...errors import ConfigError, RemoteError
 from ...images.kinds import DOCKER
@@ -60,9 +61,10 @@ class DatabricksBackend:
         return "a Databricks cluster; track to the workspace: --tracking-uri databricks"
 
     def configure(self, request: RunRequest, environ: Mapping[str, str]) -> Configured:
-        if request.backend_config is None:
+        if request.backend_config in (None, ""):
             raise ConfigError("--backend databricks needs --backend-config: a cluster spec (JSON file or string)")
-        cluster = cluster_from_config(request.backend_config)
+        cluster = cluster_from_config(request.backend_config, request.cwd)
+        check_durations("DOCKRUN_DATABRICKS_", environ)
         tracking, note = remote_tracking(request, environ)  # where it is tracked: refusals before any request
         check(environ)  # credentials are checked before any work (no host contacted), used when submitting
         return Configured(cluster, tracking, note)

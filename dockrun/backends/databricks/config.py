@@ -3,7 +3,6 @@ it is tracked (pure).
 The workspace and its credentials are `databricks_api.workspace`."""
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
+from ...options import json_config
 from ...tracking.target import DATABRICKS, TrackingTarget, redact, uri_kind
 
 if TYPE_CHECKING:
@@ -47,16 +47,12 @@ SERVERLESS = ("serverless", "environment_version", "dependencies")
 SERVERLESS_VERSION = "2"  # the environment version used when -c names none
 
 
-def cluster_from_config(config: Any) -> Cluster:
+def cluster_from_config(config: Any, cwd: Path | None = None) -> Cluster:
     """``-c``: a new_cluster spec itself (as `mlflow run` takes it), {"new_cluster": {...}},
     {"existing_cluster_id": "..."}, or {"serverless": true} (with optional "environment_version" and
     "dependencies", pip requirement lines); each with optional "libraries" (classic clusters),
-    "timeout_seconds" and "volume"."""
-    if isinstance(config, str):
-        try:
-            config = json.loads(Path(config).read_text() if Path(config).is_file() else config)
-        except (ValueError, OSError) as e:
-            raise ConfigError(f"--backend-config: not valid JSON ({e})") from None
+    "timeout_seconds" and "volume". A JSON file is found from ``cwd``."""
+    config, _ = json_config(config, cwd)
     if not isinstance(config, dict) or not config:
         raise ConfigError("--backend-config: expected a JSON object with a cluster spec (spark_version, "
                           "node_type_id, num_workers), {\"existing_cluster_id\": ...} or {\"serverless\": true}")

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
+from ...config import seconds
 from ...databricks_api.client import DatabricksClient
 from ...databricks_api.workspace import connect
 from ...errors import DockrunError
@@ -16,7 +17,7 @@ from ..handle import RunHandle
 from ..outcome import record_end
 from .launcher import EXITED
 
-POLL_S = float(os.environ.get("DOCKRUN_DATABRICKS_POLL_S", "5"))
+POLL_S = seconds("DOCKRUN_DATABRICKS_POLL_S")
 
 
 _STATES = {"PENDING": "SCHEDULED", "QUEUED": "SCHEDULED", "BLOCKED": "SCHEDULED", "WAITING_FOR_RETRY": "SCHEDULED",

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from ...config import check_durations
 from ...locks import write_atomic
 from ...options import honoured_by
 from ...project.params import Placement
@@ -63,6 +64,7 @@ class KubernetesBackend:
         from .cluster import check_installed
 
         settings = kube_settings(request.backend_config, request.cwd)
+        check_durations("DOCKRUN_K8S_", environ)  # the owner waits on them: a typo is refused here, not there
         check_installed()
         return settings
 

@@ -9,7 +9,6 @@ Keys are MLflow's, unchanged, so an MLflow user's files work as they are.
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
+from ...options import json_config
 
 KEYS = ("kube-context", "repository-uri", "kube-job-template-path")
 # A registry host[:port] then lowercase path components: what docker accepts as a repository.
@@ -37,19 +37,10 @@ def kube_settings(config: Any, cwd: Path | None = None) -> KubeSettings:
     takes it. A relative template path is found from ``cwd`` first (as MLflow looks for it), then
     beside the config file."""
     cwd = Path(cwd or Path.cwd())
-    config_dir = None
+    config, config_dir = json_config(config, cwd)
     if config is None:
         raise ConfigError("--backend kubernetes needs --backend-config: a kubernetes_config.json with "
                           "repository-uri and kube-job-template-path")
-    if isinstance(config, str):
-        path = cwd / config
-        try:
-            if path.is_file():
-                config_dir, config = path.parent, json.loads(path.read_text())
-            else:
-                config = json.loads(config)
-        except (ValueError, OSError) as e:
-            raise ConfigError(f"--backend-config: not valid JSON ({e})") from None
     if not isinstance(config, dict):
         raise ConfigError("--backend-config: expected a JSON object with repository-uri and kube-job-template-path")
     unknown = sorted(set(config) - set(KEYS))

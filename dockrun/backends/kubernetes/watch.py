@@ -11,7 +11,6 @@ watch of their labels.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,15 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from ...config import seconds
 from ...errors import DockrunError
 from ...store.records import RunStore
 from ...terminal import printable
 from ..outcome import record_end
 from .state import Verdict, job_uid, verdict
 
-POLL_S = float(os.environ.get("DOCKRUN_K8S_POLL_S", "0.5"))
+POLL_S = seconds("DOCKRUN_K8S_POLL_S")
 # How long a pod may stay unschedulable (a cluster autoscaler may be adding a node) before the run fails.
-PENDING_S = float(os.environ.get("DOCKRUN_K8S_PENDING_TIMEOUT_S", "120"))
+PENDING_S = seconds("DOCKRUN_K8S_PENDING_TIMEOUT_S")
 STREAM_END_S = 60  # how long a run's end waits for the rest of its pod's output
 
 
