@@ -39,7 +39,7 @@ class Entry:
 
 @dataclass(frozen=True)
 class _Rule:
-    glob: _Glob
+    glob: _Glob | _Regex
     negate: bool
 
 
@@ -118,9 +118,16 @@ class _Glob:
 
 
 @lru_cache(maxsize=256)
-def _compile(pattern: str) -> _Glob:
+def _compile(pattern: str) -> _Glob | _Regex:
     """Docker's .dockerignore syntax (Go filepath.Match plus ``**``); a match on a directory
     also excludes everything below it. An invalid character class raises re.error."""
+    steps = glob_steps(pattern)
+    runs = sum(step[0] in ("star", "any", "dirs") for step in steps)
+    return _Glob(steps) if runs > _REGEX_RUNS else _Regex.of(steps)
+
+
+def glob_steps(pattern: str) -> tuple[tuple, ...]:
+    """A .dockerignore pattern as _Glob's steps."""
     steps: list[tuple] = []
     i = 0
     while i < len(pattern):
@@ -151,7 +158,28 @@ def _compile(pattern: str) -> _Glob:
         else:
             steps.append(("lit", c))
         i += 1
-    return _Glob(tuple(steps))
+    return tuple(steps)
+
+
+# A pattern with at most this many runs (``*``, ``**``) is matched by a regex: its backtracking is
+# at most quadratic in the path, and the regex engine is about 40x faster than _Glob on the usual
+# patterns (``*.pyc``, ``**/*.tmp``), which every run's tree walk applies to every file.
+_REGEX_RUNS = 2
+_REGEX_STEP = {"one": "[^/]", "star": "[^/]*", "any": ".*", "dirs": "(?:.*/)?"}
+
+
+@dataclass(frozen=True)
+class _Regex:
+    regex: re.Pattern[str]
+
+    @classmethod
+    def of(cls, steps: tuple[tuple, ...]) -> _Regex:
+        parts = [re.escape(step[1]) if step[0] == "lit" else step[1].pattern if step[0] == "class"
+                 else _REGEX_STEP[step[0]] for step in steps]
+        return cls(re.compile("^" + "".join(parts) + "(?:/.*)?$"))
+
+    def match(self, path: str) -> bool:
+        return self.regex.match(path) is not None
 
 
 def _ignored(relpath: str, rules: tuple[_Rule, ...]) -> bool:

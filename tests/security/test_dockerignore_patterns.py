@@ -32,3 +32,19 @@ def test_an_invalid_pattern_is_one_line(cli, tmp_path: Path, base_image: str) ->
     r = cli("build", remote.url)
     assert r.code == 2 and r.err.count("\n") == 1 and r.err.startswith("dockrun: error: "), r.err[-2000:]
     assert ".dockerignore" in r.err and "[z-a]" in r.err, r.err
+
+
+
+def test_a_pattern_means_the_same_whichever_matcher_takes_it() -> None:
+    """A pattern with few runs (`*`, `**`) goes to a regex (fast on the usual patterns, which every
+    run's tree walk applies to every file), one with more to the linear matcher: the two agree."""
+    import random
+
+    from dockrun.project.treehash import _Glob, _Regex, glob_steps
+
+    rng = random.Random(26)
+    parts = ["a", "b", "/", "*", "**", "**/", "?", ".", "[ab]", "[!a]"]
+    for _ in range(20000):
+        steps = glob_steps("".join(rng.choice(parts) for _ in range(rng.randint(1, 6))))
+        path = "".join(rng.choice("ab/.") for _ in range(rng.randint(0, 8)))
+        assert _Glob(steps).match(path) == _Regex.of(steps).match(path), (steps, path)
