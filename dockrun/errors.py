@@ -31,6 +31,11 @@ class ConfigError(DockrunError):
     """A setting, option or backend config is invalid."""
 
 
+class TrustRequired(ConfigError):
+    """A project from a Git URI or an archive would be given something of the user's (a host path,
+    a credential) that only ``--trust`` gives it; the same for every run of that project."""
+
+
 class BuildError(DockrunError):
     """An image build failed (the project's environment could not be installed). ``output``: the
     failing step's own lines (its instruction, then what it printed), for a log to show above the

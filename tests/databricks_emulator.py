@@ -944,11 +944,11 @@ class Runtime:
 
     def gateway(self) -> str:
         """The docker bridge's gateway: the one host address a task container reaches the emulator at."""
-        client = self.client()
+        from docker_bridge import docker_gateway
+
         with self._lock:
             if self._gateway is None:
-                config = client.networks.get("bridge").attrs["IPAM"]["Config"]
-                self._gateway = next(c["Gateway"] for c in config if c.get("Gateway"))
+                self._gateway = docker_gateway()
             return self._gateway
 
     def cluster_image(self, url: str, auth: Mapping[str, str] | None, cluster_id: str) -> str:

@@ -12,10 +12,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conda_channel import Channel, conda_channel_fixture  # noqa: F401 - the session fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conda_channel import Channel, conda_channel_fixture  # noqa: F401 - the session fixture
 from conftest import image_files_containing, unavailable, write_project
 from dockrun.config import load_settings
 from dockrun.errors import ConfigError

@@ -11,9 +11,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conda_channel import serve_on_bridge
 
 from conftest import image_files_containing, unavailable, write_project
+from docker_bridge import serve_on_bridge
 from wheels import pure_wheel
 
 REQUIREMENTS = "tabulate==0.9.0\nsix==1.16.0\n"

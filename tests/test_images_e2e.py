@@ -10,8 +10,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conda_channel import conda_channel_fixture  # noqa: F401 - the session fixture
 
+from conda_channel import conda_channel_fixture  # noqa: F401 - the session fixture
 from conftest import image_files_containing, image_id, unavailable, write_project
 
 pytestmark = pytest.mark.usefixtures("no_leaks")

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conda_channel import build_channel
 
+from conda_channel import build_channel
 from dockrun.images.kinds import CONDA_INSTALLER
 
 

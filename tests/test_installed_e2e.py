@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conda_channel import Channel, conda_channel_fixture  # noqa: F401 - the session fixture
 
+from conda_channel import Channel, conda_channel_fixture  # noqa: F401 - the session fixture
 from conftest import write_project
 
 RATTLER = {"DOCKRUN_MICROMAMBA_IMAGE": ""}

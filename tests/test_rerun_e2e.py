@@ -8,9 +8,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from conda_channel import serve_on_bridge
-
 from conftest import REPO, write_project
+from docker_bridge import serve_on_bridge
 from wheels import pure_wheel
 
 

@@ -26,7 +26,7 @@ from ..api import submit_prepared
 from ..backends import get_backend
 from ..backends.handle import RunHandle, shielded
 from ..config import load_settings
-from ..errors import BuildError, ConfigError, Interrupted
+from ..errors import BuildError, ConfigError, Interrupted, TrustRequired
 from ..locks import make_private_dir, write_atomic
 from ..options import from_kept, kept_options, key_values, label
 from ..prepare import prepare
@@ -119,17 +119,28 @@ def sweep(template: RunRequest, points: Sequence[Mapping[str, str]], parallel: i
     # A backend whose runs share more than the image (Kubernetes: one push, one owner process
     # following every Job of the sweep) gives a backend for this sweep's runs.
     with backend.batch(record["sweep_id"], home) as runner:
-        _pool(runner, prepared, parallel, record, home, log)
+        refused = _pool(runner, prepared, parallel, record, home, log)
+    if refused is not None and not record["runs"]:
+        # Refused before any point started (a setting every point's build would be given): the
+        # sweep's input was wrong, as a bad value in the grid is; no record of runs that never were.
+        if resume:
+            record.pop("errors", None)
+            _save(home, record)
+        else:
+            _path(home, record["sweep_id"]).unlink(missing_ok=True)
+        raise refused
     readers: dict[str, Any] = {}  # tracking URI -> its metrics reader (or why there is none), made once
     return SweepResult(record["sweep_id"], tuple(_row(store, record, i, p, readers) for i, p in enumerate(points)))
 
 
 def _pool(backend: Any, prepared: Mapping[int, Any], parallel: int, record: dict[str, Any], home: Path,
-          log: Any) -> None:
+          log: Any) -> TrustRequired | None:
     """Submit the prepared points, at most ``parallel`` at once, and wait for them; Ctrl-C cancels
-    every run started (all at once) and starts no more."""
+    every run started (all at once) and starts no more. A failed build of the image every point
+    needs, or its refusal for want of --trust, starts no more points; the refusal is returned."""
     started: dict[int, RunHandle] = {}
     lock, stop = threading.Lock(), threading.Event()
+    refused: list[TrustRequired] = []
 
     def one(i: int) -> None:
         if stop.is_set():
@@ -140,8 +151,11 @@ def _pool(backend: Any, prepared: Mapping[int, Any], parallel: int, record: dict
             with lock:
                 record.setdefault("errors", {})[str(i)] = str(e).splitlines()[0]
                 _save(home, record)
-            if isinstance(e, BuildError):  # the image every point needs: no point building it again
+            if isinstance(e, (BuildError, TrustRequired)):  # the image every point needs: no point trying again
                 stop.set()
+            if isinstance(e, TrustRequired):
+                with lock:
+                    refused.append(e)
             return
         with lock:
             started[i] = handle
@@ -173,6 +187,7 @@ def _pool(backend: Any, prepared: Mapping[int, Any], parallel: int, record: dict
         raise Interrupted(f"interrupted; sweep {record['sweep_id']}'s runs were cancelled "
                           f"(dockrun sweep --resume {record['sweep_id']} runs what did not finish)") from None
     pool.shutdown(wait=True)
+    return refused[0] if refused else None
 
 
 def _finished(store: RunStore, run_id: str | None) -> bool:

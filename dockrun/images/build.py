@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Protocol
 
 from ..config import Settings, credential_settings
-from ..errors import BuildError, ConfigError
+from ..errors import BuildError, TrustRequired
 from ..locks import file_lock
 from ..project.treehash import DISK_ERRNOS, TreeDigest, walk
 from ..store.records import RunStore
@@ -295,7 +295,7 @@ def check_credentials_given(plan: ImagePlan, settings: Settings) -> None:
     names = credential_settings(settings.build_args)
     if names:
         which = f"{names[0]} carries a credential" if len(names) == 1 else f"{', '.join(names)} carry credentials"
-        raise ConfigError(f"{which} (user:token@ in the URL), and building the environment of a project from a Git "
+        raise TrustRequired(f"{which} (user:token@ in the URL), and building the environment of a project from a Git "
                           "URI or an archive runs its packages' code, which could read it: rerun with --trust if you "
                           "trust this project with it, or without the credential if the index does not need one")
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conda_channel import serve_on_bridge
 
+from docker_bridge import serve_on_bridge
 from git_fixtures import new_remote
 from wheels import pure_wheel
 
@@ -78,7 +78,7 @@ def test_an_index_credential_reaches_a_git_projects_build_only_with_trust(
     {"UV_INDEX": "private=https://{secret}@127.0.0.1:9/simple/", "DOCKRUN_ENV_BUILD": "classic"},
 ], ids=["index", "proxy", "uv-index-classic-builder"])
 def test_a_git_project_is_refused_before_its_build_is_given_a_credential(
-        cli, tmp_path: Path, setting: dict[str, str]) -> None:
+        cli, home: Path, tmp_path: Path, setting: dict[str, str]) -> None:
     secret = f"S3CRET-{uuid.uuid4().hex}"
     env = {name: value.format(secret=secret) for name, value in setting.items()}
     # A requirement no other build has: its environment is not cached, so it would be built now.
@@ -88,3 +88,7 @@ def test_a_git_project_is_refused_before_its_build_is_given_a_credential(
     name = next(iter(setting))
     _refused(cli("build", project.url, env=env), name, secret)
     _refused(cli("run", project.url, env=env), name, secret)
+    # A sweep needs the same image at every point: one refusal for the sweep, not one per point,
+    # and no sweep record of runs that never started.
+    _refused(cli("sweep", project.url, "-P", "n=1,2,3", "--parallel", "2", env=env), name, secret)
+    assert not list((home / "sweeps").glob("*.json"))

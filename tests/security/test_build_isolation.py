@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conda_channel import serve_on_bridge
 
 from conftest import wait_until, write_project
+from docker_bridge import serve_on_bridge
 from git_fixtures import new_remote
 from wheels import pure_wheel
 
