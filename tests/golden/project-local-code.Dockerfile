@@ -1,7 +1,7 @@
 # dockrun project image -- rendered from templates/project.Dockerfile.j2
 # The code layer sits on top of the environment image, so a code change never reinstalls the
 # environment. Files are world-writable so the run, as the calling user, can write beside them.
-FROM dockrun-env:0770a7fd5b334466e6cb459fdad83e13 AS install
+FROM dockrun-env:7d5d1fcc7932d1b2ea8a6f8384a362ab AS install
 COPY dockrun-ca.pem /tmp/dockrun/ca.pem
 ENV SSL_CERT_FILE=/tmp/dockrun/ca.pem \
     PIP_CERT=/tmp/dockrun/ca.pem \
@@ -15,7 +15,7 @@ RUN cd /project && /opt/dockrun/venv/bin/python -m pip install --quiet --no-cach
     -e . \
     ./libs/helper
 
-FROM dockrun-env:0770a7fd5b334466e6cb459fdad83e13
+FROM dockrun-env:7d5d1fcc7932d1b2ea8a6f8384a362ab
 COPY --from=install /opt/dockrun/venv /opt/dockrun/venv
 COPY project/ /project/
 WORKDIR /project
