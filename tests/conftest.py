@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -366,3 +367,41 @@ def databricks_runtime(base_image: str) -> str:
     from databricks_emulator import RUNTIME
 
     return RUNTIME.image(base_image)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 for the session, run from an image of the conda-uv example
+    with the full MLflow (whose server the example's mlflow-skinny lacks), with the host's network."""
+    import time
+    import urllib.request
+
+    env = {**os.environ, "DOCKRUN_BASE_IMAGE": base_image, "DOCKRUN_HOME": str(tmp_path_factory.mktemp("h"))}
+    server = tmp_path_factory.mktemp("server") / "conda-uv"
+    shutil.copytree(REPO / "examples" / "conda-uv", server)
+    conda = server / "conda.yaml"
+    assert "      - mlflow-skinny\n" in conda.read_text(), "the example's MLflow line moved: update this fixture"
+    conda.write_text(conda.read_text().replace("      - mlflow-skinny\n", "      - mlflow\n"))
+    built = subprocess.run([sys.executable, "-m", "dockrun.cli", "build", "-q", str(server), "--env-manager", "uv"],
+                           env=env, capture_output=True, text=True, timeout=900)
+    assert built.returncode == 0, built.stderr
+    port = free_port()
+    name = f"dockrun-test-mlflow-{port}"
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "host", "-w", "/tmp",
+                    built.stdout.strip(), "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                    "--backend-store-uri", "sqlite:////tmp/mlflow.db", "--workers", "1"],
+                   check=True, capture_output=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(900):  # MLflow 3 takes a minute and more to start on a busy 2-core machine
+            try:
+                urllib.request.urlopen(url + "/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True).stderr[-1500:]
+            pytest.fail(f"mlflow server did not come up: {logs}")
+        yield url
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)

@@ -111,6 +111,9 @@ class RefusingProxy:
                 conn.close()
                 return
             head += chunk
+            if head[:1] == b"\x16":  # a TLS handshake (containerd tries https first): refused at once,
+                conn.close()          # as a plain-http registry would, rather than left to time out
+                return
         agent = next((line for line in head.split(b"\r\n") if line.lower().startswith(b"user-agent:")), b"")
         if b"containerd" in agent.lower():
             conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")

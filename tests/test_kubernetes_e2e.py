@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, start_registry, write_project
+from conftest import write_project
 from dockrun.store.liveness import alive
 from dockrun.store.records import RunRecord, RunStore
 from kube_cluster import Kube, RefusingProxy, kube  # noqa: F401 - the fixture
@@ -211,16 +211,14 @@ def test_detached_run_waits_and_cancels_from_another_process(
 
 def test_pull_error_is_one_line_and_leaves_no_job(
         kube: Kube, namespace: str, cli, project: Path, tmp_path: Path, home: Path) -> None:  # noqa: F811
-    # A registry the engine may push to and the node may not pull from.
-    port = free_port()
-    other = start_registry(tmp_path, port)
-    proxy = RefusingProxy(port)
+    # A registry the engine may push to and the node may not pull from: the cluster's own registry
+    # behind another front door (which holds the layers already: the push is a manifest).
+    proxy = RefusingProxy(int(kube.registry.rsplit(":", 1)[1]))
     try:
         config = _config(tmp_path, f"127.0.0.1:{proxy.port}/team/k8s-e2e")
         r = cli("run", str(project), "-b", "kubernetes", "-c", config, "-P", "alpha=1", cwd=tmp_path, env=_env(kube))
     finally:
         proxy.close()
-        other.terminate()
     assert r.code == 1, r.err
     assert "cannot pull the image" in r.err and "Traceback" not in r.err
     rec = _last_run(home)
@@ -289,9 +287,6 @@ def test_tracked_run_logs_into_the_server_with_credentials_in_a_secret(
     assert run["info"]["status"] == "FINISHED" and tags["mlflow.project.backend"] == "kubernetes"
     job = kube.kubectl("-n", "mlflow", "get", "job", rec.remote_run_id.split("/")[1], "-o", "json").stdout
     assert "tok-SENTINEL-k8s" not in job and "secretKeyRef" in job  # the token is in the run's Secret
-
-
-from test_tracking_e2e import mlflow_server  # noqa: E402,F401 - the module's MLflow server fixture
 
 
 def test_a_sweep_runs_on_the_cluster_with_one_push(

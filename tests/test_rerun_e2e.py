@@ -136,7 +136,10 @@ def test_a_reruns_quiet_and_verbose_are_runs_own(cli, tmp_path: Path, home: Path
     env_images = subprocess.run(["docker", "images", "-q", "--no-trunc", "--filter",
                                  f"label=dockrun.env-hash={env_hash}"],
                                 capture_output=True, text=True, check=True).stdout.split()
-    subprocess.run(["docker", "rmi", "-f", *set(env_images) | {project_image}], check=True, capture_output=True)
+    # The project image first: the engine refuses to remove an image another one is built on, and
+    # the project image carries the environment's labels too.
+    others = [i for i in dict.fromkeys(env_images) if i != project_image]
+    subprocess.run(["docker", "rmi", "-f", project_image, *others], check=True, capture_output=True)
     env = {"DOCKRUN_ENV_BUILD": "classic"}
 
     quiet = cli("runs", "rerun", original, "-q", env=env)

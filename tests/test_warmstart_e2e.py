@@ -147,11 +147,9 @@ def test_ctrl_c_cancels_a_served_run_and_killing_the_command_stops_it(env, runti
     helper_pid(runtime)
     for sig in (signal.SIGINT, signal.SIGKILL):
         before = {r.run_id for r in RunStore(home).list(100)}
-        # SIGINT as a foreground shell has it, whatever the test runner inherited (a CI script's
-        # background job ignores it, and an ignored Ctrl-C stays ignored, served or not).
         proc = subprocess.Popen([sys.executable, "-m", "dockrun", "run", ".", "-P", "sleep=60"], env=env,
                                 cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                preexec_fn=_ctrl_c_as_in_a_shell)
         run_id = _wait_running(home, before)
         proc.send_signal(sig)
         if sig == signal.SIGKILL:  # the command is gone at once; its pipes may outlive it for a moment
@@ -167,6 +165,13 @@ def test_ctrl_c_cancels_a_served_run_and_killing_the_command_stops_it(env, runti
         else:  # as if the command itself were killed: its supervisor stops the run
             assert rec.status == "FAILED" and "driver" in (rec.reason or ""), rec
         assert dockrun_containers(run_id) == []
+
+
+def _ctrl_c_as_in_a_shell() -> None:
+    """SIGINT as a foreground shell has it, whatever the test runner inherited: a CI script's
+    background job ignores it, and an ignored Ctrl-C stays ignored, served or not (a test's run
+    would then last its whole sleep)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_running(home: Path, before: set[str], timeout: float = 60) -> str:
@@ -334,7 +339,8 @@ def test_the_worker_takes_on_the_commands_resource_limits(env, runtime, home, pr
     helper_pid(runtime)
     before = {r.run_id for r in RunStore(home).list(100)}
     proc = subprocess.Popen(["sh", "-c", f"ulimit -n 321; exec {sys.executable} -m dockrun run . -P sleep=30"],
-                            env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_as_in_a_shell)
     try:
         run_id = _wait_running(home, before)
         driver = RunStore(home).get(run_id).driver_pid
@@ -390,7 +396,7 @@ def test_the_helper_keeps_no_commands_environment(env, runtime, home, project) -
     before = {r.run_id for r in RunStore(home).list(100)}
     proc = subprocess.Popen([sys.executable, "-m", "dockrun", "run", ".", "-P", "sleep=30"],
                             env={**env, "SECOND_TOKEN": "second"}, cwd=project, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_shell)
     try:
         run_id = _wait_running(home, before)
         driver = RunStore(home).get(run_id).driver_pid

@@ -12,7 +12,6 @@ import pytest
 
 from conftest import free_port, image_files_containing, write_project
 from git_fixtures import GitHttpServer, files_containing, git, git_http_server, serve_remote  # noqa: F401
-from test_tracking_e2e import mlflow_server  # noqa: F401 - the module's real MLflow server
 
 PROJECT = {
     "sub/MLproject": """name: secretive

@@ -188,6 +188,3 @@ def test_credentials_in_kube_mlflow_tracking_uri_go_to_the_secret(
     secret = json.loads(kube.kubectl("-n", ns, "get", "secret", name, "-o", "json").stdout)
     assert base64.b64decode(secret["data"]["MLFLOW_TRACKING_PASSWORD"]).decode() == password
     assert base64.b64decode(secret["data"]["MLFLOW_TRACKING_USERNAME"]).decode() == "kube-user"
-
-
-from test_tracking_e2e import mlflow_server  # noqa: E402,F401 - the MLflow server fixture
