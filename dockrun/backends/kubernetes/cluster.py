@@ -127,11 +127,11 @@ class Cluster:
                 if e.status != 404:
                     raise RemoteError(f"deleting pod {pod['metadata']['name']}: {_short(e)}") from None
 
-    def delete_job_and_wait(self, ns: str, name: str, uid: str, timeout_s: float = 120) -> None:
-        """Delete the Job and its pods; return when neither is left."""
+    def delete_job_and_wait(self, ns: str, name: str, uid: str, timeout_s: float = 120, grace_s: int = 10) -> None:
+        """Delete the Job and its pods (``grace_s``: as delete_job); return when neither is left."""
         import time
 
-        self.delete_job(ns, name, uid)
+        self.delete_job(ns, name, uid, grace_s)
         deadline = time.monotonic() + timeout_s
         while job_uid(self.job(ns, name)) == uid or self.pods(ns, uid):
             if time.monotonic() > deadline:

@@ -67,12 +67,12 @@ class RunFollower:
         self.said: str | None = None
         self._files: tuple[IO[bytes], IO[bytes]] | None = None
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, grace_s: int = 10) -> None:
         """Delete the Job and its pods; the run ends FAILED with ``reason`` once they are gone."""
         if self.ending:
             return
         self.ending.append(reason)
-        self.cluster.delete_job_and_wait(self.ns, self.name, self.uid)
+        self.cluster.delete_job_and_wait(self.ns, self.name, self.uid, grace_s=grace_s)
         self.gone.append(reason)
 
     def step(self, job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> bool:
@@ -103,7 +103,10 @@ class RunFollower:
             err.write(f"dockrun: waiting: {printable(v.stuck)}\n".encode())  # the kubelet's words
             err.flush()
         if fatal(v, self.stuck_since):
-            self.stop(v.stuck or "stuck")
+            # A container that never started has nothing to stop gracefully; a grace period would
+            # leave its pod terminating while the kubelet is still busy with it (a pull that cannot
+            # succeed: about 50 s here), and the run waiting for that.
+            self.stop(v.stuck or "stuck", grace_s=10 if v.started else 0)
             self._end("FAILED", None, v.stuck)
             return True
         return False
