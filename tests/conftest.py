@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -405,3 +406,32 @@ def mlflow_server(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> 
         yield url
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+@contextmanager
+def serve_body(body: bytes) -> Iterator[tuple[str, list[str]]]:
+    """A plain HTTP server on 127.0.0.1 (a free port) answering every GET with ``body``: its
+    address (host:port) and the paths it was asked for."""
+    import http.server
+    import threading
+
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{httpd.server_address[1]}", asked
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

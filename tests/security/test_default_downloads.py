@@ -12,13 +12,12 @@ Through the real CLI: a Git repository (file://) whose default names a file serv
 machine's 127.0.0.1, which a container on the bridge cannot reach."""
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import serve_body
 from git_fixtures import new_remote
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
@@ -30,25 +29,8 @@ SECRET = "host-only-secret-3141"
 def loopback_service() -> Iterator[tuple[str, list[str]]]:
     """A service of this machine's loopback (an admin page, a metadata endpoint): its address and
     the paths it was asked for."""
-    asked: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            asked.append(self.path)
-            body = SECRET.encode() + b"\n"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{httpd.server_address[1]}", asked
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_body(SECRET.encode() + b"\n") as served:
+        yield served
 
 
 def _project(tmp_path: Path, base_image: str, default: str):

@@ -5,14 +5,12 @@ that travels). The record keeps it without userinfo and query; a rerun asks for 
 the real CLI against an HTTP server on 127.0.0.1."""
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import write_project
+from conftest import serve_body, write_project
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -21,22 +19,8 @@ TOKEN = "s3ntinel-t0ken-in-a-url"
 
 @pytest.fixture
 def data_server() -> Iterator[str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            body = b"a,b\n1,2\n"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_body(b"a,b\n1,2\n") as (address, _):
+        yield address
 
 
 def files_holding(root: Path, needle: str) -> list[Path]:
